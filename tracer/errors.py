@@ -1,0 +1,78 @@
+"""The exception hierarchy shared by every part of blkreplay.
+
+Every error a user can cause (a bad trace, a bad scenario file, a bad flag value) is a
+:class:`BlkreplayError`. The command line turns one into a single line on stderr and exit
+status :attr:`BlkreplayError.exit_code` (2), never a traceback. Library users catch the class
+that fits::
+
+    BlkreplayError
+    ├── InputError            unusable input: names the file, the row or line, what is wrong
+    │   ├── TraceSchemaError  a table that breaks schema v1
+    │   ├── TraceFormatError  a file that is not a trace at all (not Parquet, empty, unreadable)
+    │   └── ImportFormatError a QMP / QEMU log / libvirt log line that cannot be parsed
+    ├── ScenarioError         a bad scenario file or simulation parameter
+    └── CaptureError          a live QMP connection that could not be made or used
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class BlkreplayError(Exception):
+    """Base of every error blkreplay raises on purpose."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InputError(BlkreplayError):
+    """Input that cannot be used. The message names where (file, row or line) and what."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        row: int | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.path = str(path) if path is not None else None
+        self.row = row
+        self.line = line
+        where = []
+        if self.path is not None:
+            where.append(self.path)
+        if line is not None:
+            where.append(f"line {line}")
+        if row is not None:
+            where.append(f"row {row}")
+        prefix = ":".join(where[:1]) + (", " + ", ".join(where[1:]) if len(where) > 1 else "")
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.reason = message
+
+
+class TraceSchemaError(InputError):
+    """A table that does not follow trace schema v1."""
+
+
+class TraceFormatError(InputError):
+    """A file that cannot be read as a trace at all."""
+
+
+class ImportFormatError(InputError):
+    """A line of real QEMU / libvirt output that cannot be parsed or recognised."""
+
+
+class ScenarioError(BlkreplayError):
+    """A scenario file or simulation parameter that makes no sense."""
+
+
+class CaptureError(BlkreplayError):
+    """A live QMP monitor that could not be reached or spoke something unexpected."""
