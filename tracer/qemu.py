@@ -1,0 +1,86 @@
+"""Facts about QEMU's block error handling that both the model and the analyzer rely on.
+
+Pure data and pure functions, no simulation: the analyzer may import this module. Sources are
+QEMU's `system/runstate.c` (transition table), `block/block-backend.c`
+(`blk_get_error_action`, `blk_iostatus_set_err`) and `blockdev.c` (policy parsing); see
+`docs/rules.md` and the shared background notes.
+"""
+
+from __future__ import annotations
+
+ENOSPC = 28
+EIO = 5
+
+#: Allowed run-state transitions (QEMU's runstate_transitions_def, 2025). Same-state sets are
+#: accepted silently by runstate_set and are not listed.
+RUNSTATE_TRANSITIONS: dict[str, frozenset[str]] = {
+    "prelaunch": frozenset({"inmigrate", "suspended", "running", "finish-migrate"}),
+    "debug": frozenset({"running", "finish-migrate", "prelaunch", "suspended"}),
+    "inmigrate": frozenset(
+        {
+            "internal-error", "io-error", "paused", "running", "shutdown", "suspended",
+            "watchdog", "guest-panicked", "finish-migrate", "prelaunch", "postmigrate", "colo",
+        }
+    ),
+    "internal-error": frozenset({"paused", "finish-migrate", "prelaunch"}),
+    "io-error": frozenset({"running", "finish-migrate", "prelaunch"}),
+    "paused": frozenset({"running", "finish-migrate", "postmigrate", "prelaunch", "colo", "suspended"}),
+    "postmigrate": frozenset({"running", "finish-migrate", "prelaunch"}),
+    "finish-migrate": frozenset(
+        {
+            "running", "paused", "postmigrate", "prelaunch", "colo", "internal-error",
+            "io-error", "shutdown", "suspended", "watchdog", "guest-panicked",
+        }
+    ),
+    "restore-vm": frozenset({"running", "prelaunch", "suspended"}),
+    "colo": frozenset({"running", "prelaunch", "shutdown"}),
+    "running": frozenset(
+        {
+            "debug", "internal-error", "io-error", "paused", "finish-migrate", "restore-vm",
+            "save-vm", "shutdown", "watchdog", "guest-panicked", "colo", "suspended",
+        }
+    ),
+    "save-vm": frozenset({"running", "suspended"}),
+    "shutdown": frozenset({"paused", "finish-migrate", "prelaunch", "colo"}),
+    "suspended": frozenset(
+        {"running", "finish-migrate", "prelaunch", "colo", "paused", "save-vm", "restore-vm", "shutdown"}
+    ),
+    "watchdog": frozenset({"running", "finish-migrate", "prelaunch", "colo"}),
+    "guest-panicked": frozenset({"running", "finish-migrate", "prelaunch"}),
+}
+
+#: Every allowed (from, to) pair, same-state pairs included, for vectorized membership tests.
+ALLOWED_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
+    {(a, b) for a, bs in RUNSTATE_TRANSITIONS.items() for b in bs}
+    | {(a, a) for a in RUNSTATE_TRANSITIONS}
+)
+
+#: Policies valid per operation: `rerror=enospc` is rejected by QEMU.
+READ_POLICIES = frozenset({"report", "ignore", "stop", "auto"})
+WRITE_POLICIES = frozenset({"report", "ignore", "enospc", "stop", "auto"})
+
+
+def action_for(policy: str, errno: int) -> str | None:
+    """The BlockErrorAction QEMU takes for `policy` and `errno` (None for `auto`: inherited)."""
+    if policy == "enospc":
+        return "stop" if errno == ENOSPC else "report"
+    if policy in ("stop", "report", "ignore"):
+        return policy
+    return None
+
+
+def iostatus_for(errno: int) -> str:
+    """The iostatus a first error sets: `nospace` for ENOSPC, `failed` otherwise."""
+    return "nospace" if errno == ENOSPC else "failed"
+
+
+def iostatus_enabled(werror: str, rerror: str) -> bool:
+    """Whether query-block reports an io-status for a device with these policies."""
+    return werror in ("enospc", "stop") or rerror == "stop"
+
+
+def errno_reason(errno: int) -> str:
+    """strerror text QEMU puts in BLOCK_IO_ERROR's `reason`."""
+    return {EIO: "Input/output error", ENOSPC: "No space left on device"}.get(
+        errno, f"Unknown error {errno}"
+    )
