@@ -1,0 +1,91 @@
+"""`blkreplay import`: real QEMU / libvirt output -> trace schema v1 (see :mod:`analyzer.importers`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from analyzer.cli import console
+from analyzer.importers import FORMATS, ImportSummary, import_traces
+from analyzer.text import terminal
+
+
+def _describe(summary: ImportSummary) -> list[str]:
+    lines = []
+    for i in summary.inputs:
+        extra = f", {i.skipped} skipped" if i.skipped else ""
+        extra += ", truncated" if i.truncated else ""
+        vms = f" -> {', '.join(terminal(v) for v in i.vms)}" if i.vms else ""
+        lines.append(
+            f"{terminal(i.path)}: {i.format} ({i.lines} lines, {i.rows} rows{extra}){vms}"
+        )
+    vms = len(summary.vm_rows)
+    lines.append(
+        f"wrote {summary.rows} rows ({vms} VM{'s' if vms != 1 else ''}) -> {terminal(summary.out)}"
+    )
+    return lines
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("import")
+    def import_cmd(
+        inputs: Annotated[
+            list[Path],
+            typer.Argument(
+                metavar="INPUT...",
+                help="QMP transcript or stream, QEMU trace log, libvirt debug log; "
+                "several inputs of one VM merge into one trace.",
+            ),
+        ],
+        out: Annotated[
+            Path,
+            typer.Option(
+                "-o",
+                "--out",
+                help="A .parquet file, or a directory (one vm=NAME/part-0.parquet per VM).",
+            ),
+        ],
+        format: Annotated[
+            str,
+            typer.Option(
+                "--format",
+                metavar="auto|" + "|".join(FORMATS),
+                help="Input format; auto recognises each input from its content.",
+            ),
+        ] = "auto",
+        vm: Annotated[
+            str | None,
+            typer.Option(
+                "--vm",
+                metavar="NAME",
+                help="VM name of QMP / trace-log inputs (default: from query-name, else vm0); "
+                "selects one VM of a libvirt log.",
+            ),
+        ] = None,
+        host: Annotated[
+            str | None, typer.Option("--host", metavar="NAME", help="Host name for every row.")
+        ] = None,
+        skip_bad: Annotated[
+            bool,
+            typer.Option(
+                "--skip-bad",
+                help="Skip malformed lines (counted in the trace's metadata) instead of failing.",
+            ),
+        ] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
+    ) -> None:
+        """Import what a real QEMU and its management wrote, as a trace `check` can audit."""
+        if format != "auto" and format not in FORMATS:
+            raise typer.BadParameter(
+                f"{format!r} is not one of auto, {', '.join(FORMATS)}", param_hint="--format"
+            )
+        with console.progress_bar("importing", quiet=quiet, unit="bytes") as progress:
+            summary = import_traces(
+                [str(p) for p in inputs], out, format=format, vm=vm, host=host,
+                skip_bad=skip_bad, progress=progress,
+            )
+        if not quiet:
+            for line in _describe(summary):
+                console.out.print(line, soft_wrap=True)

@@ -1,0 +1,74 @@
+"""Recognising an input's format from its content, and judging single lines.
+
+The first non-empty line decides (with ``--skip-bad``, the first recognisable one among the
+first `SCAN_LINES`). Each line type has one cheap test, so the same function also tells, for
+a line a parser rejects, whether it belongs to another format (a mixed file) or to none.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tracer.errors import ImportFormatError
+
+FORMATS = ("qmp", "qemu-log", "libvirt-log")
+
+#: How many leading lines `detect_format` looks at when unrecognisable lines may be skipped.
+SCAN_LINES = 1000
+
+LIBVIRT_HEAD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d{4}: \d+: ")
+#: `-msg timestamp=on` trace line: ``TID@SECONDS.MICROS:name``.
+TRACE_PREFIXED = re.compile(r"\d+@\d+\.\d+:[A-Za-z_]\w*")
+#: Trace line without timestamps: ``name args``; QEMU's event names are snake_case.
+TRACE_PLAIN = re.compile(r"[a-z][a-z0-9]*_[a-z0-9_]*(?: |$)")
+#: A QEMU message on the same stderr (error_report / warn_report), optionally timestamped.
+QEMU_MESSAGE = re.compile(r"(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z )?qemu[\w.+-]*: ")
+
+
+def is_qmp_message(obj: object) -> bool:
+    """A QMP wire message, or a transcript record wrapping one."""
+    if not isinstance(obj, dict):
+        return False
+    if "t" in obj and "dir" in obj and "line" in obj:
+        return True
+    return any(k in obj for k in ("QMP", "event", "return", "error", "execute", "exec-oob"))
+
+
+def classify_line(line: str) -> str | None:
+    """The format `line` belongs to, or None (empty or unrecognisable)."""
+    s = line.strip()
+    if not s:
+        return None
+    if s[0] == "{":
+        try:
+            obj = json.loads(s)
+        except ValueError:
+            return None
+        return "qmp" if is_qmp_message(obj) else None
+    if LIBVIRT_HEAD.match(s):
+        return "libvirt-log"
+    if TRACE_PREFIXED.match(s) or QEMU_MESSAGE.match(s) or TRACE_PLAIN.match(s):
+        return "qemu-log"
+    return None
+
+
+def detect_format(lines: list[str], path: str, *, skip_bad: bool = False) -> str:
+    """The format of an input whose lines are `lines`; ImportFormatError if there is none."""
+    limit = SCAN_LINES if skip_bad else None
+    seen = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        fmt = classify_line(line)
+        if fmt is not None:
+            return fmt
+        seen += 1
+        if limit is None or seen >= limit:
+            raise ImportFormatError(
+                "unknown format: not QMP JSON, a QEMU trace log or a libvirt daemon log "
+                f"(line starts {line[:60]!r})",
+                path=path,
+                line=number,
+            )
+    raise ImportFormatError("empty input: no line to import", path=path)

@@ -1,0 +1,225 @@
+"""A libvirt daemon debug log (``libvirtd.log`` / ``virtqemud.log``) -> rows, one Part per VM.
+
+Line format: ``YYYY-MM-DD HH:MM:SS.mmm+ZZZZ: TID: LEVEL : FUNCTION:LINE : MESSAGE``; a line
+that does not start so continues the record before it (libvirt logs monitor messages with
+their ``\\r\\n``). The monitor traffic is in the probes of ``src/qemu/qemu_monitor.c`` and
+``qemu_monitor_json.c``:
+
+- ``QEMU_MONITOR_SEND_MSG: mon=%p msg=%s fd=%d`` -> ``qmp_command`` (thread ``mgmt``);
+- ``QEMU_MONITOR_RECV_EVENT: mon=%p event=%s`` -> ``qmp_event``;
+- ``QEMU_MONITOR_RECV_REPLY: mon=%p reply=%s`` -> ``qmp_reply``;
+- ``QEMU_MONITOR_IO_PROCESS: mon=%p buf=%s len=%zu`` (older libvirt, or logs without the RECV
+  probes): every complete ``\\r\\n``-terminated message in the buffer; an incomplete tail is
+  processed again by libvirt, and by us, when it is complete. Ignored when the log has RECV
+  probes, which report the same messages.
+
+Every row takes the time of its log line (when libvirt logged it: the moment it sent or
+received the message, to the millisecond). Each monitor (``mon=0x...``, from
+``QEMU_MONITOR_NEW`` to ``QEMU_MONITOR_CLOSE``) is one VM, named from libvirt's own lines
+(``Entering monitor (mon=%p vm=%p name=%s)``, ``vm=%p name=%s``), else ``mon-0x...``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import re
+import time
+
+from analyzer.importers.detect import TRACE_PREFIXED
+from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
+from analyzer.importers.qmp import QmpState, parse_json
+from analyzer.importers.rows import ParsedInput, Part, Rows
+
+_HEAD = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d+)([+-])(\d\d)(\d\d): \d+: [A-Za-z]+ : ")
+_MON_VM = re.compile(r"\bmon[=:](0x[0-9a-fA-F]+)[ ,]+vm[=:](0x[0-9a-fA-F]+)(?:[ ,]+name[=:]'?([^'\s,)]+))?")
+_VM_NAME = re.compile(r"\bvm[=:](0x[0-9a-fA-F]+)[ ,]+name[=:]'?([^'\s,)]+)")
+_SEND_FD = re.compile(r"\s+fd=-?\d+\s*$")
+_IO_LEN = re.compile(r" ?len=\d+\s*$")
+
+
+class _Session:
+    """One monitor connection: its rows and QMP state."""
+
+    def __init__(self, text: InputText, mon: str, generation: int) -> None:
+        self.mon = mon
+        self.generation = generation
+        self.rows = Rows()
+        self.part = Part(source="libvirt-log", path=text.path, sha256=text.sha256, rows=self.rows)
+        self.qmp = QmpState(self.rows, self.part.hints, self.part.node_map)
+        self.vm_ptr: str | None = None
+        self.name: str | None = None
+
+
+class _LibvirtParser:
+    def __init__(self, text: InputText, policy: LinePolicy) -> None:
+        self.text = text
+        self.policy = policy
+        self.sessions: list[_Session] = []
+        self.current: dict[str, _Session] = {}
+        self.generations: dict[str, int] = {}
+        self.vm_names: dict[str, str] = {}
+        self.host: str | None = None
+        self._seconds: dict[str, int] = {}
+        self.use_io_process = not any("QEMU_MONITOR_RECV_" in line for line in text.lines)
+        self.pending_io: list[tuple[int, str]] | None = None
+        self.pending_io_at: tuple[_Session, int] | None = None
+
+    def session(self, mon: str, *, new: bool = False) -> _Session:
+        s = self.current.get(mon)
+        if s is None or new:
+            gen = self.generations.get(mon, 0) + 1
+            self.generations[mon] = gen
+            s = _Session(self.text, mon, gen)
+            self.sessions.append(s)
+            self.current[mon] = s
+        return s
+
+    def time_ns(self, m: re.Match[str]) -> int:
+        day_second = m.group(1)
+        epoch = self._seconds.get(day_second)
+        if epoch is None:
+            epoch = calendar.timegm(time.strptime(day_second, "%Y-%m-%d %H:%M:%S"))
+            self._seconds[day_second] = epoch
+        offset = int(m.group(4)) * 3600 + int(m.group(5)) * 60
+        if m.group(3) == "+":
+            epoch -= offset
+        else:
+            epoch += offset
+        return epoch * 1_000_000_000 + int(m.group(2).ljust(9, "0")[:9])
+
+    def run(self) -> ParsedInput:
+        policy = self.policy
+        seen_head = False
+        head = _HEAD.match
+        for number, line in enumerate(self.text.lines, 1):
+            if not number % PROGRESS_EVERY:
+                policy.progress(number)
+            m = head(line)
+            if m is None:
+                if self.pending_io is not None:
+                    self.pending_io.append((number, line))
+                elif line.strip() and (not seen_head or self.foreign(line)):
+                    policy.bad(number, line, "not a libvirt log line (expected 'YYYY-MM-DD HH:MM:SS.mmm+ZZZZ: TID: LEVEL : ...')")
+                continue
+            seen_head = True
+            if self.pending_io is not None:
+                self.flush_io()
+            text = line[m.end() :]
+            _, sep, message = text.partition(" : ")
+            if not sep:
+                message = text
+            if message.startswith("QEMU_MONITOR_"):
+                self.monitor(number, line, self.time_ns(m), message)
+            elif message.startswith("hostname: "):
+                self.host = self.host or message[len("hostname: ") :].strip() or None
+            elif "vm" in message and ("name" in message or "mon" in message):
+                self.naming(message)
+        if self.pending_io is not None:
+            self.flush_io()
+        return self.result()
+
+    def foreign(self, line: str) -> bool:
+        """A continuation line that is really a line of another format (a mixed file)."""
+        if TRACE_PREFIXED.match(line):
+            return True
+        if line.startswith('{"t"'):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                return False
+            return isinstance(obj, dict) and {"t", "dir", "line"} <= obj.keys()
+        return False
+
+    def naming(self, message: str) -> None:
+        for m in _MON_VM.finditer(message):
+            s = self.session(m.group(1))
+            s.vm_ptr = m.group(2)
+            if m.group(3):
+                s.name = m.group(3)
+                self.vm_names[m.group(2)] = m.group(3)
+        for m in _VM_NAME.finditer(message):
+            self.vm_names[m.group(1)] = m.group(2)
+
+    def monitor(self, number: int, line: str, ts: int, message: str) -> None:
+        probe, _, rest = message.partition(": ")
+        if not rest.startswith("mon="):
+            return
+        mon, _, body = rest[4:].partition(" ")
+        if probe == "QEMU_MONITOR_NEW":
+            self.session(mon, new=True)
+            return
+        if probe == "QEMU_MONITOR_CLOSE":
+            self.current.pop(mon, None)
+            return
+        field, _, payload = body.partition("=")
+        if probe == "QEMU_MONITOR_IO_PROCESS":
+            if self.use_io_process and field == "buf":
+                self.pending_io = [(number, payload)]
+                self.pending_io_at = (self.session(mon), ts)
+            return
+        expected = {"QEMU_MONITOR_SEND_MSG": "msg", "QEMU_MONITOR_RECV_EVENT": "event", "QEMU_MONITOR_RECV_REPLY": "reply"}.get(probe)
+        if expected is None:
+            return
+        if field != expected:
+            self.policy.bad(number, line, f"{probe} without {expected}=")
+            return
+        text = payload.rstrip("\r\n")
+        if expected == "msg":
+            text = _SEND_FD.sub("", text).rstrip("\r")
+            if not text.startswith("{"):  # a human monitor command of an old libvirt: not QMP
+                return
+        session = self.session(mon)
+        try:
+            msg = parse_json(text)
+            kind = session.qmp.message(msg, text, ts, number)
+        except ValueError as exc:
+            reason = f"bad JSON ({exc.msg} at column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            self.policy.bad(number, line, f"{probe}: {reason}")
+            return
+        if expected == "msg" and kind != "command":
+            self.policy.bad(number, line, f"{probe}: the message sent is not a QMP command")
+
+    def flush_io(self) -> None:
+        """The complete messages of a QEMU_MONITOR_IO_PROCESS buffer."""
+        assert self.pending_io is not None and self.pending_io_at is not None
+        lines, (session, ts) = self.pending_io, self.pending_io_at
+        self.pending_io = self.pending_io_at = None
+        buf = _IO_LEN.sub("", "\n".join(text for _, text in lines))
+        messages = buf.split("\r\n")[:-1]  # the tail after the last \r\n is incomplete
+        first = lines[0][0]
+        for k, text in enumerate(messages):
+            text = text.strip()
+            if not text:
+                continue
+            number = first + k
+            try:
+                session.qmp.message(parse_json(text), text, ts, number)
+            except ValueError as exc:
+                reason = f"bad JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else str(exc)
+                self.policy.bad(number, text, f"QEMU_MONITOR_IO_PROCESS: {reason}")
+
+    def result(self) -> ParsedInput:
+        parts = []
+        unnamed_count: dict[str, int] = {}
+        for s in self.sessions:
+            if not len(s.rows):
+                continue
+            name = s.name or (self.vm_names.get(s.vm_ptr) if s.vm_ptr else None)
+            if name is None:
+                n = unnamed_count.get(s.mon, 0) + 1
+                unnamed_count[s.mon] = n
+                name = f"mon-{s.mon}" + (f"#{n}" if n > 1 else "")
+            s.part.vm = name
+            s.part.host = self.host
+            parts.append(s.part)
+        return ParsedInput(
+            path=self.text.path, format="libvirt-log", sha256=self.text.sha256,
+            lines=len(self.text.lines), skipped=self.policy.skipped,
+            truncated=self.policy.truncated, parts=parts,
+        )
+
+
+def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
+    """Parse a libvirt daemon debug log into one Part per monitor (VM)."""
+    return _LibvirtParser(text, policy).run()

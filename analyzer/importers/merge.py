@@ -1,0 +1,228 @@
+"""One VM's rows from one or several inputs -> one schema-v1 table, in a deterministic order.
+
+Merging: the same QMP message seen by two inputs becomes one row.
+
+- An event matches by name and QMP timestamp (``monitor_qmp_respond`` in a trace log, a line
+  of a transcript, a libvirt RECV_EVENT): any inputs.
+- A command matches by QMP id, name and occurrence, a reply by id, command, occurrence and
+  device index (``handle_qmp_command`` / ``monitor_qmp_respond``): only between a trace log
+  and a QMP or libvirt input (two clients of one VM talk on different monitors and may reuse
+  ids; the trace log sees every monitor).
+
+The row that stays is the one of the first input in source order (``qemu-log``, then
+``qmp``, then ``libvirt-log``): it keeps its time, TID, thread and ``src_file:src_line``
+(the trace log knows which thread did it, and when, to the microsecond); the QMP data it
+lacks (device, op, action, errno, iostatus, runstate, name, command link) comes from the row
+merged into it.
+
+Order: by ``ts_ns``; ties by source order (qemu-log, qmp, libvirt-log), then by the inputs'
+content (sha256, so the order the files were given in does not matter), then by line, then
+by reading order. ``seq`` is 0.. in that order; ``cmd_seq`` of a reply is the seq of its
+command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analyzer.importers.qmp import qdev_name
+from analyzer.importers.rows import Part
+from analyzer.importers.threads import ThreadHints, attribute
+from tracer.schema import COLUMNS, schema_with_metadata
+
+SOURCE_ORDER = {"qemu-log": 0, "qmp": 1, "libvirt-log": 2}
+
+#: Fields a merged row takes from its partner when it has none itself.
+_DATA_FIELDS = ("device", "op", "errno", "action", "iostatus", "runstate", "cmd_ref", "node", "qom")
+
+
+def part_sort_key(part: Part) -> tuple:
+    return (SOURCE_ORDER.get(part.source, 9), part.sha256, part.path)
+
+
+def build_table(
+    parts: Sequence[Part],
+    vm: str,
+    *,
+    host: str | None,
+    source: str,
+    metadata: Mapping[str, Any] | None = None,
+) -> pa.Table:
+    """The schema-v1 table of one VM from its parts (any order: they are sorted here)."""
+    parts = sorted(parts, key=lambda p: (p.order, *part_sort_key(p)))
+    offsets = np.cumsum([0] + [len(p.rows) for p in parts])
+    n = int(offsets[-1])
+
+    kind: list[str] = []
+    ts: list[int] = []
+    tid: list[int | None] = []
+    name: list[str | None] = []
+    payload: list[str | None] = []
+    line: list[int] = []
+    part_of = np.empty(n, dtype=np.int64)
+    sparse: dict[str, dict[int, Any]] = {}
+    for p_i, part in enumerate(parts):
+        off = int(offsets[p_i])
+        rows = part.rows
+        kind += rows.kind
+        ts += rows.ts  # type: ignore[arg-type]
+        tid += rows.tid
+        name += rows.name
+        payload += rows.payload
+        line += rows.line
+        part_of[off : off + len(rows)] = p_i
+        for col, values in rows.sparse.items():
+            if col not in sparse and off == 0:
+                sparse[col] = dict(values)  # one C-level copy for the first part
+                continue
+            target = sparse.setdefault(col, {})
+            if col == "cmd_ref":
+                target.update({off + i: off + v for i, v in values.items()})
+            else:
+                target.update({off + i: v for i, v in values.items()})
+
+    alias = np.arange(n, dtype=np.int64)
+    _match(parts, offsets, sparse, alias, name, payload)
+    _resolve_devices(parts, sparse)
+
+    keep = alias == np.arange(n)
+    ts_arr = np.asarray(ts, dtype=np.int64)
+    line_arr = np.asarray(line, dtype=np.int64)
+    idx = np.nonzero(keep)[0]
+    order = idx[np.lexsort((idx, line_arr[idx], part_of[idx], ts_arr[idx]))]
+    m = len(order)
+    position = np.full(n, -1, dtype=np.int64)
+    position[order] = np.arange(m)
+    take = pa.array(order)
+
+    hints = ThreadHints()
+    for part in parts:
+        hints.update(part.hints)
+
+    def dense(values: list, type_: pa.DataType) -> pa.Array:
+        return pa.array(values, type_).take(take)
+
+    def scattered(col: str, type_: pa.DataType) -> pa.Array:
+        """A sparse column in output order: only its few values are touched in Python."""
+        out: list = [None] * m
+        for i, v in sparse.get(col, {}).items():
+            p = position[i]
+            if p >= 0:
+                out[p] = v
+        return pa.array(out, type_)
+
+    cmd_seq: list[int | None] = [None] * m
+    for i, cmd in sparse.get("cmd_ref", {}).items():
+        p = position[i]
+        if p >= 0:
+            cmd_seq[p] = int(position[alias[cmd]])
+
+    tid_arr = dense(tid, pa.int64())
+    thread_names, thread_kinds = attribute(tid_arr, hints)
+    thread = _coalesce(scattered("thread", pa.string()), thread_names, "qemu")
+    thread_kind = _coalesce(scattered("thread_kind", pa.string()), thread_kinds, "unknown")
+
+    unique_paths = sorted({p.path for p in parts}, key=[p.path for p in parts].index)
+    path_index = np.array([unique_paths.index(p.path) for p in parts], dtype=np.int32)
+    paths = pa.array(unique_paths, pa.string())
+    columns: dict[str, pa.Array] = {
+        "seq": pa.array(np.arange(m, dtype=np.int64)),
+        "ts_ns": pa.array(ts_arr[order]),
+        "vm": pa.DictionaryArray.from_arrays(pa.array(np.zeros(m, dtype=np.int32)), pa.array([vm])),
+        "host": pa.nulls(m, pa.string()) if host is None else pa.array([host] * m, pa.string()),
+        "thread": thread,
+        "thread_kind": thread_kind,
+        "kind": dense(kind, pa.string()),
+        "device": scattered("device", pa.string()),
+        "req_id": scattered("req_id", pa.int64()),
+        "op": scattered("op", pa.string()),
+        "errno": scattered("errno", pa.int32()),
+        "policy": pa.nulls(m, pa.string()),
+        "action": scattered("action", pa.string()),
+        "iostatus": scattered("iostatus", pa.string()),
+        "runstate": scattered("runstate", pa.string()),
+        "prev_runstate": scattered("prev_runstate", pa.string()),
+        "name": dense(name, pa.string()),
+        "error_id": pa.nulls(m, pa.int64()),
+        "payload": dense(payload, pa.string()),
+        "tid": tid_arr,
+        "cmd_seq": pa.array(cmd_seq, pa.int64()),
+        "src_file": pa.DictionaryArray.from_arrays(pa.array(path_index[part_of[order]]), paths),
+        "src_line": pa.array(line_arr[order]),
+    }
+    arrays = []
+    for col in COLUMNS:
+        arr = columns[col.name]
+        if pa.types.is_dictionary(col.type) and not pa.types.is_dictionary(arr.type):
+            arr = arr.dictionary_encode()
+        arrays.append(arr.cast(col.type))
+    return pa.Table.from_arrays(arrays, schema=schema_with_metadata(source, metadata))
+
+
+def _coalesce(preset: pa.Array, derived: pa.Array, default: str) -> pa.Array:
+    return pc.fill_null(pc.coalesce(preset, derived), default)
+
+
+def _match(
+    parts: Sequence[Part],
+    offsets: np.ndarray,
+    sparse: dict[str, dict[int, Any]],
+    alias: np.ndarray,
+    name: list,
+    payload: list,
+) -> None:
+    """Merge rows with the same message key into the row of the first input (see module doc)."""
+    keys = sparse.get("key", {})
+    events: dict[tuple, int] = {}
+    trace_messages: dict[tuple, int] = {}
+    for p_i, part in enumerate(parts):
+        off = int(offsets[p_i])
+        is_trace = part.source == "qemu-log"
+        for local in sorted(part.rows.sparse["key"]):
+            g = off + local
+            key = keys[g]
+            if key[0] in ("event", "greeting"):
+                survivor = events.get(key)
+                if survivor is None:
+                    events[key] = g
+                    continue
+            elif is_trace:
+                trace_messages.setdefault(key, g)
+                continue
+            else:
+                survivor = trace_messages.pop(key, None)
+                if survivor is None:
+                    continue
+            if survivor >= off:
+                continue  # the same message twice in one input: keep both
+            alias[g] = survivor
+            for col in _DATA_FIELDS:
+                values = sparse.get(col)
+                if values is not None and g in values and values.get(survivor) is None:
+                    values[survivor] = values[g]
+            if name[survivor] is None:
+                name[survivor] = name[g]
+            if payload[survivor] is None:
+                payload[survivor] = payload[g]
+
+
+def _resolve_devices(parts: Sequence[Part], sparse: dict[str, dict[int, Any]]) -> None:
+    """Name the device of BLOCK_IO_ERROR events that carry only a node-name / qom-path."""
+    node_map: dict[str, str] = {}
+    for part in parts:
+        node_map.update(part.node_map)
+    device = sparse.setdefault("device", {})
+    nodes, qoms = sparse.get("node", {}), sparse.get("qom", {})
+    for i in set(nodes) | set(qoms):
+        if device.get(i) is not None:
+            continue
+        node, qom = nodes.get(i), qoms.get(i)
+        resolved = (node_map.get(node) if node else None) or (node_map.get(qom) if qom else None)
+        if resolved is None and qom:
+            resolved = qdev_name(qom)
+        device[i] = resolved or node

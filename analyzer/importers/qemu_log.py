@@ -1,0 +1,395 @@
+"""QEMU's ``log`` trace backend text -> rows (the `qemu-log` format).
+
+Lines are ``name args`` or, with ``-msg timestamp=on``, ``TID@SECONDS.MICROS:name args``
+(TID the Linux thread id). Each line costs a couple of ``str.partition`` calls; only lines
+that carry JSON are parsed as JSON. What matters becomes a typed row, every other event a
+``trace_event`` row with its arguments in ``payload`` (``{"args": "..."}``):
+
+- ``runstate_set`` -> ``runstate`` (prev_runstate -> runstate; names printed by QEMU, numbers
+  mapped with ``tracer.schema.RUNSTATES`` when only numbers are printed);
+- ``vm_stop_flush_all`` -> ``vm_stop`` on the thread that traced it;
+- ``virtio_blk_rw_complete ... ret -N`` -> a failed ``io_complete`` (errno N, req_id = the
+  request pointer, op from the ``virtio_blk_handle_read/write`` of that request);
+- ``monitor_qmp_respond`` -> the QMP event / reply it sends (`qmp.QmpState`); an event takes
+  the TID and time of the ``monitor_protocol_event_queue`` that queued it (linked through the
+  data pointer of ``monitor_protocol_event_emit``), so a ``BLOCK_IO_ERROR`` raised on an
+  IOThread is attributed to it even when the main loop sends it later (throttled events);
+- ``handle_qmp_command`` -> ``qmp_command`` (or, when the log never traces it,
+  ``qmp_enter_<cmd>``);
+- ``monitor_protocol_event_queue`` lines whose event was never sent as JSON (the respond
+  event not enabled): ``qmp_event`` rows named with `qapi_events.EventNumbers`; numbers that
+  cannot be named stay ``trace_event`` rows;
+- QEMU's own messages on the same stderr (``qemu-system-x86_64: ...``) -> ``trace_event``
+  ``qemu_message``.
+
+Without timestamps a row takes the QMP timestamp of the last event before it (the first one
+for rows before any event).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
+
+from analyzer.importers.detect import QEMU_MESSAGE
+from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
+from analyzer.importers.qapi_events import EventNumbers, version_of
+from analyzer.importers.qmp import QmpState, event_time_ns, parse_json
+from analyzer.importers.rows import ParsedInput, Part, Rows
+from tracer.schema import RUNSTATES
+
+_RUNSTATE = re.compile(r"current_run_state (\d+) \(([^)]*)\) new_state (\d+) \(([^)]*)\)")
+_RUNSTATE_OLD = re.compile(r"new state (\d+)")
+_RW_COMPLETE = re.compile(r"req (0x[0-9a-fA-F]+|\(nil\)) ret (-?\d+)")
+_EVENT_PTR = re.compile(r"event=(\d+) data=(0x[0-9a-fA-F]+|\(nil\))")
+#: QEMU 2.x ``monitor_protocol_event`` carried the event name.
+_EVENT_NAMED = re.compile(r'event=(\d+) name "([^"]*)"')
+#: QEMU 2.x ``handle_qmp_command`` carried only the command name.
+_CMD_NAMED = re.compile(r'cmd_name "([^"]*)"')
+
+#: QMP commands whose names use underscores (``qmp_enter_<c_name>`` cannot tell).
+_UNDERSCORE_COMMANDS = frozenset(
+    {
+        "qmp_capabilities", "device_add", "device_del", "netdev_add", "netdev_del",
+        "block_resize", "block_passwd", "block_set_io_throttle", "migrate_cancel",
+        "migrate_set_downtime", "migrate_set_speed", "migrate_set_cache_size",
+        "client_migrate_info", "set_link", "set_password", "expire_password",
+        "system_reset", "system_powerdown", "system_wakeup",
+    }
+)
+_RUNSTATE_NAMES = frozenset(RUNSTATES)
+_PROGRESS_MASK = PROGRESS_EVERY - 1
+#: Dispatch markers: a line kept as a plain trace_event; a name that is no trace event.
+_BULK = object()
+_NOT_AN_EVENT = object()
+
+
+def args_payload(args: str) -> str:
+    """``{"args": "<the event's argument text>"}`` for a kept trace event."""
+    return '{"args": ' + encode_basestring(args) + "}"
+
+
+def command_name(c_name: str) -> str:
+    """The QMP command of a ``qmp_enter_<c_name>`` event."""
+    return c_name if c_name in _UNDERSCORE_COMMANDS else c_name.replace("_", "-")
+
+
+def _runstate(number: str, name: str | None) -> str | None:
+    if name in _RUNSTATE_NAMES:
+        return name
+    n = int(number)
+    return RUNSTATES[n] if 0 <= n < len(RUNSTATES) else None
+
+
+class _Queued:
+    """A ``monitor_protocol_event_queue`` line waiting for the JSON of its event."""
+
+    __slots__ = ("args", "line", "number", "tid", "ts")
+
+    def __init__(self, tid: int | None, ts: int | None, line: int, number: int, args: str) -> None:
+        self.tid, self.ts, self.line, self.number, self.args = tid, ts, line, number, args
+
+
+class _TraceLogParser:
+    def __init__(self, text: InputText, policy: LinePolicy) -> None:
+        self.text = text
+        self.policy = policy
+        self.rows = Rows()
+        self.part = Part(source="qemu-log", path=text.path, sha256=text.sha256, rows=self.rows)
+        self.hints = self.part.hints
+        self.qmp = QmpState(self.rows, self.hints, self.part.node_map)
+        self.numbers = EventNumbers()
+        self.queued: dict[str, _Queued] = {}
+        self.emitting: dict[int | None, _Queued] = {}
+        self.orphans: list[_Queued] = []
+        self.req_op: dict[str, str] = {}
+        self.enter_rows: list[tuple[int, str]] = []
+        self.saw_handle = False
+        self.events_from_json = False
+        self.seen_events: set[tuple] = set()
+        self.handlers = {
+            "runstate_set": self.runstate_set,
+            "vm_stop_flush_all": self.vm_stop_flush_all,
+            "virtio_blk_rw_complete": self.rw_complete,
+            "virtio_blk_handle_write": self.handle_rw,
+            "virtio_blk_handle_read": self.handle_rw,
+            "monitor_protocol_event_queue": self.event_queue,
+            "monitor_protocol_event_emit": self.event_emit,
+            "monitor_protocol_event": self.event_named,
+            "monitor_qmp_respond": self.respond,
+            "handle_qmp_command": self.handle_command,
+            "qmp_exit_query_iothreads": self.exit_query,
+            "qmp_exit_query_cpus_fast": self.exit_query,
+            "qmp_exit_query_version": self.exit_query,
+        }
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> ParsedInput:
+        rows = self.rows
+        kind_append, ts_append, tid_append = rows.kind.append, rows.ts.append, rows.tid.append
+        name_append, payload_append, line_append = rows.name.append, rows.payload.append, rows.line.append
+        dispatch: dict[str, object] = {}
+        classify = self.classify
+        policy = self.policy
+        encode = encode_basestring
+        crlf = self.text.crlf
+        for number, line in enumerate(self.text.lines, 1):
+            if not number & _PROGRESS_MASK:
+                policy.progress(number)
+            if crlf and line[-1:] == "\r":
+                line = line[:-1]
+            if not line:
+                continue
+            if "0" <= line[0] <= "9":
+                # TID@SECONDS.MICROS:name args
+                at = line.find("@")
+                colon = line.find(":", at) if at > 0 else -1
+                dot = line.find(".", at, colon) if colon > 0 else -1
+                try:
+                    if dot < 0:
+                        raise ValueError
+                    tid = int(line[:at])
+                    frac = line[dot + 1 : colon]
+                    ts = int(line[at + 1 : dot]) * 1_000_000_000 + (
+                        int(frac) * 1000 if len(frac) == 6 else int((frac + "00000000")[:9])
+                    )
+                except ValueError:
+                    self.other_line(number, line, None, None)
+                    continue
+                space = line.find(" ", colon)
+                if space < 0:
+                    name, args = line[colon + 1 :], ""
+                else:
+                    name, args = line[colon + 1 : space], line[space + 1 :]
+            else:
+                tid = ts = None
+                name, _, args = line.partition(" ")
+            handler = dispatch.get(name)
+            if handler is None:
+                handler = dispatch[name] = classify(name)
+            if handler is _BULK:
+                kind_append("trace_event")
+                ts_append(ts)
+                tid_append(tid)
+                name_append(name)
+                payload_append('{"args": ' + encode(args) + "}")
+                line_append(number)
+            elif handler is _NOT_AN_EVENT:
+                self.other_line(number, line, tid, ts)
+            else:
+                handler(number, line, tid, ts, name, args)  # type: ignore[operator]
+        self.hints.first_tid = next((t for t in rows.tid if t is not None), None)
+        self.finish()
+        return ParsedInput(
+            path=self.text.path, format="qemu-log", sha256=self.text.sha256,
+            lines=len(self.text.lines), skipped=policy.skipped, truncated=policy.truncated,
+            parts=[self.part],
+        )
+
+    def classify(self, name: str) -> object:
+        """How lines of event `name` are read (decided once per name)."""
+        if not name.isidentifier():
+            return _NOT_AN_EVENT
+        if name in self.handlers:
+            return self.handlers[name]
+        if name.startswith("qmp_enter_"):
+            return self.qmp_enter
+        return _BULK
+
+    def qmp_enter(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
+        i = self.keep(number, tid, ts, name, args)
+        self.enter_rows.append((i, name[len("qmp_enter_") :]))
+
+    def other_line(self, number: int, line: str, tid: int | None, ts: int | None) -> None:
+        """A line that is no trace event: QEMU's own stderr message, or a bad line."""
+        if line.isspace():
+            return
+        if QEMU_MESSAGE.match(line):
+            self.rows.add(
+                "trace_event", ts, number, tid=tid, name="qemu_message",
+                payload='{"text": ' + encode_basestring(line) + "}",
+            )
+        else:
+            self.policy.bad(number, line, "not a QEMU trace line (expected [TID@SECONDS.MICROS:]name args)")
+
+    def keep(self, number: int, tid: int | None, ts: int | None, name: str, args: str) -> int:
+        """A trace_event row for a line that a handler did not map."""
+        rows = self.rows
+        rows.kind.append("trace_event")
+        rows.ts.append(ts)
+        rows.tid.append(tid)
+        rows.name.append(name)
+        rows.payload.append('{"args": ' + encode_basestring(args) + "}")
+        rows.line.append(number)
+        return len(rows.kind) - 1
+
+    # -- mapped events ---------------------------------------------------------------------
+
+    def runstate_set(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
+        m = _RUNSTATE.search(args)
+        if m:
+            prev, new = _runstate(m.group(1), m.group(2)), _runstate(m.group(3), m.group(4))
+        else:
+            old = _RUNSTATE_OLD.search(args)
+            if not old:
+                self.policy.bad(number, line, "runstate_set without its run states")
+                return
+            prev, new = None, _runstate(old.group(1), None)
+        if self.hints.main_tid is None and tid is not None:
+            self.hints.main_tid = tid
+        self.rows.add(
+            "runstate", ts, number, tid=tid, name=name, payload=args_payload(args),
+            runstate=new, prev_runstate=prev,
+        )
+
+    def vm_stop_flush_all(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
+        self.rows.add("vm_stop", ts, number, tid=tid, name=name, payload=args_payload(args))
+
+    def handle_rw(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
+        _, sep, rest = args.partition("req ")
+        if sep:
+            self.req_op[rest.partition(" ")[0]] = "write" if name[-1] == "e" else "read"
+        self.keep(number, tid, ts, name, args)
+
+    def rw_complete(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
+        _, sep, ret_text = args.rpartition(" ret ")
+        if not sep or ret_text[:1] != "-":  # success (or a form we do not know): kept as is
+            self.keep(number, tid, ts, name, args)
+            return
+        m = _RW_COMPLETE.search(args)
+        if m is None:
+            self.keep(number, tid, ts, name, args)
+            return
+        ret = int(m.group(2))
+        req = m.group(1)
+        self.rows.add(
+            "io_complete", ts, number, tid=tid, name=name, payload=args_payload(args),
+            errno=-ret, req_id=int(req, 16) if req and req.startswith("0x") else None,
+            op=self.req_op.get(req) if req else None,
+        )
+
+    def event_queue(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
+        m = _EVENT_PTR.search(args)
+        if not m:
+            self.keep(number, tid, ts, name, args)
+            return
+        entry = _Queued(tid, ts, number, int(m.group(1)), args)
+        old = self.queued.pop(m.group(2), None)
+        if old is not None:  # never emitted (throttled and replaced), its pointer reused
+            self.orphans.append(old)
+        self.queued[m.group(2)] = entry
+
+    def event_emit(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
+        m = _EVENT_PTR.search(args)
+        entry = self.queued.pop(m.group(2), None) if m else None
+        if entry is not None:
+            old = self.emitting.pop(tid, None)
+            if old is not None:
+                self.orphans.append(old)
+            self.emitting[tid] = entry
+        self.keep(number, tid, ts, name, args)
+
+    def event_named(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
+        m = _EVENT_NAMED.search(args)
+        if not m:
+            self.keep(number, tid, ts, name, args)
+            return
+        self.events_from_json = True
+        self.numbers.learn(int(m.group(1)), m.group(2))
+        self.rows.add("qmp_event", ts, number, tid=tid, name=m.group(2), payload=args_payload(args))
+
+    def respond(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
+        _, sep, text = args.partition(" resp: ")
+        text = text.strip()
+        try:
+            if not sep:
+                raise ValueError("monitor_qmp_respond without resp: JSON")
+            msg = parse_json(text)
+            if not isinstance(msg, dict):
+                raise ValueError("monitor_qmp_respond JSON is not an object")
+        except ValueError as exc:
+            reason = f"bad JSON in monitor_qmp_respond ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            self.policy.bad(number, line, reason)
+            return
+        if "event" in msg:
+            stamp = msg.get("timestamp")
+            key = (msg.get("event"), json.dumps(stamp, sort_keys=True))
+            if key in self.seen_events:  # the same event sent to another monitor
+                self.keep(number, tid, ts, name, args)
+                return
+            self.seen_events.add(key)
+            self.events_from_json = True
+            queued = self.emitting.pop(tid, None)
+            if queued is not None and isinstance(msg["event"], str):
+                self.numbers.learn(queued.number, msg["event"])
+                tid, ts = queued.tid, queued.ts if queued.ts is not None else ts
+            if ts is None:
+                ts = event_time_ns(msg)
+            self.qmp.event(msg, text, ts, number, tid=tid, preset=False)
+            return
+        try:
+            self.qmp.message(msg, text, ts, number, tid=tid, preset_threads=False)
+        except ValueError:
+            self.keep(number, tid, ts, name, args)
+
+    def handle_command(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
+        self.saw_handle = True
+        if tid is not None:
+            self.hints.monitor_tids.add(tid)
+        _, sep, text = args.partition(" req: ")
+        text = text.strip()
+        msg = None
+        if sep:
+            try:
+                msg = parse_json(text)
+            except ValueError:
+                msg = None
+        else:
+            m = _CMD_NAMED.search(args)
+            if m:
+                msg, text = {"execute": m.group(1)}, args_payload(args)
+        if isinstance(msg, dict) and ("execute" in msg or "exec-oob" in msg):
+            self.qmp.command(msg, text, ts, number, tid=tid, preset=False)
+        else:  # QEMU traces the request as received: it may be no valid command
+            self.keep(number, tid, ts, name, args)
+
+    def exit_query(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
+        text = args.rpartition(" ")[0].strip()
+        try:
+            ret = parse_json(text)
+        except ValueError:
+            ret = None
+        if name == "qmp_exit_query_iothreads":
+            self.hints.add_iothreads(ret)
+        elif name == "qmp_exit_query_cpus_fast":
+            self.hints.add_vcpus(ret)
+        else:
+            self.qmp.version = version_of({"return": ret}) or self.qmp.version
+        self.keep(number, tid, ts, name, args)
+
+    # -- after the last line ---------------------------------------------------------------
+
+    def finish(self) -> None:
+        rows = self.rows
+        self.numbers.version = self.qmp.version
+        leftovers = self.orphans + list(self.queued.values()) + list(self.emitting.values())
+        for q in sorted(leftovers, key=lambda q: q.line):
+            event = self.numbers.name(q.number)
+            if event is not None and not self.events_from_json:
+                rows.add("qmp_event", q.ts, q.line, tid=q.tid, name=event, payload=args_payload(q.args))
+            else:
+                payload = '{"args": ' + encode_basestring(q.args) + ', "event": ' + json.dumps(event) + "}"
+                rows.add("trace_event", q.ts, q.line, tid=q.tid, name="monitor_protocol_event_queue", payload=payload)
+        if not self.saw_handle:
+            for i, c_name in self.enter_rows:
+                rows.kind[i] = "qmp_command"
+                rows.name[i] = command_name(c_name)
+        rows.fill_missing_ts()
+        self.part.vm = self.qmp.vm_name
+
+
+def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
+    """Parse a QEMU trace log (log backend) into one Part."""
+    return _TraceLogParser(text, policy).run()

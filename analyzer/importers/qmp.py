@@ -1,0 +1,423 @@
+"""QMP traffic -> rows: the message logic shared by every importer, and the `qmp` format.
+
+The `qmp` format is either a raw stream (one QMP message per line, as a client or ``socat``
+records it: greeting, events, replies and possibly the commands sent) or the timestamped
+transcript the capture client writes (``{"t": epoch seconds, "dir": "send"|"recv", "line":
+raw JSON}`` per line). Times: a transcript row takes its line's ``t`` (the moment the client
+sent or received it); in a raw stream an event takes its own QMP timestamp and every other
+row the last one before it (the first one, for rows before any event).
+
+`QmpState` turns the messages of one monitor conversation into rows; the trace-log and
+libvirt importers use it too, so that a message means the same thing whatever carried it:
+
+- event -> ``qmp_event`` (``BLOCK_IO_ERROR``: device, op, action, errno; every event: its
+  whole JSON text in ``payload``, which keeps the QMP timestamp);
+- command -> ``qmp_command`` named by ``execute``;
+- reply -> ``qmp_reply`` with ``cmd_ref`` on the command of the same id (the oldest
+  unanswered one), named like it: ``query-block`` gives one row per device with its
+  ``iostatus``, ``query-status`` one row with ``runstate``; replies to ``query-iothreads``
+  and ``query-cpus-fast`` teach which thread ids are IOThreads and vCPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import deque
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
+from analyzer.importers.qapi_events import version_of
+from analyzer.importers.rows import ParsedInput, Part, Rows
+from analyzer.importers.threads import ThreadHints
+from tracer.schema import ACTIONS, IOSTATUSES, OPS, RUNSTATES
+
+ENOSPC = 28
+EIO = 5
+_RUNSTATES = frozenset(RUNSTATES)
+_IOSTATUSES = frozenset(IOSTATUSES)
+_OPS = frozenset(OPS)
+_ACTIONS = frozenset(ACTIONS)
+_PERIPHERAL = "/machine/peripheral/"
+
+
+def event_time_ns(msg: dict) -> int | None:
+    """The QMP timestamp of an event message in ns, or None."""
+    stamp = msg.get("timestamp")
+    if isinstance(stamp, dict):
+        sec, usec = stamp.get("seconds"), stamp.get("microseconds")
+        if isinstance(sec, int) and isinstance(usec, int) and sec >= 0 and usec >= 0:
+            return sec * 1_000_000_000 + usec * 1000
+    return None
+
+
+def qdev_name(qdev: str) -> str:
+    """The device id in a qdev path (``/machine/peripheral/<id>/...``), else the path itself."""
+    if qdev.startswith(_PERIPHERAL):
+        return qdev[len(_PERIPHERAL) :].split("/", 1)[0] or qdev
+    return qdev
+
+
+def bie_errno(data: dict) -> int | None:
+    """errno of a BLOCK_IO_ERROR: 28 when ``nospace``, 5 for the EIO text, else unknown.
+
+    ``reason`` is strerror() text and is not otherwise parsed: it is locale- and libc-specific.
+    """
+    if data.get("nospace") is True:
+        return ENOSPC
+    return EIO if data.get("reason") == "Input/output error" else None
+
+
+def _scanner(decoder: json.JSONDecoder):
+    """A strict one-document JSON parser without json.loads' per-call Python layers."""
+    scan = decoder.scan_once
+
+    def parse(text: str) -> Any:
+        try:
+            obj, end = scan(text, 0)
+        except StopIteration as exc:
+            raise json.JSONDecodeError("Expecting value", text, exc.value) from None
+        if end != len(text):
+            raise json.JSONDecodeError("Extra data", text, end)
+        return obj
+
+    return parse
+
+
+#: Parse one JSON document (no surrounding whitespace).
+parse_json = _scanner(json.JSONDecoder())
+#: The same, keeping numbers with a fraction as their text (exact transcript times).
+parse_json_exact = _scanner(json.JSONDecoder(parse_float=str))
+
+
+class MessageCache:
+    """Parse QMP messages, reusing the parse of a reply or command seen before but for its id.
+
+    Management polls: a capture is mostly the same few commands and replies (``query-block``
+    returning the same kilobyte of JSON), differing only in their trailing ``"id"``. QEMU and
+    libvirt put the id last, so the text before ``, "id": `` identifies the rest of the message;
+    a message whose id is not last, or whose tail is no JSON value, is simply parsed in full.
+    (Inside a JSON string every quote is escaped, so ``, "id": `` can only be a key.)
+    """
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._cache: dict[str, dict] = {}
+
+    def parse(self, text: str) -> Any:
+        if text.startswith(('{"return"', '{"execute"', '{"error"')):
+            cut = text.rfind(', "id": ')
+            if cut > 0 and text[-1] == "}":
+                head = text[:cut]
+                cached = self._cache.get(head)
+                if cached is not None:
+                    try:
+                        msg_id = parse_json(text[cut + 8 : -1])
+                    except ValueError:
+                        return parse_json(text)
+                    msg = dict(cached)
+                    msg["id"] = msg_id
+                    return msg
+                msg = parse_json(text)
+                if isinstance(msg, dict) and "id" in msg:
+                    if len(self._cache) >= self.LIMIT:
+                        self._cache.clear()
+                    self._cache[head] = msg
+                return msg
+        return parse_json(text)
+
+
+def _id_key(msg: dict) -> Any:
+    """A hashable identity of the QMP id (None: no id); 5 and "5" differ."""
+    if "id" not in msg:
+        return None
+    value = msg["id"]
+    if type(value) is str:
+        return value
+    if type(value) is int:
+        return ("int", value)
+    return ("json", json.dumps(value, sort_keys=True))
+
+
+def _guess_command(ret: Any) -> str | None:
+    """Name an unanswered reply by its shape (a capture that missed the command)."""
+    if isinstance(ret, dict) and "status" in ret and "running" in ret:
+        return "query-status"
+    if isinstance(ret, list) and ret and all(isinstance(i, dict) and "device" in i and "qdev" in i for i in ret):
+        return "query-block"
+    return None
+
+
+class QmpState:
+    """The rows of one QMP conversation (one monitor), with what its replies teach."""
+
+    def __init__(self, rows: Rows, hints: ThreadHints, node_map: dict[str, str]) -> None:
+        self.rows = rows
+        self.hints = hints
+        self.node_map = node_map
+        self.version: str | None = None
+        self.vm_name: str | None = None
+        self._pending: dict[str | None, deque[int]] = {}
+        self._cmd_name: dict[int, str | None] = {}
+        self._occ: dict[tuple, int] = {}
+        self._sparse = rows.sparse
+
+    def _occurrence(self, base: tuple) -> int:
+        n = self._occ.get(base, 0)
+        self._occ[base] = n + 1
+        return n
+
+    def message(
+        self,
+        msg: Any,
+        text: str,
+        ts: int | None,
+        line: int,
+        *,
+        tid: int | None = None,
+        preset_threads: bool = True,
+    ) -> str:
+        """Add the rows of one message; returns its type. ValueError if it is no QMP message.
+
+        `preset_threads`: QMP-only rows get the conventional thread names (events "qemu",
+        commands "mgmt", replies "main"); a trace log leaves them to its TIDs.
+        """
+        if not isinstance(msg, dict):
+            raise ValueError("not a JSON object")
+        if "event" in msg:
+            self.event(msg, text, ts, line, tid=tid, preset=preset_threads)
+            return "event"
+        if "return" in msg or "error" in msg:
+            self.reply(msg, text, ts, line, tid=tid, preset=preset_threads)
+            return "reply"
+        if "execute" in msg or "exec-oob" in msg:
+            self.command(msg, text, ts, line, tid=tid, preset=preset_threads)
+            return "command"
+        if "QMP" in msg:
+            self.greeting(msg, text, ts, line, tid=tid, preset=preset_threads)
+            return "greeting"
+        raise ValueError("not a QMP message (no event, return, error, execute or QMP key)")
+
+    def command(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> int:
+        name = msg.get("execute", msg.get("exec-oob"))
+        if not isinstance(name, str):
+            name = None
+        idk = _id_key(msg)
+        base = ("cmd", idk, name)
+        occ = self._occ.get(base, 0)
+        self._occ[base] = occ + 1
+        i = self.rows.append("qmp_command", ts, line, tid, name, text)
+        sparse = self._sparse
+        sparse["key"][i] = (*base, occ)
+        if preset:
+            sparse["thread"][i] = "mgmt"
+            sparse["thread_kind"][i] = "mgmt"
+        queue = self._pending.get(idk)
+        if queue is None:
+            queue = self._pending[idk] = deque()
+        queue.append(i)
+        self._cmd_name[i] = name
+        return i
+
+    def reply(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> None:
+        idk = _id_key(msg)
+        queue = self._pending.get(idk)
+        cmd_row = queue.popleft() if queue else None
+        name = self._cmd_name.pop(cmd_row, None) if cmd_row is not None else None
+        failed = "error" in msg
+        ret = msg.get("return")
+        if name is None and not failed:
+            name = _guess_command(ret)
+        base = ("reply", idk, name)
+        occ = self._occ.get(base, 0)
+        self._occ[base] = occ + 1
+        sparse = self._sparse
+        append = self.rows.append
+
+        def row(j: int) -> int:
+            i = append("qmp_reply", ts, line, tid, name, text)
+            sparse["key"][i] = (*base, occ, j)
+            if cmd_row is not None:
+                sparse["cmd_ref"][i] = cmd_row
+            if preset:
+                sparse["thread"][i] = "main"
+                sparse["thread_kind"][i] = "main"
+            return i
+
+        if failed:
+            row(0)
+            return
+        if name == "query-block" and isinstance(ret, list) and ret:
+            for j, info in enumerate(ret):
+                device, iostatus = self._block_info(info)
+                i = row(j)
+                if device is not None:
+                    sparse["device"][i] = device
+                if iostatus is not None:
+                    sparse["iostatus"][i] = iostatus
+            return
+        i = row(0)
+        if name == "query-status" and isinstance(ret, dict):
+            status = ret.get("status")
+            if status in _RUNSTATES:
+                sparse["runstate"][i] = status
+        elif name == "query-iothreads":
+            self.hints.add_iothreads(ret)
+        elif name in ("query-cpus-fast", "query-cpus"):
+            self.hints.add_vcpus(ret)
+        elif name == "query-name" and isinstance(ret, dict) and isinstance(ret.get("name"), str):
+            self.vm_name = ret["name"] or None
+        elif name == "query-version":
+            self.version = version_of(msg) or self.version
+
+    def _block_info(self, info: Any) -> tuple[str | None, str | None]:
+        """(device name, io-status) of one BlockInfo; learns node-name/qdev -> device."""
+        if not isinstance(info, dict):
+            return None, None
+        device, qdev = info.get("device"), info.get("qdev")
+        inserted = info.get("inserted")
+        node = inserted.get("node-name") if isinstance(inserted, dict) else None
+        if isinstance(device, str) and device:
+            name = device
+        elif isinstance(qdev, str) and qdev:
+            name = qdev_name(qdev)
+        else:
+            name = node if isinstance(node, str) and node else None
+        if name is not None:
+            if isinstance(node, str) and node:
+                self.node_map[node] = name
+            if isinstance(qdev, str) and qdev:
+                self.node_map[qdev] = name
+        status = info.get("io-status")
+        return name, status if status in _IOSTATUSES else None
+
+    def event(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> int:
+        name = msg.get("event")
+        name = name if isinstance(name, str) else None
+        stamp = msg.get("timestamp")
+        key = None
+        if isinstance(stamp, dict):
+            key = ("event", name, stamp.get("seconds"), stamp.get("microseconds"))
+        fields: dict[str, Any] = {}
+        data = msg.get("data")
+        if name == "BLOCK_IO_ERROR" and isinstance(data, dict):
+            device = data.get("device")
+            if isinstance(device, str) and device:
+                fields["device"] = device
+            else:
+                node, qom = data.get("node-name"), data.get("qom-path")
+                fields["node"] = node if isinstance(node, str) and node else None
+                fields["qom"] = qom if isinstance(qom, str) and qom else None
+            op, action = data.get("operation"), data.get("action")
+            fields["op"] = op if op in _OPS else None
+            fields["action"] = action if action in _ACTIONS else None
+            fields["errno"] = bie_errno(data)
+        thread = ("qemu", "unknown") if preset else (None, None)
+        return self.rows.add(
+            "qmp_event", ts, line, tid=tid, name=name, payload=text,
+            thread=thread[0], thread_kind=thread[1], key=key, **fields,
+        )
+
+    def greeting(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> None:
+        self.version = version_of(msg) or self.version
+        thread = ("qemu", "unknown") if preset else (None, None)
+        self.rows.add(
+            "trace_event", ts, line, tid=tid, name="qmp_greeting", payload=text,
+            thread=thread[0], thread_kind=thread[1], key=("greeting", self._occurrence(("greeting",))),
+        )
+
+
+_POWERS = [10**k for k in range(10)]
+
+
+def seconds_to_ns(value: Any) -> int:
+    """Epoch seconds (JSON number text or int) -> ns, exactly (no float rounding)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value * 1_000_000_000
+    if not isinstance(value, str):
+        raise ValueError("time is not a number")
+    dot = value.find(".")
+    digits = value[:dot] + value[dot + 1 :] if dot >= 0 else value
+    places = len(value) - dot - 1 if dot >= 0 else 0
+    if places <= 9 and digits.isdigit():
+        return int(digits) * _POWERS[9 - places]
+    try:
+        return int(Decimal(value) * 1_000_000_000)
+    except InvalidOperation:
+        raise ValueError(f"bad time {value!r}") from None
+
+
+#: A transcript record as the capture client writes it, up to the opening quote of "line".
+_RECORD = re.compile(r'\{"t": (\d+(?:\.\d+)?), "dir": "(?:send|recv)", "line": "')
+
+
+def _reason(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"bad JSON in the QMP message ({exc.msg} at column {exc.colno})"
+    return str(exc)
+
+
+def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
+    """Parse a QMP raw stream or transcript into one Part."""
+    rows = Rows()
+    part = Part(source="qmp", path=text.path, sha256=text.sha256, rows=rows)
+    state = QmpState(rows, part.hints, part.node_map)
+    transcript: bool | None = None
+    loads, loads_exact = MessageCache().parse, parse_json_exact
+    record = _RECORD.match
+    scanstring = json.decoder.scanstring  # type: ignore[attr-defined]
+    for number, line in enumerate(text.lines, 1):
+        if not number % PROGRESS_EVERY:
+            policy.progress(number)
+        s = line.strip()
+        if not s:
+            continue
+        m = record(s) if transcript is not False else None
+        if m is not None:  # the capture client's own layout: no need to build the record
+            try:
+                raw, end = scanstring(s, m.end())
+                if s[end:] != "}":
+                    raise ValueError("extra data after the transcript record")
+                ts = seconds_to_ns(m.group(1))
+                transcript = True
+                state.message(loads(raw.strip()), raw, ts, number)
+            except ValueError as exc:
+                policy.bad(number, line, _reason(exc))
+            continue
+        try:
+            obj = loads_exact(s)
+        except ValueError as exc:
+            policy.bad(number, line, f"not JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(obj, dict):
+            policy.bad(number, line, "not a JSON object")
+            continue
+        is_record = "t" in obj and "dir" in obj and "line" in obj
+        if transcript is None:
+            transcript = is_record
+        if is_record != transcript:
+            what = "a transcript record in a raw QMP stream" if is_record else "a raw QMP message in a transcript"
+            policy.bad(number, line, what)
+            continue
+        try:
+            if transcript:
+                raw = obj["line"]
+                if not isinstance(raw, str) or obj["dir"] not in ("send", "recv"):
+                    raise ValueError("transcript record needs dir send|recv and line text")
+                ts = seconds_to_ns(obj["t"])
+                msg = loads(raw.strip())
+            else:
+                raw, msg = s, obj
+                ts = event_time_ns(msg) if isinstance(msg, dict) and "event" in msg else None
+            state.message(msg, raw, ts, number)
+        except ValueError as exc:
+            policy.bad(number, line, _reason(exc))
+            continue
+    rows.fill_missing_ts()
+    part.vm = state.vm_name
+    return ParsedInput(
+        path=text.path, format="qmp", sha256=text.sha256, lines=len(text.lines),
+        skipped=policy.skipped, truncated=policy.truncated, parts=[part],
+    )

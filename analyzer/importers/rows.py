@@ -1,0 +1,145 @@
+"""The intermediate form every importer fills: one input's rows as Python column lists.
+
+Parsers append rows while they read lines; columns that most rows leave empty (device,
+iostatus, ...) are kept sparse (row index -> value) so that a million `trace_event` rows cost
+six list appends each. `merge.build_table` turns one VM's `Part`s into a schema-v1 table.
+
+Besides schema columns, rows carry importer-internal fields:
+
+- ``key``: identity of a QMP message for merging inputs (the same event or reply seen by two
+  sources). Events: ``("event", name, seconds, microseconds)``; commands:
+  ``("cmd", id, name, n)``; replies: ``("reply", id, command, n, device index)``, where ``n``
+  counts earlier messages with the same id and name in the same input.
+- ``cmd_ref``: on a reply, the row index (in the same `Rows`) of the command it answers.
+- ``node`` / ``qom``: on a ``BLOCK_IO_ERROR`` whose ``device`` is empty, the ``node-name`` and
+  ``qom-path`` to resolve into a device name once every ``query-block`` reply has been seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from analyzer.importers.threads import ThreadHints
+
+#: Sparse columns: schema columns that few rows fill, plus the internal fields above.
+SPARSE = (
+    "thread",
+    "thread_kind",
+    "device",
+    "req_id",
+    "op",
+    "errno",
+    "action",
+    "iostatus",
+    "runstate",
+    "prev_runstate",
+    "key",
+    "cmd_ref",
+    "node",
+    "qom",
+)
+
+
+class Rows:
+    """Columns of one input's rows (or one VM's rows of a libvirt log), in reading order."""
+
+    __slots__ = ("kind", "line", "name", "payload", "sparse", "tid", "ts")
+
+    def __init__(self) -> None:
+        self.kind: list[str] = []
+        self.ts: list[int | None] = []
+        self.tid: list[int | None] = []
+        self.name: list[str | None] = []
+        self.payload: list[str | None] = []
+        self.line: list[int] = []
+        self.sparse: dict[str, dict[int, Any]] = {c: {} for c in SPARSE}
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+    def add(
+        self,
+        kind: str,
+        ts: int | None,
+        line: int,
+        *,
+        tid: int | None = None,
+        name: str | None = None,
+        payload: str | None = None,
+        **extra: Any,
+    ) -> int:
+        """Append one row; `extra` fills sparse columns (None values are not stored)."""
+        i = len(self.kind)
+        self.kind.append(kind)
+        self.ts.append(ts)
+        self.tid.append(tid)
+        self.name.append(name)
+        self.payload.append(payload)
+        self.line.append(line)
+        if extra:
+            sparse = self.sparse
+            for k, v in extra.items():
+                if v is not None:
+                    sparse[k][i] = v
+        return i
+
+    def append(self, kind: str, ts: int | None, line: int, tid: int | None, name: str | None, payload: str | None) -> int:
+        """Append one row without sparse values (the hot path); returns its index."""
+        self.kind.append(kind)
+        self.ts.append(ts)
+        self.tid.append(tid)
+        self.name.append(name)
+        self.payload.append(payload)
+        self.line.append(line)
+        return len(self.kind) - 1
+
+    def fill_missing_ts(self) -> None:
+        """Carry the last known timestamp forward (and the first one back); 0 if none at all.
+
+        Sources without a time on every line (a raw QMP stream's replies, a trace log without
+        ``-msg timestamp=on``) leave None where the line itself has no time.
+        """
+        ts = self.ts
+        first = next((t for t in ts if t is not None), 0)
+        last = first
+        for i, t in enumerate(ts):
+            if t is None:
+                ts[i] = last
+            else:
+                last = t
+
+
+@dataclass
+class Part:
+    """The rows of one VM from one input, with what that input tells about the VM."""
+
+    source: str
+    path: str
+    sha256: str
+    rows: Rows
+    hints: ThreadHints = field(default_factory=ThreadHints)
+    #: node-name / qom-path / qdev path -> device name, learnt from query-block replies.
+    node_map: dict[str, str] = field(default_factory=dict)
+    #: VM name the input gives (libvirt domain name, a query-name reply), if any.
+    vm: str | None = None
+    host: str | None = None
+    #: Canonical position of the input among all inputs (set by import_traces).
+    order: int = 0
+
+
+@dataclass
+class ParsedInput:
+    """One input file after parsing: its parts (one per VM) and its bookkeeping."""
+
+    path: str
+    format: str
+    sha256: str
+    lines: int
+    skipped: int
+    truncated: bool
+    parts: list[Part]
+
+    @property
+    def rows(self) -> int:
+        return sum(len(p.rows) for p in self.parts)

@@ -1,0 +1,98 @@
+"""How fast `blkreplay import` reads real QEMU output, Parquet included.
+
+    python benchmarks/bench_import.py [--lines N] [--samples DIR] [--keep DIR]
+
+Builds a synthetic QEMU trace log and a synthetic QMP transcript of about N lines each (default
+1,000,000) by repeating the real QEMU 7.2 captures (shared/samples/qemu-7.2/
+a-stop-eio-dataplane), every repetition shifted in time (line prefixes, transcript `t`, QMP
+timestamps) so that its events are new events. Then times `import_traces` on each alone and on
+both merged, from reading the text to the Parquet file on disk, and prints lines/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from analyzer.importers import import_traces
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SAMPLES = REPO.parent / "shared" / "samples" / "qemu-7.2" / "a-stop-eio-dataplane"
+
+_PREFIX = re.compile(r"^(\d+)@(\d+)\.(\d+):", re.M)
+_SECONDS = re.compile(r'("seconds": |\\"seconds\\": )(\d+)')
+
+
+def _shift_seconds(text: str, delta: int) -> str:
+    return _SECONDS.sub(lambda m: f"{m.group(1)}{int(m.group(2)) + delta}", text)
+
+
+def make_trace_log(samples: Path, target: Path, lines: int) -> int:
+    """Repeat trace.log, each copy `span` seconds later. Returns the number of lines written."""
+    base = (samples / "trace.log").read_text()
+    n = base.count("\n")
+    span = 20
+    written = 0
+    with target.open("w") as f:
+        k = 0
+        while written < lines:
+            delta = k * span
+            text = _PREFIX.sub(lambda m, d=delta: f"{m.group(1)}@{int(m.group(2)) + d}.{m.group(3)}:", base)
+            f.write(_shift_seconds(text, delta))
+            written += n
+            k += 1
+    return written
+
+
+def make_transcript(samples: Path, target: Path, lines: int) -> int:
+    """Repeat qmp-transcript.jsonl, each copy `span` seconds later."""
+    records = [json.loads(line) for line in (samples / "qmp-transcript.jsonl").read_text().splitlines()]
+    span = 20
+    written = 0
+    with target.open("w") as f:
+        k = 0
+        while written < lines:
+            delta = k * span
+            for rec in records:
+                t = rec["t"] + delta
+                f.write(json.dumps({"t": round(t, 6), "dir": rec["dir"], "line": _shift_seconds(rec["line"], delta)}) + "\n")
+            written += len(records)
+            k += 1
+    return written
+
+
+def timed(label: str, inputs: list[Path], out: Path, lines: int) -> None:
+    """Wall time, and this process's CPU time (what a busy machine does not inflate)."""
+    start, cpu = time.perf_counter(), time.process_time()
+    summary = import_traces(inputs, out)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(
+        f"{label:22s} {lines:>10,} lines {summary.rows:>10,} rows  wall {seconds:6.2f} s "
+        f"{lines / seconds:>9,.0f} lines/s  cpu {cpu:6.2f} s {lines / cpu:>9,.0f} lines/s  "
+        f"{out.stat().st_size / 1e6:5.1f} MB"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--samples", type=Path, default=DEFAULT_SAMPLES)
+    parser.add_argument("--keep", type=Path, default=None, help="Write the synthetic inputs here.")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        trace, transcript = work / "trace.log", work / "qmp-transcript.jsonl"
+        n_trace = make_trace_log(args.samples, trace, args.lines)
+        n_transcript = make_transcript(args.samples, transcript, args.lines)
+        timed("qemu-log (trace log)", [trace], Path(tmp) / "trace.parquet", n_trace)
+        timed("qmp (transcript)", [transcript], Path(tmp) / "transcript.parquet", n_transcript)
+        timed("merged (both)", [transcript, trace], Path(tmp) / "merged.parquet", n_trace + n_transcript)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Several inputs of one VM: one row per step, both pieces of knowledge, a deterministic order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from analyzer.importers import import_traces, read_input
+from tracer.schema import read_metadata, validate
+
+
+def test_transcript_and_trace_log_merge_into_one_trace(dataplane, tmp_path):
+    transcript, trace = dataplane / "qmp-transcript.jsonl", dataplane / "trace.log"
+    summary = import_traces([transcript, trace], tmp_path / "m.parquet")
+    assert [(i.format, i.lines, i.rows) for i in summary.inputs] == [("qmp", 212, 212), ("qemu-log", 1777, 1757)]
+    table = pq.read_table(tmp_path / "m.parquet")
+    assert validate(table) == []
+    got = table.to_pylist()
+    # every message of the transcript was also in the trace log: no step twice
+    assert len(got) == 1757 == summary.rows
+    events = [r for r in got if r["kind"] == "qmp_event"]
+    keys = [(r["name"], json.dumps(json.loads(r["payload"]).get("timestamp"))) for r in events]
+    assert len(keys) == len(set(keys)) == 20
+    # the merged BLOCK_IO_ERROR: QMP data, and the thread/time of the trace log
+    bie = next(r for r in events if r["name"] == "BLOCK_IO_ERROR")
+    assert (bie["device"], bie["action"], bie["errno"], bie["thread"], bie["tid"]) == ("drive0", "stop", 5, "iothread0", 9678)
+    assert (bie["src_file"], bie["src_line"]) == (str(trace), 173)
+    by_seq = {r["seq"]: r for r in got}
+    for r in got:
+        if r["kind"] == "qmp_reply":
+            assert by_seq[r["cmd_seq"]]["kind"] == "qmp_command"
+    meta = read_metadata(table.schema)
+    assert meta["source"] == "merged" and meta["skipped_lines"] == "0" and "truncated" not in meta
+    inputs = json.loads(meta["inputs"])
+    assert [(i["path"], i["format"], i["lines"], i["skipped"]) for i in inputs] == [
+        (str(trace), "qemu-log", 1777, 0),
+        (str(transcript), "qmp", 212, 0),
+    ]
+    assert all(len(i["sha256"]) == 64 for i in inputs)
+
+
+def test_rows_only_one_input_has_are_kept(dataplane, write, tmp_path):
+    # the trace log cut before the capture client connected ... and the transcript after its
+    # first error: each adds what the other lacks
+    trace_lines = (dataplane / "trace.log").read_text().splitlines()
+    transcript_lines = (dataplane / "qmp-transcript.jsonl").read_text().splitlines()
+    trace = write("trace.log", "\n".join(trace_lines[:100]) + "\n")
+    transcript = write("t.jsonl", "\n".join(transcript_lines[:40]) + "\n")
+    alone = read_input(trace).num_rows + read_input(transcript).num_rows
+    merged = pq.read_table(import_traces([trace, transcript], tmp_path / "m.parquet").files[0]).to_pylist()
+    assert len(merged) < alone
+    assert {r["src_file"] for r in merged} == {str(trace), str(transcript)}
+    assert [r["seq"] for r in merged] == list(range(len(merged)))
+    ts = [r["ts_ns"] for r in merged]
+    assert ts == sorted(ts)
+    bie = next(r for r in merged if r["name"] == "BLOCK_IO_ERROR")
+    assert (bie["src_file"], bie["thread"]) == (str(transcript), "qemu")  # only the transcript has it
+
+
+def test_same_bytes_whatever_the_input_order(dataplane, tmp_path):
+    a = import_traces([dataplane / "qmp-transcript.jsonl", dataplane / "trace.log"], tmp_path / "a.parquet")
+    b = import_traces([dataplane / "trace.log", dataplane / "qmp-transcript.jsonl"], tmp_path / "b.parquet")
+    c = import_traces([dataplane / "trace.log", dataplane / "qmp-transcript.jsonl"], tmp_path / "c.parquet")
+    data = [Path(s.files[0]).read_bytes() for s in (a, b, c)]
+    assert data[0] == data[1] == data[2]
+
+
+def test_trace_log_merges_with_the_libvirt_vm_it_shares_events_with(write, tmp_path):
+    def line(ts, msg):
+        return f"2026-01-02 03:04:{ts}+0000: 1: info : f:1 : {msg}"
+
+    stop = '{"timestamp": {"seconds": 7, "microseconds": 1}, "event": "STOP"}'
+    libvirt = write("libvirtd.log", "\n".join([
+        line("05.000", "Entering monitor (mon=0xa vm=0x1 name=alpha)"),
+        line("05.001", "Entering monitor (mon=0xb vm=0x2 name=beta)"),
+        line("05.002", f"QEMU_MONITOR_RECV_EVENT: mon=0xb event={stop}"),
+        line("05.003", 'QEMU_MONITOR_RECV_EVENT: mon=0xa event={"timestamp": {"seconds": 9, "microseconds": 1}, "event": "RESUME"}'),
+    ]) + "\n")
+    trace = write("trace.log", f"42@7.000001:monitor_qmp_respond mon 0x1 resp: {stop}\n")
+    summary = import_traces([libvirt, trace], tmp_path / "out.parquet")
+    assert summary.vm_rows == {"alpha": 1, "beta": 1}
+    beta = [r for r in pq.read_table(summary.files[0]).to_pylist() if r["vm"] == "beta"]
+    assert (beta[0]["tid"], beta[0]["src_file"], beta[0]["ts_ns"]) == (42, str(trace), 7_000_001_000)
+
+
+def test_thread_names_can_come_from_the_other_input(dataplane, write, tmp_path):
+    # a trace log that never saw the query-iothreads reply: the IOThread is only a TID ...
+    text = (dataplane / "trace.log").read_text().splitlines()
+    trace = write("trace.log", "\n".join(x for x in text if '"thread-id": 9678' not in x) + "\n")
+    alone = read_input(trace).to_pylist()
+    bie = next(r for r in alone if r["name"] == "BLOCK_IO_ERROR")
+    assert (bie["thread"], bie["thread_kind"]) == ("tid9678", "unknown")
+    # ... until the transcript's reply names it
+    summary = import_traces([trace, dataplane / "qmp-transcript.jsonl"], tmp_path / "m.parquet")
+    merged = pq.read_table(summary.files[0]).to_pylist()
+    bie = next(r for r in merged if r["name"] == "BLOCK_IO_ERROR")
+    assert (bie["thread"], bie["thread_kind"], bie["tid"]) == ("iothread0", "iothread", 9678)
+
+
+def test_progress_reports_bytes_up_to_the_total(dataplane, tmp_path):
+    calls = []
+    import_traces(
+        [dataplane / "trace.log", dataplane / "qmp-transcript.jsonl"], tmp_path / "p.parquet",
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    total = (dataplane / "trace.log").stat().st_size + (dataplane / "qmp-transcript.jsonl").stat().st_size
+    assert calls[-1] == (total, total)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_every_sample_imports_to_a_valid_table(samples_dir):
+    for path in [
+        *sorted((samples_dir / "qemu-7.2").glob("*/qmp-transcript.jsonl")),
+        *sorted((samples_dir / "qemu-7.2").glob("*/trace.log")),
+        *sorted((samples_dir / "qemu-7.2").glob("*/events.jsonl")),
+        samples_dir / "libvirt-9.0" / "a-stop-eio" / "libvirtd.log",
+    ]:
+        table = read_input(path)
+        assert validate(table) == [], path
+        assert table.num_rows > 0
