@@ -1,0 +1,83 @@
+"""`blkreplay report`: an audit report (HTML, Markdown or JSON) of one or more traces."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from analyzer.cli import console
+from analyzer.text import terminal
+
+if TYPE_CHECKING:
+    from analyzer.report.model import Report
+
+
+def _command(paths: list[Path], output: Path, fmt: str, max_findings: int, timestamp: bool) -> str:
+    """The canonical command line that reproduces this report (printed in it)."""
+    args = ["blkreplay", "report", *(str(p) for p in paths), "-o", str(output), "--format", fmt]
+    if max_findings != 50:
+        args += ["--max-findings", str(max_findings)]
+    if timestamp:
+        args.append("--timestamp")
+    return shlex.join(args)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report")
+    def report(
+        paths: Annotated[list[Path], typer.Argument(help="Trace files or directories to audit.")],
+        output: Annotated[
+            Path, typer.Option("--output", "-o", help="Report file to write (replaced atomically).")
+        ],
+        fmt: Annotated[
+            str | None,
+            typer.Option("--format", "-f", help="html, md or json (default: from the output's extension)."),
+        ] = None,
+        max_findings: Annotated[
+            int, typer.Option("--max-findings", min=0, help="Findings listed per rule; totals stay exact.")
+        ] = 50,
+        timestamp: Annotated[
+            bool,
+            typer.Option("--timestamp", help="Record the generation time (the report is then not reproducible)."),
+        ] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
+    ) -> None:
+        """Write an audit report: verdict, rules, findings in context, per-VM statistics, charts,
+        integrity and provenance. Exit status 0 pass, 1 fail, 2 unusable input."""
+        from analyzer.report import build_report, format_for, write_report
+
+        kind = format_for(output, fmt)
+        command = _command(paths, output, kind, max_findings, timestamp)
+        with console.progress_bar("checking", quiet=quiet) as progress:
+            rep = build_report(paths, max_findings=max_findings, timestamp=timestamp,
+                               command=command, progress=progress)
+        written = write_report(rep, output, kind)
+        if not quiet:
+            console.out.print(summary(rep, written, kind))
+        raise typer.Exit(1 if rep.verdict == "fail" else 0)
+
+
+def summary(rep: Report, written: Path, kind: str) -> str:
+    """The terminal summary: verdict, counts, where the report is; trace names escaped."""
+    style = "bold red" if rep.verdict == "fail" else "bold green"
+    result = rep.result
+    lines = [
+        f"[{style}]{rep.verdict.upper()}[/] {rep.errors} error finding(s), {rep.warnings} warning(s) "
+        f"in {result.steps:,} steps of {result.vms} VM(s)",
+    ]
+    for s in rep.rules:
+        if s.total:
+            lines.append(f"  {terminal(s.rule.id)}: {s.total:,}")
+    worst = sorted(rep.findings_per_vm.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    for vm, n in worst:
+        lines.append(f"  VM {terminal(vm)}: {n:,} finding(s)")
+    size = written.stat().st_size
+    lines.append(f"report ({kind}, {_size(size)}) written to {terminal(written)}")
+    return "\n".join(lines)

@@ -1,0 +1,459 @@
+"""Per-VM statistics of a checked trace: what an audit report tabulates and charts.
+
+Pure, vectorized functions from two tables to tidy pandas DataFrames (one fact per row, sorted
+explicitly so that the same trace always gives the same frame):
+
+* the **episodes** table of :func:`analyzer.check` (one row per error action, with the seq/ts of
+  each milestone and the latencies between them), and
+* the trace's **steps** (at least ``vm, seq, ts_ns, thread, kind, name, runstate``; see
+  :data:`STEP_COLUMNS`), read once by the caller.
+
+Nothing here loops over trace rows in Python: every function is a handful of group-bys, sorts and
+shifts over whole columns, so a report of a million-step trace spends its time in pandas.
+Times stay integer nanoseconds; percentiles are nearest-rank, so they are values that occurred.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from tracer.schema import ERRNO_NAMES
+
+#: The step columns the statistics read (a report loads only these).
+STEP_COLUMNS: tuple[str, ...] = ("vm", "seq", "ts_ns", "thread", "kind", "name", "runstate")
+
+#: The latencies a report summarises: (episodes column, milestone columns it is derived from
+#: when the column itself is absent, the label shown to a reader).
+LATENCIES: tuple[tuple[str, str, str, str], ...] = (
+    ("error_to_event_ns", "ts_error_action", "ts_event", "error → BLOCK_IO_ERROR"),
+    ("event_to_stop_ns", "ts_event", "ts_stop", "BLOCK_IO_ERROR → STOP"),
+)
+
+PERCENTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+
+#: Run states of the timeline: QEMU's run state folded into what an SRE cares about.
+TIMELINE_STATES: tuple[str, ...] = ("running", "io-error", "paused")
+
+ALL_VMS = "(all)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _str(series: pd.Series) -> pd.Series:
+    """Object strings (None for nulls) from a categorical / string / object column."""
+    out = series.astype(object)
+    return out.where(series.notna(), None)
+
+
+def _int_col(frame: pd.DataFrame, name: str) -> pd.Series:
+    """Column `name` as nullable Int64 (all-null when absent)."""
+    if name in frame.columns:
+        return pd.to_numeric(frame[name], errors="coerce").astype("Int64")
+    return pd.Series(pd.array([pd.NA] * len(frame), dtype="Int64"), index=frame.index)
+
+
+def _vm_order(values: Iterable[str]) -> list[str]:
+    return sorted({str(v) for v in values})
+
+
+def _codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Integer codes of a string column and the values they stand for, in sorted order (so code
+    order is name order). Cheap on the categoricals a trace loads as; nulls get -1."""
+    codes, uniques = pd.factorize(column, sort=True)
+    return codes.astype(np.int64, copy=False), [str(u) for u in uniques]
+
+
+def _order(*keys: np.ndarray) -> np.ndarray:
+    """Row order sorting by `keys` (most significant first); identity when already sorted."""
+    if len(keys[0]) < 2:
+        return np.arange(len(keys[0]))
+    ok = np.ones(len(keys[0]) - 1, dtype=bool)
+    tie = np.ones(len(keys[0]) - 1, dtype=bool)
+    for k in keys:
+        ok &= ~tie | (k[1:] >= k[:-1])
+        tie &= k[1:] == k[:-1]
+    if ok.all():
+        return np.arange(len(keys[0]))
+    return np.lexsort(tuple(reversed(keys)))
+
+
+def _where(steps: pd.DataFrame, mask: pd.Series | np.ndarray, columns: Sequence[str]) -> pd.DataFrame:
+    """`columns` of the rows in `mask`, string columns as plain objects (None for null)."""
+    sub = steps.loc[np.asarray(mask, dtype=bool), list(columns)]
+    for c in columns:
+        if c not in ("seq", "ts_ns"):
+            sub[c] = _str(sub[c])
+    return sub.reset_index(drop=True)
+
+
+def _per_vm_ts(steps: pd.DataFrame) -> pd.DataFrame:
+    """size, min and max of ts_ns per VM (index: VM name)."""
+    codes, vms = _codes(steps["vm"])
+    ts = steps["ts_ns"].to_numpy(dtype=np.int64)
+    n = len(vms)
+    size = np.bincount(codes, minlength=n)
+    lo = np.full(n, np.iinfo(np.int64).max)
+    hi = np.full(n, np.iinfo(np.int64).min)
+    np.minimum.at(lo, codes, ts)
+    np.maximum.at(hi, codes, ts)
+    return pd.DataFrame({"size": size, "min": lo, "max": hi}, index=pd.Index(vms, name="vm"))
+
+
+def errno_name(errno: object) -> str:
+    """`EIO (5)` for a known errno, the number otherwise, `-` for none."""
+    if errno is None or (isinstance(errno, float) and np.isnan(errno)) or errno is pd.NA:
+        return "-"
+    n = int(errno)  # type: ignore[arg-type]
+    name = ERRNO_NAMES.get(n)
+    return f"{name} ({n})" if name else str(n)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------
+
+ERROR_KEYS = ("vm", "device", "op", "errno", "action")
+
+
+def errors_by_kind(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Error actions per VM by device, op, errno and action.
+
+    Columns: vm, device, op, errno (Int64), action, errors. Nulls are kept as their own group
+    (an imported trace may not know the op), sorted by vm then by descending count.
+    """
+    cols = ["vm", "device", "op", "errno", "action", "errors"]
+    if episodes.empty:
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "errors" else object) for c in cols})
+    frame = pd.DataFrame(
+        {
+            "vm": _str(episodes["vm"]).astype(str),
+            "device": _str(episodes["device"]) if "device" in episodes else None,
+            "op": _str(episodes["op"]) if "op" in episodes else None,
+            "errno": _int_col(episodes, "errno"),
+            "action": _str(episodes["action"]) if "action" in episodes else None,
+        }
+    )
+    out = frame.groupby(list(ERROR_KEYS), sort=False, dropna=False).size().rename("errors").reset_index()
+    out = out.sort_values(
+        ["vm", "errors", "device", "op", "errno", "action"],
+        ascending=[True, False, True, True, True, True],
+        kind="mergesort",
+        na_position="last",
+    ).reset_index(drop=True)
+    for c in ("device", "op", "action"):
+        out[c] = _str(out[c])
+    out["errno"] = out["errno"].astype("Int64")
+    out["errors"] = out["errors"].astype("int64")
+    return out[cols]
+
+
+# ---------------------------------------------------------------------------------------------
+# Stops, resumes, paused time
+# ---------------------------------------------------------------------------------------------
+
+
+def _event_counts(steps: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """Per VM, how many qmp_event rows of each name in `names` (0 when none)."""
+    vms = _codes(steps["vm"])[1]
+    ev = _where(steps, (steps["kind"] == "qmp_event") & steps["name"].isin(list(names)), ["vm", "name"])
+    table = ev.groupby(["vm", "name"]).size().unstack("name", fill_value=0)
+    table = table.reindex(index=vms, columns=list(names), fill_value=0)
+    return table.astype("int64")
+
+
+def io_error_stops(episodes: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
+    """The distinct STOPs caused by I/O errors, with how long each kept the VM paused.
+
+    Several error actions can be served by one stop (QEMU's single request slot), so episodes
+    are reduced to distinct (vm, seq_stop). A stop never resumed counts until the VM's last
+    step and is flagged `open`. Columns: vm, seq_stop, ts_stop, ts_resume, paused_ns, open.
+    """
+    cols = {"vm": object, "seq_stop": "int64", "ts_stop": "int64", "ts_resume": "Int64",
+            "paused_ns": "int64", "open": bool}
+    if episodes.empty or "seq_stop" not in episodes:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
+    ep = pd.DataFrame(
+        {
+            "vm": _str(episodes["vm"]).astype(str),
+            "seq_stop": _int_col(episodes, "seq_stop"),
+            "ts_stop": _int_col(episodes, "ts_stop"),
+            "ts_resume": _int_col(episodes, "ts_resume"),
+        }
+    )
+    ep = ep[ep["seq_stop"].notna() & ep["ts_stop"].notna()]
+    ep = ep.sort_values(["vm", "seq_stop"], kind="mergesort").drop_duplicates(["vm", "seq_stop"])
+    last_ts = _per_vm_ts(steps)["max"] if len(steps) else pd.Series(dtype="int64")
+    end = ep["vm"].map(last_ts).astype("Int64")
+    open_ = ep["ts_resume"].isna()
+    until = ep["ts_resume"].where(~open_, end).fillna(ep["ts_stop"])
+    out = ep.assign(
+        seq_stop=ep["seq_stop"].astype("int64"),
+        ts_stop=ep["ts_stop"].astype("int64"),
+        paused_ns=(until - ep["ts_stop"]).clip(lower=0).astype("int64"),
+        open=open_.astype(bool),
+    )
+    return out[list(cols)].reset_index(drop=True)
+
+
+def vm_summary(episodes: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
+    """One row per VM: steps, span, errors, stops, resumes, and time paused by I/O errors.
+
+    Columns: vm, steps, first_ts_ns, last_ts_ns, errors, errors_stop (action stop),
+    stop_events, resume_events, io_error_stops, paused_ns, paused_at_end (an I/O-error stop
+    still not resumed when the trace ends).
+    """
+    ts = _per_vm_ts(steps) if len(steps) else None
+    ep_vm = _str(episodes["vm"]).astype(str) if len(episodes) else pd.Series(dtype=object)
+    vms = _vm_order([*(ts.index if ts is not None else []), *ep_vm.unique()])
+    index = pd.Index(vms, name="vm")
+    is_stop = (_str(episodes["action"]) == "stop") if len(episodes) and "action" in episodes else None
+    events = _event_counts(steps, ("STOP", "RESUME")) if len(steps) else None
+    stops = io_error_stops(episodes, steps).groupby("vm")
+
+    def counts(series: pd.Series | None) -> pd.Series:
+        values = series if series is not None else pd.Series(dtype="int64")
+        return values.reindex(index).fillna(0).astype("int64")
+
+    out = pd.DataFrame(
+        {
+            "steps": counts(ts["size"] if ts is not None else None),
+            "first_ts_ns": (ts["min"] if ts is not None else pd.Series(dtype="Int64")).reindex(index).astype("Int64"),
+            "last_ts_ns": (ts["max"] if ts is not None else pd.Series(dtype="Int64")).reindex(index).astype("Int64"),
+            "errors": counts(ep_vm.value_counts()),
+            "errors_stop": counts(ep_vm[is_stop].value_counts() if is_stop is not None else None),
+            "stop_events": counts(events["STOP"] if events is not None else None),
+            "resume_events": counts(events["RESUME"] if events is not None else None),
+            "io_error_stops": counts(stops.size()),
+            "paused_ns": counts(stops["paused_ns"].sum()),
+            "paused_at_end": stops["open"].any().reindex(index).astype("boolean").fillna(False).astype(bool),
+        },
+        index=index,
+    )
+    return out.reset_index()
+
+
+# ---------------------------------------------------------------------------------------------
+# Latencies
+# ---------------------------------------------------------------------------------------------
+
+
+def latency_values(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Every measured latency, long form: vm, measure (label), ns. Negative values are kept
+    (a clock anomaly is a fact to show, not to hide); missing ones (no event, no stop) dropped."""
+    parts = []
+    vm = _str(episodes["vm"]).astype(str) if len(episodes) else pd.Series(dtype=object)
+    for col, start, end, label in LATENCIES:
+        if col in episodes:
+            ns = _int_col(episodes, col)
+        elif start in episodes and end in episodes:
+            ns = _int_col(episodes, end) - _int_col(episodes, start)
+        else:
+            continue
+        keep = ns.notna()
+        parts.append(pd.DataFrame({"vm": vm[keep], "measure": label, "ns": ns[keep].astype("int64")}))
+    if not parts:
+        return pd.DataFrame({"vm": pd.Series(dtype=object), "measure": pd.Series(dtype=object),
+                             "ns": pd.Series(dtype="int64")})
+    return pd.concat(parts, ignore_index=True)
+
+
+def _nearest_rank(values: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """count, p50, p95, p99, max of `ns` per `keys` group, nearest-rank, vectorized."""
+    v = values.sort_values([*keys, "ns"], kind="mergesort").reset_index(drop=True)
+    grp = v.groupby(keys, sort=True)
+    size = grp.size()
+    start = np.concatenate([[0], np.cumsum(size.to_numpy())[:-1]]).astype(np.int64)
+    n = size.to_numpy().astype(np.int64)
+    ns = v["ns"].to_numpy()
+    out = size.rename("count").reset_index()
+    for label, q in PERCENTILES:
+        pos = start + np.maximum(np.ceil(q * n).astype(np.int64) - 1, 0)
+        out[f"{label}_ns"] = ns[pos]
+    out["max_ns"] = ns[start + n - 1]
+    return out
+
+
+def latency_summary(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Latency percentiles per VM and measure, plus one ``(all)`` row per measure.
+
+    Columns: vm, measure, count, p50_ns, p95_ns, p99_ns, max_ns (nearest-rank percentiles).
+    """
+    cols = ["vm", "measure", "count", "p50_ns", "p95_ns", "p99_ns", "max_ns"]
+    values = latency_values(episodes)
+    if values.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object if c in ("vm", "measure") else "int64") for c in cols})
+    per_vm = _nearest_rank(values, ["vm", "measure"])
+    overall = _nearest_rank(values.assign(vm=ALL_VMS), ["vm", "measure"])
+    labels = [label for _, _, _, label in LATENCIES]
+    out = pd.concat([per_vm, overall], ignore_index=True)
+    out["_m"] = out["measure"].map({m: i for i, m in enumerate(labels)})
+    out["_all"] = out["vm"] == ALL_VMS
+    out = out.sort_values(["_all", "vm", "_m"], kind="mergesort").drop(columns=["_m", "_all"])
+    return out[cols].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Integrity
+# ---------------------------------------------------------------------------------------------
+
+
+def seq_gaps(steps: pd.DataFrame) -> pd.DataFrame:
+    """Every hole in a VM's `seq` numbering (steps lost between two recorded ones).
+
+    Columns: vm, after_seq, before_seq, missing. A VM's seq starts at 0; a trace that starts
+    later is reported as a gap after seq -1.
+    """
+    cols = {"vm": object, "after_seq": "int64", "before_seq": "int64", "missing": "int64"}
+    if steps.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
+    codes, vms = _codes(steps["vm"])
+    seq = steps["seq"].to_numpy(dtype=np.int64)
+    order = _order(codes, seq)
+    c, s = codes[order], seq[order]
+    first = np.r_[True, c[1:] != c[:-1]]
+    prev = np.where(first, -1, np.r_[-1, s[:-1]])
+    missing = s - prev - 1
+    gap = missing > 0
+    out = pd.DataFrame({"vm": np.asarray(vms, dtype=object)[c[gap]], "after_seq": prev[gap],
+                        "before_seq": s[gap], "missing": missing[gap]})
+    return out.astype(cols)
+
+
+def clock_anomalies(steps: pd.DataFrame) -> pd.DataFrame:
+    """Steps whose timestamp goes back in time relative to the previous step of the same thread
+    (the `ts-monotonic-per-thread` rule's facts, with how far back).
+
+    Columns: vm, thread, prev_seq, seq, prev_ts_ns, ts_ns, backwards_ns.
+    """
+    cols = {"vm": object, "thread": object, "prev_seq": "int64", "seq": "int64",
+            "prev_ts_ns": "int64", "ts_ns": "int64", "backwards_ns": "int64"}
+    if steps.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
+    vm_c, vms = _codes(steps["vm"])
+    th_c, threads = _codes(steps["thread"])
+    seq = steps["seq"].to_numpy(dtype=np.int64)
+    ts = steps["ts_ns"].to_numpy(dtype=np.int64)
+    order = np.lexsort((seq, th_c, vm_c))
+    v, t, s, x = vm_c[order], th_c[order], seq[order], ts[order]
+    same = np.r_[False, (v[1:] == v[:-1]) & (t[1:] == t[:-1])]
+    prev_ts = np.r_[0, x[:-1]]
+    prev_seq = np.r_[-1, s[:-1]]
+    bad = same & (prev_ts > x)
+    out = pd.DataFrame({"vm": np.asarray(vms, dtype=object)[v[bad]],
+                        "thread": np.asarray(threads, dtype=object)[t[bad]],
+                        "prev_seq": prev_seq[bad], "seq": s[bad], "prev_ts_ns": prev_ts[bad],
+                        "ts_ns": x[bad], "backwards_ns": prev_ts[bad] - x[bad]})
+    return out.sort_values(["vm", "seq"], kind="mergesort").reset_index(drop=True).astype(cols)
+
+
+def integrity_summary(steps: pd.DataFrame, gaps: pd.DataFrame | None = None,
+                      clock: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per VM: seq gaps (count, steps missing) and clock anomalies (count, worst jump back).
+
+    `gaps` / `clock`: the results of :func:`seq_gaps` / :func:`clock_anomalies` if already
+    computed. Columns: vm, seq_gaps, seq_missing, clock_anomalies, max_backwards_ns.
+    """
+    vms = _codes(steps["vm"])[1] if len(steps) else []
+    base = pd.DataFrame(index=pd.Index(vms, name="vm"))
+    by_gap = (seq_gaps(steps) if gaps is None else gaps).groupby("vm")["missing"]
+    by_clock = (clock_anomalies(steps) if clock is None else clock).groupby("vm")["backwards_ns"]
+    base["seq_gaps"] = by_gap.size()
+    base["seq_missing"] = by_gap.sum()
+    base["clock_anomalies"] = by_clock.size()
+    base["max_backwards_ns"] = by_clock.max()
+    return base.fillna(0).astype("int64").reset_index()
+
+
+# ---------------------------------------------------------------------------------------------
+# Timeline
+# ---------------------------------------------------------------------------------------------
+
+
+def _fold_state(runstate: pd.Series) -> pd.Series:
+    return pd.Series(
+        np.select([runstate == "running", runstate == "io-error"], ["running", "io-error"], "paused"),
+        index=runstate.index,
+    )
+
+
+def runstate_intervals(steps: pd.DataFrame, episodes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each VM's run state over time as intervals: vm, state, start_ns, end_ns.
+
+    `state` is running, io-error or paused (any other stopped state). Taken from the `runstate`
+    rows where a VM has them; otherwise from its STOP/RESUME events (a STOP that episodes link
+    to an error is io-error, any other paused). Before the first known state a VM is taken as
+    running; the last interval ends at the VM's last step. Adjacent equal states are merged.
+    """
+    cols = {"vm": object, "state": object, "start_ns": "int64", "end_ns": "int64"}
+    if steps.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
+    rows = _where(steps, steps["kind"].isin(["runstate", "qmp_event"]),
+                  ["vm", "seq", "ts_ns", "kind", "name", "runstate"])
+    is_rs = (rows["kind"] == "runstate") & rows["runstate"].notna()
+    vms_with_rs = set(rows.loc[is_rs, "vm"])
+    is_stop_resume = ((rows["kind"] == "qmp_event") & rows["name"].isin(["STOP", "RESUME"])
+                      & ~rows["vm"].isin(vms_with_rs))
+    rs = pd.DataFrame({"vm": rows["vm"][is_rs], "seq": rows["seq"][is_rs], "ts": rows["ts_ns"][is_rs],
+                       "state": _fold_state(rows["runstate"][is_rs])})
+    ev = pd.DataFrame({"vm": rows["vm"][is_stop_resume], "seq": rows["seq"][is_stop_resume],
+                       "ts": rows["ts_ns"][is_stop_resume], "name": rows["name"][is_stop_resume]})
+    linked = pd.DataFrame({"vm": pd.Series(dtype=object), "seq": pd.Series(dtype="int64")})
+    if episodes is not None and len(episodes) and "seq_stop" in episodes:
+        linked = pd.DataFrame({"vm": _str(episodes["vm"]).astype(object),
+                               "seq": _int_col(episodes, "seq_stop")}).dropna()
+        linked = linked.astype({"seq": "int64"}).drop_duplicates()
+    io_stop = ev[["vm", "seq"]].astype({"seq": "int64"}).merge(
+        linked.assign(io=True), on=["vm", "seq"], how="left")["io"].fillna(False).to_numpy(dtype=bool)
+    ev["state"] = np.where(ev["name"] == "RESUME", "running", np.where(io_stop, "io-error", "paused"))
+    changes = pd.concat([rs, ev.drop(columns="name")], ignore_index=True)
+    bounds = _per_vm_ts(steps)
+    start_rows = pd.DataFrame({"vm": bounds.index, "seq": -1, "ts": bounds["min"].to_numpy(),
+                               "state": "running"})
+    changes = pd.concat([start_rows, changes], ignore_index=True)
+    changes = changes.sort_values(["vm", "seq"], kind="mergesort").reset_index(drop=True)
+    # Collapse repeated states, then each interval lasts until the next change of its VM.
+    same = (changes["vm"] == changes["vm"].shift(1)) & (changes["state"] == changes["state"].shift(1))
+    changes = changes[~same].reset_index(drop=True)
+    end = changes.groupby("vm")["ts"].shift(-1)
+    end = end.fillna(changes["vm"].map(bounds["max"])).astype("int64")
+    start = changes["ts"].astype("int64")
+    out = pd.DataFrame({"vm": changes["vm"], "state": changes["state"],
+                        "start_ns": start, "end_ns": np.maximum(end, start)})
+    return out.astype(cols).reset_index(drop=True)
+
+
+TIMELINE_MARKERS: tuple[tuple[str, str], ...] = (
+    ("BLOCK_IO_ERROR", "error"), ("STOP", "stop"), ("RESUME", "resume"),
+)
+
+
+def timeline_markers(steps: pd.DataFrame) -> pd.DataFrame:
+    """The events a timeline marks: vm, marker (error / stop / resume), seq, ts_ns."""
+    cols = {"vm": object, "marker": object, "seq": "int64", "ts_ns": "int64"}
+    if steps.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
+    mapping = dict(TIMELINE_MARKERS)
+    rows = _where(steps, (steps["kind"] == "qmp_event") & steps["name"].isin(list(mapping)),
+                  ["vm", "name", "seq", "ts_ns"])
+    out = pd.DataFrame({"vm": rows["vm"], "marker": rows["name"].map(mapping),
+                        "seq": rows["seq"], "ts_ns": rows["ts_ns"]})
+    return out.sort_values(["vm", "seq"], kind="mergesort").reset_index(drop=True).astype(cols)
+
+
+def most_affected(summary: pd.DataFrame, findings_per_vm: dict[str, int] | None = None,
+                  limit: int = 8) -> list[str]:
+    """The `limit` VMs a reader should look at first: most findings, then errors, then time
+    paused, then name (stable and deterministic)."""
+    if summary.empty:
+        return []
+    s = summary[["vm", "errors", "paused_ns"]].copy()
+    s["findings"] = s["vm"].map(findings_per_vm or {}).fillna(0).astype("int64")
+    s = s.sort_values(["findings", "errors", "paused_ns", "vm"],
+                      ascending=[False, False, False, True], kind="mergesort")
+    return s["vm"].head(limit).tolist()
