@@ -2,5 +2,36 @@
 guarantees of QEMU's block I/O error path, and render audit reports.
 
 The public surface (`load`, `replay`, `check`) is what the command line wraps; a notebook user
-calls it directly.
+calls it directly::
+
+    import analyzer
+    result = analyzer.check(["trace-dir/"])          # CheckResult
+    result.verdict, result.findings, result.episodes
+    view = analyzer.replay("trace-dir/", vm="vm0", from_seq=100, to_seq=200)
+
+Note: `analyzer.load`, `analyzer.replay` and `analyzer.check` are the functions; their modules
+are imported as ``from analyzer.replay import steps_around`` and the like.
 """
+
+from analyzer.check import check
+from analyzer.load import Trace, load
+from analyzer.model import CheckResult, Finding, InputInfo, RuleInfo, Severity, Verdict
+from analyzer.replay import EPISODE_COLUMNS, episodes, replay, steps_around
+from analyzer.rules.catalogue import catalogue
+
+__all__ = [
+    "EPISODE_COLUMNS",
+    "CheckResult",
+    "Finding",
+    "InputInfo",
+    "RuleInfo",
+    "Severity",
+    "Trace",
+    "Verdict",
+    "catalogue",
+    "check",
+    "episodes",
+    "load",
+    "replay",
+    "steps_around",
+]

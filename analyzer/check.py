@@ -1,0 +1,129 @@
+"""`check`: run the rule catalogue over a trace and return every finding.
+
+The trace is loaded and planned (`analyzer.load`), every unit of whole VMs is read, reduced to
+the rows the rules need and judged independently (`analyzer.engine`), and the per-unit results
+are merged in an explicit order. Rules whose step kinds the trace lacks are reported as not
+applicable and never produce findings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+import pandas as pd
+
+from analyzer.engine import ProgressCallback, map_units
+from analyzer.load import PathArg, Trace, Unit, UnitData, load, scan_unit
+from analyzer.model import CheckResult, Finding
+from analyzer.replay import EPISODE_COLUMNS, episodes
+from analyzer.rules import applicable, columns_for, run, select
+from analyzer.rules.catalogue import RULES
+
+
+@dataclass
+class UnitResult:
+    """What one unit contributes to a check."""
+
+    findings: list[Finding]
+    episodes: pd.DataFrame
+    rows: int
+    present: set[str] = field(default_factory=set)
+
+
+def analyze_unit(
+    trace: Trace,
+    unit: Unit,
+    report_rows: Callable[[int], None] | None,
+    *,
+    rule_ids: tuple[str, ...],
+    columns: tuple[str, ...],
+) -> UnitResult:
+    """Read one unit and judge it: the per-VM work of a check (a pure function of its input)."""
+    def judge(batch: UnitData) -> UnitResult:
+        found = run(batch.steps, rule_ids)
+        found.extend(f for f in batch.integrity if f.rule in rule_ids)
+        return UnitResult(found, episodes(batch.steps), batch.rows, batch.present)
+
+    parts = scan_unit(trace, unit, columns, judge, progress=report_rows)
+    frames = [p.episodes for p in parts if len(p.episodes)]
+    eps = pd.concat(frames, ignore_index=True) if len(frames) > 1 else (frames[0] if frames else episodes_empty())
+    return UnitResult(
+        [f for p in parts for f in p.findings],
+        eps,
+        sum(p.rows for p in parts),
+        set().union(*(p.present for p in parts)) if parts else set(),
+    )
+
+
+def check(
+    paths: Trace | PathArg | Sequence[PathArg],
+    *,
+    rules: Iterable[str] | None = None,
+    engine: str = "local",
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> CheckResult:
+    """Check the trace at `paths` (files, directories, globs, or a loaded `Trace`).
+
+    `rules`: ids to run (default: the whole catalogue). `engine`: "local" or "dask";
+    `workers`: threads (local) or Dask workers. `progress(done_rows, total_rows)` is called as
+    rows are read. Raises :class:`tracer.errors.InputError` for unusable input or unknown rule
+    ids. The result is deterministic: same steps, same result, whatever the file layout,
+    engine or worker count.
+    """
+    trace = paths if isinstance(paths, Trace) else load(paths)  # type: ignore[arg-type]
+    chosen = select(rules)
+    ids = tuple(r.id for r in chosen)
+    fn = partial(analyze_unit, rule_ids=ids, columns=columns_for(ids))
+    results = map_units(fn, trace, trace.units, engine=engine, workers=workers, progress=progress)
+    present: set[str] = set()
+    for r in results:
+        present |= r.present
+    not_applicable = [r.id for r in chosen if not applicable(r, present)]
+    skip = set(not_applicable)
+    findings = [f for r in results for f in r.findings if f.rule not in skip]
+    if "trace-truncated" in ids:
+        findings.extend(_truncated(trace))
+    findings.sort(key=_order)
+    frames = [r.episodes for r in results if len(r.episodes)]
+    eps = (
+        pd.concat(frames, ignore_index=True) if frames else episodes_empty()
+    )
+    if len(frames) > 1:
+        eps = eps.sort_values(["vm"], kind="mergesort").reset_index(drop=True)
+    return CheckResult(
+        inputs=sorted(trace.inputs, key=lambda i: i.path),
+        rules=chosen,
+        findings=findings,
+        not_applicable=not_applicable,
+        steps=sum(r.rows for r in results),
+        vms=len(trace.vms),
+        episodes=eps,
+    )
+
+
+def episodes_empty() -> pd.DataFrame:
+    from analyzer.replay import _empty_episodes
+
+    return _empty_episodes()[list(EPISODE_COLUMNS)]
+
+
+def _order(f: Finding) -> tuple:
+    return (*f.sort_key(), f.message, f.device or "", f.error_id if f.error_id is not None else -1)
+
+
+def _truncated(trace: Trace) -> list[Finding]:
+    info = RULES["trace-truncated"]
+    out = []
+    for group, vms in trace.truncated:
+        for vm in vms or ("",):
+            out.append(Finding(
+                rule=info.id, severity=info.severity, vm=vm, device=None, error_id=None, seq=(),
+                ts_ns=None, thread=None,
+                message=(f"{group} has no completion manifest (or is marked truncated): the "
+                         f"recording may have been cut short"),
+                src=(group,),
+            ))
+    return out

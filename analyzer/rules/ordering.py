@@ -1,0 +1,234 @@
+"""The ordering guarantees of the error path (docs/rules.md §3, I1-I4 and I6).
+
+Each rule is a pure function `(Steps) -> list[Finding]` over a batch of whole VMs. Where a
+source records error ids (the simulator, the real-thread recorder) the rules follow one error
+through its steps; where it does not (imports of real QEMU output) they use the positional
+definitions of rules.md. The choice is made per VM: a VM with any error id is judged by ids.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analyzer.model import Finding
+from analyzer.rules.derived import running_before, service, vm_has
+from analyzer.rules.evidence import NO_EID, describe, eids, findings
+from analyzer.rules.steps import ACT, NULL, RS, Steps
+
+
+def _bie_stop(s: Steps) -> np.ndarray:
+    return s.event("BLOCK_IO_ERROR") & (s.action == ACT["stop"])
+
+
+def _ids(s: Steps, rows: np.ndarray) -> np.ndarray:
+    """Whether the VM of each row records error ids."""
+    return vm_has(s, s.has_eid, rows)
+
+
+def _none(n: int) -> np.ndarray:
+    return np.full(n, NULL, dtype=np.int64)
+
+
+def iostatus_before_event(s: Steps) -> list[Finding]:
+    """BIE(stop) of E with no iostatus_set of E before it (I1)."""
+    rows = np.flatnonzero(_bie_stop(s) & s.has_eid)
+    first_set = s.by_eid(s.is_kind("iostatus_set")).first(s.vm[rows], s.eid[rows])
+    bad = (first_set < 0) | (first_set > rows)
+    rows, first_set = rows[bad], first_set[bad]
+
+    def message(k: int, _: list[int]) -> str:
+        r = rows[k]
+        later = f"; it is set only later, {describe(s, first_set[k])}" if first_set[k] >= 0 else ""
+        return (
+            f"BLOCK_IO_ERROR(stop) of error {int(s.eid[r])} at seq {int(s.seq[r])} came before "
+            f"the device's io-status was set{later}: 'info block' showed less than the events said"
+        )
+
+    return findings(s, "iostatus-before-event", [first_set, rows], device=s.device[rows],
+                    error_id=eids(s, rows), message=message)
+
+
+def iostatus_before_stop(s: Steps) -> list[Finding]:
+    """runstate entering io-error for E with no iostatus_set of E before it (I2)."""
+    enter = (
+        s.is_kind("runstate")
+        & (s.runstate == RS["io-error"])
+        & (s.prev_runstate != RS["io-error"])
+        & s.has_eid
+    )
+    rows = np.flatnonzero(enter)
+    first_set = s.by_eid(s.is_kind("iostatus_set")).first(s.vm[rows], s.eid[rows])
+    bad = (first_set < 0) | (first_set > rows)
+    rows, first_set = rows[bad], first_set[bad]
+    # The device of the error: its first row that names one.
+    named = s.by_eid(s.device >= 0).first(s.vm[rows], s.eid[rows])
+    device = np.where(named >= 0, s.device[np.maximum(named, 0)], NULL)
+
+    def message(k: int, _: list[int]) -> str:
+        r = rows[k]
+        later = f"; it is set only later, {describe(s, first_set[k])}" if first_set[k] >= 0 else ""
+        return (
+            f"the run state became io-error for error {int(s.eid[r])} at seq {int(s.seq[r])} "
+            f"before the device's io-status was set{later}"
+        )
+
+    return findings(s, "iostatus-before-stop", [first_set, rows], device=device,
+                    error_id=eids(s, rows), message=message)
+
+
+def event_before_stop(s: Steps) -> list[Finding]:
+    """STOP caused by an error with no BLOCK_IO_ERROR(stop) of that error before it (I3)."""
+    stop, resume, bie = s.event("STOP"), s.event("RESUME"), _bie_stop(s)
+    stop_cmd = s.command("stop")
+    # With error ids.
+    rows = np.flatnonzero(stop & s.has_eid)
+    rows = rows[_ids(s, rows)]
+    first_bie = s.by_eid(bie).first(s.vm[rows], s.eid[rows])
+    bad = (first_bie < 0) | (first_bie > rows)
+    id_rows, id_bie = rows[bad], first_bie[bad]
+    # Without: STOP with no BIE since the previous RESUME, a BIE after it before the next
+    # RESUME, and no stop command since the previous RESUME.
+    rows = np.flatnonzero(stop)
+    rows = rows[~_ids(s, rows)]
+    prev_resume = s.prev(resume, rows)
+    next_resume = s.next(resume, rows)
+    next_bie = s.next(bie, rows)
+    bad = (
+        ~s.between(bie, prev_resume, rows, rows)
+        & (next_bie >= 0)
+        & ((next_resume < 0) | (next_bie < next_resume))
+        & ~s.between(stop_cmd, prev_resume, rows, rows)
+    )
+    pos_rows, pos_bie = rows[bad], next_bie[bad]
+    rows = np.concatenate([id_rows, pos_rows])
+    bie_rows = np.concatenate([id_bie, pos_bie])
+    has_bie = bie_rows >= 0
+    device = np.where(has_bie, s.device[np.maximum(bie_rows, 0)], NULL)
+    n_id = len(id_rows)
+
+    def message(k: int, _: list[int]) -> str:
+        r = rows[k]
+        if k < n_id:
+            tail = f"; it comes only later, {describe(s, bie_rows[k])}" if bie_rows[k] >= 0 else ""
+            return (
+                f"STOP at seq {int(s.seq[r])} for error {int(s.eid[r])} was emitted before "
+                f"any BLOCK_IO_ERROR(stop) of that error{tail}"
+            )
+        return (
+            f"STOP at seq {int(s.seq[r])} was emitted before the BLOCK_IO_ERROR(stop) that caused "
+            f"it ({describe(s, bie_rows[k])}), with no stop command since the last RESUME"
+        )
+
+    return findings(s, "event-before-stop", [rows, bie_rows], device=device,
+                    error_id=eids(s, np.where(np.arange(len(rows)) < n_id, rows, -1)),
+                    message=message)
+
+
+def follows(s: Steps) -> tuple[list[Finding], list[Finding]]:
+    """stop-follows-error (error) and stop-pending-at-end (warning) in one pass."""
+    stop, resume, bie = s.event("STOP"), s.event("RESUME"), _bie_stop(s)
+    cand = np.flatnonzero(bie)
+    cand = cand[running_before(s, cand)]
+    ids = _ids(s, cand)
+    # With error ids.
+    rows = cand[ids & s.has_eid[cand]]
+    sv = service(s, rows)
+    consumed = sv.consumer >= 0
+    stop_of_x = s.by_eid(stop).first(s.vm[rows], sv.served_by, consumed)
+    lost = consumed & (stop_of_x < 0) & ~s.between(stop, rows, sv.consumer, rows)
+    err_rows, err_other = rows[lost], sv.consumer[lost]
+    warn_rows = rows[sv.pending]
+    # Without: no STOP before the next RESUME (or, when no RESUME follows, before the end).
+    rows = cand[~ids]
+    next_stop, next_resume = s.next(stop, rows), s.next(resume, rows)
+    unstopped = (next_stop < 0) | ((next_resume >= 0) & (next_resume < next_stop))
+    err_pos = unstopped & (next_resume >= 0)
+    n_id = len(err_rows)
+    err_rows = np.concatenate([err_rows, rows[err_pos]])
+    err_other = np.concatenate([err_other, next_resume[err_pos]])
+    warn_rows = np.concatenate([warn_rows, rows[unstopped & (next_resume < 0)]])
+
+    def err_message(k: int, _: list[int]) -> str:
+        r, o = err_rows[k], err_other[k]
+        if k < n_id:
+            x = int(s.eid[o])
+            return (
+                f"BLOCK_IO_ERROR(stop) of error {int(s.eid[r])} at seq {int(s.seq[r])} was "
+                f"emitted while running; its stop request was consumed by {describe(s, o)} "
+                f"(served by error {x}) but no STOP followed"
+            )
+        return (
+            f"BLOCK_IO_ERROR(stop) at seq {int(s.seq[r])} was emitted while running but no STOP "
+            f"came before {describe(s, o)}"
+        )
+
+    def warn_message(k: int, _: list[int]) -> str:
+        r = warn_rows[k]
+        return (
+            f"BLOCK_IO_ERROR(stop) at seq {int(s.seq[r])} was emitted while running and its stop "
+            f"request was still pending when the trace ended"
+        )
+
+    errors = findings(s, "stop-follows-error", [err_rows, err_other],
+                      device=s.device[err_rows], error_id=eids(s, err_rows), message=err_message)
+    warnings = findings(s, "stop-pending-at-end", [warn_rows], device=s.device[warn_rows],
+                        error_id=eids(s, warn_rows), message=warn_message)
+    return errors, warnings
+
+
+def stop_follows_error(s: Steps) -> list[Finding]:
+    """BIE(stop) while running whose consumed request gave no STOP (I4)."""
+    return follows(s)[0]
+
+
+def stop_pending_at_end(s: Steps) -> list[Finding]:
+    """BIE(stop) while running whose request is still pending at the end (warning)."""
+    return follows(s)[1]
+
+
+def resume_before_retry_error(s: Steps) -> list[Finding]:
+    """A RESUME between a BLOCK_IO_ERROR(stop) and the STOP it caused (I6)."""
+    stop, resume, bie = s.event("STOP"), s.event("RESUME"), _bie_stop(s)
+    cand = np.flatnonzero(bie)
+    cand = cand[running_before(s, cand)]
+    ids = _ids(s, cand)
+    # With error ids: a RESUME strictly between the BIE and the STOP of served_by(E) after it.
+    rows = cand[ids & s.has_eid[cand]]
+    sv = service(s, rows)
+    stop_of_x = s.by_eid(stop).first(s.vm[rows], sv.served_by, sv.consumer >= 0)
+    r_between = s.after(resume, rows, rows)
+    bad = (stop_of_x > rows) & (r_between >= 0) & (r_between < stop_of_x)
+    id_bie, id_resume, id_stop = rows[bad], r_between[bad], stop_of_x[bad]
+    # Without: RESUME R; a BIE(stop) after a cont command, between the last STOP before R and
+    # R; the first STOP after R with no BIE(stop) and no stop command between R and it.
+    resumes = np.flatnonzero(resume)
+    resumes = resumes[~_ids(s, resumes)]
+    cont = s.command("cont")
+    first_cont = s.after(cont, np.full(len(resumes), -1, dtype=np.int64), resumes)
+    last_stop = s.prev(stop, resumes)
+    lo = np.where(first_cont >= 0, np.maximum(last_stop, first_cont), NULL)
+    b = np.where(first_cont >= 0, s.after(bie, lo, resumes), NULL)
+    next_stop = s.next(stop, resumes)
+    bad = (
+        (b >= 0)
+        & (b < resumes)
+        & (next_stop >= 0)
+        & ~s.between(bie, resumes, next_stop, resumes)
+        & ~s.between(s.command("stop"), resumes, next_stop, resumes)
+    )
+    n_id = len(id_bie)
+    bies = np.concatenate([id_bie, b[bad]])
+    res = np.concatenate([id_resume, resumes[bad]])
+    stops = np.concatenate([id_stop, next_stop[bad]])
+
+    def message(k: int, _: list[int]) -> str:
+        what = f"of error {int(s.eid[bies[k]])} " if k < n_id else ""
+        return (
+            f"RESUME at seq {int(s.seq[res[k]])} came between BLOCK_IO_ERROR(stop) {what}at seq "
+            f"{int(s.seq[bies[k]])} and the STOP it caused at seq {int(s.seq[stops[k]])}: the "
+            f"retried request failed before RESUME was emitted (QEMU 2.1-2.12 ordering)"
+        )
+
+    error_id = np.where(np.arange(len(bies)) < n_id, eids(s, bies), NO_EID)
+    return findings(s, "resume-before-retry-error", [bies, res, stops], device=s.device[bies],
+                    error_id=error_id, message=message)

@@ -1,0 +1,153 @@
+"""What a management client was told: query-block and query-status answers against the events
+and the replayed state (docs/rules.md §3: query-matches-events, query-matches-runstate,
+iostatus-reset-on-cont).
+
+A reply row is recorded when the state is read, atomically with it; its *point* is the moment
+the question was asked (the command at `cmd_seq`, else the reply itself).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analyzer.model import Finding
+from analyzer.rules.derived import changed_from_ok, iostatus_rows, replayed_iostatus, vm_has
+from analyzer.rules.evidence import NO_EID, eids, findings
+from analyzer.rules.steps import ACT, IOS, NULL, RS, Steps
+
+
+def _bie_stop(s: Steps) -> np.ndarray:
+    return s.event("BLOCK_IO_ERROR") & (s.action == ACT["stop"])
+
+
+def _not_ok(values: np.ndarray) -> np.ndarray:
+    return (values == IOS["failed"]) | (values == IOS["nospace"])
+
+
+def query_matches_events(s: Steps) -> list[Finding]:
+    """query-block says ok for a device after its BIE(stop), with no cont or reset since."""
+    rows = np.flatnonzero(s.reply("query-block") & (s.iostatus == IOS["ok"]) & (s.device >= 0))
+    point = s.point[rows]
+    vm, dev = s.vm[rows], s.device[rows]
+    bie = s.by_device(_bie_stop(s)).last_before(vm, dev, point)
+    last_cont = s.prev(s.command("cont") | s.reply("cont"), point)
+    last_reset = s.by_device(s.is_kind("iostatus_reset")).last_before(vm, dev, point)
+    bad = (bie >= 0) & (np.maximum(last_cont, last_reset) < bie)
+    rows, point, bie = rows[bad], point[bad], bie[bad]
+
+    def message(k: int, _: list[int]) -> str:
+        r, b = rows[k], bie[k]
+        return (
+            f"query-block at seq {int(s.seq[point[k]])} showed io-status ok for "
+            f"'{s.text('device', r)}' after BLOCK_IO_ERROR(stop) at seq {int(s.seq[b])}, with no "
+            f"cont or io-status reset in between"
+        )
+
+    return findings(s, "query-matches-events", [bie, point, rows], device=s.device[rows],
+                    error_id=eids(s, bie), message=message)
+
+
+def _entered_io_error(s: Steps, at: np.ndarray) -> np.ndarray:
+    """The last runstate row entering io-error strictly before each position (-1: none)."""
+    enter = s.is_kind("runstate") & (s.runstate == RS["io-error"]) & (s.prev_runstate != RS["io-error"])
+    return s.prev(enter, at)
+
+
+def _all_enabled_ok(s: Steps, rows: np.ndarray) -> np.ndarray:
+    """Whether every iostatus-enabled device of the row's VM has a replayed io-status ok at the
+    row. Enabled devices are those with iostatus_set / iostatus_reset rows."""
+    io = np.flatnonzero(iostatus_rows(s) & (s.device >= 0))
+    width = np.int64(len(s.device_names) + 1)
+    pairs = np.unique(s.vm[io].astype(np.int64) * width + s.device[io])
+    pair_vm, pair_dev = pairs // width, pairs % width
+    lo = np.searchsorted(pair_vm, s.vm[rows], side="left")
+    hi = np.searchsorted(pair_vm, s.vm[rows], side="right")
+    counts = hi - lo
+    target = np.repeat(np.arange(len(rows)), counts)
+    offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    pair = np.repeat(lo, counts) + offset
+    values = replayed_iostatus(s, pair_dev[pair], rows[target])
+    not_ok = np.bincount(target, weights=_not_ok(values), minlength=len(rows))
+    return not_ok == 0
+
+
+def query_matches_runstate(s: Steps) -> list[Finding]:
+    """query-status answered io-error while every iostatus-enabled device was ok."""
+    rows = np.flatnonzero(s.reply("query-status") & (s.runstate == RS["io-error"]))
+    with_io = vm_has(s, iostatus_rows(s), rows)
+    # With iostatus rows: the replayed io-status at the reply.
+    io_rows = rows[with_io]
+    io_bad = io_rows[_all_enabled_ok(s, io_rows)]
+    # Without: a later query-block (before any cont, stop or RESUME) shows every device with an
+    # io-status ok.
+    q_rows = rows[~with_io]
+    qb = np.flatnonzero(s.reply("query-block"))
+    pts = s.point[qb]
+    has_status = s.iostatus[qb] >= 0
+    n_status = np.bincount(pts, weights=has_status, minlength=s.n)
+    n_bad = np.bincount(pts, weights=has_status & _not_ok(s.iostatus[qb]), minlength=s.n)
+    all_ok = (n_status > 0) & (n_bad == 0)
+    first_reply = np.full(s.n, s.n, dtype=np.int64)
+    np.minimum.at(first_reply, pts, qb)
+    barrier = s.command("cont") | s.reply("cont") | s.command("stop") | s.event("RESUME")
+    ok_cmd = s.next(all_ok, q_rows)
+    stop_at = s.next(barrier, q_rows)
+    found = (ok_cmd >= 0) & ((stop_at < 0) | (ok_cmd < stop_at))
+    q_bad, q_reply = q_rows[found], first_reply[ok_cmd[found]]
+    bad = np.concatenate([io_bad, q_bad])
+    shown = np.concatenate([np.full(len(io_bad), NULL, dtype=np.int64), q_reply])
+    entered = _entered_io_error(s, bad)
+    n_io = len(io_bad)
+
+    def message(k: int, _: list[int]) -> str:
+        r = bad[k]
+        if k < n_io:
+            return (
+                f"query-status at seq {int(s.seq[r])} answered io-error while every "
+                f"iostatus-enabled device was ok"
+            )
+        return (
+            f"query-status at seq {int(s.seq[r])} answered io-error but query-block at seq "
+            f"{int(s.seq[shown[k]])} (no cont, stop or RESUME in between) showed every device ok"
+        )
+
+    return findings(s, "query-matches-runstate", [entered, bad, shown],
+                    device=np.full(len(bad), NULL), error_id=eids(s, entered), message=message)
+
+
+def iostatus_reset_on_cont(s: Steps) -> list[Finding]:
+    """query-block shows a device not ok after a cont that should have reset it."""
+    rows = np.flatnonzero(s.reply("query-block") & _not_ok(s.iostatus) & (s.device >= 0))
+    point = s.point[rows]
+    cont_reply = s.prev(s.reply("cont"), point)
+    keep = cont_reply >= 0
+    rows, point, cont_reply = rows[keep], point[keep], cont_reply[keep]
+    vm, dev = s.vm[rows], s.device[rows]
+    with_io = vm_has(s, iostatus_rows(s), rows)
+    # With iostatus rows: no iostatus_set of D between the cont's boundary and the reply (the
+    # moment the io-status was read).
+    cont_cmd = s.cmd_index[cont_reply]
+    boundary = s.prev(s.is_kind("vm_start"), cont_reply)
+    boundary = np.where(boundary >= 0, boundary, np.where(cont_cmd >= 0, cont_cmd, cont_reply))
+    last_set = s.by_device(s.is_kind("iostatus_set")).last_before(vm, dev, rows)
+    stale_io = last_set < boundary
+    # Without: no BIE(stop) of D from the cont command until the next cont command (or the end).
+    start = np.where(cont_cmd >= 0, cont_cmd, cont_reply)
+    next_cont = s.next(s.command("cont"), start)
+    bie = s.by_device(_bie_stop(s)).first_after(vm, dev, start)
+    stale_ev = (bie < 0) | ((next_cont >= 0) & (bie > next_cont))
+    bad = np.where(with_io, stale_io, stale_ev)
+    rows, point, cont_reply, with_io = rows[bad], point[bad], cont_reply[bad], with_io[bad]
+    changed = s.by_device(changed_from_ok(s)).last_before(s.vm[rows], s.device[rows], rows)
+    error_id = np.where(with_io, eids(s, changed), NO_EID)
+
+    def message(k: int, _: list[int]) -> str:
+        r = rows[k]
+        return (
+            f"query-block at seq {int(s.seq[point[k]])} showed '{s.text('device', r)}' "
+            f"{s.text('iostatus', r)} after cont (reply at seq {int(s.seq[cont_reply[k]])}) with "
+            f"no new error of that device since: cont did not reset its io-status"
+        )
+
+    return findings(s, "iostatus-reset-on-cont", [cont_reply, rows], device=s.device[rows],
+                    error_id=error_id, message=message)

@@ -1,0 +1,188 @@
+"""Loading: every input form, validation errors naming the file, truncation, and results that do
+not depend on how the steps are laid out in files."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from analyzer import check, load
+from analyzer.rules import columns_for
+from analyzer.rules.catalogue import RULE_IDS
+from tests.analyzer.builders import TraceBuilder, by_rule, write_dir
+from tracer import tracedir
+from tracer.errors import InputError, TraceFormatError, TraceSchemaError
+from tracer.schema import from_pylist
+
+
+def broken_trace(vm: str = "vm0") -> TraceBuilder:
+    """A trace with findings of several rules (so that layout changes would show)."""
+    b = TraceBuilder(vm, iothreads={"drive0": "iothread0", "drive1": None})
+    b.start()
+    b.io(n=5)
+    b.error(1, iostatus=False)
+    b.set_iostatus(1, "drive0")
+    b.main_loop()
+    b.query_status()
+    b.query_block({"drive0": "ok", "drive1": "ok"})
+    b.cont(reset=False)
+    b.query_block()
+    b.io("drive1", n=4)
+    b.error(2, "drive1")
+    b.main_loop()
+    b.cont(retry=[{"error_id": 3, "device": "drive1"}], resume_after_retry=True)
+    b.main_loop()
+    b.io(n=3)
+    return b
+
+
+def doc(result) -> str:
+    """The findings document without the inputs (which name the files)."""
+    d = result.to_dict()
+    d.pop("inputs")
+    return json.dumps(d, sort_keys=True) + result.episodes.to_json()
+
+
+def test_a_file_a_trace_directory_a_glob_and_several_paths(tmp_path: Path) -> None:
+    table = broken_trace().table()
+    tracedir.write_table(table, tmp_path / "one.parquet")
+    write_dir(table, tmp_path / "dir", segment_rows=7)
+    reference = doc(check([tmp_path / "one.parquet"]))
+    assert doc(check([tmp_path / "dir"])) == reference
+    assert doc(check([str(tmp_path / "dir" / "seg-*.parquet")])) == reference
+    parts = sorted((tmp_path / "dir").glob("seg-*.parquet"))
+    assert doc(check([str(p) for p in reversed(parts)])) == reference
+    result = check([tmp_path / "dir"])
+    assert [i.path for i in result.inputs] == [str(p) for p in parts]
+    assert all(len(i.sha256) == 64 for i in result.inputs)
+    assert sum(i.rows for i in result.inputs) == result.steps == table.num_rows
+
+
+def test_layout_does_not_change_the_result(tmp_path: Path) -> None:
+    """Segment size, row-group size, file order, row order in files, several VMs per file."""
+    a, b = broken_trace("vm-a"), broken_trace("vm-b")
+    rows = a.rows + b.rows
+    tracedir.write_table(from_pylist(rows, "sim"), tmp_path / "r.parquet")
+    reference = doc(check([tmp_path / "r.parquet"]))
+    shuffled = rows[:]
+    random.Random(7).shuffle(shuffled)
+    table = from_pylist(shuffled, "sim")
+    tracedir.write_table(table, tmp_path / "shuffled.parquet", row_group_size=5)
+    assert doc(check([tmp_path / "shuffled.parquet"])) == reference
+    # Interleaved VMs (one recorder, two VMs), small row groups, in seq order per VM.
+    interleaved = [r for pair in zip(a.rows, b.rows, strict=False) for r in pair]
+    interleaved += a.rows[len(b.rows):] + b.rows[len(a.rows):]
+    tracedir.write_table(from_pylist(interleaved, "sim"), tmp_path / "inter.parquet", row_group_size=9)
+    assert doc(check([tmp_path / "inter.parquet"])) == reference
+    for size in (1, 3, 64):
+        write_dir(from_pylist(rows, "sim"), tmp_path / f"seg{size}", segment_rows=size)
+        assert doc(check([tmp_path / f"seg{size}"])) == reference
+
+
+def test_hive_partitioned_dataset_takes_vm_from_the_path(tmp_path: Path) -> None:
+    for vm in ("a", "b"):
+        table = broken_trace(vm).table().drop_columns(["vm"])
+        part = tmp_path / "ds" / "host=h1" / f"vm={vm}"
+        part.mkdir(parents=True)
+        pq.write_table(table, part / "part-0.parquet")
+    result = check([tmp_path / "ds"])
+    assert {f.vm for f in result.findings} == {"a", "b"}
+    assert result.vms == 2
+    both = from_pylist(broken_trace("a").rows + broken_trace("b").rows, "sim")
+    tracedir.write_table(both, tmp_path / "both.parquet")
+    assert doc(result) == doc(check([tmp_path / "both.parquet"]))
+
+
+def test_a_directory_without_manifest_is_reported_truncated(tmp_path: Path) -> None:
+    write_dir(broken_trace().table(), tmp_path / "t", segment_rows=10, manifest=False)
+    result = check([tmp_path / "t"])
+    [f] = by_rule(result, "trace-truncated")
+    assert f.severity == "warning" and f.vm == "vm0" and str(tmp_path / "t") in f.message
+    assert not any(i.complete for i in result.inputs)
+    write_dir(broken_trace().table(), tmp_path / "c", segment_rows=10)
+    assert by_rule(check([tmp_path / "c"]), "trace-truncated") == []
+
+
+def test_a_single_file_marked_truncated_by_its_producer(tmp_path: Path) -> None:
+    b = TraceBuilder()
+    b.start()
+    tracedir.write_table(b.table(extra={"truncated": "true"}), tmp_path / "t.parquet")
+    result = check([tmp_path / "t.parquet"])
+    assert [f.rule for f in result.findings] == ["trace-truncated"]
+    assert result.verdict == "pass"
+
+
+def test_duplicated_steps_across_files_are_seq_unique_findings(tmp_path: Path) -> None:
+    table = broken_trace().table()
+    tracedir.write_table(table, tmp_path / "a.parquet")
+    tracedir.write_table(table.slice(3, 4), tmp_path / "b.parquet")
+    result = check([tmp_path / "a.parquet", tmp_path / "b.parquet"])
+    found = by_rule(result, "seq-unique")
+    assert [f.seq for f in found] == [(3,), (4,), (5,), (6,)]
+    assert all(f.severity == "error" for f in found)
+    assert result.verdict == "fail"
+
+
+def test_timestamps_going_back_within_a_thread(tmp_path: Path) -> None:
+    b = TraceBuilder()
+    b.start()
+    b.io(n=3)
+    back = b.step("qmp_command", "mgmt", name="query-status", ts_ns=1)
+    later = b.step("qmp_command", "mgmt", name="query-status", ts_ns=0)  # mgmt goes back
+    b.step("qmp_event", "main", name="RESUME", ts_ns=5)  # main goes back to before seq 1
+    rows = b.rows
+    for size in (None, 2):
+        tracedir.write_table(from_pylist(rows, "sim"), tmp_path / "t.parquet", row_group_size=size)
+        found = by_rule(check([tmp_path / "t.parquet"]), "ts-monotonic-per-thread")
+        assert [(f.thread, f.seq) for f in found] == [("main", (1, 10)), ("mgmt", (back, later))]
+        assert all(f.severity == "warning" for f in found)
+
+
+@pytest.mark.parametrize(("mutate", "error", "words"), [
+    (lambda t: t.drop_columns(["kind"]), TraceSchemaError, "column 'kind': missing required column"),
+    (lambda t: t.set_column(t.schema.get_field_index("seq"), "seq", pa.array(["x"] * t.num_rows)),
+     TraceSchemaError, "column 'seq': wrong type"),
+    (lambda t: t.set_column(t.schema.get_field_index("kind"), "kind",
+                            pa.array(["io_submit"] * (t.num_rows - 1) + ["bogus"])),
+     TraceSchemaError, "unknown value 'bogus'"),
+    (lambda t: t.set_column(t.schema.get_field_index("errno"), "errno",
+                            pa.array([None] * (t.num_rows - 1) + [-5], pa.int32())),
+     TraceSchemaError, "errno must be positive"),
+    (lambda t: t.set_column(t.schema.get_field_index("thread"), "thread",
+                            pa.array([None] + ["main"] * (t.num_rows - 1), pa.string())),
+     TraceSchemaError, "null in required column"),
+    (lambda t: t.set_column(t.schema.get_field_index("seq"), "seq",
+                            pa.array([0, *range(t.num_rows - 1)], pa.int64())),
+     TraceSchemaError, "duplicate seq 0 within vm 'vm0'"),
+])
+def test_unusable_input_names_the_file_and_the_problem(tmp_path: Path, mutate, error, words) -> None:
+    path = tmp_path / "bad.parquet"
+    pq.write_table(mutate(broken_trace().table()), path)
+    with pytest.raises(error) as exc:
+        check([path])
+    assert str(path) in str(exc.value) and words in str(exc.value)
+
+
+def test_missing_and_non_parquet_inputs(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file or directory"):
+        load([tmp_path / "nope.parquet"])
+    with pytest.raises(InputError, match="no file matches"):
+        load([str(tmp_path / "*.parquet")])
+    (tmp_path / "notes.parquet").write_text("hello")
+    with pytest.raises(TraceFormatError, match="not a readable Parquet file"):
+        load([tmp_path / "notes.parquet"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no Parquet files"):
+        load([tmp_path / "empty"])
+
+
+def test_only_the_columns_rules_need_are_read() -> None:
+    cols = columns_for(RULE_IDS)
+    assert "payload" not in cols and "req_id" not in cols and "host" not in cols
+    assert {"seq", "ts_ns", "vm", "thread", "kind"} <= set(cols)
+    assert "thread_kind" not in columns_for(["iostatus-before-event"])
