@@ -93,7 +93,9 @@ def register(app: typer.Typer) -> None:
         context: Annotated[int, typer.Option("--context", min=0, help="Steps before/after --around.")] = 10,
         fmt: Annotated[str, typer.Option("--format", "-f", help="text or jsonl.")] = "text",
     ) -> None:
-        """Show the steps in replay order with the run state, each device's io-status and the
+        """Show the steps in replay order with the state after each.
+
+        Each step comes with the run state, each device's io-status and the
         pending stop request after every step, and findings marked inline: what "info block"
         and "info status" would have answered at any step."""
         from analyzer.load import load

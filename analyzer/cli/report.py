@@ -49,7 +49,9 @@ def register(app: typer.Typer) -> None:
         ] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
     ) -> None:
-        """Write an audit report: verdict, rules, findings in context, per-VM statistics, charts,
+        """Write an audit report (HTML, Markdown or JSON).
+
+        Verdict, rules, findings in context, per-VM statistics, charts,
         integrity and provenance. Exit status 0 pass, 1 fail, 2 unusable input."""
         from analyzer.report import build_report, format_for, write_report
 

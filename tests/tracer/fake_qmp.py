@@ -160,10 +160,12 @@ class FakeQmp:
             )
         elif name == "cont":
             self.iostatus = "ok"
-            if self.status != "running":
-                self.status = "running"
+            resumed = self.status != "running"
+            if resumed:
                 self.event("RESUME")
             self._reply(cmd_id, {})
+            if resumed:  # only now: a test waiting for "running" must see the reply sent first
+                self.status = "running"
         elif name == "stop":
             if self.status == "running":
                 self.status = "paused"
