@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -59,7 +60,7 @@ def _record_concurrently(tmp_path):
         assert group["ts_ns"].is_monotonic_increasing
     # the threads really interleaved
     by_seq = df.sort_values("seq")["thread"].astype(str).tolist()
-    switches = sum(a != b for a, b in zip(by_seq, by_seq[1:], strict=False))
+    switches = sum(a != b for a, b in itertools.pairwise(by_seq))
     assert switches > n_threads
 
 

@@ -70,7 +70,7 @@ def test_unknown_vocabulary_value_names_column_value_and_first_row():
 
 
 def test_duplicate_seq_within_a_vm_is_found_but_not_across_vms():
-    rows = _rows() + [dict(_rows()[0], ts_ns=30)]
+    rows = [*_rows(), dict(_rows()[0], ts_ns=30)]
     (problem,) = schema.validate(schema.from_pylist(rows, source="sim"))
     assert problem.column == "seq"
     assert problem.row == 3
