@@ -17,15 +17,7 @@ SUITE_NAME = "blkreplay"
 
 
 def _line(f: Finding) -> str:
-    where = [f"vm={f.vm}"]
-    if f.device is not None:
-        where.append(f"device={f.device}")
-    if f.error_id is not None:
-        where.append(f"error_id={f.error_id}")
-    if f.seq:
-        where.append("seq=" + ",".join(str(s) for s in f.seq))
-    if f.thread is not None:
-        where.append(f"thread={f.thread}")
+    where = [f"{label}={value}" for label, value in f.where()]
     src = f" [{', '.join(f.src)}]" if f.src else ""
     return printable(f"{f.severity}: {' '.join(where)}: {f.message}{src}")
 

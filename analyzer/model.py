@@ -64,6 +64,21 @@ class Finding:
             "src": list(self.src),
         }
 
+    def where(self) -> list[tuple[str, str]]:
+        """(label, raw value) pairs that locate the finding, for one-line renderings.
+
+        Values come from the trace: every renderer escapes them for its medium."""
+        pairs = [("vm", self.vm)]
+        if self.device is not None:
+            pairs.append(("device", self.device))
+        if self.error_id is not None:
+            pairs.append(("error", str(self.error_id)))
+        if self.seq:
+            pairs.append(("seq", ",".join(str(s) for s in self.seq)))
+        if self.thread is not None:
+            pairs.append(("thread", self.thread))
+        return pairs
+
     def sort_key(self) -> tuple:
         return (self.vm, self.seq[0] if self.seq else -1, self.rule, self.seq)
 

@@ -27,15 +27,7 @@ def render_json(result: CheckResult) -> str:
 
 def _finding_line(f: Finding) -> str:
     style = "red" if f.severity == "error" else "yellow"
-    where = [f"vm={terminal(f.vm)}"]
-    if f.device is not None:
-        where.append(f"device={terminal(f.device)}")
-    if f.error_id is not None:
-        where.append(f"error={f.error_id}")
-    if f.seq:
-        where.append("seq=" + ",".join(str(s) for s in f.seq))
-    if f.thread is not None:
-        where.append(f"thread={terminal(f.thread)}")
+    where = [f"{label}={terminal(value)}" for label, value in f.where()]
     src = f" [dim]({terminal(', '.join(f.src))})[/]" if f.src else ""
     return f"[{style}]{f.severity:7}[/] [bold]{terminal(f.rule)}[/] {' '.join(where)}\n        {terminal(f.message)}{src}"
 
