@@ -19,6 +19,7 @@ partitioning.
 from __future__ import annotations
 
 import glob as _glob
+import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -447,6 +448,33 @@ def _plain(table: pa.Table) -> pa.Table:
     return pa.table(cols, names=table.column_names)
 
 
+def qemu_version(metadata: dict[str, str], vm: str) -> str | None:
+    """The QEMU release an input records for `vm` (importers: ``blkreplay.qemu_versions``, a
+    JSON object per VM, else ``blkreplay.qemu_version`` for the whole input), else None."""
+    per_vm = metadata.get("qemu_versions")
+    if per_vm:
+        try:
+            versions = json.loads(per_vm)
+        except ValueError:
+            versions = None
+        if isinstance(versions, dict) and isinstance(versions.get(vm), str):
+            return versions[vm]
+    return metadata.get("qemu_version") or None
+
+
+def may_throttle(version: str | None) -> bool:
+    """Whether a QEMU may throttle BLOCK_IO_ERROR (per qom-path, one a second, delivering the
+    last one late with its original timestamp): since 9.2, and, not knowing, assume it may."""
+    if not version:
+        return True
+    parts = version.split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        return True
+    return (major, minor) >= (9, 2)
+
+
 class Interner:
     """Stable small-integer codes for the strings of one unit (encounter order)."""
 
@@ -557,6 +585,17 @@ class _GroupReader:
         self.unit = unit
         self.columns = tuple(dict.fromkeys(("seq", "ts_ns", "vm", "thread", "kind", *columns)))
         self.enc = _Encoders(unit.vms)
+        self._throttle: dict[int, np.ndarray] = {}
+
+    def throttle_lut(self, file: int) -> np.ndarray:
+        """Per unit VM code: whether that VM's QEMU, as file `file` records it, may throttle
+        BLOCK_IO_ERROR (`may_throttle`)."""
+        lut = self._throttle.get(file)
+        if lut is None or len(lut) != len(self.enc.vm.names):
+            meta = self.trace.files[file].info.metadata
+            lut = np.array([may_throttle(qemu_version(meta, vm)) for vm in self.enc.vm.names], dtype=bool)
+            self._throttle[file] = lut
+        return lut
 
     def _fail(self, rg: RowGroup, column: str, message: str, row: int) -> None:
         raise TraceSchemaError(f"column '{column}': {message}", path=self.trace.files[rg.file].path,
@@ -874,8 +913,10 @@ class _Streaming:
         if not len(keep):
             return
         detail = self.reader.detail(rg, table, keep)
+        vm_codes = self.reader.unit_codes(core, "vm", keep)
+        detail["throttle"] = self.reader.throttle_lut(rg.file)[vm_codes]
         kc = {
-            "vm": self.reader.unit_codes(core, "vm", keep),
+            "vm": vm_codes,
             "thread": self.reader.unit_codes(core, "thread", keep),
             "kind": self.reader.unit_codes(core, "kind", keep),
             "seq": core["seq"][keep],
@@ -939,6 +980,7 @@ def _build_steps(enc: _Encoders, kept: list[_Kept]) -> Steps:
             runstate=d["runstate"], prev_runstate=d["prev_runstate"], name=d["name"],
             eid=d["error_id"], has_eid=d["has_error_id"], cmd_seq=d["cmd_seq"],
             has_cmd=d["has_cmd_seq"], src_file=d["src_file"], src_line=d["src_line"],
+            evt=d["event_ts_ns"], throttle=d["throttle"],
         ).take(order)
     steps.vm_names = enc.vm.names
     steps.thread_names = enc.thread.names

@@ -128,6 +128,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("cmd_seq", pa.int64(), False, "on a qmp_reply: the seq of the qmp_command it answers"),
     Column("src_file", DICT_STRING, False, "source file of an imported row"),
     Column("src_line", pa.int64(), False, "1-based line in src_file of an imported row"),
+    Column("event_ts_ns", pa.int64(), False,
+           "on a qmp_event: the emission time the event carries (its QMP timestamp), Unix ns"),
 )
 
 COLUMN_BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}

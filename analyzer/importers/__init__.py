@@ -241,12 +241,25 @@ def _tables(parsed: list[ParsedInput], *, vm: str | None, host: str | None) -> d
             "no QMP traffic to import (a libvirt log needs QEMU_MONITOR_* lines: debug logging of qemu)",
             path=canonical[0].path,
         )
+    versions = {name: _qemu_version(groups[name]) for name in sorted(groups)}
+    known = {name: v for name, v in versions.items() if v is not None}
+    if known:
+        # Per VM, so that one file of several VMs keeps each VM's version.
+        metadata["qemu_versions"] = json.dumps(known, sort_keys=True)
     tables = {}
     for name in sorted(groups):
         parts = groups[name]
         vm_host = host or next((p.host for p in sorted(parts, key=part_sort_key) if p.host), None)
-        tables[name] = build_table(parts, name, host=vm_host, source=source, metadata=metadata)
+        vm_meta = dict(metadata)
+        if versions[name] is not None:
+            vm_meta["qemu_version"] = versions[name]
+        tables[name] = build_table(parts, name, host=vm_host, source=source, metadata=vm_meta)
     return tables
+
+
+def _qemu_version(parts: list[Part]) -> str | None:
+    """The QEMU release one VM's inputs announce (the first input in source order that does)."""
+    return next((p.qemu_version for p in sorted(parts, key=part_sort_key) if p.qemu_version), None)
 
 
 def _group(parsed: list[ParsedInput], vm: str | None) -> dict[str, list[Part]]:
@@ -299,7 +312,13 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
         from tracer.schema import empty_table
 
         return empty_table("merged")
-    return pa.concat_tables(tables).unify_dictionaries().combine_chunks()
+    out = pa.concat_tables(tables).unify_dictionaries().combine_chunks()
+    # Per-VM metadata (qemu_version) stays only where every VM agrees; qemu_versions has all.
+    meta = dict(tables[0].schema.metadata or {})
+    key = b"blkreplay.qemu_version"
+    if len({(t.schema.metadata or {}).get(key) for t in tables}) > 1:
+        meta.pop(key, None)
+    return out.replace_schema_metadata(meta)
 
 
 def _write(table: pa.Table, path: Path) -> None:

@@ -16,7 +16,9 @@ their ``\\r\\n``). The monitor traffic is in the probes of ``src/qemu/qemu_monit
 Every row takes the time of its log line (when libvirt logged it: the moment it sent or
 received the message, to the millisecond). Each monitor (``mon=0x...``, from
 ``QEMU_MONITOR_NEW`` to ``QEMU_MONITOR_CLOSE``) is one VM, named from libvirt's own lines
-(``Entering monitor (mon=%p vm=%p name=%s)``, ``vm=%p name=%s``), else ``mon-0x...``.
+(``Entering monitor (mon=%p vm=%p name=%s)``, ``vm=%p name=%s``), else ``mon-0x...``. The
+greeting (``qemuMonitorJSONIOProcessLine: Line [{"QMP": ...}]``, no ``mon=``) gives the QEMU
+version of the monitor opened last.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import time
 
 from analyzer.importers.detect import TRACE_PREFIXED
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
+from analyzer.importers.qapi_events import qemu_version_of
 from analyzer.importers.qmp import QmpState, parse_json
 from analyzer.importers.rows import ParsedInput, Part, Rows
 
@@ -64,6 +67,8 @@ class _LibvirtParser:
         self.use_io_process = not any("QEMU_MONITOR_RECV_" in line for line in text.lines)
         self.pending_io: list[tuple[int, str]] | None = None
         self.pending_io_at: tuple[_Session, int] | None = None
+        #: The monitor opened last (QEMU_MONITOR_NEW): the one a greeting line belongs to.
+        self.newest: _Session | None = None
 
     def session(self, mon: str, *, new: bool = False) -> _Session:
         s = self.current.get(mon)
@@ -111,6 +116,8 @@ class _LibvirtParser:
                 message = text
             if message.startswith("QEMU_MONITOR_"):
                 self.monitor(number, line, self.time_ns(m), message)
+            elif message.startswith('Line [{"QMP"'):
+                self.greeting(message)
             elif message.startswith("hostname: "):
                 self.host = self.host or message[len("hostname: ") :].strip() or None
             elif "vm" in message and ("name" in message or "mon" in message):
@@ -131,6 +138,18 @@ class _LibvirtParser:
             return isinstance(obj, dict) and {"t", "dir", "line"} <= obj.keys()
         return False
 
+    def greeting(self, message: str) -> None:
+        """``qemuMonitorJSONIOProcessLine``'s ``Line [<greeting>]``: it names no monitor, but a
+        greeting is the first thing QEMU sends on a new one, so it is the newest monitor's. Only
+        the QEMU version is taken (the trace metadata), no row."""
+        if self.newest is None or not message.endswith("]"):
+            return
+        try:
+            version = qemu_version_of(parse_json(message[len("Line [") : -1]))
+        except ValueError:
+            return
+        self.newest.qmp.qemu_version = version or self.newest.qmp.qemu_version
+
     def naming(self, message: str) -> None:
         for m in _MON_VM.finditer(message):
             s = self.session(m.group(1))
@@ -147,7 +166,7 @@ class _LibvirtParser:
             return
         mon, _, body = rest[4:].partition(" ")
         if probe == "QEMU_MONITOR_NEW":
-            self.session(mon, new=True)
+            self.newest = self.session(mon, new=True)
             return
         if probe == "QEMU_MONITOR_CLOSE":
             self.current.pop(mon, None)
@@ -212,6 +231,7 @@ class _LibvirtParser:
                 name = f"mon-{s.mon}" + (f"#{n}" if n > 1 else "")
             s.part.vm = name
             s.part.host = self.host
+            s.part.qemu_version = s.qmp.qemu_version
             parts.append(s.part)
         return ParsedInput(
             path=self.text.path, format="libvirt-log", sha256=self.text.sha256,

@@ -38,7 +38,8 @@ from tracer.schema import COLUMNS, schema_with_metadata
 SOURCE_ORDER = {"qemu-log": 0, "qmp": 1, "libvirt-log": 2}
 
 #: Fields a merged row takes from its partner when it has none itself.
-_DATA_FIELDS = ("device", "op", "errno", "action", "iostatus", "runstate", "cmd_ref", "node", "qom")
+_DATA_FIELDS = ("device", "op", "errno", "action", "iostatus", "runstate", "cmd_ref", "node", "qom",
+                "event_ts")
 
 
 def part_sort_key(part: Part) -> tuple:
@@ -154,6 +155,7 @@ def build_table(
         "cmd_seq": pa.array(cmd_seq, pa.int64()),
         "src_file": pa.DictionaryArray.from_arrays(pa.array(path_index[part_of[order]]), paths),
         "src_line": pa.array(line_arr[order]),
+        "event_ts_ns": scattered("event_ts", pa.int64()),
     }
     arrays = []
     for col in COLUMNS:

@@ -40,6 +40,18 @@ def version_of(msg: Any) -> str | None:
     return None
 
 
+def qemu_version_of(msg: Any) -> str | None:
+    """"major.minor.micro" (the QEMU release) from a QMP greeting or a ``query-version``
+    return value, else None. Recorded in a trace's metadata: which behaviours to expect
+    (BLOCK_IO_ERROR throttling since 9.2) depends on it."""
+    short = version_of(msg)
+    if short is None:
+        return None
+    inner = msg["QMP"].get("version") if "QMP" in msg else msg["return"]
+    micro = inner["qemu"].get("micro")
+    return f"{short}.{micro}" if isinstance(micro, int) else short
+
+
 class EventNumbers:
     """Event number -> name for one trace: learnt pairs first, then the version's table."""
 

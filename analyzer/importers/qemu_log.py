@@ -34,7 +34,7 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 
 from analyzer.importers.detect import QEMU_MESSAGE
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
-from analyzer.importers.qapi_events import EventNumbers, version_of
+from analyzer.importers.qapi_events import EventNumbers, qemu_version_of, version_of
 from analyzer.importers.qmp import QmpState, event_time_ns, parse_json
 from analyzer.importers.rows import ParsedInput, Part, Rows
 from tracer.schema import RUNSTATES
@@ -367,6 +367,7 @@ class _TraceLogParser:
             self.hints.add_vcpus(ret)
         else:
             self.qmp.version = version_of({"return": ret}) or self.qmp.version
+            self.qmp.qemu_version = qemu_version_of({"return": ret}) or self.qmp.qemu_version
         self.keep(number, tid, ts, name, args)
 
     # -- after the last line ---------------------------------------------------------------
@@ -388,6 +389,7 @@ class _TraceLogParser:
                 rows.name[i] = command_name(c_name)
         rows.fill_missing_ts()
         self.part.vm = self.qmp.vm_name
+        self.part.qemu_version = self.qmp.qemu_version
 
 
 def parse(text: InputText, policy: LinePolicy) -> ParsedInput:

@@ -11,7 +11,8 @@ row the last one before it (the first one, for rows before any event).
 libvirt importers use it too, so that a message means the same thing whatever carried it:
 
 - event -> ``qmp_event`` (``BLOCK_IO_ERROR``: device, op, action, errno; every event: its
-  whole JSON text in ``payload``, which keeps the QMP timestamp);
+  QMP timestamp in ``event_ts_ns`` (null for QEMU's -1/-1 "no time") and its whole JSON text
+  in ``payload``);
 - command -> ``qmp_command`` named by ``execute``;
 - reply -> ``qmp_reply`` with ``cmd_ref`` on the command of the same id (the oldest
   unanswered one), named like it: ``query-block`` gives one row per device with its
@@ -28,7 +29,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
-from analyzer.importers.qapi_events import version_of
+from analyzer.importers.qapi_events import qemu_version_of, version_of
 from analyzer.importers.rows import ParsedInput, Part, Rows
 from analyzer.importers.threads import ThreadHints
 from tracer.schema import ACTIONS, IOSTATUSES, OPS, RUNSTATES
@@ -158,6 +159,8 @@ class QmpState:
         self.hints = hints
         self.node_map = node_map
         self.version: str | None = None
+        #: The full QEMU release ("7.2.22"), for the trace metadata.
+        self.qemu_version: str | None = None
         self.vm_name: str | None = None
         self._pending: dict[str | None, deque[int]] = {}
         self._cmd_name: dict[int, str | None] = {}
@@ -271,6 +274,7 @@ class QmpState:
             self.vm_name = ret["name"] or None
         elif name == "query-version":
             self.version = version_of(msg) or self.version
+            self.qemu_version = qemu_version_of(msg) or self.qemu_version
 
     def _block_info(self, info: Any) -> tuple[str | None, str | None]:
         """(device name, io-status) of one BlockInfo; learns node-name/qdev -> device."""
@@ -317,11 +321,12 @@ class QmpState:
         thread = ("qemu", "unknown") if preset else (None, None)
         return self.rows.add(
             "qmp_event", ts, line, tid=tid, name=name, payload=text,
-            thread=thread[0], thread_kind=thread[1], key=key, **fields,
+            thread=thread[0], thread_kind=thread[1], key=key, event_ts=event_time_ns(msg), **fields,
         )
 
     def greeting(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> None:
         self.version = version_of(msg) or self.version
+        self.qemu_version = qemu_version_of(msg) or self.qemu_version
         thread = ("qemu", "unknown") if preset else (None, None)
         self.rows.add(
             "trace_event", ts, line, tid=tid, name="qmp_greeting", payload=text,
@@ -417,6 +422,7 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
             continue
     rows.fill_missing_ts()
     part.vm = state.vm_name
+    part.qemu_version = state.qemu_version
     return ParsedInput(
         path=text.path, format="qmp", sha256=text.sha256, lines=len(text.lines),
         skipped=policy.skipped, truncated=policy.truncated, parts=[part],

@@ -11,6 +11,8 @@ Besides schema columns, rows carry importer-internal fields:
   ``("cmd", id, name, n)``; replies: ``("reply", id, command, n, device index)``, where ``n``
   counts earlier messages with the same id and name in the same input.
 - ``cmd_ref``: on a reply, the row index (in the same `Rows`) of the command it answers.
+- ``event_ts``: on a ``qmp_event``, the QMP timestamp it carries (the schema's
+  ``event_ts_ns``): the emission time, which a throttled event keeps when delivered late.
 - ``node`` / ``qom``: on a ``BLOCK_IO_ERROR`` whose ``device`` is empty, the ``node-name`` and
   ``qom-path`` to resolve into a device name once every ``query-block`` reply has been seen.
 """
@@ -38,6 +40,7 @@ SPARSE = (
     "cmd_ref",
     "node",
     "qom",
+    "event_ts",
 )
 
 
@@ -124,6 +127,8 @@ class Part:
     #: VM name the input gives (libvirt domain name, a query-name reply), if any.
     vm: str | None = None
     host: str | None = None
+    #: QEMU release ("7.2.22") from the QMP greeting or a query-version reply, if seen.
+    qemu_version: str | None = None
     #: Canonical position of the input among all inputs (set by import_traces).
     order: int = 0
 

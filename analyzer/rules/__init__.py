@@ -49,13 +49,14 @@ BASE_COLUMNS: tuple[str, ...] = (
 #: Columns a rule reads beyond BASE_COLUMNS.
 RULE_COLUMNS: dict[str, tuple[str, ...]] = {
     "iostatus-before-stop": ("runstate", "prev_runstate"),
-    "stop-follows-error": ("runstate", "prev_runstate"),
-    "stop-pending-at-end": ("runstate", "prev_runstate"),
-    "resume-before-retry-error": ("runstate", "prev_runstate"),
+    "event-before-stop": ("runstate", "prev_runstate", "cmd_seq", "event_ts_ns"),
+    "stop-follows-error": ("runstate", "prev_runstate", "event_ts_ns"),
+    "stop-pending-at-end": ("runstate", "prev_runstate", "event_ts_ns"),
+    "resume-before-retry-error": ("runstate", "prev_runstate", "event_ts_ns"),
     "vm-stop-thread": ("thread_kind",),
-    "query-matches-events": ("iostatus", "cmd_seq"),
-    "query-matches-runstate": ("iostatus", "runstate", "prev_runstate", "cmd_seq"),
-    "iostatus-reset-on-cont": ("iostatus", "cmd_seq"),
+    "query-matches-events": ("iostatus", "cmd_seq", "event_ts_ns"),
+    "query-matches-runstate": ("iostatus", "runstate", "prev_runstate", "cmd_seq", "event_ts_ns"),
+    "iostatus-reset-on-cont": ("iostatus", "cmd_seq", "event_ts_ns"),
     "action-matches-policy": ("iostatus",),
     "runstate-transition": ("runstate", "prev_runstate"),
 }

@@ -1,7 +1,9 @@
 """The derived notions of docs/rules.md §2, over a `Steps` batch, vectorized.
 
 * **running at step s**: the replayed run state after the last `runstate` row before s; a VM
-  without `runstate` rows is running when no STOP came since the last RESUME (or the start).
+  without `runstate` rows is running after a RESUME, not after a STOP, and as a
+  `query-status` reply said, whichever of them came last (before the first of them: running,
+  unless that first one is a RESUME).
   Before a VM's first `runstate` row the state is that row's `prev_runstate` (the trace may
   start mid-run), not running when unknown.
 * **served_by(E)**: consumptions are `vm_stop` / `vm_start` rows carrying an error id X; every
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analyzer.rules.steps import IOS, NULL, RS, Steps
+from analyzer.rules.steps import IOS, NULL, RS, Steps, last_before
 
 
 def running_before(steps: Steps, at: np.ndarray | None = None) -> np.ndarray:
@@ -32,11 +34,42 @@ def running_before(steps: Steps, at: np.ndarray | None = None) -> np.ndarray:
     state = np.where(last >= 0, steps.runstate[safe_last], steps.prev_runstate[safe_first])
     state = np.where((last < 0) & (first < 0), NULL, state)
     by_runstate = state == RS["running"]
-    # Without: no STOP since the last RESUME.
+    # Without: the last STOP, RESUME or query-status reply before: running after a RESUME,
+    # not after a STOP, as the reply said; before the first of them, running unless it is a
+    # RESUME (the capture began while the VM was stopped).
     stop, resume = steps.event("STOP"), steps.event("RESUME")
-    last_sr = steps.prev(stop | resume, at)
-    by_events = (last_sr < 0) | resume[np.maximum(last_sr, 0)]
+    status = steps.reply("query-status") & (steps.runstate >= 0)
+    marks = stop | resume | status
+    says = resume | (status & (steps.runstate == RS["running"]))
+    last_m = steps.prev(marks, at)
+    first_m = steps.after(marks, np.full(len(at), -1, dtype=np.int64), at)
+    by_events = np.where(
+        last_m >= 0, says[np.maximum(last_m, 0)], (first_m < 0) | ~resume[np.maximum(first_m, 0)]
+    )
     return np.where(has_rs, by_runstate, by_events)
+
+
+def known_not_io_error(steps: Steps, stops: np.ndarray, until: np.ndarray) -> np.ndarray:
+    """Whether the run state right after each STOP `stops[k]` is known not to be io-error,
+    from what lies before `until[k]` (-1: the VM's end): the last `runstate` row since the
+    RESUME before the STOP enters a state other than io-error and running (a trace log:
+    `stop` from any monitor gives paused), or a `query-status` reply whose command was sent after the last STOP before it
+    says a state other than io-error. For rules that cannot see a `stop` sent on another
+    monitor (libvirt's `virsh suspend`): its STOP is then no I/O-error stop."""
+    if not len(stops):
+        return np.zeros(0, dtype=bool)
+    is_rs = steps.is_kind("runstate") & (steps.runstate >= 0)
+    hi = np.where(until >= 0, until, steps.vend[stops])
+    last_rs = last_before(is_rs)[hi]
+    last_rs = np.where(last_rs >= steps.vstart[stops], last_rs, NULL)
+    since = steps.prev(steps.event("RESUME"), stops)
+    entered = steps.runstate[np.maximum(last_rs, 0)]
+    by_rs = (last_rs > since) & (entered != RS["io-error"]) & (entered != RS["running"])
+    stop = steps.event("STOP")
+    qs = steps.reply("query-status") & (steps.runstate >= 0) & (steps.runstate != RS["io-error"])
+    qs &= steps.point > steps.prev(stop, steps.idx)
+    by_qs = steps.between(qs, stops, until, stops)
+    return by_rs | by_qs
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from analyzer.model import Finding
-from analyzer.rules.derived import running_before, service, vm_has
+from analyzer.rules.derived import known_not_io_error, running_before, service, vm_has
 from analyzer.rules.evidence import NO_EID, describe, eids, findings
 from analyzer.rules.steps import ACT, NULL, RS, Steps
 
@@ -78,28 +78,32 @@ def iostatus_before_stop(s: Steps) -> list[Finding]:
 
 def event_before_stop(s: Steps) -> list[Finding]:
     """STOP caused by an error with no BLOCK_IO_ERROR(stop) of that error before it (I3)."""
-    stop, resume, bie = s.event("STOP"), s.event("RESUME"), _bie_stop(s)
-    stop_cmd = s.command("stop")
+    stop, bie = s.event("STOP"), _bie_stop(s)
     # With error ids.
     rows = np.flatnonzero(stop & s.has_eid)
     rows = rows[_ids(s, rows)]
     first_bie = s.by_eid(bie).first(s.vm[rows], s.eid[rows])
     bad = (first_bie < 0) | (first_bie > rows)
     id_rows, id_bie = rows[bad], first_bie[bad]
-    # Without: STOP with no BIE since the previous RESUME, a BIE after it before the next
-    # RESUME, and no stop command since the previous RESUME.
+    # Without (in emission order): STOP with no BIE since the previous RESUME, a BIE after it
+    # before the next RESUME, no stop command since the previous RESUME, and the run state
+    # after the STOP not known to be other than io-error (a stop from another monitor).
+    e, to_s = s.emitted
+    stop, resume, bie = e.event("STOP"), e.event("RESUME"), _bie_stop(e)
     rows = np.flatnonzero(stop)
-    rows = rows[~_ids(s, rows)]
-    prev_resume = s.prev(resume, rows)
-    next_resume = s.next(resume, rows)
-    next_bie = s.next(bie, rows)
+    rows = rows[~_ids(e, rows)]
+    prev_resume = e.prev(resume, rows)
+    next_resume = e.next(resume, rows)
+    next_bie = e.next(bie, rows)
     bad = (
-        ~s.between(bie, prev_resume, rows, rows)
+        ~e.between(bie, prev_resume, rows, rows)
         & (next_bie >= 0)
         & ((next_resume < 0) | (next_bie < next_resume))
-        & ~s.between(stop_cmd, prev_resume, rows, rows)
+        & ~e.between(e.command("stop"), prev_resume, rows, rows)
     )
-    pos_rows, pos_bie = rows[bad], next_bie[bad]
+    rows, next_bie = rows[bad], next_bie[bad]
+    real = ~known_not_io_error(e, rows, next_bie)
+    pos_rows, pos_bie = to_s[rows[real]], to_s[next_bie[real]]
     rows = np.concatenate([id_rows, pos_rows])
     bie_rows = np.concatenate([id_bie, pos_bie])
     has_bie = bie_rows >= 0
@@ -126,27 +130,32 @@ def event_before_stop(s: Steps) -> list[Finding]:
 
 def follows(s: Steps) -> tuple[list[Finding], list[Finding]]:
     """stop-follows-error (error) and stop-pending-at-end (warning) in one pass."""
-    stop, resume, bie = s.event("STOP"), s.event("RESUME"), _bie_stop(s)
-    cand = np.flatnonzero(bie)
+    stop, bie = s.event("STOP"), _bie_stop(s)
+    cand = np.flatnonzero(bie & s.has_eid)
+    cand = cand[_ids(s, cand)]
     cand = cand[running_before(s, cand)]
-    ids = _ids(s, cand)
     # With error ids.
-    rows = cand[ids & s.has_eid[cand]]
+    rows = cand
     sv = service(s, rows)
     consumed = sv.consumer >= 0
     stop_of_x = s.by_eid(stop).first(s.vm[rows], sv.served_by, consumed)
     lost = consumed & (stop_of_x < 0) & ~s.between(stop, rows, sv.consumer, rows)
     err_rows, err_other = rows[lost], sv.consumer[lost]
     warn_rows = rows[sv.pending]
-    # Without: no STOP before the next RESUME (or, when no RESUME follows, before the end).
-    rows = cand[~ids]
-    next_stop, next_resume = s.next(stop, rows), s.next(resume, rows)
+    # Without (in emission order): no STOP before the next RESUME (or, when no RESUME
+    # follows, before the end).
+    e, to_s = s.emitted
+    e_stop, e_resume, e_bie = e.event("STOP"), e.event("RESUME"), _bie_stop(e)
+    rows = np.flatnonzero(e_bie)
+    rows = rows[~_ids(e, rows)]
+    rows = rows[running_before(e, rows)]
+    next_stop, next_resume = e.next(e_stop, rows), e.next(e_resume, rows)
     unstopped = (next_stop < 0) | ((next_resume >= 0) & (next_resume < next_stop))
     err_pos = unstopped & (next_resume >= 0)
     n_id = len(err_rows)
-    err_rows = np.concatenate([err_rows, rows[err_pos]])
-    err_other = np.concatenate([err_other, next_resume[err_pos]])
-    warn_rows = np.concatenate([warn_rows, rows[unstopped & (next_resume < 0)]])
+    err_rows = np.concatenate([err_rows, to_s[rows[err_pos]]])
+    err_other = np.concatenate([err_other, to_s[next_resume[err_pos]]])
+    warn_rows = np.concatenate([warn_rows, to_s[rows[unstopped & (next_resume < 0)]]])
 
     def err_message(k: int, _: list[int]) -> str:
         r, o = err_rows[k], err_other[k]
@@ -189,37 +198,43 @@ def stop_pending_at_end(s: Steps) -> list[Finding]:
 def resume_before_retry_error(s: Steps) -> list[Finding]:
     """A RESUME between a BLOCK_IO_ERROR(stop) and the STOP it caused (I6)."""
     stop, resume, bie = s.event("STOP"), s.event("RESUME"), _bie_stop(s)
-    cand = np.flatnonzero(bie)
+    cand = np.flatnonzero(bie & s.has_eid)
+    cand = cand[_ids(s, cand)]
     cand = cand[running_before(s, cand)]
-    ids = _ids(s, cand)
     # With error ids: a RESUME strictly between the BIE and the STOP of served_by(E) after it.
-    rows = cand[ids & s.has_eid[cand]]
+    rows = cand
     sv = service(s, rows)
     stop_of_x = s.by_eid(stop).first(s.vm[rows], sv.served_by, sv.consumer >= 0)
     r_between = s.after(resume, rows, rows)
     bad = (stop_of_x > rows) & (r_between >= 0) & (r_between < stop_of_x)
     id_bie, id_resume, id_stop = rows[bad], r_between[bad], stop_of_x[bad]
-    # Without: RESUME R; a BIE(stop) after a cont command, between the last STOP before R and
-    # R; the first STOP after R with no BIE(stop) and no stop command between R and it.
-    resumes = np.flatnonzero(resume)
-    resumes = resumes[~_ids(s, resumes)]
-    cont = s.command("cont")
-    first_cont = s.after(cont, np.full(len(resumes), -1, dtype=np.int64), resumes)
-    last_stop = s.prev(stop, resumes)
+    # Without (in emission order): RESUME R; a BIE(stop) after a cont command, between the
+    # last STOP before R and R; the first STOP after R with no BIE(stop) and no stop command
+    # between R and it, and not known to be other than an io-error stop (another monitor's
+    # stop: its run state is paused).
+    e, to_s = s.emitted
+    e_stop, e_resume, e_bie = e.event("STOP"), e.event("RESUME"), _bie_stop(e)
+    resumes = np.flatnonzero(e_resume)
+    resumes = resumes[~_ids(e, resumes)]
+    cont = e.command("cont")
+    first_cont = e.after(cont, np.full(len(resumes), -1, dtype=np.int64), resumes)
+    last_stop = e.prev(e_stop, resumes)
     lo = np.where(first_cont >= 0, np.maximum(last_stop, first_cont), NULL)
-    b = np.where(first_cont >= 0, s.after(bie, lo, resumes), NULL)
-    next_stop = s.next(stop, resumes)
+    b = np.where(first_cont >= 0, e.after(e_bie, lo, resumes), NULL)
+    next_stop = e.next(e_stop, resumes)
     bad = (
         (b >= 0)
         & (b < resumes)
         & (next_stop >= 0)
-        & ~s.between(bie, resumes, next_stop, resumes)
-        & ~s.between(s.command("stop"), resumes, next_stop, resumes)
+        & ~e.between(e_bie, resumes, next_stop, resumes)
+        & ~e.between(e.command("stop"), resumes, next_stop, resumes)
     )
+    resumes, b, next_stop = resumes[bad], b[bad], next_stop[bad]
+    real = ~known_not_io_error(e, next_stop, e.next(e_resume, next_stop))
     n_id = len(id_bie)
-    bies = np.concatenate([id_bie, b[bad]])
-    res = np.concatenate([id_resume, resumes[bad]])
-    stops = np.concatenate([id_stop, next_stop[bad]])
+    bies = np.concatenate([id_bie, to_s[b[real]]])
+    res = np.concatenate([id_resume, to_s[resumes[real]]])
+    stops = np.concatenate([id_stop, to_s[next_stop[real]]])
 
     def message(k: int, _: list[int]) -> str:
         what = f"of error {int(s.eid[bies[k]])} " if k < n_id else ""

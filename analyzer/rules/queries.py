@@ -25,22 +25,28 @@ def _not_ok(values: np.ndarray) -> np.ndarray:
 
 
 def query_matches_events(s: Steps) -> list[Finding]:
-    """query-block says ok for a device after its BIE(stop), with no cont or reset since."""
-    rows = np.flatnonzero(s.reply("query-block") & (s.iostatus == IOS["ok"]) & (s.device >= 0))
-    point = s.point[rows]
-    vm, dev = s.vm[rows], s.device[rows]
-    bie = s.by_device(_bie_stop(s)).last_before(vm, dev, point)
-    last_cont = s.prev(s.command("cont") | s.reply("cont"), point)
-    last_reset = s.by_device(s.is_kind("iostatus_reset")).last_before(vm, dev, point)
+    """query-block says ok for a device after its BIE(stop), with no cont or reset since.
+
+    The window ends at the reply, not the command: a cont processed while the query waited
+    (ours, or another monitor's, seen only by its RESUME: cont resets every io-status before
+    it emits RESUME) may have reset the device. Positions are in emission order
+    (`Steps.emitted`: a throttled BLOCK_IO_ERROR arrives late)."""
+    e, to_s = s.emitted
+    rows = np.flatnonzero(e.reply("query-block") & (e.iostatus == IOS["ok"]) & (e.device >= 0))
+    point = e.point[rows]
+    vm, dev = e.vm[rows], e.device[rows]
+    bie = e.by_device(_bie_stop(e)).last_before(vm, dev, point)
+    last_cont = e.prev(e.command("cont") | e.reply("cont") | e.event("RESUME"), rows)
+    last_reset = e.by_device(e.is_kind("iostatus_reset")).last_before(vm, dev, rows)
     bad = (bie >= 0) & (np.maximum(last_cont, last_reset) < bie)
-    rows, point, bie = rows[bad], point[bad], bie[bad]
+    rows, point, bie = to_s[rows[bad]], to_s[point[bad]], to_s[bie[bad]]
 
     def message(k: int, _: list[int]) -> str:
         r, b = rows[k], bie[k]
         return (
             f"query-block at seq {int(s.seq[point[k]])} showed io-status ok for "
             f"'{s.text('device', r)}' after BLOCK_IO_ERROR(stop) at seq {int(s.seq[b])}, with no "
-            f"cont or io-status reset in between"
+            f"cont, RESUME or io-status reset before the reply"
         )
 
     return findings(s, "query-matches-events", [bie, point, rows], device=s.device[rows],
@@ -80,20 +86,28 @@ def query_matches_runstate(s: Steps) -> list[Finding]:
     io_bad = io_rows[_all_enabled_ok(s, io_rows)]
     # Without: a later query-block (before any cont, stop or RESUME) shows every device with an
     # io-status ok.
-    q_rows = rows[~with_io]
-    qb = np.flatnonzero(s.reply("query-block"))
-    pts = s.point[qb]
-    has_status = s.iostatus[qb] >= 0
-    n_status = np.bincount(pts, weights=has_status, minlength=s.n)
-    n_bad = np.bincount(pts, weights=has_status & _not_ok(s.iostatus[qb]), minlength=s.n)
+    # The barrier is searched up to the query-block *reply*: a cont processed before our
+    # query (another monitor's shows only as its RESUME) resets every io-status first.
+    e, to_s = s.emitted
+    new_of = np.empty(s.n, dtype=np.int64)
+    new_of[to_s] = e.idx
+    q_rows = new_of[rows[~with_io]]
+    qb = np.flatnonzero(e.reply("query-block"))
+    pts = e.point[qb]
+    has_status = e.iostatus[qb] >= 0
+    n_status = np.bincount(pts, weights=has_status, minlength=e.n)
+    n_bad = np.bincount(pts, weights=has_status & _not_ok(e.iostatus[qb]), minlength=e.n)
     all_ok = (n_status > 0) & (n_bad == 0)
-    first_reply = np.full(s.n, s.n, dtype=np.int64)
+    last_reply = np.full(e.n, NULL, dtype=np.int64)
+    np.maximum.at(last_reply, pts, qb)
+    first_reply = np.full(e.n, e.n, dtype=np.int64)
     np.minimum.at(first_reply, pts, qb)
-    barrier = s.command("cont") | s.reply("cont") | s.command("stop") | s.event("RESUME")
-    ok_cmd = s.next(all_ok, q_rows)
-    stop_at = s.next(barrier, q_rows)
-    found = (ok_cmd >= 0) & ((stop_at < 0) | (ok_cmd < stop_at))
-    q_bad, q_reply = q_rows[found], first_reply[ok_cmd[found]]
+    barrier = (e.command("cont") | e.reply("cont") | e.command("stop") | e.event("RESUME")
+               | e.event("STOP"))
+    ok_cmd = e.next(all_ok, q_rows)
+    stop_at = e.next(barrier, q_rows)
+    found = (ok_cmd >= 0) & ((stop_at < 0) | (last_reply[np.maximum(ok_cmd, 0)] < stop_at))
+    q_bad, q_reply = to_s[q_rows[found]], to_s[first_reply[ok_cmd[found]]]
     bad = np.concatenate([io_bad, q_bad])
     shown = np.concatenate([np.full(len(io_bad), NULL, dtype=np.int64), q_reply])
     entered = _entered_io_error(s, bad)
@@ -108,7 +122,8 @@ def query_matches_runstate(s: Steps) -> list[Finding]:
             )
         return (
             f"query-status at seq {int(s.seq[r])} answered io-error but query-block at seq "
-            f"{int(s.seq[shown[k]])} (no cont, stop or RESUME in between) showed every device ok"
+            f"{int(s.seq[shown[k]])} (no cont, stop, STOP or RESUME before its reply) showed every "
+            f"device ok"
         )
 
     return findings(s, "query-matches-runstate", [entered, bad, shown],

@@ -39,7 +39,7 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
 #: Columns holding codes into a per-batch list of names.
 OPEN_STRINGS = ("vm", "thread", "device", "name", "src_file")
 #: Nullable integer columns.
-NULLABLE_INTS = ("errno", "error_id", "cmd_seq", "src_line")
+NULLABLE_INTS = ("errno", "error_id", "cmd_seq", "src_line", "event_ts_ns")
 
 K = {k: i for i, k in enumerate(KINDS)}
 TK = {k: i for i, k in enumerate(THREAD_KINDS)}
@@ -86,6 +86,10 @@ class Steps:
     has_cmd: np.ndarray
     src_file: np.ndarray
     src_line: np.ndarray
+    #: event_ts_ns: the emission time a qmp_event carries (-1: none).
+    evt: np.ndarray
+    #: Per row: whether its VM's QEMU may throttle BLOCK_IO_ERROR (>= 9.2, or unknown).
+    throttle: np.ndarray
     vm_names: list[str] = field(default_factory=list)
     thread_names: list[str] = field(default_factory=list)
     device_names: list[str] = field(default_factory=list)
@@ -97,7 +101,7 @@ class Steps:
     ARRAYS = (
         "vm", "seq", "ts", "kind", "thread", "thread_kind", "device", "op", "errno", "policy",
         "action", "iostatus", "runstate", "prev_runstate", "name", "eid", "has_eid", "cmd_seq",
-        "has_cmd", "src_file", "src_line",
+        "has_cmd", "src_file", "src_line", "evt", "throttle",
     )
 
     @classmethod
@@ -105,6 +109,7 @@ class Steps:
         ints = {a: _empty(np.int64) for a in cls.ARRAYS}
         ints["has_eid"] = _empty(np.bool_)
         ints["has_cmd"] = _empty(np.bool_)
+        ints["throttle"] = _empty(np.bool_)
         return cls(**ints)
 
     @classmethod
@@ -191,6 +196,48 @@ class Steps:
         """Per row: whether any row of its VM has `mask`."""
         c = cumcount(mask)
         return (c[self.vend] - c[self.vstart]) > 0
+
+    # ------------------------------------------------------------------ emission order
+
+    @cached_property
+    def emitted(self) -> tuple[Steps, np.ndarray]:
+        """This batch in *emission* order, and for each of its rows the row of `self` it is.
+
+        QEMU >= 9.2 throttles BLOCK_IO_ERROR per device to one a second and delivers the last
+        one of a window late, keeping its QMP timestamp; imported rows are in arrival order.
+        Where a VM may throttle (`throttle`), a BLOCK_IO_ERROR whose `evt` is <= the `evt` of a
+        STOP / RESUME that arrived before it was emitted before that event: it moves to just
+        before the earliest such one (STOP and RESUME come from the main loop in order, so
+        their timestamps are taken as non-decreasing: a running maximum). Nothing else moves.
+        When nothing moves, the batch itself is returned (the common case, and every
+        simulated trace: it carries no event timestamps).
+        """
+        ident = self.idx
+        bie = self.event("BLOCK_IO_ERROR") & self.throttle & (self.evt >= 0)
+        marks = (self.event("STOP") | self.event("RESUME")) & self.throttle & (self.evt >= 0)
+        if not bie.any() or not marks.any():
+            return self, ident
+        b, m = np.flatnonzero(bie), np.flatnonzero(marks)
+        values, rank = np.unique(np.concatenate([self.evt[m], self.evt[b]]), return_inverse=True)
+        width = np.int64(len(values) + 1)
+        m_key = np.maximum.accumulate(self.vm[m].astype(np.int64) * width + rank[: len(m)])
+        b_key = self.vm[b].astype(np.int64) * width + rank[len(m) :]
+        k = np.searchsorted(m_key, b_key, side="left")
+        target = m[np.minimum(k, len(m) - 1)]
+        move = (k < len(m)) & (target < b) & (self.vm[target] == self.vm[b])
+        if not move.any():
+            return self, ident
+        pos = ident.copy()
+        pos[b[move]] = target[move]
+        after = np.ones(self.n, dtype=np.int64)
+        after[b[move]] = 0
+        order = np.lexsort((ident, after, pos))
+        out = self.take(order)
+        new_of = np.empty(self.n, dtype=np.int64)
+        new_of[order] = ident
+        ci = self.cmd_index[order]
+        out.__dict__["cmd_index"] = np.where(ci >= 0, new_of[np.maximum(ci, 0)], NULL)
+        return out, order
 
     # ------------------------------------------------------------------ replies and commands
 

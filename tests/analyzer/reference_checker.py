@@ -102,8 +102,17 @@ class _VM:
                 return self.get(last, "runstate") == "running"
             first = self.find(lambda i: self.is_(i, "runstate"))
             return first is not None and self.get(first, "prev_runstate") == "running"
-        last = self.find_last(lambda i: self.event(i, "STOP") or self.event(i, "RESUME"), s)
-        return last is None or self.event(last, "RESUME")
+        def mark(i: int) -> bool:
+            return (self.event(i, "STOP") or self.event(i, "RESUME")
+                    or (self.is_(i, "qmp_reply", "query-status") and self.get(i, "runstate") is not None))
+
+        last = self.find_last(mark, s)
+        if last is None:
+            first = self.find(mark)
+            return first is None or not self.event(first, "RESUME")
+        if self.event(last, "STOP"):
+            return False
+        return self.event(last, "RESUME") or self.get(last, "runstate") == "running"
 
     def eid_first(self, pred, e) -> int | None:
         return self.find(lambda i: pred(i) and self.get(i, "error_id") == e)
@@ -209,7 +218,8 @@ def _check_vm(vm: str, rows: list[dict]) -> set[Key]:
             b = v.find_last(lambda j: v.bie_stop(j) and v.get(j, "device") == d, p)
             if b is not None and v.find(
                 lambda j: v.is_(j, "qmp_command", "cont") or v.is_(j, "qmp_reply", "cont")
-                or (v.is_(j, "iostatus_reset") and v.get(j, "device") == d), b, p) is None:
+                or v.event(j, "RESUME")
+                or (v.is_(j, "iostatus_reset") and v.get(j, "device") == d), b, i) is None:
                 add("query-matches-events", v.get(b, "error_id"), b, p, i)
         # query-matches-runstate
         if v.is_(i, "qmp_reply", "query-status") and v.get(i, "runstate") == "io-error":
@@ -223,12 +233,14 @@ def _check_vm(vm: str, rows: list[dict]) -> set[Key]:
                     add("query-matches-runstate", eid, entered, i)
             else:
                 barrier = v.find(lambda j: v.is_(j, "qmp_command", "cont") or v.is_(j, "qmp_reply", "cont")
-                                 or v.is_(j, "qmp_command", "stop") or v.event(j, "RESUME"), i)
-                for c in range(i + 1, v.n if barrier is None else barrier):
+                                 or v.is_(j, "qmp_command", "stop") or v.event(j, "RESUME")
+                                 or v.event(j, "STOP"), i)
+                for c in range(i + 1, v.n):
                     replies = [j for j in range(v.n) if v.is_(j, "qmp_reply", "query-block") and v.point(j) == c]
                     shown = [v.get(j, "iostatus") for j in replies if v.get(j, "iostatus") is not None]
                     if shown and all(s == "ok" for s in shown):
-                        add("query-matches-runstate", eid, entered, i, min(replies))
+                        if barrier is None or max(replies) < barrier:
+                            add("query-matches-runstate", eid, entered, i, min(replies))
                         break
         # iostatus-reset-on-cont
         if (v.is_(i, "qmp_reply", "query-block") and v.get(i, "iostatus") in ("failed", "nospace")

@@ -10,6 +10,7 @@ evidence seqs.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import hypothesis.strategies as st
@@ -147,7 +148,7 @@ def reference_findings(rows: list[dict], not_applicable: set[str]) -> set:
     return {k for k in check_rows(rows) if k[0] not in not_applicable}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("BLKREPLAY_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     program=st.lists(ops, min_size=1, max_size=25),
     imported=st.booleans(),

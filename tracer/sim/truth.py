@@ -78,14 +78,15 @@ def broken_in_vm(facts: Sequence[tuple]) -> Broken:
     last_reset: dict[str, int] = {}
     last_cont_cmd = -1
     last_cont_reply = -1
+    last_resume = -1
     last_cont_reply_boundary: int | None = None  # boundary of the latest cont reply
     last_vm_start = -1
     last_set_seq: dict[str, int] = {}  # device -> seq of its latest iostatus_set
     changed_by: dict[str, int] = {}  # device -> E of the iostatus_set that last changed it from ok
     iostatus: dict[str, str] = {}  # replayed iostatus (devices never set are ok)
-    # query-block command seq -> (last BIE(stop) per device, last reset per device,
-    #                             last cont command or reply, boundary of the last cont reply)
-    snapshots: dict[int, tuple[dict[str, tuple[int, int]], dict[str, int], int, int | None]] = {}
+    # query-block command seq -> (last BIE(stop) per device, boundary of the last cont reply),
+    # as they were when the command was sent (query-matches-events' excuses run up to the reply)
+    snapshots: dict[int, tuple[dict[str, tuple[int, int]], int | None]] = {}
     # runstate-transition state
     current = "prelaunch"
     pending_check: tuple[int, int | None, str, str] | None = None  # the previous runstate row
@@ -168,13 +169,13 @@ def broken_in_vm(facts: Sequence[tuple]) -> Broken:
                     out.add((X, "event-before-stop"))
         elif kind == "resume":
             resume_seqs.append(seq)
+            last_resume = seq
         elif kind == "command":
             name = fact[2]
             if name == "cont":
                 last_cont_cmd = seq
             elif name == "query-block":
-                snapshots[seq] = (dict(last_bie), dict(last_reset),
-                                  max(last_cont_cmd, last_cont_reply), last_cont_reply_boundary)
+                snapshots[seq] = (dict(last_bie), last_cont_reply_boundary)
         elif kind == "cont_reply":
             last_cont_reply = seq
             last_cont_reply_boundary = last_vm_start
@@ -187,11 +188,13 @@ def broken_in_vm(facts: Sequence[tuple]) -> Broken:
             snap = snapshots.get(cmd_seq)
             if snap is None or status is None:
                 continue
-            bie_by_dev, reset_by_dev, last_cont, boundary = snap
+            bie_by_dev, boundary = snap
             if status == "ok":
                 bie = bie_by_dev.get(device)
-                # excused by a cont command, a cont reply or a reset of the device between
-                if bie is not None and max(last_cont, reset_by_dev.get(device, -1)) < bie[0]:
+                # the latest BIE(stop) before the command, excused by a cont command, a cont
+                # reply, a RESUME or a reset of the device between it and this reply
+                excuse = max(last_cont_cmd, last_cont_reply, last_resume, last_reset.get(device, -1))
+                if bie is not None and excuse < bie[0]:
                     out.add((bie[1], "query-matches-events"))
             elif boundary is not None and last_set_seq.get(device, -1) < boundary:
                 out.add((changed_by.get(device), "iostatus-reset-on-cont"))

@@ -70,18 +70,22 @@ def test_edited_captures_give_the_matching_finding(tmp_path, rule):
     assert result.verdict == "fail"
 
 
-def _throttled_capture(path: Path) -> Path:
+def _throttled_capture(path: Path, major: int, minor: int) -> Path:
     """QEMU >= 9.2: BLOCK_IO_ERROR is throttled per qom-path (one a second); the retried
-    write's event is delivered a second late, after its STOP, keeping its original timestamp."""
+    write's event is delivered 0.7 s late, after its STOP, keeping its original timestamp.
+    The greeting says which QEMU sent it (line 1)."""
     import json
 
     def event(name, sec, usec, data=None):
         msg = {"timestamp": {"seconds": sec, "microseconds": usec}, "event": name}
         return json.dumps({**msg, "data": data} if data else msg)
 
+    hello = {"QMP": {"version": {"qemu": {"micro": 0, "minor": minor, "major": major}, "package": ""},
+                     "capabilities": ["oob"]}}
     bie = {"device": "drive0", "node-name": "n", "qom-path": "/machine/peripheral/vblk0/virtio-backend",
            "nospace": False, "reason": "Input/output error", "operation": "write", "action": "stop"}
     records = [
+        (100.0, "recv", json.dumps(hello)),
         (100.0001, "recv", event("BLOCK_IO_ERROR", 100, 100, bie)),
         (100.0002, "recv", event("STOP", 100, 200)),
         (100.3, "send", json.dumps({"execute": "cont", "id": 1})),
@@ -94,11 +98,36 @@ def _throttled_capture(path: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(
-    reason="rules order events by arrival (the transcript's t); a throttled BLOCK_IO_ERROR "
-    "arrives after its STOP but keeps its original QMP timestamp (reported to the lead)",
-    strict=False,
-)
 def test_throttled_block_io_error_is_no_violation(tmp_path):
-    result = audit([_throttled_capture(tmp_path / "throttled.jsonl")], tmp_path)
+    """QEMU 9.2: the late BLOCK_IO_ERROR's timestamp (<= the STOP's) says it came first."""
+    result = audit([_throttled_capture(tmp_path / "throttled.jsonl", 9, 2)], tmp_path)
     assert [f.rule for f in result.findings if f.severity == "error"] == []
+    assert result.verdict == "pass"
+
+
+def test_the_same_wire_order_from_qemu_7_2_is_a_violation(tmp_path):
+    """QEMU 7.2 does not throttle: arrival order is emission order, the STOP came first."""
+    path = _throttled_capture(tmp_path / "unthrottled.jsonl", 7, 2)
+    result = audit([path], tmp_path)
+    found = [f for f in result.findings if f.severity == "error"]
+    assert [f.rule for f in found] == ["event-before-stop"]
+    assert set(found[0].src) == {f"{path}:7", f"{path}:8"}
+    assert result.verdict == "fail"
+
+
+@pytest.mark.parametrize("sample", sorted(s for s in SAMPLES if not s.startswith("report-")))
+def test_events_carry_their_qmp_time_and_the_trace_its_qemu_version(samples_dir, tmp_path, sample):
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    folder, names = SAMPLES[sample]
+    out = tmp_path / "trace.parquet"
+    import_traces([samples_dir / folder / n for n in names], out)
+    table = pq.read_table(out)
+    # events.jsonl holds events only: no greeting, so no version (throttling then assumed)
+    expected = None if sample == "dataplane-events" else b"7.2.22"
+    assert table.schema.metadata.get(b"blkreplay.qemu_version") == expected
+    events = table.filter(pc.equal(table["kind"], "qmp_event"))
+    assert events.num_rows and events["event_ts_ns"].null_count == 0
+    others = table.filter(pc.not_equal(table["kind"], "qmp_event"))
+    assert others["event_ts_ns"].null_count == others.num_rows
