@@ -181,3 +181,12 @@ def test_sigkill_mid_recording_leaves_readable_segments_and_no_manifest(tmp_path
     assert table.num_rows >= 1
     assert schema.validate(table) == []
     assert table.column("seq").to_pylist() == list(range(table.num_rows))  # a clean prefix
+
+    # ... and the analyzer reports it as truncated instead of failing
+    from analyzer import check
+
+    result = check([out])
+    assert [f.rule for f in result.findings] == ["trace-truncated"]
+    assert result.findings[0].severity == "warning"
+    assert result.verdict == "pass"
+    assert result.steps == table.num_rows
