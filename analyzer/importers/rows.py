@@ -73,13 +73,7 @@ class Rows:
         **extra: Any,
     ) -> int:
         """Append one row; `extra` fills sparse columns (None values are not stored)."""
-        i = len(self.kind)
-        self.kind.append(kind)
-        self.ts.append(ts)
-        self.tid.append(tid)
-        self.name.append(name)
-        self.payload.append(payload)
-        self.line.append(line)
+        i = self.append(kind, ts, line, tid, name, payload)
         if extra:
             sparse = self.sparse
             for k, v in extra.items():
