@@ -305,7 +305,10 @@ def _parquet(path: Path | str) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
-        raise TraceFormatError(f"not a readable Parquet file ({_short(exc)})", path=path) from None
+        hint = ""
+        if Path(path).suffix in (".jsonl", ".json", ".log", ".txt"):
+            hint = "; QMP transcripts and QEMU / libvirt logs need `blkreplay import` first"
+        raise TraceFormatError(f"not a readable Parquet file ({_short(exc)}){hint}", path=path) from None
 
 
 def _short(exc: BaseException) -> str:
