@@ -114,6 +114,24 @@ class _VM:
             return False
         return self.event(last, "RESUME") or self.get(last, "runstate") == "running"
 
+    def known_not_io_error(self, stop: int, until: int | None) -> bool:
+        """The run state right after STOP `stop` is known not to be io-error, from what lies
+        before `until` (None: the end): the last runstate row since the RESUME before the STOP
+        enters neither io-error nor running, or a query-status reply after the STOP, whose
+        command was sent after the last STOP before it, says something other than io-error."""
+        hi = self.n if until is None else until
+        since = self.find_last(lambda j: self.event(j, "RESUME"), stop)
+        last_rs = self.find_last(lambda j: self.is_(j, "runstate") and self.get(j, "runstate") is not None, hi)
+        if (last_rs is not None and (since is None or last_rs > since)
+                and self.get(last_rs, "runstate") not in ("io-error", "running")):
+            return True
+        for j in range(stop + 1, hi):
+            if self.is_(j, "qmp_reply", "query-status") and self.get(j, "runstate") not in (None, "io-error"):
+                last_stop = self.find_last(lambda k: self.event(k, "STOP"), j)
+                if self.point(j) > (-1 if last_stop is None else last_stop):
+                    return True
+        return False
+
     def eid_first(self, pred, e) -> int | None:
         return self.find(lambda i: pred(i) and self.get(i, "error_id") == e)
 
@@ -171,7 +189,8 @@ def _check_vm(vm: str, rows: list[dict]) -> set[Key]:
                 next_r = v.find(lambda j: v.event(j, "RESUME"), i)
                 b = v.find(v.bie_stop, i, next_r)
                 if (v.find(v.bie_stop, lo, i) is None and b is not None
-                        and v.find(lambda j: v.is_(j, "qmp_command", "stop"), lo, i) is None):
+                        and v.find(lambda j: v.is_(j, "qmp_command", "stop"), lo, i) is None
+                        and not v.known_not_io_error(i, b)):
                     add("event-before-stop", None, i, b)
         # stop-follows-error / stop-pending-at-end / resume-before-retry-error (ids)
         if v.bie_stop(i) and v.running_before(i):
@@ -207,7 +226,8 @@ def _check_vm(vm: str, rows: list[dict]) -> set[Key]:
                 b = v.find(lambda j: v.bie_stop(j) and j > first_cont, lo, i)
             s1 = v.find(lambda j: v.event(j, "STOP"), i)
             if (b is not None and s1 is not None and v.find(v.bie_stop, i, s1) is None
-                    and v.find(lambda j: v.is_(j, "qmp_command", "stop"), i, s1) is None):
+                    and v.find(lambda j: v.is_(j, "qmp_command", "stop"), i, s1) is None
+                    and not v.known_not_io_error(s1, v.find(lambda j: v.event(j, "RESUME"), s1))):
                 add("resume-before-retry-error", None, b, i, s1)
         # vm-stop-thread
         if v.is_(i, "vm_stop") and v.get(i, "thread_kind") in ("iothread", "worker", "mgmt"):
