@@ -9,17 +9,19 @@ applicable and never produce findings.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 
 import pandas as pd
 
-from analyzer.engine import ProgressCallback, map_units
+from analyzer.engine import ProgressCallback, dask_cluster, map_units
 from analyzer.load import PathArg, Trace, Unit, UnitData, load, scan_unit
 from analyzer.model import CheckResult, Finding
 from analyzer.replay import EPISODE_COLUMNS, episodes
 from analyzer.rules import applicable, columns_for, run, select
 from analyzer.rules.catalogue import RULES
+from tracer.errors import InputError
 
 
 @dataclass
@@ -61,23 +63,37 @@ def check(
     paths: Trace | PathArg | Sequence[PathArg],
     *,
     rules: Iterable[str] | None = None,
-    engine: str = "local",
+    engine: str | None = None,
     workers: int | None = None,
+    scheduler: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> CheckResult:
     """Check the trace at `paths` (files, directories, globs, or a loaded `Trace`).
 
-    `rules`: ids to run (default: the whole catalogue). `engine`: "local" or "dask";
-    `workers`: threads (local) or Dask workers. `progress(done_rows, total_rows)` is called as
-    rows are read. Raises :class:`tracer.errors.InputError` for unusable input or unknown rule
-    ids. The result is deterministic: same steps, same result, whatever the file layout,
-    engine or worker count.
+    `rules`: ids to run (default: the whole catalogue). `engine`: "local" (the default) or
+    "dask"; `workers`: threads (local engine or Dask's threaded scheduler). `scheduler`: run on
+    a Dask cluster for this check — a scheduler address (``tcp://host:8786``; workers read the
+    inputs at the same paths, so they must be on a shared filesystem) or ``local:N`` to start N
+    worker processes here; implies engine "dask" (see `analyzer.engine.dask_cluster`).
+    `progress(done_rows, total_rows)` is called as rows are read (per unit on a cluster).
+    Raises :class:`tracer.errors.InputError` for unusable input, unknown rule ids or an
+    unreachable scheduler. The result is deterministic: same steps, same result, whatever the
+    file layout, engine, scheduler or worker count.
     """
+    if scheduler is not None:
+        if engine not in (None, "dask"):
+            raise InputError(f"a scheduler runs the 'dask' engine, not {engine!r}")
+        if workers is not None:
+            raise InputError("workers does not apply with a scheduler: the cluster's workers run "
+                             "the units (local:N starts N of them)")
     trace = paths if isinstance(paths, Trace) else load(paths)  # type: ignore[arg-type]
     chosen = select(rules)
     ids = tuple(r.id for r in chosen)
     fn = partial(analyze_unit, rule_ids=ids, columns=columns_for(ids))
-    results = map_units(fn, trace, trace.units, engine=engine, workers=workers, progress=progress)
+    # The input is loaded (and judged usable) before a cluster is started or reached.
+    with dask_cluster(scheduler) if scheduler is not None else nullcontext() as client:
+        results = map_units(fn, trace, trace.units, engine="dask" if scheduler else engine or "local",
+                            workers=workers, progress=progress, client=client)
     present: set[str] = set()
     for r in results:
         present |= r.present

@@ -3,19 +3,31 @@
 A check is a map over *units* (sets of whole VMs, see `analyzer.load`) followed by a merge that
 sorts everything explicitly, so the result is byte-identical whichever engine runs the units,
 with how many workers, and in whatever order they finish. Where traces outgrow one machine,
-the same analysis runs on Dask: with a `dask.distributed` client active, `engine="dask"` uses
-its cluster; otherwise Dask's local threaded scheduler.
+the same analysis runs on Dask: with a `dask.distributed` client (passed in, from
+`dask_cluster`, or active in the session), `engine="dask"` uses its cluster; otherwise Dask's
+local threaded scheduler.
+
+On a cluster the units travel, not the data: a unit and the `Trace` are paths, row-group
+numbers and metadata, and each worker reads its row groups itself from the filesystem the
+inputs live on (which must therefore be shared, at the same paths, by every worker).
 """
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, TypeVar
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from analyzer.load import Trace, Unit
 from tracer.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from distributed import Client
 
 EngineName = Literal["local", "dask"]
 ENGINES: tuple[str, ...] = ("local", "dask")
@@ -24,6 +36,12 @@ R = TypeVar("R")
 #: fn(trace, unit, report_rows) -> result; report_rows(n) tells how many rows were read.
 UnitFn = Callable[[Trace, Unit, Callable[[int], None] | None], R]
 ProgressCallback = Callable[[int, int | None], None]
+
+#: How long `dask_cluster` waits for a scheduler before giving up (seconds).
+CONNECT_TIMEOUT_S = 5.0
+#: ``local:N`` — start N worker processes on this machine for one run.
+LOCAL_PREFIX = "local:"
+NEEDS_DISTRIBUTED = "a Dask scheduler needs the distributed package: pip install 'blkreplay[dask]'"
 
 
 def map_units(
@@ -34,8 +52,14 @@ def map_units(
     engine: str = "local",
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    client: Client | None = None,
 ) -> list[R]:
-    """`fn` over every unit, results in `units` order."""
+    """`fn` over every unit, results in `units` order.
+
+    `workers`: threads (local engine, or Dask's local scheduler). With a distributed `client`
+    (or, when none is given, the session's default client) the cluster's workers run the
+    units and `workers` does not apply.
+    """
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
     if workers is not None and workers < 1:
@@ -55,7 +79,7 @@ def map_units(
     if progress is not None:
         progress(0, total)
     if engine == "dask":
-        return _dask(fn, trace, units, workers, advance)
+        return _dask(fn, trace, units, workers, advance, client)
     if workers is None or workers == 1 or len(units) < 2:
         return [fn(trace, u, advance) for u in units]
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -63,13 +87,100 @@ def map_units(
 
 
 def _dask(fn: UnitFn[R], trace: Trace, units: Sequence[Unit], workers: int | None,
-          advance: Callable[[int], None]) -> list[R]:
+          advance: Callable[[int], None], client: Client | None) -> list[R]:
+    client = client if client is not None else _active_client()
+    if client is not None:
+        return _distributed(fn, trace, units, client, advance)
     try:
         import dask
     except ImportError:  # pragma: no cover - dask is an optional dependency
         raise InputError("engine 'dask' needs dask: pip install 'blkreplay[dask]'") from None
     tasks = [dask.delayed(fn, pure=True)(trace, u, None) for u in units]
     kwargs = {"num_workers": workers} if workers is not None else {}
-    results = list(dask.compute(*tasks, **kwargs))
+    results = list(dask.compute(*tasks, scheduler="threads", **kwargs))
     advance(sum(u.rows for u in units))
     return results
+
+
+def _active_client() -> Client | None:
+    """The session's default distributed client, if `distributed` is in use at all."""
+    if "distributed" not in sys.modules:  # no client can exist: don't pay for the import
+        return None
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def _distributed(fn: UnitFn[R], trace: Trace, units: Sequence[Unit], client: Client,
+                 advance: Callable[[int], None]) -> list[R]:
+    """One task per unit on the cluster; progress advances as units finish, results are put
+    back in `units` order. The trace is sent once (without its pending input digests, which
+    workers never need and which would make sending wait for the hashing)."""
+    from distributed import as_completed
+
+    if not units:
+        return []
+    shipped = client.scatter(replace(trace, _digests=None), hash=False)
+    futures = [client.submit(fn, shipped, u, None, pure=False) for u in units]
+    position = {f.key: i for i, f in enumerate(futures)}
+    results: list[R | None] = [None] * len(units)
+    try:
+        for done in as_completed(futures, loop=client.loop):
+            i = position[done.key]
+            results[i] = done.result()  # a worker's exception is re-raised here, type intact
+            advance(units[i].rows)
+    finally:
+        client.cancel([*futures, shipped])
+    return results  # type: ignore[return-value]
+
+
+@contextmanager
+def dask_cluster(scheduler: str, *, timeout: float | None = None) -> Iterator[Client]:
+    """A `distributed.Client` for the duration of one run.
+
+    `scheduler` is a scheduler address (``tcp://host:8786``; the inputs must be on a
+    filesystem every worker sees at the same paths) or ``local:N``, which starts N worker
+    processes (one thread each) on this machine, on loopback, and stops them afterwards: on
+    one big machine that runs units in parallel beyond the GIL. Raises
+    :class:`~tracer.errors.InputError` when `distributed` is missing, the address is
+    malformed or the scheduler does not answer within `timeout` (default `CONNECT_TIMEOUT_S`).
+    """
+    n = scheduler[len(LOCAL_PREFIX):] if scheduler.startswith(LOCAL_PREFIX) else None
+    if n is not None and (not n.isdigit() or int(n) < 1):
+        raise InputError(f"bad scheduler {scheduler!r}: local:N needs a number of worker processes N >= 1")
+    try:
+        import distributed
+        from distributed.comm import resolve_address
+    except ImportError:
+        raise InputError(NEEDS_DISTRIBUTED) from None
+    wait = CONNECT_TIMEOUT_S if timeout is None else timeout
+    if n is not None:
+        cluster = distributed.LocalCluster(
+            n_workers=int(n), threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",  # any free port, loopback only: never clash with 8787
+            silence_logs=logging.ERROR,
+        )
+        try:
+            with distributed.Client(cluster, set_as_default=False) as client:
+                yield client
+        finally:
+            cluster.close()
+        return
+    try:  # checked first: a malformed address would leave a half-built Client behind
+        resolve_address(scheduler)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"bad scheduler address {scheduler!r}: {_first_line(exc)}") from None
+    try:
+        client = distributed.Client(scheduler, timeout=wait, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise InputError(f"cannot reach the Dask scheduler: {_first_line(exc)}") from None
+    with client:
+        yield client
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

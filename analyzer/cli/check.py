@@ -85,9 +85,18 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.")
         ] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; text: only the verdict.")] = False,
-        engine: Annotated[str, typer.Option("--engine", help="local or dask.")] = "local",
+        engine: Annotated[
+            str | None, typer.Option("--engine", help="local (default) or dask.", show_default=False)
+        ] = None,
         workers: Annotated[
-            int | None, typer.Option("--workers", min=1, help="Threads (local) or Dask workers.")
+            int | None, typer.Option("--workers", min=1, help="Threads (local engine, or Dask without --scheduler).")
+        ] = None,
+        scheduler: Annotated[
+            str | None,
+            typer.Option("--scheduler", metavar="ADDRESS", show_default=False,
+                         help="Run on a Dask cluster: a scheduler address (tcp://host:8786; inputs on a "
+                              "filesystem shared by the workers) or local:N to start N worker processes "
+                              "here. Implies --engine dask; needs the distributed package (dask extra)."),
         ] = None,
     ) -> None:
         """Check the ordering guarantees of QEMU's block I/O error path in traces.
@@ -100,7 +109,7 @@ def register(app: typer.Typer) -> None:
         rule_ids = [r for r in rules.split(",")] if rules is not None else None
         with console.progress_bar("checking", quiet=quiet) as progress:
             result = check([str(p) for p in paths], rules=rule_ids, engine=engine, workers=workers,
-                           progress=progress)
+                           scheduler=scheduler, progress=progress)
         if fmt == "json":
             _write(render_json(result), output)
         elif fmt == "junit":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +50,23 @@ def test_bad_engine_options(many_vms: Path) -> None:
         check([many_vms], engine="spark")
     with pytest.raises(InputError, match="at least 1"):
         check([many_vms], workers=0)
+
+
+def test_scheduler_usage_errors_come_before_any_cluster(many_vms: Path, monkeypatch) -> None:
+    for scheduler, kwargs, message in (
+        ("local:0", {}, "N >= 1"),
+        ("local:two", {}, "N >= 1"),
+        ("local:2", {"engine": "local"}, "runs the 'dask' engine"),
+        ("local:2", {"workers": 2}, "workers does not apply"),
+    ):
+        with pytest.raises(InputError, match=message):
+            check([many_vms], scheduler=scheduler, **kwargs)
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    with pytest.raises(InputError, match=r"pip install 'blkreplay\[dask\]'"):
+        check([many_vms], scheduler="local:2")
+
+
+def test_a_malformed_scheduler_address_is_refused_without_connecting(many_vms: Path) -> None:
+    pytest.importorskip("distributed")
+    with pytest.raises(InputError, match=re.escape("bad scheduler address 'foo://127.0.0.1:1': unknown address scheme")):
+        check([many_vms], scheduler="foo://127.0.0.1:1")
