@@ -23,7 +23,8 @@ command.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -88,7 +89,8 @@ def build_table(
                 target.update({off + i: v for i, v in values.items()})
 
     alias = np.arange(n, dtype=np.int64)
-    _match(parts, offsets, sparse, alias, name, payload)
+    if len(parts) > 1:  # one input keeps a message seen twice: nothing to merge
+        _match(parts, offsets, sparse, alias, name, payload)
     _resolve_devices(parts, sparse)
 
     keep = alias == np.arange(n)
@@ -99,29 +101,36 @@ def build_table(
     m = len(order)
     position = np.full(n, -1, dtype=np.int64)
     position[order] = np.arange(m)
-    take = pa.array(order)
+    in_order = _reorder(order, n)
 
     hints = ThreadHints()
     for part in parts:
         hints.update(part.hints)
 
     def dense(values: list, type_: pa.DataType) -> pa.Array:
-        return pa.array(values, type_).take(take)
+        return pa.array(in_order(values), type_)
 
     def scattered(col: str, type_: pa.DataType) -> pa.Array:
-        """A sparse column in output order: only its few values are touched in Python."""
-        out: list = [None] * m
-        for i, v in sparse.get(col, {}).items():
-            p = position[i]
-            if p >= 0:
-                out[p] = v
+        """A sparse column in output order, placed with numpy (no Python loop over its values)."""
+        values = sparse.get(col, {})
+        out = np.full(m, None, dtype=object)
+        if values:
+            at = position[np.fromiter(values, np.int64, len(values))]
+            found = np.empty(len(values), dtype=object)
+            found[:] = list(values.values())
+            kept = at >= 0
+            out[at[kept]] = found[kept]
         return pa.array(out, type_)
 
-    cmd_seq: list[int | None] = [None] * m
-    for i, cmd in sparse.get("cmd_ref", {}).items():
-        p = position[i]
-        if p >= 0:
-            cmd_seq[p] = int(position[alias[cmd]])
+    cmd_seq = np.zeros(m, dtype=np.int64)
+    has_cmd = np.zeros(m, dtype=bool)
+    refs = sparse.get("cmd_ref", {})
+    if refs:
+        at = position[np.fromiter(refs, np.int64, len(refs))]
+        cmd_at = position[alias[np.fromiter(refs.values(), np.int64, len(refs))]]
+        kept = at >= 0
+        cmd_seq[at[kept]] = cmd_at[kept]
+        has_cmd[at[kept]] = True
 
     tid_arr = dense(tid, pa.int64())
     thread_names, thread_kinds = attribute(tid_arr, hints)
@@ -152,7 +161,7 @@ def build_table(
         "error_id": pa.nulls(m, pa.int64()),
         "payload": dense(payload, pa.string()),
         "tid": tid_arr,
-        "cmd_seq": pa.array(cmd_seq, pa.int64()),
+        "cmd_seq": pa.array(cmd_seq, pa.int64(), mask=~has_cmd),
         "src_file": pa.DictionaryArray.from_arrays(pa.array(path_index[part_of[order]]), paths),
         "src_line": pa.array(line_arr[order]),
         "event_ts_ns": scattered("event_ts", pa.int64()),
@@ -164,6 +173,21 @@ def build_table(
             arr = arr.dictionary_encode()
         arrays.append(arr.cast(col.type))
     return pa.Table.from_arrays(arrays, schema=schema_with_metadata(source, metadata))
+
+
+def _reorder(order: np.ndarray, n: int) -> Callable[[list], Sequence]:
+    """Put a column list of `n` rows in output `order` before it becomes an Arrow array.
+
+    Reordering the Python list (pointers only) and converting once costs much less than
+    converting in reading order and then taking: a second copy of a million payloads.
+    When the rows are already in order (a transcript), the list is converted as it is.
+    """
+    if len(order) == n and (n == 0 or bool((order == np.arange(n)).all())):
+        return lambda values: values
+    if len(order) < 2:
+        indices = order.tolist()
+        return lambda values: [values[i] for i in indices]
+    return itemgetter(*order.tolist())
 
 
 def _coalesce(preset: pa.Array, derived: pa.Array, default: str) -> pa.Array:

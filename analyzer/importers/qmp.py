@@ -211,7 +211,14 @@ class QmpState:
         base = ("cmd", idk, name)
         occ = self._occ.get(base, 0)
         self._occ[base] = occ + 1
-        i = self.rows.append("qmp_command", ts, line, tid, name, text)
+        rows = self.rows
+        i = len(rows.kind)
+        rows.kind.append("qmp_command")  # Rows.append, inlined: the hot path of a transcript
+        rows.ts.append(ts)
+        rows.tid.append(tid)
+        rows.name.append(name)
+        rows.payload.append(text)
+        rows.line.append(line)
         sparse = self._sparse
         sparse["key"][i] = (*base, occ)
         if preset:
@@ -237,10 +244,16 @@ class QmpState:
         occ = self._occ.get(base, 0)
         self._occ[base] = occ + 1
         sparse = self._sparse
-        append = self.rows.append
+        rows = self.rows
 
         def row(j: int) -> int:
-            i = append("qmp_reply", ts, line, tid, name, text)
+            i = len(rows.kind)
+            rows.kind.append("qmp_reply")  # Rows.append, inlined as in `command`
+            rows.ts.append(ts)
+            rows.tid.append(tid)
+            rows.name.append(name)
+            rows.payload.append(text)
+            rows.line.append(line)
             sparse["key"][i] = (*base, occ, j)
             if cmd_row is not None:
                 sparse["cmd_ref"][i] = cmd_row
@@ -355,7 +368,7 @@ def seconds_to_ns(value: Any) -> int:
 
 
 #: A transcript record as the capture client writes it, up to the opening quote of "line".
-_RECORD = re.compile(r'\{"t": (\d+(?:\.\d+)?), "dir": "(?:send|recv)", "line": "')
+_RECORD = re.compile(r'\{"t": (\d+)(?:\.(\d{1,9}))?, "dir": "(?:send|recv)", "line": "')
 
 
 def _reason(exc: ValueError) -> str:
@@ -385,7 +398,9 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
                 raw, end = scanstring(s, m.end())
                 if s[end:] != "}":
                     raise ValueError("extra data after the transcript record")
-                ts = seconds_to_ns(m.group(1))
+                # seconds_to_ns on the matched digits, without its checks and string joins
+                sec, frac = m.group(1, 2)
+                ts = int(sec) * 1_000_000_000 + (int(frac) * _POWERS[9 - len(frac)] if frac else 0)
                 transcript = True
                 state.message(loads(raw.strip()), raw, ts, number)
             except ValueError as exc:
