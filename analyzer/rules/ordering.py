@@ -95,8 +95,15 @@ def event_before_stop(s: Steps) -> list[Finding]:
     prev_resume = e.prev(resume, rows)
     next_resume = e.next(resume, rows)
     next_bie = e.next(bie, rows)
+    # The first STOP after a RESUME that a retried request's BIE preceded serves that BIE:
+    # QEMU 2.1-2.12's BIE, RESUME, STOP is resume-before-retry-error's finding, not this one.
+    retry = np.full(len(rows), NULL, dtype=np.int64)
+    has_r = prev_resume >= 0
+    retry[has_r] = _retry_bie(e, prev_resume[has_r])
+    served = (retry >= 0) & (e.next(stop, np.maximum(prev_resume, 0)) == rows)
     bad = (
         ~e.between(bie, prev_resume, rows, rows)
+        & ~served
         & (next_bie >= 0)
         & ((next_resume < 0) | (next_bie < next_resume))
         & ~e.between(e.command("stop"), prev_resume, rows, rows)
@@ -151,7 +158,7 @@ def follows(s: Steps) -> tuple[list[Finding], list[Finding]]:
     rows = rows[running_before(e, rows)]
     next_stop, next_resume = e.next(e_stop, rows), e.next(e_resume, rows)
     unstopped = (next_stop < 0) | ((next_resume >= 0) & (next_resume < next_stop))
-    err_pos = unstopped & (next_resume >= 0)
+    err_pos = unstopped & (next_resume >= 0) & ~_served_after_resume(e, rows, next_resume, next_stop)
     n_id = len(err_rows)
     err_rows = np.concatenate([err_rows, to_s[rows[err_pos]]])
     err_other = np.concatenate([err_other, to_s[next_resume[err_pos]]])
@@ -185,6 +192,18 @@ def follows(s: Steps) -> tuple[list[Finding], list[Finding]]:
     return errors, warnings
 
 
+def _served_after_resume(e: Steps, rows: np.ndarray, resume: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Whether the first STOP after the RESUME still serves the BIE(stop) at `rows`: no other
+    BIE(stop) and no `stop` command between them, and that STOP not known to be other than an
+    io-error stop. Then I4 holds (the BIE *is* followed by its STOP) and the order is
+    `resume-before-retry-error`'s business (QEMU 2.1-2.12: BIE, RESUME, STOP), not a lost STOP."""
+    out = (resume >= 0) & (stop > resume)
+    out &= ~e.between(_bie_stop(e), resume, stop, rows) & ~e.between(e.command("stop"), resume, stop, rows)
+    k = np.flatnonzero(out)
+    out[k] = ~known_not_io_error(e, stop[k], e.next(e.event("RESUME"), stop[k]))
+    return out
+
+
 def stop_follows_error(s: Steps) -> list[Finding]:
     """BIE(stop) while running whose consumed request gave no STOP (I4)."""
     return follows(s)[0]
@@ -193,6 +212,16 @@ def stop_follows_error(s: Steps) -> list[Finding]:
 def stop_pending_at_end(s: Steps) -> list[Finding]:
     """BIE(stop) while running whose request is still pending at the end (warning)."""
     return follows(s)[1]
+
+
+def _retry_bie(e: Steps, resumes: np.ndarray) -> np.ndarray:
+    """Per RESUME (no-id form): a BIE(stop) after a `cont` was sent, between the last STOP
+    before the RESUME and the RESUME: a retried request that failed before RESUME was emitted
+    (-1: none). The first STOP after that RESUME is the one that serves it."""
+    first_cont = e.after(e.command("cont"), np.full(len(resumes), -1, dtype=np.int64), resumes)
+    lo = np.where(first_cont >= 0, np.maximum(e.prev(e.event("STOP"), resumes), first_cont), NULL)
+    b = np.where(first_cont >= 0, e.after(_bie_stop(e), lo, resumes), NULL)
+    return np.where(b < resumes, b, NULL)
 
 
 def resume_before_retry_error(s: Steps) -> list[Finding]:
@@ -216,11 +245,7 @@ def resume_before_retry_error(s: Steps) -> list[Finding]:
     e_stop, e_resume, e_bie = e.event("STOP"), e.event("RESUME"), _bie_stop(e)
     resumes = np.flatnonzero(e_resume)
     resumes = resumes[~_ids(e, resumes)]
-    cont = e.command("cont")
-    first_cont = e.after(cont, np.full(len(resumes), -1, dtype=np.int64), resumes)
-    last_stop = e.prev(e_stop, resumes)
-    lo = np.where(first_cont >= 0, np.maximum(last_stop, first_cont), NULL)
-    b = np.where(first_cont >= 0, e.after(e_bie, lo, resumes), NULL)
+    b = _retry_bie(e, resumes)
     next_stop = e.next(e_stop, resumes)
     bad = (
         (b >= 0)

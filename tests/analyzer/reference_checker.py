@@ -114,6 +114,15 @@ class _VM:
             return False
         return self.event(last, "RESUME") or self.get(last, "runstate") == "running"
 
+    def retry_bie(self, resume: int) -> int | None:
+        """A BIE(stop) after the first cont command, between the last STOP before RESUME
+        `resume` and it (a retried request that failed before RESUME was emitted)."""
+        s0 = self.find_last(lambda j: self.event(j, "STOP"), resume)
+        first_cont = self.find(lambda j: self.is_(j, "qmp_command", "cont"))
+        if first_cont is None:
+            return None
+        return self.find(lambda j: self.bie_stop(j) and j > first_cont, -1 if s0 is None else s0, resume)
+
     def known_not_io_error(self, stop: int, until: int | None) -> bool:
         """The run state right after STOP `stop` is known not to be io-error, from what lies
         before `until` (None: the end): the last runstate row since the RESUME before the STOP
@@ -188,7 +197,9 @@ def _check_vm(vm: str, rows: list[dict]) -> set[Key]:
                 lo = -1 if prev_r is None else prev_r
                 next_r = v.find(lambda j: v.event(j, "RESUME"), i)
                 b = v.find(v.bie_stop, i, next_r)
-                if (v.find(v.bie_stop, lo, i) is None and b is not None
+                served = (prev_r is not None and v.retry_bie(prev_r) is not None
+                          and v.find(lambda j: v.event(j, "STOP"), prev_r) == i)
+                if (v.find(v.bie_stop, lo, i) is None and b is not None and not served
                         and v.find(lambda j: v.is_(j, "qmp_command", "stop"), lo, i) is None
                         and not v.known_not_io_error(i, b)):
                     add("event-before-stop", None, i, b)
@@ -212,18 +223,19 @@ def _check_vm(vm: str, rows: list[dict]) -> set[Key]:
                 ns = v.find(lambda j: v.event(j, "STOP"), i)
                 nr = v.find(lambda j: v.event(j, "RESUME"), i)
                 if ns is None or (nr is not None and nr < ns):
-                    if nr is not None:
-                        add("stop-follows-error", None, i, nr)
-                    else:
+                    served_late = (  # BIE, RESUME, STOP: I4 holds; the order is I6's concern
+                        nr is not None and ns is not None
+                        and v.find(v.bie_stop, nr, ns) is None
+                        and v.find(lambda j: v.is_(j, "qmp_command", "stop"), nr, ns) is None
+                        and not v.known_not_io_error(ns, v.find(lambda j: v.event(j, "RESUME"), ns))
+                    )
+                    if nr is None:
                         add("stop-pending-at-end", None, i)
+                    elif not served_late:
+                        add("stop-follows-error", None, i, nr)
         # resume-before-retry-error (without ids)
         if v.event(i, "RESUME") and not v.has_ids:
-            s0 = v.find_last(lambda j: v.event(j, "STOP"), i)
-            lo = -1 if s0 is None else s0
-            first_cont = v.find(lambda j: v.is_(j, "qmp_command", "cont"))
-            b = None
-            if first_cont is not None:
-                b = v.find(lambda j: v.bie_stop(j) and j > first_cont, lo, i)
+            b = v.retry_bie(i)
             s1 = v.find(lambda j: v.event(j, "STOP"), i)
             if (b is not None and s1 is not None and v.find(v.bie_stop, i, s1) is None
                     and v.find(lambda j: v.is_(j, "qmp_command", "stop"), i, s1) is None

@@ -258,3 +258,23 @@ def test_no_stop_before_the_next_resume_without_error_ids(tmp_path: Path) -> Non
     resume = b.event("RESUME")
     [f] = by_rule(check_rows(b.rows, tmp_path), "stop-follows-error")
     assert f.seq == (event, resume) and f.error_id is None
+
+
+def test_resume_late_seen_without_error_ids_is_one_finding_not_two(tmp_path):
+    """QEMU 2.1-2.12 (resume-late), seen as a real capture with a trace log would show it (no
+    error ids, no internal steps): BLOCK_IO_ERROR, RESUME, STOP is resume-before-retry-error;
+    the BLOCK_IO_ERROR *is* followed by its STOP, so stop-follows-error must stay quiet."""
+    import pyarrow.parquet as pq
+
+    from analyzer import check
+    from tests.analyzer.test_reference_agreement import as_import
+    from tracer import tracedir
+    from tracer.schema import from_pylist
+
+    trace = Path(__file__).resolve().parents[2] / "traces" / "resume-late"
+    rows = pq.ParquetDataset([str(p) for p in tracedir.segment_paths(trace)]).read().to_pylist()
+    imported = as_import(rows, qmp_only=False)
+    out = tmp_path / "imported.parquet"
+    tracedir.write_table(from_pylist(imported, "qemu-log"), out)
+    rules = {f.rule for f in check([out]).findings if f.severity == "error"}
+    assert rules == {"resume-before-retry-error"}
