@@ -80,7 +80,11 @@ def build_table(
         part_of[off : off + len(rows)] = p_i
         for col, values in rows.sparse.items():
             if col not in sparse and off == 0:
-                sparse[col] = dict(values)  # one C-level copy for the first part
+                # The first part's own dict when nothing here writes to it (one part: no
+                # merge, which writes the data fields; _resolve_devices writes "device"),
+                # else one C-level copy.
+                shared = len(parts) == 1 and col not in _DATA_FIELDS
+                sparse[col] = values if shared else dict(values)
                 continue
             target = sparse.setdefault(col, {})
             if col == "cmd_ref":

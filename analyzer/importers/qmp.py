@@ -92,49 +92,141 @@ parse_json = _scanner(json.JSONDecoder())
 parse_json_exact = _scanner(json.JSONDecoder(parse_float=str))
 
 
+class Shape:
+    """A command or reply but for its id: what it means, worked out once while management polls.
+
+    `rows` memoizes, per command name the reply answers, the sparse values of each of its rows
+    and the node/qdev -> device names it teaches (`_reply_fields`), so that the thousandth
+    identical ``query-block`` reply costs no more than its row appends.
+    """
+
+    __slots__ = ("command", "failed", "msg", "name", "ret", "rows")
+    MAX_NAMES = 8
+
+    def __init__(self, msg: dict, command: bool) -> None:
+        #: The first message of this shape (its "id" is that message's; only the rest is read).
+        self.msg = msg
+        self.command = command
+        name = msg.get("execute", msg.get("exec-oob")) if command else None
+        self.name: str | None = name if isinstance(name, str) else None
+        self.failed = "error" in msg
+        self.ret = msg.get("return")
+        self.rows: dict[str | None, tuple[list[tuple], list[tuple[str, str]]]] = {}
+
+    def reply_fields(self, name: str | None) -> tuple[list[tuple], list[tuple[str, str]]]:
+        fields = self.rows.get(name)
+        if fields is None:
+            fields = _reply_fields(name, self.ret)
+            if len(self.rows) < self.MAX_NAMES:
+                self.rows[name] = fields
+        return fields
+
+
 class MessageCache:
-    """Parse QMP messages, reusing the parse of a reply or command seen before but for its id.
+    """Parse QMP messages, reusing the `Shape` of a reply or command seen before but for its id.
 
     Management polls: a capture is mostly the same few commands and replies (``query-block``
     returning the same kilobyte of JSON), differing only in their trailing ``"id"``. QEMU and
     libvirt put the id last, so the text before ``, "id": `` identifies the rest of the message;
     a message whose id is not last, or whose tail is no JSON value, is simply parsed in full.
-    (Inside a JSON string every quote is escaped, so ``, "id": `` can only be a key.)
+    (Inside a JSON string every quote is escaped, so ``, "id": `` can only be a key; and a tail
+    that is one JSON value right before the last ``}`` means the key is a top-level one.)
+    Bounded: messages up to `MAX_TEXT` characters, at most `LIMIT` shapes (then it starts over).
     """
 
     LIMIT = 4096
+    MAX_TEXT = 16384
+    _STARTS = ('{"return"', '{"execute"', '{"error"')
 
     def __init__(self) -> None:
-        self._cache: dict[str, dict] = {}
+        self._cache: dict[str, Shape] = {}
+        #: The same heads as a transcript record escapes them: head as in the record ->
+        #: (shape, head as QMP sent it), so that a repeated record skips unescaping too.
+        self._escaped: dict[str, tuple[Shape, str]] = {}
+
+    def lookup(self, text: str) -> tuple[Shape, Any] | None:
+        """(shape, QMP id) of a command or reply whose shape was seen before, else None."""
+        if len(text) > self.MAX_TEXT or not text.startswith(self._STARTS) or text[-1] != "}":
+            return None
+        cut = text.rfind(', "id": ')
+        if cut <= 0:
+            return None
+        shape = self._cache.get(text[:cut])
+        if shape is None:
+            return None
+        tail = text[cut + 8 : -1]
+        if tail.isdigit() and tail.isascii() and (tail[0] != "0" or len(tail) == 1):
+            return shape, int(tail)  # the usual counter id, without the JSON scanner
+        try:
+            return shape, parse_json(tail)
+        except ValueError:
+            return None
+
+    def lookup_record(self, record: str, start: int) -> tuple[Shape, int, str] | None:
+        """(shape, id, message text) of a transcript record whose "line" string opens at `start`,
+        when it is a command or reply of a known shape with a counter id, else None.
+
+        The record must end with that string (``...\\"id\\": 12}"}``). A known escaped head is
+        a valid string prefix ending between two escapes (`remember_record` took it from a
+        record unescaped in full, where ``, \\"`` followed it), so head + id is a valid string.
+        """
+        if not record.endswith('}"}'):
+            return None
+        cut = record.rfind(', \\"id\\": ', start)
+        if cut < 0:
+            return None
+        known = self._escaped.get(record[start:cut])
+        if known is None:
+            return None
+        tail = record[cut + 10 : -3]
+        if not (tail.isdigit() and tail.isascii() and (tail[0] != "0" or len(tail) == 1)):
+            return None
+        return known[0], int(tail), f'{known[1]}, "id": {tail}}}'
+
+    def remember_record(self, record: str, start: int, text: str) -> None:
+        """After `text` was unescaped from `record` (see `lookup_record`): remember its head."""
+        if not record.endswith('}"}') or len(record) > 2 * self.MAX_TEXT:
+            return
+        cut = record.rfind(', \\"id\\": ', start)
+        if cut < 0:
+            return
+        tail = record[cut + 10 : -3]
+        id_text = f', "id": {tail}}}'
+        if not (tail.isdigit() and tail.isascii() and text.endswith(id_text)):
+            return
+        head = text[: len(text) - len(id_text)]
+        shape = self._cache.get(head)
+        if shape is not None:
+            if len(self._escaped) >= self.LIMIT:
+                self._escaped.clear()
+            self._escaped[record[start:cut]] = (shape, head)
 
     def parse(self, text: str) -> Any:
-        if text.startswith(('{"return"', '{"execute"', '{"error"')):
+        """Parse one message in full, remembering its shape if it is a command or reply."""
+        msg = parse_json(text)
+        if (
+            isinstance(msg, dict)
+            and "id" in msg
+            and "event" not in msg
+            and len(text) <= self.MAX_TEXT
+            and text.startswith(self._STARTS)
+            and text[-1] == "}"
+        ):
             cut = text.rfind(', "id": ')
-            if cut > 0 and text[-1] == "}":
-                head = text[:cut]
-                cached = self._cache.get(head)
-                if cached is not None:
-                    try:
-                        msg_id = parse_json(text[cut + 8 : -1])
-                    except ValueError:
-                        return parse_json(text)
-                    msg = dict(cached)
-                    msg["id"] = msg_id
-                    return msg
-                msg = parse_json(text)
-                if isinstance(msg, dict) and "id" in msg:
-                    if len(self._cache) >= self.LIMIT:
-                        self._cache.clear()
-                    self._cache[head] = msg
-                return msg
-        return parse_json(text)
+            reply = "return" in msg or "error" in msg
+            if cut > 0 and (reply or "execute" in msg or "exec-oob" in msg):
+                if len(self._cache) >= self.LIMIT:
+                    self._cache.clear()
+                self._cache[text[:cut]] = Shape(msg, command=not reply)
+        return msg
 
 
 def _id_key(msg: dict) -> Any:
     """A hashable identity of the QMP id (None: no id); 5 and "5" differ."""
-    if "id" not in msg:
-        return None
-    value = msg["id"]
+    return _id_value_key(msg["id"]) if "id" in msg else None
+
+
+def _id_value_key(value: Any) -> Any:
     if type(value) is str:
         return value
     if type(value) is int:
@@ -149,6 +241,55 @@ def _guess_command(ret: Any) -> str | None:
     if isinstance(ret, list) and ret and all(isinstance(i, dict) and "device" in i and "qdev" in i for i in ret):
         return "query-block"
     return None
+
+
+#: The rows of a reply that gives one row without sparse values, and teaches no node name.
+_ONE_ROW: tuple[list[tuple], list[tuple[str, str]]] = ([()], [])
+#: Replies that teach something besides their rows (`QmpState._learn`).
+_LEARNING = frozenset({"query-iothreads", "query-cpus-fast", "query-cpus", "query-name", "query-version"})
+
+
+def _reply_fields(name: str | None, ret: Any) -> tuple[list[tuple], list[tuple[str, str]]]:
+    """The rows of a successful reply to `name`: per row its ((sparse column, value), ...),
+    and the (node-name or qdev path, device name) pairs it teaches, in order.
+
+    ``query-block`` gives one row per device with its ``iostatus``, ``query-status`` one row
+    with ``runstate``, anything else one row.
+    """
+    if name == "query-block" and isinstance(ret, list) and ret:
+        rows: list[tuple] = []
+        learnt: list[tuple[str, str]] = []
+        for info in ret:
+            device, iostatus = _block_info(info, learnt)
+            rows.append(tuple((k, v) for k, v in (("device", device), ("iostatus", iostatus)) if v is not None))
+        return rows, learnt
+    if name == "query-status" and isinstance(ret, dict):
+        status = ret.get("status")
+        if status in _RUNSTATES:
+            return [(("runstate", status),)], []
+    return _ONE_ROW
+
+
+def _block_info(info: Any, learnt: list[tuple[str, str]]) -> tuple[str | None, str | None]:
+    """(device name, io-status) of one BlockInfo; appends the node-name/qdev -> device it names."""
+    if not isinstance(info, dict):
+        return None, None
+    device, qdev = info.get("device"), info.get("qdev")
+    inserted = info.get("inserted")
+    node = inserted.get("node-name") if isinstance(inserted, dict) else None
+    if isinstance(device, str) and device:
+        name = device
+    elif isinstance(qdev, str) and qdev:
+        name = qdev_name(qdev)
+    else:
+        name = node if isinstance(node, str) and node else None
+    if name is not None:
+        if isinstance(node, str) and node:
+            learnt.append((node, name))
+        if isinstance(qdev, str) and qdev:
+            learnt.append((qdev, name))
+    status = info.get("io-status")
+    return name, status if status in _IOSTATUSES else None
 
 
 class QmpState:
@@ -166,6 +307,8 @@ class QmpState:
         self._cmd_name: dict[int, str | None] = {}
         self._occ: dict[tuple, int] = {}
         self._sparse = rows.sparse
+        self._keys, self._cmd_refs = rows.sparse["key"], rows.sparse["cmd_ref"]
+        self._threads, self._thread_kinds = rows.sparse["thread"], rows.sparse["thread_kind"]
 
     def _occurrence(self, base: tuple) -> int:
         n = self._occ.get(base, 0)
@@ -205,9 +348,19 @@ class QmpState:
 
     def command(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> int:
         name = msg.get("execute", msg.get("exec-oob"))
-        if not isinstance(name, str):
-            name = None
-        idk = _id_key(msg)
+        return self._command(name if isinstance(name, str) else None, _id_key(msg), text, ts, line, tid, preset)
+
+    def reply(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> None:
+        self._reply(_id_key(msg), "error" in msg, msg.get("return"), msg, None, text, ts, line, tid, preset)
+
+    def known(self, shape: Shape, msg_id: Any, text: str, ts: int | None, line: int) -> None:
+        """Add the rows of a command or reply of a known `shape` (see `MessageCache`) with id `msg_id`."""
+        if shape.command:
+            self._command(shape.name, _id_value_key(msg_id), text, ts, line, None, True)
+        else:
+            self._reply(_id_value_key(msg_id), shape.failed, shape.ret, shape.msg, shape, text, ts, line, None, True)
+
+    def _command(self, name: str | None, idk: Any, text: str, ts: int | None, line: int, tid: int | None, preset: bool) -> int:
         base = ("cmd", idk, name)
         occ = self._occ.get(base, 0)
         self._occ[base] = occ + 1
@@ -219,11 +372,10 @@ class QmpState:
         rows.name.append(name)
         rows.payload.append(text)
         rows.line.append(line)
-        sparse = self._sparse
-        sparse["key"][i] = (*base, occ)
+        self._keys[i] = (*base, occ)
         if preset:
-            sparse["thread"][i] = "mgmt"
-            sparse["thread_kind"][i] = "mgmt"
+            self._threads[i] = "mgmt"
+            self._thread_kinds[i] = "mgmt"
         queue = self._pending.get(idk)
         if queue is None:
             queue = self._pending[idk] = deque()
@@ -231,55 +383,55 @@ class QmpState:
         self._cmd_name[i] = name
         return i
 
-    def reply(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> None:
-        idk = _id_key(msg)
+    def _reply(
+        self, idk: Any, failed: bool, ret: Any, msg: dict, shape: Shape | None,
+        text: str, ts: int | None, line: int, tid: int | None, preset: bool,
+    ) -> None:
+        """The rows of one reply; `shape` (if known) memoizes what its `ret` means."""
         queue = self._pending.get(idk)
-        cmd_row = queue.popleft() if queue else None
+        cmd_row = None
+        if queue:
+            cmd_row = queue.popleft()
+            if not queue:
+                del self._pending[idk]  # the usual unique id: keep the table of waiting ids small
         name = self._cmd_name.pop(cmd_row, None) if cmd_row is not None else None
-        failed = "error" in msg
-        ret = msg.get("return")
         if name is None and not failed:
             name = _guess_command(ret)
         base = ("reply", idk, name)
         occ = self._occ.get(base, 0)
         self._occ[base] = occ + 1
+        if failed:
+            row_fields, learnt = _ONE_ROW
+        elif shape is not None:
+            row_fields, learnt = shape.reply_fields(name)
+        else:
+            row_fields, learnt = _reply_fields(name, ret)
+        if learnt:
+            self.node_map.update(learnt)
         sparse = self._sparse
         rows = self.rows
-
-        def row(j: int) -> int:
+        for j, fields in enumerate(row_fields):
             i = len(rows.kind)
-            rows.kind.append("qmp_reply")  # Rows.append, inlined as in `command`
+            rows.kind.append("qmp_reply")  # Rows.append, inlined as in `_command`
             rows.ts.append(ts)
             rows.tid.append(tid)
             rows.name.append(name)
             rows.payload.append(text)
             rows.line.append(line)
-            sparse["key"][i] = (*base, occ, j)
+            self._keys[i] = (*base, occ, j)
             if cmd_row is not None:
-                sparse["cmd_ref"][i] = cmd_row
+                self._cmd_refs[i] = cmd_row
             if preset:
-                sparse["thread"][i] = "main"
-                sparse["thread_kind"][i] = "main"
-            return i
+                self._threads[i] = "main"
+                self._thread_kinds[i] = "main"
+            for col, value in fields:
+                sparse[col][i] = value
+        if name in _LEARNING and not failed:
+            self._learn(name, ret, msg)
 
-        if failed:
-            row(0)
-            return
-        if name == "query-block" and isinstance(ret, list) and ret:
-            for j, info in enumerate(ret):
-                device, iostatus = self._block_info(info)
-                i = row(j)
-                if device is not None:
-                    sparse["device"][i] = device
-                if iostatus is not None:
-                    sparse["iostatus"][i] = iostatus
-            return
-        i = row(0)
-        if name == "query-status" and isinstance(ret, dict):
-            status = ret.get("status")
-            if status in _RUNSTATES:
-                sparse["runstate"][i] = status
-        elif name == "query-iothreads":
+    def _learn(self, name: str | None, ret: Any, msg: dict) -> None:
+        """What a successful reply teaches about the VM besides its rows."""
+        if name == "query-iothreads":
             self.hints.add_iothreads(ret)
         elif name in ("query-cpus-fast", "query-cpus"):
             self.hints.add_vcpus(ret)
@@ -288,27 +440,6 @@ class QmpState:
         elif name == "query-version":
             self.version = version_of(msg) or self.version
             self.qemu_version = qemu_version_of(msg) or self.qemu_version
-
-    def _block_info(self, info: Any) -> tuple[str | None, str | None]:
-        """(device name, io-status) of one BlockInfo; learns node-name/qdev -> device."""
-        if not isinstance(info, dict):
-            return None, None
-        device, qdev = info.get("device"), info.get("qdev")
-        inserted = info.get("inserted")
-        node = inserted.get("node-name") if isinstance(inserted, dict) else None
-        if isinstance(device, str) and device:
-            name = device
-        elif isinstance(qdev, str) and qdev:
-            name = qdev_name(qdev)
-        else:
-            name = node if isinstance(node, str) and node else None
-        if name is not None:
-            if isinstance(node, str) and node:
-                self.node_map[node] = name
-            if isinstance(qdev, str) and qdev:
-                self.node_map[qdev] = name
-        status = info.get("io-status")
-        return name, status if status in _IOSTATUSES else None
 
     def event(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> int:
         name = msg.get("event")
@@ -383,7 +514,9 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
     part = Part(source="qmp", path=text.path, sha256=text.sha256, rows=rows)
     state = QmpState(rows, part.hints, part.node_map)
     transcript: bool | None = None
-    loads, loads_exact = MessageCache().parse, parse_json_exact
+    cache = MessageCache()
+    loads, lookup, loads_exact = cache.parse, cache.lookup, parse_json_exact
+    lookup_record, remember_record = cache.lookup_record, cache.remember_record
     record = _RECORD.match
     scanstring = json.decoder.scanstring  # type: ignore[attr-defined]
     for number, line in enumerate(text.lines, 1):
@@ -395,14 +528,25 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
         m = record(s) if transcript is not False else None
         if m is not None:  # the capture client's own layout: no need to build the record
             try:
-                raw, end = scanstring(s, m.end())
-                if s[end:] != "}":
-                    raise ValueError("extra data after the transcript record")
                 # seconds_to_ns on the matched digits, without its checks and string joins
                 sec, frac = m.group(1, 2)
                 ts = int(sec) * 1_000_000_000 + (int(frac) * _POWERS[9 - len(frac)] if frac else 0)
+                start = m.end()
+                known = lookup_record(s, start)
+                if known is not None:  # a poll seen before: no unescaping, no parsing
+                    transcript = True
+                    state.known(known[0], known[1], known[2], ts, number)
+                    continue
+                raw, end = scanstring(s, start)
+                if s[end:] != "}":
+                    raise ValueError("extra data after the transcript record")
                 transcript = True
-                state.message(loads(raw.strip()), raw, ts, number)
+                known = lookup(raw)
+                if known is not None:
+                    state.known(known[0], known[1], raw, ts, number)
+                else:
+                    state.message(loads(raw.strip()), raw, ts, number)
+                remember_record(s, start, raw)
             except ValueError as exc:
                 policy.bad(number, line, _reason(exc))
             continue
