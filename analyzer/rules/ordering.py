@@ -29,12 +29,17 @@ def _none(n: int) -> np.ndarray:
     return np.full(n, NULL, dtype=np.int64)
 
 
-def iostatus_before_event(s: Steps) -> list[Finding]:
-    """BIE(stop) of E with no iostatus_set of E before it (I1)."""
-    rows = np.flatnonzero(_bie_stop(s) & s.has_eid)
+def _before_iostatus_set(s: Steps, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows (steps of an error E) that come before E's first iostatus_set, with that
+    iostatus_set's row (-1: E never set it)."""
     first_set = s.by_eid(s.is_kind("iostatus_set")).first(s.vm[rows], s.eid[rows])
     bad = (first_set < 0) | (first_set > rows)
-    rows, first_set = rows[bad], first_set[bad]
+    return rows[bad], first_set[bad]
+
+
+def iostatus_before_event(s: Steps) -> list[Finding]:
+    """BIE(stop) of E with no iostatus_set of E before it (I1)."""
+    rows, first_set = _before_iostatus_set(s, np.flatnonzero(_bie_stop(s) & s.has_eid))
 
     def message(k: int, _: list[int]) -> str:
         r = rows[k]
@@ -56,10 +61,7 @@ def iostatus_before_stop(s: Steps) -> list[Finding]:
         & (s.prev_runstate != RS["io-error"])
         & s.has_eid
     )
-    rows = np.flatnonzero(enter)
-    first_set = s.by_eid(s.is_kind("iostatus_set")).first(s.vm[rows], s.eid[rows])
-    bad = (first_set < 0) | (first_set > rows)
-    rows, first_set = rows[bad], first_set[bad]
+    rows, first_set = _before_iostatus_set(s, np.flatnonzero(enter))
     # The device of the error: its first row that names one.
     named = s.by_eid(s.device >= 0).first(s.vm[rows], s.eid[rows])
     device = np.where(named >= 0, s.device[np.maximum(named, 0)], NULL)
