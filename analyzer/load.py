@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from analyzer.model import Finding, InputInfo
 from analyzer.rules.catalogue import RULES
-from analyzer.rules.steps import (
+from analyzer.steps import (
     BULK_KINDS,
     NULLABLE_INTS,
     VOCABULARIES,

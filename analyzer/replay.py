@@ -32,7 +32,7 @@ from analyzer.load import PathArg, Trace, UnitData, load, read_unit
 from analyzer.rules import columns_for, run
 from analyzer.rules.catalogue import RULE_IDS
 from analyzer.rules.derived import consumptions, iostatus_rows, service
-from analyzer.rules.steps import ACT, IOS, NULL, Steps, last_before
+from analyzer.steps import ACT, IOS, NULL, Steps, last_before
 from tracer.schema import IOSTATUSES, RUNSTATES
 
 #: Milestones of an episode, in the order they normally happen. Each gives two columns,

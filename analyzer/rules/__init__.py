@@ -20,7 +20,7 @@ from collections.abc import Callable
 from analyzer.model import Finding
 from analyzer.rules import ordering, policy, queries, runstate, threads
 from analyzer.rules.catalogue import INTEGRITY_RULES, RULE_IDS, RULES, applicable, catalogue, select
-from analyzer.rules.steps import Steps
+from analyzer.steps import Steps
 
 RuleFn = Callable[[Steps], list[Finding]]
 

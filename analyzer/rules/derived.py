@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analyzer.rules.steps import IOS, NULL, RS, Steps, last_before
+from analyzer.steps import IOS, NULL, RS, Steps, last_before
 
 
 def running_before(steps: Steps, at: np.ndarray | None = None) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 
 from analyzer.model import Finding
 from analyzer.rules.catalogue import RULES
-from analyzer.rules.steps import Steps
+from analyzer.steps import Steps
 
 MessageFn = Callable[[int], str]
 

@@ -13,7 +13,7 @@ import numpy as np
 from analyzer.model import Finding
 from analyzer.rules.derived import known_not_io_error, running_before, service, vm_has
 from analyzer.rules.evidence import NO_EID, describe, eids, findings
-from analyzer.rules.steps import ACT, NULL, RS, Steps
+from analyzer.steps import ACT, NULL, RS, Steps
 
 
 def _bie_stop(s: Steps) -> np.ndarray:

@@ -7,7 +7,7 @@ import numpy as np
 from analyzer.model import Finding
 from analyzer.rules.derived import changed_from_ok
 from analyzer.rules.evidence import eids, findings
-from analyzer.rules.steps import ACT, IOS, NULL, OP, POL, Steps
+from analyzer.steps import ACT, IOS, NULL, OP, POL, Steps
 from tracer.qemu import ENOSPC
 from tracer.schema import ACTIONS
 

@@ -13,7 +13,7 @@ import numpy as np
 from analyzer.model import Finding
 from analyzer.rules.derived import changed_from_ok, iostatus_rows, replayed_iostatus, vm_has
 from analyzer.rules.evidence import NO_EID, eids, findings
-from analyzer.rules.steps import ACT, IOS, NULL, RS, Steps
+from analyzer.steps import ACT, IOS, NULL, RS, Steps
 
 
 def _bie_stop(s: Steps) -> np.ndarray:

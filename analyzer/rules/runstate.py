@@ -6,7 +6,7 @@ import numpy as np
 
 from analyzer.model import Finding
 from analyzer.rules.evidence import eids, findings
-from analyzer.rules.steps import NULL, RS, Steps
+from analyzer.steps import NULL, RS, Steps
 from tracer.qemu import ALLOWED_TRANSITIONS
 from tracer.schema import RUNSTATES
 

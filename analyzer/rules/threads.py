@@ -6,7 +6,7 @@ import numpy as np
 
 from analyzer.model import Finding
 from analyzer.rules.evidence import eids, findings
-from analyzer.rules.steps import TK, Steps
+from analyzer.steps import TK, Steps
 
 #: Thread kinds that must never call vm_stop. `unknown` is not judged: an importer that cannot
 #: name a thread must not cause a finding.
