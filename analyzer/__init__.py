@@ -15,8 +15,8 @@ are imported as ``from analyzer.replay import steps_around`` and the like.
 
 from analyzer.check import check
 from analyzer.load import Trace, load
-from analyzer.model import CheckResult, Finding, InputInfo, RuleInfo, Severity, Verdict
 from analyzer.replay import EPISODE_COLUMNS, episodes, replay, steps_around
+from analyzer.result import CheckResult, Finding, InputInfo, RuleInfo, Severity, Verdict
 from analyzer.rules.catalogue import catalogue
 
 __all__ = [

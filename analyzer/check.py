@@ -17,8 +17,8 @@ import pandas as pd
 
 from analyzer.engine import ProgressCallback, dask_cluster, map_units
 from analyzer.load import PathArg, Trace, Unit, UnitData, load, scan_unit
-from analyzer.model import CheckResult, Finding
 from analyzer.replay import EPISODE_COLUMNS, episodes
+from analyzer.result import CheckResult, Finding
 from analyzer.rules import applicable, columns_for, run, select
 from analyzer.rules.catalogue import RULES
 from tracer.errors import InputError

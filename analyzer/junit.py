@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from analyzer.model import CheckResult, Finding
+from analyzer.result import CheckResult, Finding
 from analyzer.text import printable
 
 SUITE_NAME = "blkreplay"

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from analyzer.model import Finding, InputInfo
+from analyzer.result import Finding, InputInfo
 from analyzer.rules.catalogue import RULES
 from analyzer.steps import (
     BULK_KINDS,

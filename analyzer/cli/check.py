@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from analyzer.cli import console
-from analyzer.model import CheckResult, Finding
+from analyzer.result import CheckResult, Finding
 from analyzer.text import terminal
 from tracer.errors import InputError
 from tracer.tracedir import atomic_write_text

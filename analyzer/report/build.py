@@ -18,7 +18,6 @@ from pathlib import Path
 import pandas as pd
 
 from analyzer import stats
-from analyzer.model import CheckResult, Finding, RuleInfo
 from analyzer.report import context, source
 from analyzer.report.model import (
     ContextWindow,
@@ -30,6 +29,7 @@ from analyzer.report.model import (
     Statistics,
     Timeline,
 )
+from analyzer.result import CheckResult, Finding, RuleInfo
 from tracer import __version__
 
 ProgressCallback = Callable[[int, int | None], None]

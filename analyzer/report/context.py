@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analyzer.model import Finding
 from analyzer.report.model import ContextWindow
+from analyzer.result import Finding
 
 #: Steps shown before and after each evidence step of a finding.
 CONTEXT_STEPS = 4

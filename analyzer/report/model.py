@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from analyzer.model import CheckResult, Finding, InputInfo, RuleInfo
+from analyzer.result import CheckResult, Finding, InputInfo, RuleInfo
 
 REPORT_SCHEMA = "blkreplay.report/1"
 FORMATS = ("html", "md", "json")

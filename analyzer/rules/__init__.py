@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from analyzer.model import Finding
+from analyzer.result import Finding
 from analyzer.rules import ordering, policy, queries, runstate, threads
 from analyzer.rules.catalogue import INTEGRITY_RULES, RULE_IDS, RULES, applicable, catalogue, select
 from analyzer.steps import Steps

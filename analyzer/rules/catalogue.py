@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from analyzer.model import RuleInfo
+from analyzer.result import RuleInfo
 from tracer.errors import InputError
 
 _CATALOGUE: tuple[RuleInfo, ...] = (

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from analyzer.model import Finding
+from analyzer.result import Finding
 from analyzer.rules.catalogue import RULES
 from analyzer.steps import Steps
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyzer.model import Finding
+from analyzer.result import Finding
 from analyzer.rules.derived import known_not_io_error, running_before, service, vm_has
 from analyzer.rules.evidence import NO_EID, describe, eids, findings
 from analyzer.steps import ACT, NULL, RS, Steps

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyzer.model import Finding
+from analyzer.result import Finding
 from analyzer.rules.derived import changed_from_ok, iostatus_rows, replayed_iostatus, vm_has
 from analyzer.rules.evidence import NO_EID, eids, findings
 from analyzer.steps import ACT, IOS, NULL, RS, Steps

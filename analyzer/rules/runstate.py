@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyzer.model import Finding
+from analyzer.result import Finding
 from analyzer.rules.evidence import eids, findings
 from analyzer.steps import NULL, RS, Steps
 from tracer.qemu import ALLOWED_TRANSITIONS

@@ -14,7 +14,7 @@ from analyzer import check
 from analyzer.cli.app import main
 from analyzer.rules.catalogue import RULE_IDS
 from tests.analyzer.builders import TraceBuilder
-from tests.analyzer.test_load import broken_trace
+from tests.analyzer.trace.test_load import broken_trace
 from tracer import tracedir
 
 

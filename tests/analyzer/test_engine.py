@@ -11,7 +11,7 @@ import pytest
 
 from analyzer import check, load
 from tests.analyzer.builders import write_dir
-from tests.analyzer.test_load import broken_trace
+from tests.analyzer.trace.test_load import broken_trace
 from tracer.errors import InputError
 from tracer.schema import from_pylist
 

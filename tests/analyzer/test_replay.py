@@ -10,7 +10,7 @@ import pandas as pd
 from analyzer import replay, steps_around
 from analyzer.replay import EPISODE_COLUMNS, IOSTATUS_PREFIX, REPLAY_COLUMNS
 from tests.analyzer.builders import TraceBuilder, check_rows
-from tests.analyzer.test_rules_ordering import imported
+from tests.analyzer.rules.test_ordering import imported
 from tracer import tracedir
 from tracer.schema import from_pylist
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.tracer.test_sim_oracle import read_rows
+from tests.tracer.sim.test_oracle import read_rows
 from tracer.errors import ScenarioError
 from tracer.sim import SimConfig, load_scenario, record
 from tracer.sim.config import FieldError
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "traces" / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[3] / "traces" / "scenarios"
 
 
 def test_the_shipped_scenarios_load():

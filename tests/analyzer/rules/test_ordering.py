@@ -267,11 +267,11 @@ def test_resume_late_seen_without_error_ids_is_one_finding_not_two(tmp_path):
     import pyarrow.parquet as pq
 
     from analyzer import check
-    from tests.analyzer.test_reference_agreement import as_import
+    from tests.analyzer.rules.test_reference_agreement import as_import
     from tracer import tracedir
     from tracer.schema import from_pylist
 
-    trace = Path(__file__).resolve().parents[2] / "traces" / "resume-late"
+    trace = Path(__file__).resolve().parents[3] / "traces" / "resume-late"
     rows = pq.ParquetDataset([str(p) for p in tracedir.segment_paths(trace)]).read().to_pylist()
     imported = as_import(rows, qmp_only=False)
     out = tmp_path / "imported.parquet"

@@ -12,7 +12,7 @@ import pytest
 import analyzer
 from analyzer.cli import main
 from analyzer.report import build_report, render
-from tests.analyzer.report_fixtures import HOSTILE_DEVICE, TraceBuilder
+from tests.analyzer.report.fixtures import HOSTILE_DEVICE, TraceBuilder
 from tracer.sim import SimConfig, record
 
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from analyzer import check
 from analyzer.rules.catalogue import INTEGRITY_RULES
 from tests.analyzer.builders import TraceBuilder
-from tests.analyzer.reference_checker import check_rows
+from tests.analyzer.rules.reference_checker import check_rows
 from tracer import tracedir
 from tracer.schema import from_pylist
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from tests.tracer.test_sim_oracle import read_rows
+from tests.tracer.sim.test_oracle import read_rows
 from tracer.sim import VARIANTS, SimConfig, record
 from tracer.sim.variants import VARIANT_TABLE
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.report import build_report, render
-from tests.analyzer.report_fixtures import HOSTILE_DEVICE, failing_trace
+from tests.analyzer.report.fixtures import HOSTILE_DEVICE, failing_trace
 
 pytestmark = pytest.mark.browser
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from analyzer import stats
-from tests.analyzer.report_fixtures import TraceBuilder
+from tests.analyzer.report.fixtures import TraceBuilder
 
 
 @pytest.fixture

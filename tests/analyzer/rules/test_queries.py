@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.analyzer.builders import TraceBuilder, by_rule, check_rows
-from tests.analyzer.test_rules_ordering import imported
+from tests.analyzer.rules.test_ordering import imported
 
 
 def test_query_block_ok_after_an_unreset_error_is_found(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.model import RuleInfo
 from analyzer.report import (
     assemble_report,
     build_report,
@@ -22,7 +21,8 @@ from analyzer.report import (
     write_report,
 )
 from analyzer.report.source import read_steps
-from tests.analyzer.report_fixtures import (
+from analyzer.result import RuleInfo
+from tests.analyzer.report.fixtures import (
     HOSTILE_DEVICE,
     HOSTILE_VM,
     RULES,
@@ -31,7 +31,7 @@ from tests.analyzer.report_fixtures import (
 )
 from tracer.errors import BlkreplayError, InputError, TraceFormatError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def make_report(result, path, **kw):
@@ -158,7 +158,7 @@ _RENDER = """
 import sys
 sys.path.insert(0, {repo!r})
 from pathlib import Path
-from tests.analyzer.report_fixtures import failing_trace
+from tests.analyzer.report.fixtures import failing_trace
 from analyzer.report import assemble_report, render
 from analyzer.report.source import read_steps
 _, result, path = failing_trace(Path(sys.argv[1]))
@@ -191,7 +191,7 @@ def test_timestamp_only_when_asked(tmp_path):
 
 
 def test_report_of_a_trace_without_errors_or_steps(tmp_path):
-    from tests.analyzer.report_fixtures import TraceBuilder
+    from tests.analyzer.report.fixtures import TraceBuilder
     from tracer.schema import empty_table
     from tracer.tracedir import write_table
 

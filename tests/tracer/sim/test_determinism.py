@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from tests.tracer.test_sim_oracle import read_rows
+from tests.tracer.sim.test_oracle import read_rows
 from tracer import __version__
 from tracer.schema import read_metadata, validate
 from tracer.sim import SimConfig, record
@@ -80,7 +80,7 @@ def test_trace_is_valid_schema_v1_with_provenance_and_no_wall_clock(tmp_path):
             last[r["thread"]] = r["ts_ns"]
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _recipes() -> list[tuple[str, list[str]]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from tests.tracer.test_sim_oracle import oracle_broken, read_rows
+from tests.tracer.sim.test_oracle import oracle_broken, read_rows
 from tracer.schema import validate
 from tracer.sim import SimConfig, record
 from tracer.tracedir import read_manifest, segment_paths

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from analyzer.cli import console, main
-from tests.analyzer.report_fixtures import HOSTILE_VM, clean_trace, failing_trace
+from tests.analyzer.report.fixtures import HOSTILE_VM, clean_trace, failing_trace
 
 
 def run(argv, capsys):

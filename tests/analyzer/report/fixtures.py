@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analyzer.model import CheckResult, Finding, InputInfo, RuleInfo
+from analyzer.result import CheckResult, Finding, InputInfo, RuleInfo
 from tracer.schema import from_pylist
 from tracer.tracedir import write_table
 
