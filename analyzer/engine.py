@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from analyzer.load import Trace, Unit
-from tracer.errors import InputError
+from tracer.errors import InputError, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
@@ -172,15 +172,10 @@ def dask_cluster(scheduler: str, *, timeout: float | None = None) -> Iterator[Cl
     try:  # checked first: a malformed address would leave a half-built Client behind
         resolve_address(scheduler)
     except (ValueError, OSError) as exc:
-        raise InputError(f"bad scheduler address {scheduler!r}: {_first_line(exc)}") from None
+        raise InputError(f"bad scheduler address {scheduler!r}: {first_line(exc)}") from None
     try:
         client = distributed.Client(scheduler, timeout=wait, set_as_default=False)
     except (OSError, TimeoutError) as exc:
-        raise InputError(f"cannot reach the Dask scheduler: {_first_line(exc)}") from None
+        raise InputError(f"cannot reach the Dask scheduler: {first_line(exc)}") from None
     with client:
         yield client
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

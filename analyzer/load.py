@@ -19,7 +19,6 @@ partitioning.
 from __future__ import annotations
 
 import glob as _glob
-import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,7 +41,8 @@ from analyzer.steps import (
     Steps,
 )
 from tracer import tracedir
-from tracer.errors import InputError, TraceFormatError, TraceSchemaError
+from tracer.errors import InputError, TraceFormatError, TraceSchemaError, first_line
+from tracer.qemu import may_throttle, qemu_version
 from tracer.schema import COLUMN_BY_NAME, COLUMNS, REQUIRED_COLUMNS, read_metadata, validate
 
 PathArg = str | os.PathLike[str]
@@ -298,7 +298,7 @@ def _sha256(path: str) -> str:
     try:
         return tracedir.sha256_file(path)
     except OSError as exc:
-        raise TraceFormatError(f"unreadable ({_short(exc)})", path=path) from None
+        raise TraceFormatError(f"unreadable ({first_line(exc)})", path=path) from None
 
 
 def _parquet(path: Path | str) -> pq.ParquetFile:
@@ -308,12 +308,7 @@ def _parquet(path: Path | str) -> pq.ParquetFile:
         hint = ""
         if Path(path).suffix in (".jsonl", ".json", ".log", ".txt"):
             hint = "; QMP transcripts and QEMU / libvirt logs need `blkreplay import` first"
-        raise TraceFormatError(f"not a readable Parquet file ({_short(exc)}){hint}", path=path) from None
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
+        raise TraceFormatError(f"not a readable Parquet file ({first_line(exc)}){hint}", path=path) from None
 
 
 def _open(path: Path, group: str, complete: bool, file_index: int) -> tuple[TraceFile, list[RowGroup]]:
@@ -367,7 +362,7 @@ def _row_group_vms(pf: pq.ParquetFile, md: pq.FileMetaData, i: int, vm_col: int,
     try:
         col = pf.read_row_group(i, columns=["vm"]).column("vm")
     except (pa.ArrowException, OSError) as exc:
-        raise TraceFormatError(f"unreadable row group {i} ({_short(exc)})", path=path) from None
+        raise TraceFormatError(f"unreadable row group {i} ({first_line(exc)})", path=path) from None
     if col.null_count:
         row = int(pc.index(pc.is_null(col), True).as_py())
         raise TraceSchemaError(f"column 'vm': null in required column ({col.null_count} rows)",
@@ -431,7 +426,7 @@ def _read_group(tf: TraceFile, index: int, columns: Sequence[str]) -> pa.Table:
     try:
         table = pf.read_row_group(index, columns=present)
     except (pa.ArrowException, OSError) as exc:
-        raise TraceFormatError(f"unreadable row group {index} ({_short(exc)})", path=tf.path) from None
+        raise TraceFormatError(f"unreadable row group {index} ({first_line(exc)})", path=tf.path) from None
     n = table.num_rows
     for key, value in tf.partition:
         if key in columns:
@@ -449,33 +444,6 @@ def _plain(table: pa.Table) -> pa.Table:
             col = col.cast(pa.string())
         cols.append(col)
     return pa.table(cols, names=table.column_names)
-
-
-def qemu_version(metadata: dict[str, str], vm: str) -> str | None:
-    """The QEMU release an input records for `vm` (importers: ``blkreplay.qemu_versions``, a
-    JSON object per VM, else ``blkreplay.qemu_version`` for the whole input), else None."""
-    per_vm = metadata.get("qemu_versions")
-    if per_vm:
-        try:
-            versions = json.loads(per_vm)
-        except ValueError:
-            versions = None
-        if isinstance(versions, dict) and isinstance(versions.get(vm), str):
-            return versions[vm]
-    return metadata.get("qemu_version") or None
-
-
-def may_throttle(version: str | None) -> bool:
-    """Whether a QEMU may throttle BLOCK_IO_ERROR (per qom-path, one a second, delivering the
-    last one late with its original timestamp): since 9.2, and, not knowing, assume it may."""
-    if not version:
-        return True
-    parts = version.split(".")
-    try:
-        major, minor = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
-    except ValueError:
-        return True
-    return (major, minor) >= (9, 2)
 
 
 class Interner:

@@ -76,3 +76,10 @@ class ScenarioError(BlkreplayError):
 
 class CaptureError(BlkreplayError):
     """A live QMP monitor that could not be reached or spoke something unexpected."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its class name if it has none), at most
+    `limit` characters: what a one-line error shows of a library's long, multi-line message."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]

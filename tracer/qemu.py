@@ -8,6 +8,8 @@ QEMU's `system/runstate.c` (transition table), `block/block-backend.c`
 
 from __future__ import annotations
 
+import json
+
 ENOSPC = 28
 EIO = 5
 
@@ -84,3 +86,30 @@ def errno_reason(errno: int) -> str:
     return {EIO: "Input/output error", ENOSPC: "No space left on device"}.get(
         errno, f"Unknown error {errno}"
     )
+
+
+def qemu_version(metadata: dict[str, str], vm: str) -> str | None:
+    """The QEMU release an input records for `vm` (importers: ``blkreplay.qemu_versions``, a
+    JSON object per VM, else ``blkreplay.qemu_version`` for the whole input), else None."""
+    per_vm = metadata.get("qemu_versions")
+    if per_vm:
+        try:
+            versions = json.loads(per_vm)
+        except ValueError:
+            versions = None
+        if isinstance(versions, dict) and isinstance(versions.get(vm), str):
+            return versions[vm]
+    return metadata.get("qemu_version") or None
+
+
+def may_throttle(version: str | None) -> bool:
+    """Whether a QEMU may throttle BLOCK_IO_ERROR (per qom-path, one a second, delivering the
+    last one late with its original timestamp): since 9.2, and, not knowing, assume it may."""
+    if not version:
+        return True
+    parts = version.split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        return True
+    return (major, minor) >= (9, 2)

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -148,21 +147,6 @@ def write_table(
     buf = parquet_bytes(table, row_group_size=row_group_size)
     atomic_write_bytes(path, memoryview(buf))
     return table.num_rows, hashlib.sha256(memoryview(buf)).hexdigest()
-
-
-def iter_trace_files(path: str | Path) -> Iterator[Path]:
-    """Every Parquet file below `path` (a file, a trace directory or a partitioned dataset)."""
-    p = Path(path)
-    if p.is_file():
-        yield p
-        return
-    for root, dirs, files in os.walk(p):
-        dirs.sort()
-        for name in sorted(files):
-            if name.endswith(SEGMENT_SUFFIX) and not name.startswith("."):
-                yield Path(root) / name
-
-
 
 
 class _suppress_oserror:
