@@ -12,7 +12,7 @@ Public API::
 """
 
 from tracer.sim.config import FaultRule, SimConfig, load_scenario
-from tracer.sim.run import RecordSummary, record
+from tracer.sim.recording import RecordSummary, record
 from tracer.sim.variants import VARIANTS
 
 __all__ = ["VARIANTS", "FaultRule", "RecordSummary", "SimConfig", "load_scenario", "record"]

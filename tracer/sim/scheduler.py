@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tracer.sim.model import INF, VM, park
+from tracer.sim.sim_thread import INF, park
+from tracer.sim.vm import VM
 
 #: Virtual time one unit of work takes.
 STEP_NS = 1_000
@@ -58,7 +59,7 @@ def run_vm(vm: VM, end_ns: int, tick: Callable[[int], None] | None = None) -> in
         if waiting.__class__ is int:
             t.ready_at = now + waiting
         else:
-            park(vm, t, waiting, now)
+            park(t, waiting, now, vm.run_waiters)
         now += STEP_NS
         steps += 1
         if tick is not None and not steps % PROGRESS_EVERY:

@@ -1,7 +1,7 @@
 """Ground truth: which guarantees the model broke, by the definitions of docs/rules.md §3.
 
 Input: the *facts* the model appended while it ran (tuples in recording order, each with the
-``seq`` of its row; see :mod:`tracer.sim.model`), never the trace and never the analyzer. The
+``seq`` of its row; see :mod:`tracer.sim.vm`), never the trace and never the analyzer. The
 facts carry the model's own state where a definition needs it (run state at a BLOCK_IO_ERROR,
 iostatus before and after a set, every iostatus at a query-status reply).
 

@@ -2,7 +2,7 @@
 
 The error path of action `stop` is a sequence of *units*. A unit runs atomically; between two
 units the scheduler may run any other thread (the main loop, management, other iothreads), which
-is how the racy variants really race. Steps (names of :mod:`tracer.sim.model` primitives):
+is how the racy variants really race. Steps (names of :mod:`tracer.sim.error_path` primitives):
 
 - ``iostatus_set``   set the device's iostatus (sticky) and record it
 - ``vmstop_prepare`` take ``vmstop_lock`` (the unit waits for it first) and record it
@@ -29,7 +29,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-Unit = tuple[str, ...]
+#: The steps of one unit of the stop path: they run atomically, in this order.
+AtomicSteps = tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,14 @@ class ContBehaviour:
 class Variant:
     name: str
     #: Units of the error path for action `stop`, in order.
-    stop_path: tuple[Unit, ...]
+    stop_path: tuple[AtomicSteps, ...]
     cont: ContBehaviour
     #: What it reproduces, and the rules it can break (docs/rules.md ids).
     description: str
     breaks: tuple[str, ...]
 
 
-FIXED_STOP_PATH: tuple[Unit, ...] = (
+FIXED_STOP_PATH: tuple[AtomicSteps, ...] = (
     ("iostatus_set", "vmstop_prepare"),
     ("event",),
     ("vmstop_request",),

@@ -30,14 +30,14 @@ def test_same_seed_gives_identical_bytes(tmp_path):
 
 
 def test_segments_are_deterministic_too(tmp_path, monkeypatch):
-    import tracer.sim.run as run
+    import tracer.sim.recording as recording
 
-    real = run.Recorder
+    real = recording.Recorder
 
     def small_segments(*args, **kwargs):
         return real(*args, **{**kwargs, "flush_rows": 500})
 
-    monkeypatch.setattr(run, "Recorder", small_segments)
+    monkeypatch.setattr(recording, "Recorder", small_segments)
     record(SimConfig(seed=3, **SMALL), tmp_path / "a")
     record(SimConfig(seed=3, **SMALL), tmp_path / "b")
     assert len(segment_paths(tmp_path / "a")) > 3

@@ -4,8 +4,10 @@
 >>> summary = record(SimConfig(seed=7, variant="lost-stop", vms=2), "out/")
 >>> summary.steps, summary.errors, summary.stops, summary.resumes
 
-In sim mode the VMs run one after the other, each with its own virtual clock and its own seeded
-generator, so a VM's trace does not depend on how many VMs run beside it.
+This module opens the recorder, hands the VMs to the mode's driver (:mod:`tracer.sim.scheduler`
+in sim mode, :mod:`tracer.sim.realtime` in threads mode) and sums up what they did. In sim mode
+the VMs run one after the other, each with its own virtual clock and its own seeded generator,
+so a VM's trace does not depend on how many VMs run beside it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 from tracer import __version__
 from tracer.recorder import Recorder
 from tracer.sim.config import SimConfig
-from tracer.sim.model import VM
+from tracer.sim.launch import launch_vm
+from tracer.sim.realtime import run_realtime
 from tracer.sim.scheduler import run_vm
 from tracer.sim.truth import TRUTH_NAME, broken_in_vm, truth_document, write_truth
 
@@ -66,9 +69,7 @@ def record(
     """
     out = Path(out_dir)
     if config.mode == "threads":
-        from tracer.sim.threads import record_threads
-
-        return record_threads(config, out, progress=progress, overwrite=overwrite)
+        return _record_threads(config, out, progress=progress, overwrite=overwrite)
     end_ns = round(config.duration_s * 1e9)
     total_ms = config.vms * end_ns // 1_000_000
     rec = Recorder(
@@ -84,7 +85,7 @@ def record(
     errors = stops = resumes = conts = 0
     try:
         for index in range(config.vms):
-            vm = VM(config, index, rec)
+            vm = launch_vm(config, index, rec)
             base_ms = index * end_ns // 1_000_000
             tick = None
             if progress is not None:
@@ -94,7 +95,7 @@ def record(
             errors += vm.errors
             stops += vm.stops
             resumes += vm.resumes
-            conts += vm.mgmt.conts
+            conts += vm.monitor.conts
             has_iostatus_set = has_iostatus_set or any(f[0] == "iostatus_set" for f in vm.facts)
             broken.extend((vm.name, eid, rule) for eid, rule in broken_in_vm(vm.facts))
             del vm
@@ -113,4 +114,29 @@ def record(
         path=out,
         truth=doc,
         conts=conts,
+    )
+
+
+def _record_threads(
+    config: SimConfig, out: Path, *, progress: ProgressCallback | None, overwrite: bool
+) -> RecordSummary:
+    """Record `config` in threads mode (no truth file: the interleaving is not the model's)."""
+    rec = Recorder(out, source="threads", vm="vm0", metadata=trace_metadata(config),
+                   flush_interval=0.2, overwrite=overwrite)
+    try:
+        vms = run_realtime(config, rec, progress)
+    finally:
+        manifest = rec.close()
+    duration_ms = round(config.duration_s * 1e9) // 1_000_000
+    if progress is not None:
+        progress(duration_ms, duration_ms)
+    return RecordSummary(
+        steps=manifest.rows,
+        errors=sum(vm.errors for vm in vms),
+        stops=sum(vm.stops for vm in vms),
+        resumes=sum(vm.resumes for vm in vms),
+        vms=config.vms,
+        path=out,
+        truth=None,
+        conts=sum(vm.monitor.conts for vm in vms),
     )
