@@ -1,10 +1,10 @@
 """One simulated QEMU process: its state, and the state changes every thread shares.
 
 A :class:`VM` holds QEMU's run state, the single vmstop-request slot, the model locks
-(vmstop_lock, the BQL), its block :class:`Device`\\ s, its threads (main loop, iothreads, vCPUs,
-the management client) and its QMP :class:`Monitor`. Its methods are the state changes more than
-one thread makes (run-state transitions, STOP/RESUME events, the retry of parked requests), each
-recording its row on the thread that makes it.
+(vmstop_lock, the BQL), its block devices (:class:`Device`), its threads (main loop, iothreads,
+vCPUs, the management client) and its QMP :class:`Monitor`. Its methods are the state changes
+more than one thread makes (run-state transitions, STOP/RESUME events, the retry of parked
+requests), each recording its row on the thread that makes it.
 
 What each thread *does* lives beside this module: :mod:`tracer.sim.guest_io` (vCPUs, iothreads),
 :mod:`tracer.sim.error_path` (a failed completion), :mod:`tracer.sim.main_loop` (QMP commands,
