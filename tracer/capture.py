@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Literal
 
 from tracer.errors import CaptureError
+from tracer.qemu import version_from_qmp
 
 #: Why a capture ended.
 Ended = Literal["shutdown", "duration", "interrupted", "stopped", "connection-lost"]
@@ -285,7 +286,7 @@ def _handshake(mon: _Monitor, endpoint: Endpoint, summary: CaptureSummary) -> No
                 if obj is None or "QMP" not in obj:
                     raise CaptureError(f"{endpoint} is not a QMP monitor: no QMP greeting")
                 greeted = True
-                summary.qemu_version = _version_text(obj["QMP"].get("version"))
+                summary.qemu_version = _version_text(obj)
                 cap_id = mon.send("qmp_capabilities")
             elif obj is not None and obj.get("id") == cap_id:
                 if "error" in obj:
@@ -305,15 +306,12 @@ def _handshake(mon: _Monitor, endpoint: Endpoint, summary: CaptureSummary) -> No
             raise CaptureError(f"{endpoint} closed the connection during the handshake") from exc
 
 
-def _version_text(version: object) -> str | None:
-    if not isinstance(version, dict):
+def _version_text(announcement: object) -> str | None:
+    """``"7.2.22 (Debian 1:7.2+dfsg-7+deb12u7)"`` from a greeting or ``query-version`` return."""
+    version = version_from_qmp(announcement)
+    if version is None:
         return None
-    q = version.get("qemu")
-    if not isinstance(q, dict):
-        return None
-    text = f"{q.get('major')}.{q.get('minor')}.{q.get('micro')}"
-    pkg = version.get("package")
-    return f"{text} ({pkg.strip()})" if isinstance(pkg, str) and pkg.strip() else text
+    return f"{version.release} ({version.package})" if version.package else version.release
 
 
 def capture(

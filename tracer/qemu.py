@@ -3,12 +3,14 @@
 Pure data and pure functions, no simulation: the analyzer may import this module. Sources are
 QEMU's `system/runstate.c` (transition table), `block/block-backend.c`
 (`blk_get_error_action`, `blk_iostatus_set_err`) and `blockdev.c` (policy parsing); see
-`docs/rules.md` and the shared background notes.
+`docs/rules.md` and the shared background notes. Also how QMP announces QEMU's version
+(`version_from_qmp`), which decides what a trace's QEMU can do (`may_throttle`).
 """
 
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 ENOSPC = 28
 EIO = 5
@@ -86,6 +88,52 @@ def errno_reason(errno: int) -> str:
     return {EIO: "Input/output error", ENOSPC: "No space left on device"}.get(
         errno, f"Unknown error {errno}"
     )
+
+
+class QemuVersion(NamedTuple):
+    """A QEMU version as QMP announces it (its ``VersionInfo``)."""
+
+    major: int
+    minor: int
+    #: None when the announcement has no integer ``micro``.
+    micro: int | None
+    #: The distribution's package string (``"Debian 1:7.2+dfsg-7+deb12u7"``), stripped; None
+    #: when empty.
+    package: str | None
+
+    @property
+    def series(self) -> str:
+        """``"major.minor"``: what QAPI event numbers and error-path behaviours follow."""
+        return f"{self.major}.{self.minor}"
+
+    @property
+    def release(self) -> str:
+        """``"major.minor.micro"`` (``"major.minor"`` without a micro): the trace metadata's
+        ``qemu_version``."""
+        return self.series if self.micro is None else f"{self.series}.{self.micro}"
+
+
+def version_from_qmp(value: object) -> QemuVersion | None:
+    """The QEMU version a QMP greeting (``{"QMP": {"version": VersionInfo, ...}}``) or a
+    ``query-version`` return value (a VersionInfo: ``{"qemu": {"major", "minor", "micro"},
+    "package"}``) announces; None when it announces none (major and minor must be integers).
+
+    The one parser of QEMU's version announcement: the importers read it from every source
+    (transcript, trace log, libvirt log) and the capture client from the live monitor.
+    """
+    if isinstance(value, dict) and isinstance(value.get("QMP"), dict):
+        value = value["QMP"].get("version")
+    if not isinstance(value, dict):
+        return None
+    qemu = value.get("qemu")
+    if not isinstance(qemu, dict):
+        return None
+    major, minor, micro = qemu.get("major"), qemu.get("minor"), qemu.get("micro")
+    if not isinstance(major, int) or not isinstance(minor, int):
+        return None
+    package = value.get("package")
+    package = package.strip() if isinstance(package, str) else None
+    return QemuVersion(major, minor, micro if isinstance(micro, int) else None, package or None)
 
 
 def qemu_version(metadata: dict[str, str], vm: str) -> str | None:

@@ -29,9 +29,9 @@ import re
 import time
 
 from analyzer.importers.detect import TRACE_PREFIXED
+from analyzer.importers.json_scan import parse_json
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
-from analyzer.importers.qapi_events import qemu_version_of
-from analyzer.importers.qmp import QmpState, parse_json
+from analyzer.importers.qmp_semantics import QmpState
 from analyzer.importers.rows import ParsedInput, Part, Rows
 
 _HEAD = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d+)([+-])(\d\d)(\d\d): \d+: [A-Za-z]+ : ")
@@ -145,10 +145,10 @@ class _LibvirtParser:
         if self.newest is None or not message.endswith("]"):
             return
         try:
-            version = qemu_version_of(parse_json(message[len("Line [") : -1]))
+            greeting = parse_json(message[len("Line [") : -1])
         except ValueError:
             return
-        self.newest.qmp.qemu_version = version or self.newest.qmp.qemu_version
+        self.newest.qmp.announce(greeting)
 
     def naming(self, message: str) -> None:
         for m in _MON_VM.finditer(message):
@@ -231,7 +231,7 @@ class _LibvirtParser:
                 name = f"mon-{s.mon}" + (f"#{n}" if n > 1 else "")
             s.part.vm = name
             s.part.host = self.host
-            s.part.qemu_version = s.qmp.qemu_version
+            s.part.qemu_version = s.qmp.qemu_release
             parts.append(s.part)
         return ParsedInput(
             path=self.text.path, format="libvirt-log", sha256=self.text.sha256,

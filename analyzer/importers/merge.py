@@ -31,9 +31,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analyzer.importers.qmp import qdev_name
+from analyzer.importers.qmp_semantics import qdev_name
 from analyzer.importers.rows import Part
-from analyzer.importers.threads import ThreadHints, attribute
+from analyzer.importers.thread_hints import ThreadHints, attribute
 from tracer.schema import COLUMNS, schema_with_metadata
 
 SOURCE_ORDER = {"qemu-log": 0, "qmp": 1, "libvirt-log": 2}

@@ -15,8 +15,6 @@ order of preference:
 
 from __future__ import annotations
 
-from typing import Any
-
 #: Verified event numbers per QEMU version ("major.minor"). 7.2: Debian 7.2.22, the real
 #: captures in shared/samples/qemu-7.2 (queue/emit lines paired with monitor_qmp_respond).
 TABLES: dict[str, dict[int, str]] = {
@@ -24,38 +22,11 @@ TABLES: dict[str, dict[int, str]] = {
 }
 
 
-def version_of(msg: Any) -> str | None:
-    """"major.minor" from a QMP greeting or a ``query-version`` return value, else None."""
-    if not isinstance(msg, dict):
-        return None
-    if "QMP" in msg and isinstance(msg["QMP"], dict):
-        msg = msg["QMP"].get("version")
-    elif "return" in msg:
-        msg = msg["return"]
-    if not isinstance(msg, dict):
-        return None
-    qemu = msg.get("qemu")
-    if isinstance(qemu, dict) and isinstance(qemu.get("major"), int) and isinstance(qemu.get("minor"), int):
-        return f"{qemu['major']}.{qemu['minor']}"
-    return None
-
-
-def qemu_version_of(msg: Any) -> str | None:
-    """"major.minor.micro" (the QEMU release) from a QMP greeting or a ``query-version``
-    return value, else None. Recorded in a trace's metadata: which behaviours to expect
-    (BLOCK_IO_ERROR throttling since 9.2) depends on it."""
-    short = version_of(msg)
-    if short is None:
-        return None
-    inner = msg["QMP"].get("version") if "QMP" in msg else msg["return"]
-    micro = inner["qemu"].get("micro")
-    return f"{short}.{micro}" if isinstance(micro, int) else short
-
-
 class EventNumbers:
     """Event number -> name for one trace: learnt pairs first, then the version's table."""
 
     def __init__(self, version: str | None = None) -> None:
+        #: The QEMU series ("major.minor", `tracer.qemu.QemuVersion.series`) whose table applies.
         self.version = version
         self.learnt: dict[int, str] = {}
         self._conflicts: set[int] = set()

@@ -10,10 +10,10 @@ that carry JSON are parsed as JSON. What matters becomes a typed row, every othe
 - ``vm_stop_flush_all`` -> ``vm_stop`` on the thread that traced it;
 - ``virtio_blk_rw_complete ... ret -N`` -> a failed ``io_complete`` (errno N, req_id = the
   request pointer, op from the ``virtio_blk_handle_read/write`` of that request);
-- ``monitor_qmp_respond`` -> the QMP event / reply it sends (`qmp.QmpState`); an event takes
-  the TID and time of the ``monitor_protocol_event_queue`` that queued it (linked through the
-  data pointer of ``monitor_protocol_event_emit``), so a ``BLOCK_IO_ERROR`` raised on an
-  IOThread is attributed to it even when the main loop sends it later (throttled events);
+- ``monitor_qmp_respond`` -> the QMP event / reply it sends (`qmp_semantics.QmpState`); an
+  event takes the TID and time of the ``monitor_protocol_event_queue`` that queued it (linked
+  through the data pointer of ``monitor_protocol_event_emit``), so a ``BLOCK_IO_ERROR`` raised
+  on an IOThread is attributed to it even when the main loop sends it later (throttled events);
 - ``handle_qmp_command`` -> ``qmp_command`` (or, when the log never traces it,
   ``qmp_enter_<cmd>``);
 - ``monitor_protocol_event_queue`` lines whose event was never sent as JSON (the respond
@@ -33,9 +33,10 @@ import re
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 
 from analyzer.importers.detect import QEMU_MESSAGE
+from analyzer.importers.json_scan import parse_json
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
-from analyzer.importers.qapi_events import EventNumbers, qemu_version_of, version_of
-from analyzer.importers.qmp import QmpState, event_time_ns, parse_json
+from analyzer.importers.qapi_events import EventNumbers
+from analyzer.importers.qmp_semantics import QmpState, event_time_ns
 from analyzer.importers.rows import ParsedInput, Part, Rows
 from tracer.schema import RUNSTATES
 
@@ -366,15 +367,14 @@ class _TraceLogParser:
         elif name == "qmp_exit_query_cpus_fast":
             self.hints.add_vcpus(ret)
         else:
-            self.qmp.version = version_of({"return": ret}) or self.qmp.version
-            self.qmp.qemu_version = qemu_version_of({"return": ret}) or self.qmp.qemu_version
+            self.qmp.announce(ret)
         self.keep(number, tid, ts, name, args)
 
     # -- after the last line ---------------------------------------------------------------
 
     def finish(self) -> None:
         rows = self.rows
-        self.numbers.version = self.qmp.version
+        self.numbers.version = self.qmp.version.series if self.qmp.version is not None else None
         leftovers = self.orphans + list(self.queued.values()) + list(self.emitting.values())
         for q in sorted(leftovers, key=lambda q: q.line):
             event = self.numbers.name(q.number)
@@ -389,7 +389,7 @@ class _TraceLogParser:
                 rows.name[i] = command_name(c_name)
         rows.fill_missing_ts()
         self.part.vm = self.qmp.vm_name
-        self.part.qemu_version = self.qmp.qemu_version
+        self.part.qemu_version = self.qmp.qemu_release
 
 
 def parse(text: InputText, policy: LinePolicy) -> ParsedInput:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from analyzer.importers.threads import ThreadHints
+from analyzer.importers.thread_hints import ThreadHints
 
 #: Sparse columns: schema columns that few rows fill, plus the internal fields above.
 SPARSE = (

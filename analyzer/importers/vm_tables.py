@@ -1,0 +1,75 @@
+"""One schema-v1 table per VM from parsed inputs, with what the import records about them.
+
+The inputs are put in a canonical order first (source order, then content), so that the
+tables do not depend on the order the files were given in. Each table's schema metadata
+records every input (path, format, sha256, lines, skipped), the lines skipped, whether an
+input was truncated, and the QEMU release its inputs announced: ``qemu_version`` for the VM,
+``qemu_versions`` for every VM of the import (what the rules may expect of that QEMU,
+`tracer.qemu.may_throttle`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+from analyzer.importers.merge import SOURCE_ORDER, build_table, part_sort_key
+from analyzer.importers.rows import ParsedInput, Part
+from analyzer.importers.vm_groups import group_by_vm
+from tracer.errors import ImportFormatError
+
+
+def vm_tables(parsed: Sequence[ParsedInput], *, vm: str | None, host: str | None) -> dict[str, pa.Table]:
+    """Group the parts by VM and build one table per VM (sorted by VM name).
+
+    `vm` names the VM of QMP / trace-log inputs and selects one VM of a libvirt log; `host`
+    fills the host column (else the host a libvirt log names).
+    """
+    canonical = sorted(parsed, key=lambda p: (SOURCE_ORDER[p.format], p.sha256, p.path))
+    for order, p in enumerate(canonical):
+        for part in p.parts:
+            part.order = order
+    groups = group_by_vm(parsed, vm)
+    source = canonical[0].format if len({p.format for p in parsed}) == 1 and len(parsed) == 1 else "merged"
+    metadata = _import_metadata(canonical)
+    if not groups:
+        raise ImportFormatError(
+            "no QMP traffic to import (a libvirt log needs QEMU_MONITOR_* lines: debug logging of qemu)",
+            path=canonical[0].path,
+        )
+    versions = {name: _qemu_version(groups[name]) for name in sorted(groups)}
+    known = {name: v for name, v in versions.items() if v is not None}
+    if known:
+        # Per VM, so that one file of several VMs keeps each VM's version.
+        metadata["qemu_versions"] = json.dumps(known, sort_keys=True)
+    tables = {}
+    for name in sorted(groups):
+        parts = groups[name]
+        vm_host = host or next((p.host for p in sorted(parts, key=part_sort_key) if p.host), None)
+        vm_meta = dict(metadata)
+        if versions[name] is not None:
+            vm_meta["qemu_version"] = versions[name]
+        tables[name] = build_table(parts, name, host=vm_host, source=source, metadata=vm_meta)
+    return tables
+
+
+def _import_metadata(canonical: Sequence[ParsedInput]) -> dict[str, object]:
+    """What every table of the import records about its inputs (in canonical order)."""
+    inputs_meta = [
+        {"path": p.path, "format": p.format, "sha256": p.sha256, "lines": p.lines, "skipped": p.skipped}
+        for p in canonical
+    ]
+    metadata: dict[str, object] = {
+        "inputs": json.dumps(inputs_meta, sort_keys=True),
+        "skipped_lines": sum(p.skipped for p in canonical),
+    }
+    if any(p.truncated for p in canonical):
+        metadata["truncated"] = "true"
+    return metadata
+
+
+def _qemu_version(parts: list[Part]) -> str | None:
+    """The QEMU release one VM's inputs announce (the first input in source order that does)."""
+    return next((p.qemu_version for p in sorted(parts, key=part_sort_key) if p.qemu_version), None)
