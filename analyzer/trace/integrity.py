@@ -56,22 +56,21 @@ class TruncatedInput(NamedTuple):
 StepFact = ClockBackwards | RepeatedSeq
 
 
-def clock_back(thread: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def clock_back(thread: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where time goes back on a thread.
 
     Rows are in replay order; `thread` identifies each row's thread as one integer (unique
-    across VMs, e.g. ``vm * n_threads + thread``), `ts` is its timestamp. Returns `prev`, for
-    every row the previous row of its thread (-1 for a thread's first row), and `back`, the
-    rows whose timestamp is below their previous row's, ordered by (thread, row).
+    across VMs, e.g. ``vm * n_threads + thread``), `ts` is its timestamp. Returns
+    (`earlier`, `later`, `first`): `later` are the rows whose timestamp is below that of
+    `earlier`, the previous row of the same thread, ordered by (thread, row); `first` is each
+    thread's first row (for comparing with a step carried over from an earlier chunk).
     """
-    n = len(thread)
     order = np.argsort(thread, kind="stable")
     k_sorted, t_sorted = thread[order], ts[order]
     same = k_sorted[1:] == k_sorted[:-1]
-    prev = np.full(n, -1, dtype=np.int64)
-    prev[order[1:][same]] = order[:-1][same]
-    back = order[1:][same & (t_sorted[1:] < t_sorted[:-1])]
-    return prev, back
+    back = np.flatnonzero(same & (t_sorted[1:] < t_sorted[:-1]))
+    first = order[np.flatnonzero(np.concatenate([[True], ~same]))] if len(order) else order
+    return order[back], order[back + 1], first
 
 
 def seq_runs(vm: np.ndarray, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -230,12 +230,11 @@ class _Streaming:
             return int(block_vm[0 if block is None else block[i]])
 
         if not fast:
-            prev, back = clock_back(key, ts)
+            earlier, later, first = clock_back(key, ts)
             found: list[tuple[int, int, int, str | None]] = []  # (row, prev seq, prev ts, prev src)
-            for i in back:
-                a = int(prev[i])
-                found.append((int(i), int(seq[a]), int(ts[a]), src(a)))
-            for i in np.flatnonzero(prev < 0):  # a thread's first row here: after its carry
+            for a, i in zip(earlier.tolist(), later.tolist(), strict=True):
+                found.append((i, int(seq[a]), int(ts[a]), src(a)))
+            for i in first:  # a thread's first row here: after its carried last step
                 c = self.carry.get((vm_code(int(i)), thread_code(int(i))))
                 if c is not None and ts[i] < c[1]:
                     found.append((int(i), c[0], c[1], c[2]))
@@ -403,10 +402,9 @@ def _read_sorted(trace: Trace, unit: Unit, columns: Sequence[str]) -> UnitData:
 def _clock_backwards_sorted(enc: UnitCodes, rows: _Sorted) -> list[ClockBackwards]:
     """ts-monotonic-per-thread over a whole unit already sorted by (vm, seq)."""
     n_thr = len(enc.thread.names) + 1
-    prev, back = clock_back(rows.vm.astype(np.int64) * n_thr + rows.thread, rows.ts)
+    earlier, later, _ = clock_back(rows.vm.astype(np.int64) * n_thr + rows.thread, rows.ts)
     out = []
-    for c in back:
-        a, c = int(prev[c]), int(c)
+    for a, c in zip(earlier.tolist(), later.tolist(), strict=True):
         out.append(ClockBackwards(
             vm=enc.vm.names[int(rows.vm[c])], thread=enc.thread.names[int(rows.thread[c])],
             prev_seq=int(rows.seq[a]), prev_ts=int(rows.ts[a]), seq=int(rows.seq[c]),
