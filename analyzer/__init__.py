@@ -9,15 +9,16 @@ calls it directly::
     result.verdict, result.findings, result.episodes
     view = analyzer.replay("trace-dir/", vm="vm0", from_seq=100, to_seq=200)
 
-Note: `analyzer.load`, `analyzer.replay` and `analyzer.check` are the functions; their modules
-are imported as ``from analyzer.replay import steps_around`` and the like.
+Note: `analyzer.replay` and `analyzer.check` are the functions; their modules are imported as
+``from analyzer.replay import steps_around`` and the like. The trace reader behind `load` is
+the package `analyzer.trace`.
 """
 
 from analyzer.check import check
-from analyzer.load import Trace, load
 from analyzer.replay import EPISODE_COLUMNS, episodes, replay, steps_around
 from analyzer.result import CheckResult, Finding, InputInfo, RuleInfo, Severity, Verdict
 from analyzer.rules.catalogue import catalogue
+from analyzer.trace import Trace, load
 
 __all__ = [
     "EPISODE_COLUMNS",

@@ -1,6 +1,6 @@
 """`check`: run the rule catalogue over a trace and return every finding.
 
-The trace is loaded and planned (`analyzer.load`), every unit of whole VMs is read, reduced to
+The trace is loaded and planned (`analyzer.trace`), every unit of whole VMs is read, reduced to
 the rows the rules need and judged independently (`analyzer.engine`), and the per-unit results
 are merged in an explicit order. Rules whose step kinds the trace lacks are reported as not
 applicable and never produce findings.
@@ -16,11 +16,11 @@ from functools import partial
 import pandas as pd
 
 from analyzer.engine import ProgressCallback, dask_cluster, map_units
-from analyzer.load import PathArg, Trace, Unit, UnitData, load, scan_unit
 from analyzer.replay import EPISODE_COLUMNS, episodes
 from analyzer.result import CheckResult, Finding
 from analyzer.rules import applicable, columns_for, run, select
-from analyzer.rules.catalogue import RULES
+from analyzer.rules.integrity import findings as integrity_findings
+from analyzer.trace import PathArg, Trace, Unit, UnitData, load, scan_unit
 from tracer.errors import InputError
 
 
@@ -45,7 +45,7 @@ def analyze_unit(
     """Read one unit and judge it: the per-VM work of a check (a pure function of its input)."""
     def judge(batch: UnitData) -> UnitResult:
         found = run(batch.steps, rule_ids)
-        found.extend(f for f in batch.integrity if f.rule in rule_ids)
+        found.extend(f for f in integrity_findings(batch.integrity) if f.rule in rule_ids)
         return UnitResult(found, episodes(batch.steps), batch.rows, batch.present)
 
     parts = scan_unit(trace, unit, columns, judge, progress=report_rows)
@@ -101,7 +101,7 @@ def check(
     skip = set(not_applicable)
     findings = [f for r in results for f in r.findings if f.rule not in skip]
     if "trace-truncated" in ids:
-        findings.extend(_truncated(trace))
+        findings.extend(integrity_findings(trace.truncated))
     findings.sort(key=_order)
     frames = [r.episodes for r in results if len(r.episodes)]
     eps = (
@@ -129,17 +129,3 @@ def episodes_empty() -> pd.DataFrame:
 def _order(f: Finding) -> tuple:
     return (*f.sort_key(), f.message, f.device or "", f.error_id if f.error_id is not None else -1)
 
-
-def _truncated(trace: Trace) -> list[Finding]:
-    info = RULES["trace-truncated"]
-    out = []
-    for group, vms in trace.truncated:
-        for vm in vms or ("",):
-            out.append(Finding(
-                rule=info.id, severity=info.severity, vm=vm, device=None, error_id=None, seq=(),
-                ts_ns=None, thread=None,
-                message=(f"{group} has no completion manifest (or is marked truncated): the "
-                         f"recording may have been cut short"),
-                src=(group,),
-            ))
-    return out

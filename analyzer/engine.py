@@ -1,6 +1,6 @@
 """Where per-VM work runs: in this process (optionally on a few threads) or on Dask.
 
-A check is a map over *units* (sets of whole VMs, see `analyzer.load`) followed by a merge that
+A check is a map over *units* (sets of whole VMs, see `analyzer.trace`) followed by a merge that
 sorts everything explicitly, so the result is byte-identical whichever engine runs the units,
 with how many workers, and in whatever order they finish. Where traces outgrow one machine,
 the same analysis runs on Dask: with a `dask.distributed` client (passed in, from
@@ -20,10 +20,9 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from analyzer.load import Trace, Unit
+from analyzer.trace import Trace, Unit
 from tracer.errors import InputError, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -123,7 +122,7 @@ def _distributed(fn: UnitFn[R], trace: Trace, units: Sequence[Unit], client: Cli
 
     if not units:
         return []
-    shipped = client.scatter(replace(trace, _digests=None), hash=False)
+    shipped = client.scatter(trace.without_digests(), hash=False)
     futures = [client.submit(fn, shipped, u, None, pure=False) for u in units]
     position = {f.key: i for i, f in enumerate(futures)}
     results: list[R | None] = [None] * len(units)

@@ -28,11 +28,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analyzer.load import PathArg, Trace, UnitData, load, read_unit
 from analyzer.rules import columns_for, run
 from analyzer.rules.catalogue import RULE_IDS
 from analyzer.rules.derived import consumptions, iostatus_rows, service
+from analyzer.rules.integrity import findings as integrity_findings
 from analyzer.steps import ACT, IOS, NULL, Steps, last_before
+from analyzer.trace import PathArg, Trace, UnitData, load, read_unit
 from tracer.schema import IOSTATUSES, RUNSTATES
 
 #: Milestones of an episode, in the order they normally happen. Each gives two columns,
@@ -434,7 +435,7 @@ def _marks(s: Steps, data: UnitData, vm: str, seq: np.ndarray) -> list[str]:
     """Per shown step: the rule ids whose findings name it (comma-separated)."""
     vm_code = s.vm_names.index(vm)
     batch = s.take(np.flatnonzero(s.vm == vm_code))
-    found = run(batch, RULE_IDS) + [f for f in data.integrity if f.vm == vm]
+    found = run(batch, RULE_IDS) + integrity_findings(f for f in data.integrity if f.vm == vm)
     by_seq: dict[int, list[str]] = {}
     for f in found:
         for q in f.seq:

@@ -216,6 +216,7 @@ def segment_table(rng: np.random.Generator, vm_names: list[str], rows_per_vm: in
         "cmd_seq": _int(cmd_seq, ~is_reply),
         "src_file": pa.nulls(n, SCHEMA.field("src_file").type),
         "src_line": pa.nulls(n, pa.int64()),
+        "event_ts_ns": pa.nulls(n, pa.int64()),
     }
     schema = schema_with_metadata("sim", {"synthetic": "benchmarks/make_big_trace.py"})
     return pa.Table.from_arrays([arrays[f.name].cast(f.type) for f in schema], schema=schema)

@@ -98,8 +98,8 @@ def register(app: typer.Typer) -> None:
         Each step comes with the run state, each device's io-status and the
         pending stop request after every step, and findings marked inline: what "info block"
         and "info status" would have answered at any step."""
-        from analyzer.load import load
         from analyzer.replay import replay, steps_around
+        from analyzer.trace import load
 
         if fmt not in FORMATS:
             raise InputError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")

@@ -28,11 +28,11 @@ REPORT_COLUMNS: tuple[str, ...] = tuple(
 def read_steps(paths: Sequence[str | Path], columns: Sequence[str] = REPORT_COLUMNS) -> pd.DataFrame:
     """`columns` of every step of every input, in replay order (vm, seq).
 
-    Inputs are whatever :func:`analyzer.load.load` accepts (files, trace directories,
+    Inputs are whatever :func:`analyzer.trace.load` accepts (files, trace directories,
     partitioned datasets, globs), with its errors. String columns come back as pandas
     categoricals (cheap for a million steps); a column no input has is all null.
     """
-    from analyzer.load import load
+    from analyzer.trace import load
 
     table = load([str(p) for p in paths]).table(columns=list(columns))
     n = table.num_rows

@@ -7,8 +7,8 @@ batch of whole VMs (`Steps`), grouped by family:
 * `queries`   - query-matches-events, query-matches-runstate, iostatus-reset-on-cont
 * `policy`    - action-matches-policy
 * `runstate`  - runstate-transition
-* integrity (seq-unique, ts-monotonic-per-thread, trace-truncated) is decided while loading,
-  over every row, in `analyzer.load`.
+* `integrity` - seq-unique, ts-monotonic-per-thread, trace-truncated: decided while reading,
+  over every row, in `analyzer.trace`; worded as findings here.
 
 `docs/rules.md` §3 defines each rule; the functions implement it literally.
 """

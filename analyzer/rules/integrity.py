@@ -1,0 +1,67 @@
+"""The integrity rules (seq-unique, ts-monotonic-per-thread, trace-truncated) as findings.
+
+Unlike the other rules these are not decided over a `Steps` batch: reading the trace decides
+them over every row (`analyzer.trace.integrity`) and hands on plain facts. This module only
+words each fact as the finding of its rule, with the evidence a user needs to find it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from analyzer.result import Finding
+from analyzer.rules.catalogue import RULES
+from analyzer.trace.integrity import ClockBackwards, RepeatedSeq, TruncatedInput
+
+IntegrityFact = ClockBackwards | RepeatedSeq | TruncatedInput
+
+
+def findings(facts: Iterable[IntegrityFact]) -> list[Finding]:
+    """The findings of `facts`, in their order (a truncated input gives one per VM it holds)."""
+    out: list[Finding] = []
+    for fact in facts:
+        if isinstance(fact, ClockBackwards):
+            out.append(clock_backwards(fact))
+        elif isinstance(fact, RepeatedSeq):
+            out.append(repeated_seq(fact))
+        else:
+            out.extend(truncated_input(fact))
+    return out
+
+
+def clock_backwards(fact: ClockBackwards) -> Finding:
+    """ts-monotonic-per-thread."""
+    info = RULES["ts-monotonic-per-thread"]
+    return Finding(
+        rule=info.id, severity=info.severity, vm=fact.vm, device=None, error_id=None,
+        seq=(fact.prev_seq, fact.seq), ts_ns=fact.prev_ts, thread=fact.thread,
+        message=(f"thread '{fact.thread}' went back in time by {fact.prev_ts - fact.ts} ns: seq "
+                 f"{fact.prev_seq} at {fact.prev_ts}, then seq {fact.seq} at {fact.ts}"),
+        src=fact.src,
+    )
+
+
+def repeated_seq(fact: RepeatedSeq) -> Finding:
+    """seq-unique."""
+    info = RULES["seq-unique"]
+    return Finding(
+        rule=info.id, severity=info.severity, vm=fact.vm, device=None, error_id=None,
+        seq=(fact.seq,), ts_ns=fact.ts, thread=fact.thread,
+        message=f"seq {fact.seq} occurs {fact.count} times, in {', '.join(fact.paths)}",
+        src=(),
+    )
+
+
+def truncated_input(fact: TruncatedInput) -> list[Finding]:
+    """trace-truncated: one finding per VM the input holds (one with no VM when it holds none)."""
+    info = RULES["trace-truncated"]
+    return [
+        Finding(
+            rule=info.id, severity=info.severity, vm=vm, device=None, error_id=None, seq=(),
+            ts_ns=None, thread=None,
+            message=(f"{fact.group} has no completion manifest (or is marked truncated): the "
+                     f"recording may have been cut short"),
+            src=(fact.group,),
+        )
+        for vm in fact.vms or ("",)
+    ]

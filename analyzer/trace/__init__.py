@@ -1,0 +1,50 @@
+"""Reading traces: from paths to validated inputs, a plan of per-VM work, and `Steps` batches.
+
+Accepted inputs: a Parquet file, a recorder trace directory (``seg-*.parquet`` + manifest), a
+hive-partitioned dataset (``host=a/vm=b/*.parquet``: partition values fill columns the files
+lack), a glob, or several of these. `load` validates every file and plans the work as units
+of whole VMs; `scan_unit` / `read_unit` read a unit into `Steps` and integrity facts.
+
+* `sources`   - which Parquet files the arguments name (globs, recorder dirs, partitions)
+* `files`     - one Parquet file: footer validation, reading a row group
+* `plan`      - `load`, the `Trace` and its `Unit` s of whole VMs
+* `arrow`     - Arrow columns as integer codes (`Interner`)
+* `decode`    - a unit's row groups as validated code arrays
+* `scan`      - streaming a unit into `Steps` batches (`UnitData`)
+* `integrity` - the facts about the recording itself (repeated seqs, clocks going back,
+  truncated inputs); `analyzer.rules.integrity` words them as findings
+
+Nothing here knows the rules: which columns to read is the caller's `columns` argument.
+"""
+
+from analyzer.trace.arrow import Interner
+from analyzer.trace.files import RowGroup, TraceFile
+from analyzer.trace.integrity import (
+    ClockBackwards,
+    RepeatedSeq,
+    StepFact,
+    TruncatedInput,
+    clock_back,
+)
+from analyzer.trace.plan import UNIT_ROWS, Trace, Unit, load
+from analyzer.trace.scan import UnitData, read_unit, scan_unit
+from analyzer.trace.sources import PathArg
+
+__all__ = [
+    "UNIT_ROWS",
+    "ClockBackwards",
+    "Interner",
+    "PathArg",
+    "RepeatedSeq",
+    "RowGroup",
+    "StepFact",
+    "Trace",
+    "TraceFile",
+    "TruncatedInput",
+    "Unit",
+    "UnitData",
+    "clock_back",
+    "load",
+    "read_unit",
+    "scan_unit",
+]

@@ -1,0 +1,204 @@
+"""The plan of a trace: its validated files, and the *units* of work they split into.
+
+`load` validates every file and groups its row groups into units, sets of whole VMs (a VM is
+never split between units), so that every VM's replay is independent and memory is bounded by
+a unit (one VM's share of the trace, or a few small VMs packed together). A `Trace` is only
+paths and numbers: cheap to keep, to pickle, and to send to the workers of a cluster, each of
+which reads its own units (`analyzer.trace.scan`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analyzer.result import InputInfo
+from analyzer.trace.arrow import plain
+from analyzer.trace.files import (
+    RowGroup,
+    TraceFile,
+    may_hold,
+    open_trace_file,
+    read_row_group,
+    sha256,
+)
+from analyzer.trace.integrity import TruncatedInput
+from analyzer.trace.sources import PathArg, expand
+from tracer.errors import InputError
+from tracer.schema import COLUMN_BY_NAME, COLUMNS
+
+#: Target rows per unit when packing small VMs together (bounds memory and per-unit overhead).
+UNIT_ROWS = 4_000_000
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Whole VMs and every row group holding their steps."""
+
+    vms: tuple[str, ...]
+    row_groups: tuple[RowGroup, ...]
+    rows: int
+
+
+@dataclass
+class Trace:
+    """A loaded (validated, planned, not yet read) trace. Cheap to pickle: paths and numbers.
+
+    The inputs' sha256 digests are computed in a background thread from `load` on, so that
+    hashing overlaps the analysis; `inputs` waits for them.
+    """
+
+    files: list[TraceFile]
+    units: list[Unit]
+    vms: list[str]
+    rows: int
+    _digests: list[Future[str]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def inputs(self) -> list[InputInfo]:
+        if self._digests is None:
+            return [f.info for f in self.files]
+        return [replace(f.info, sha256=d.result()) for f, d in zip(self.files, self._digests, strict=True)]
+
+    def without_digests(self) -> Trace:
+        """This trace without its pending input digests (its `inputs` then have no sha256): what
+        a worker needs, and it pickles without waiting for the hashing."""
+        return replace(self, _digests=None)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self._digests is not None:  # futures do not travel: hand over the digests
+            state["files"] = [replace(f, info=i) for f, i in zip(self.files, self.inputs, strict=True)]
+        state["_digests"] = None
+        return state
+
+    @property
+    def truncated(self) -> list[TruncatedInput]:
+        """(input, VMs it holds) for every input without a completion mark, sorted."""
+        groups: dict[str, set[str]] = {}
+        for fi, f in enumerate(self.files):
+            if f.complete:
+                continue
+            vms = groups.setdefault(f.group, set())
+            for u in self.units:
+                for rg in u.row_groups:
+                    if rg.file == fi:
+                        vms.update(rg.vms)
+        return [TruncatedInput(g, tuple(sorted(v))) for g, v in sorted(groups.items())]
+
+    def unit_of(self, vm: str) -> Unit:
+        for u in self.units:
+            if vm in u.vms:
+                return u
+        raise InputError(f"no VM named {vm!r} in the trace (VMs: {', '.join(self.vms[:10])}"
+                         f"{', ...' if len(self.vms) > 10 else ''})")
+
+    def table(
+        self,
+        vm: str | None = None,
+        columns: Sequence[str] | None = None,
+        *,
+        from_seq: int | None = None,
+        to_seq: int | None = None,
+    ) -> pa.Table:
+        """The steps (all of them, or one VM's, optionally a seq range) as one Arrow table in
+        replay order (vm, seq), strings as plain strings.
+
+        For notebooks, replay views and small traces: this materializes the selection (row
+        groups whose seq statistics lie outside the range are not read).
+        """
+        cols = [c.name for c in COLUMNS] if columns is None else list(columns)
+        read = list(dict.fromkeys([*cols, "vm", "seq", "ts_ns"]))
+        units = [self.unit_of(vm)] if vm is not None else self.units
+        parts = []
+        for u in units:
+            for rg in u.row_groups:
+                if vm is not None and vm not in rg.vms:
+                    continue
+                if not may_hold(self.files[rg.file], rg.index, from_seq, to_seq):
+                    continue
+                t = read_row_group(self.files[rg.file], rg.index, read)
+                mask = None
+                if vm is not None and len(rg.vms) > 1:
+                    mask = pc.equal(t.column("vm").cast(pa.string()), vm)
+                for op, bound in ((pc.greater_equal, from_seq), (pc.less_equal, to_seq)):
+                    if bound is not None:
+                        m = op(t.column("seq"), bound)
+                        mask = m if mask is None else pc.and_(mask, m)
+                if mask is not None:
+                    t = t.filter(mask)
+                parts.append(plain(t))
+        if not parts:
+            return pa.table({c: pa.array([], pa.string() if COLUMN_BY_NAME[c].is_string else COLUMN_BY_NAME[c].type)
+                             for c in cols})
+        table = pa.concat_tables(parts, promote_options="permissive")
+        order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in ("vm", "seq", "ts_ns")])
+        return table.take(order).select(cols)
+
+
+def load(paths: PathArg | Sequence[PathArg], *, unit_rows: int = UNIT_ROWS) -> Trace:
+    """Validate and plan the trace at `paths` (files, directories, globs).
+
+    Raises :class:`~tracer.errors.InputError` (a subclass naming the file and the problem) for
+    anything unusable. Reads only Parquet footers and, where the statistics do not tell, the
+    `vm` column; the steps themselves are read by :func:`analyzer.trace.read_unit`.
+    """
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    files: list[TraceFile] = []
+    groups: list[RowGroup] = []
+    for source in expand(paths):
+        tf, rgs = open_trace_file(source, len(files))
+        files.append(tf)
+        groups.extend(rgs)
+    units = pack_units(groups, unit_rows)
+    vms = sorted({v for u in units for v in u.vms})
+    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blkreplay-sha256")
+    digests = [hasher.submit(sha256, f.path) for f in files]
+    hasher.shutdown(wait=False)
+    return Trace(files, units, vms, sum(f.rows for f in files), digests)
+
+
+def pack_units(groups: list[RowGroup], unit_rows: int) -> list[Unit]:
+    """Group row groups into units of whole VMs: the VMs sharing row groups (connected
+    components), packed in order of their first VM up to about `unit_rows` rows a unit."""
+    parent: dict[str, str] = {}
+
+    def find(v: str) -> str:
+        while parent.setdefault(v, v) != v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    for g in groups:
+        roots = [find(v) for v in g.vms]
+        for r in roots[1:]:
+            a, b = sorted((find(roots[0]), find(r)))
+            parent[b] = a
+    components: dict[str, list[RowGroup]] = {}
+    members: dict[str, set[str]] = {}
+    for g in groups:
+        root = find(g.vms[0])
+        components.setdefault(root, []).append(g)
+        members.setdefault(root, set()).update(g.vms)
+    units: list[Unit] = []
+    cur_vms: list[str] = []
+    cur_groups: list[RowGroup] = []
+    cur_rows = 0
+    for root in sorted(components, key=lambda r: min(members[r])):
+        rgs = components[root]
+        rows = sum(g.rows for g in rgs)
+        if cur_groups and cur_rows + rows > unit_rows:
+            units.append(Unit(tuple(sorted(cur_vms)), tuple(cur_groups), cur_rows))
+            cur_vms, cur_groups, cur_rows = [], [], 0
+        cur_vms.extend(members[root])
+        cur_groups.extend(rgs)
+        cur_rows += rows
+    if cur_groups:
+        units.append(Unit(tuple(sorted(cur_vms)), tuple(cur_groups), cur_rows))
+    return units

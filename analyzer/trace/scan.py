@@ -1,0 +1,438 @@
+"""Reading a unit: streaming its row groups into `Steps` batches and integrity facts.
+
+This is the hot path of a check: every row of the trace passes through here once. Each row
+group is decoded (`analyzer.trace.decode`), its order and timestamps are checked over every row
+with column diffs, and only the rows a rule reads are kept: successful I/O, the bulk of a
+trace, is dropped by a vectorized mask right after the read. A batch of VMs is handed to the
+caller as soon as the last row group holding them has been read, so memory holds one row group
+plus the kept rows of the VMs still being read.
+
+A unit whose rows are not already in (vm, seq) order across row groups (shuffled files,
+duplicated steps) is read again and sorted as a whole; the result is the same whatever the file
+order, row-group size or partitioning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+import pyarrow as pa
+
+from analyzer.steps import VOCABULARIES, K, Steps
+from analyzer.trace.arrow import source_location
+from analyzer.trace.decode import RowGroupDecoder, UnitCodes
+from analyzer.trace.files import RowGroup, read_row_group
+from analyzer.trace.integrity import (
+    ClockBackwards,
+    RepeatedSeq,
+    StepFact,
+    clock_back,
+    repeated_within_a_file,
+    seq_runs,
+)
+from analyzer.trace.plan import Trace, Unit
+from tracer.errors import TraceSchemaError
+
+R = TypeVar("R")
+
+
+@dataclass
+class UnitData:
+    """What reading one unit gives: the rule-relevant steps, integrity facts, counts."""
+
+    steps: Steps
+    #: Repeated seqs and clocks going back, in the order reading met them.
+    integrity: list[StepFact]
+    rows: int
+    #: Step kinds and "kind:name" entries present (for rule applicability).
+    present: set[str] = field(default_factory=set)
+
+
+def scan_unit(
+    trace: Trace,
+    unit: Unit,
+    columns: Sequence[str],
+    judge: Callable[[UnitData], R],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> list[R]:
+    """Stream one unit and `judge` its VMs in batches, each batch as soon as the last row group
+    holding its VMs has been read: memory holds one row group plus the kept rows of the VMs
+    still being read. A unit not in (vm, seq) order is judged once, sorted as a whole."""
+    reader = RowGroupDecoder(trace, unit, columns)
+    state = _Streaming(reader)
+    last_group: dict[str, int] = {}
+    for i, rg in enumerate(unit.row_groups):
+        for vm in rg.vms:
+            last_group[vm] = i
+    done_after: dict[int, list[int]] = {}
+    for vm, i in last_group.items():
+        done_after.setdefault(i, []).append(reader.enc.vm.codes[vm])
+    results: list[R] = []
+    groups = unit.row_groups
+    reported = 0
+
+    def read(i: int) -> pa.Table:
+        return read_row_group(trace.files[groups[i].file], groups[i].index, reader.columns)
+
+    # Read the next row group while this one is checked (Parquet decoding releases the GIL).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(read, 0) if groups else None
+        try:
+            for i, rg in enumerate(groups):
+                assert ahead is not None
+                table = ahead.result()
+                ahead = pool.submit(read, i + 1) if i + 1 < len(groups) else None
+                state.add(rg, table)
+                del table
+                if i in done_after:
+                    results.append(judge(state.flush(np.array(sorted(done_after[i]), dtype=np.int32))))
+                if progress is not None:
+                    progress(rg.rows)
+                    reported += rg.rows
+            return results
+        except _Unordered:
+            if ahead is not None:
+                ahead.cancel()
+    result = judge(_read_sorted(trace, unit, columns))
+    if progress is not None:
+        progress(unit.rows - reported)
+    return [result]
+
+
+def read_unit(
+    trace: Trace,
+    unit: Unit,
+    columns: Sequence[str],
+    *,
+    vms: Sequence[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> UnitData:
+    """Read one unit (or only its VMs `vms`) whole: validated, integrity-checked, reduced to
+    the rows the rules read. For replay views; a check judges batches via `scan_unit`."""
+    wanted = None if vms is None else set(vms)
+
+    def keep(batch: UnitData) -> UnitData:
+        if wanted is None:
+            return batch
+        codes = [i for i, name in enumerate(batch.steps.vm_names) if name in wanted]
+        steps = batch.steps.take(np.flatnonzero(np.isin(batch.steps.vm, codes)))
+        return UnitData(steps, [f for f in batch.integrity if f.vm in wanted], batch.rows, batch.present)
+
+    parts = scan_unit(trace, unit, columns, keep, progress=progress)
+    steps = Steps.concat([p.steps for p in parts]) if parts else Steps.empty()
+    return UnitData(
+        steps,
+        [f for p in parts for f in p.integrity],
+        sum(p.rows for p in parts),
+        set().union(*(p.present for p in parts)) if parts else set(),
+    )
+
+
+class _Unordered(Exception):
+    """A unit whose rows are not in (vm, seq) order across row groups: read it sorted."""
+
+
+@dataclass
+class _Kept:
+    """The kept rows of one row group: core (vm, seq, ts, thread, kind) and detail columns."""
+
+    core: dict[str, np.ndarray]
+    detail: dict[str, np.ndarray]
+
+    def select(self, mask: np.ndarray) -> _Kept:
+        return _Kept({k: v[mask] for k, v in self.core.items()},
+                     {k: v[mask] for k, v in self.detail.items()})
+
+
+class _Streaming:
+    """Per-row-group streaming state of one unit whose row groups come in (vm, seq) order."""
+
+    def __init__(self, reader: RowGroupDecoder) -> None:
+        self.reader = reader
+        n_vm = len(reader.unit.vms)
+        self.last_seq = np.zeros(n_vm, dtype=np.int64)
+        self.seen = np.zeros(n_vm, dtype=bool)
+        #: (vm, thread) -> (seq, ts, src) of its last step so far.
+        self.carry: dict[tuple[int, int], tuple[int, int, str | None]] = {}
+        self.vm_max_ts = np.zeros(n_vm, dtype=np.int64)
+        self.seen_ts = np.zeros(n_vm, dtype=bool)
+        self.kept: list[_Kept] = []
+        self.integrity: list[StepFact] = []
+        self.rows = 0
+        self.present: set[str] = set()
+
+    def add(self, rg: RowGroup, table: pa.Table) -> None:
+        """Check one row group's order and timestamps, keep the rows the rules read."""
+        core = self.reader.core(rg, table)
+        n = table.num_rows
+        self.rows += n
+        if not n:
+            return
+        seq, ts, thr = core["seq"], core["ts_ns"], core["thread"]
+        pos: np.ndarray | None = None
+        change: np.ndarray | None = None
+        if len(rg.vms) == 1:
+            starts = np.zeros(1, dtype=np.int64)
+        else:
+            change = core["vm"][1:] != core["vm"][:-1]
+            starts = np.concatenate([[0], np.flatnonzero(change) + 1])
+        up = seq[1:] > seq[:-1]
+        if len(starts) != len(rg.vms) or not np.all(up if change is None else up | change):
+            # Not VM after VM in seq order: sort this group (a recorder of several VMs
+            # interleaves them); duplicates or overlaps still need the whole-unit sort.
+            vm_unit = self.reader.unit_codes(core, "vm")
+            pos = np.lexsort((seq, vm_unit))
+            seq, ts, thr, vm_unit = seq[pos], ts[pos], thr[pos], vm_unit[pos]
+            change = vm_unit[1:] != vm_unit[:-1]
+            if not np.all((seq[1:] > seq[:-1]) | change):
+                raise _Unordered
+            starts = np.concatenate([[0], np.flatnonzero(change) + 1])
+            block_vm = vm_unit[starts]
+        else:
+            block_vm = core["vm_map"][core["vm"][starts]]
+        ends = np.append(starts[1:], n) - 1
+        if np.any(self.seen[block_vm] & (seq[starts] <= self.last_seq[block_vm])):
+            raise _Unordered
+        self.seen[block_vm] = True
+        self.last_seq[block_vm] = seq[ends]
+        self._timestamps(table, core, seq, ts, thr, starts, block_vm, change, pos)
+        self.keep_rows(rg, table, core, np.flatnonzero(core["keep"]))
+
+    def _timestamps(self, table: pa.Table, core: dict[str, np.ndarray],
+                    seq: np.ndarray, ts: np.ndarray, thr: np.ndarray, starts: np.ndarray,
+                    block_vm: np.ndarray, change: np.ndarray | None, pos: np.ndarray | None) -> None:
+        """ts-monotonic-per-thread over one row group in (vm, seq) order, continuing the
+        carry of earlier groups. Fast path: when each VM's timestamps never decrease within the
+        group and start no lower than the VM's latest carried one, no thread can go back."""
+        n = len(ts)
+        n_thr = max(len(core["thread_map"]), 1)
+        nb = len(starts)
+        rising = ts[1:] >= ts[:-1]
+        inside = bool(np.all(rising if change is None else rising | change))
+        fast = inside and not np.any(self.seen_ts[block_vm] & (ts[starts] < self.vm_max_ts[block_vm]))
+        block = None if nb == 1 else np.repeat(np.arange(nb), np.diff(np.append(starts, n)))
+        key = thr.astype(np.int64) if block is None else block * n_thr + thr
+        has_src = "src_file" in table.column_names and table.column("src_file").null_count < table.num_rows
+        enc = self.reader.enc
+
+        def src(i: int) -> str | None:
+            return source_location(table, int(pos[i]) if pos is not None else i) if has_src else None
+
+        def thread_code(i: int) -> int:
+            return int(core["thread_map"][thr[i]])
+
+        def vm_code(i: int) -> int:
+            return int(block_vm[0 if block is None else block[i]])
+
+        if not fast:
+            earlier, later, first = clock_back(key, ts)
+            found: list[tuple[int, int, int, str | None]] = []  # (row, prev seq, prev ts, prev src)
+            for a, i in zip(earlier.tolist(), later.tolist(), strict=True):
+                found.append((i, int(seq[a]), int(ts[a]), src(a)))
+            for i in first:  # a thread's first row here: after its carried last step
+                c = self.carry.get((vm_code(int(i)), thread_code(int(i))))
+                if c is not None and ts[i] < c[1]:
+                    found.append((int(i), c[0], c[1], c[2]))
+            for i, prev_seq, prev_ts, prev_src in sorted(found):
+                self.integrity.append(ClockBackwards(
+                    vm=enc.vm.names[vm_code(i)], thread=enc.thread.names[thread_code(i)],
+                    prev_seq=prev_seq, prev_ts=prev_ts, seq=int(seq[i]), ts=int(ts[i]),
+                    src=tuple(x for x in (prev_src, src(i)) if x is not None),
+                ))
+        # Carry: each VM's latest timestamp, and the last step of every (vm, thread).
+        block_max = np.maximum.reduceat(ts, starts)
+        seen = self.seen_ts[block_vm]
+        self.vm_max_ts[block_vm] = np.where(seen, np.maximum(self.vm_max_ts[block_vm], block_max), block_max)
+        self.seen_ts[block_vm] = True
+        last = np.full(nb * n_thr, -1, dtype=np.int64)
+        np.maximum.at(last, key, _arange(n))
+        for k in np.flatnonzero(last >= 0):
+            i = int(last[k])
+            self.carry[(vm_code(i), thread_code(i))] = (int(seq[i]), int(ts[i]), src(i))
+
+    def keep_rows(self, rg: RowGroup, table: pa.Table, core: dict[str, np.ndarray], keep: np.ndarray) -> None:
+        used = np.bincount(core["kind"], minlength=len(core["kind_map"])) > 0
+        self.present.update(VOCABULARIES["kind"][k] for k in core["kind_map"][used] if k >= 0)
+        if not len(keep):
+            return
+        detail = self.reader.detail(rg, table, keep)
+        vm_codes = self.reader.unit_codes(core, "vm", keep)
+        detail["throttle"] = self.reader.throttle_lut(rg.file)[vm_codes]
+        kc = {
+            "vm": vm_codes,
+            "thread": self.reader.unit_codes(core, "thread", keep),
+            "kind": self.reader.unit_codes(core, "kind", keep),
+            "seq": core["seq"][keep],
+            "ts_ns": core["ts_ns"][keep],
+        }
+        self.kept.append(_Kept(kc, detail))
+
+    def flush(self, vms: np.ndarray) -> UnitData:
+        """Hand over the VMs `vms` (codes), whose rows have all been read: their kept rows,
+        the integrity facts and row counts gathered since the last flush."""
+        mine: list[_Kept] = []
+        rest: list[_Kept] = []
+        for k in self.kept:
+            sel = np.isin(k.core["vm"], vms)
+            if sel.all():
+                mine.append(k)
+            elif sel.any():
+                mine.append(k.select(sel))
+                rest.append(k.select(~sel))
+            else:
+                rest.append(k)
+        self.kept = rest
+        steps = _build_steps(self.reader.enc, mine)
+        present = self.present | _named_kinds(steps)
+        out = UnitData(steps, self.integrity, self.rows, present)
+        self.integrity, self.rows, self.present = [], 0, set()
+        return out
+
+    def finish(self) -> UnitData:
+        return self.flush(np.arange(len(self.reader.unit.vms), dtype=np.int32))
+
+
+def _named_kinds(steps: Steps) -> set[str]:
+    """"kind:name" entries for the QMP rows of a batch (replies named after their command)."""
+    out: set[str] = set()
+    for kind in ("qmp_event", "qmp_command", "qmp_reply"):
+        mask = steps.kind == K[kind]
+        names = steps.reply_name[mask] if kind == "qmp_reply" else steps.name[mask]
+        for code in np.unique(names):
+            if code >= 0:
+                out.add(f"{kind}:{steps.names[code]}")
+    return out
+
+
+def _build_steps(enc: UnitCodes, kept: list[_Kept]) -> Steps:
+    if not kept:
+        steps = Steps.empty()
+    else:
+        def cat(part: str, col: str) -> np.ndarray:
+            return np.concatenate([getattr(k, part)[col] for k in kept])
+
+        vm, seq, ts = cat("core", "vm"), cat("core", "seq"), cat("core", "ts_ns")
+        kind, thread = cat("core", "kind"), cat("core", "thread")
+        d = {c: cat("detail", c) for c in kept[0].detail}
+        rank = _rank(enc.thread.names)
+        order = np.lexsort((kind, rank[thread] if len(thread) else thread, ts, seq, vm))
+        steps = Steps(
+            vm=vm, seq=seq, ts=ts, kind=kind, thread=thread,
+            thread_kind=d["thread_kind"], device=d["device"], op=d["op"], errno=d["errno"],
+            policy=d["policy"], action=d["action"], iostatus=d["iostatus"],
+            runstate=d["runstate"], prev_runstate=d["prev_runstate"], name=d["name"],
+            eid=d["error_id"], has_eid=d["has_error_id"], cmd_seq=d["cmd_seq"],
+            has_cmd=d["has_cmd_seq"], src_file=d["src_file"], src_line=d["src_line"],
+            evt=d["event_ts_ns"], throttle=d["throttle"],
+        ).take(order)
+    steps.vm_names = enc.vm.names
+    steps.thread_names = enc.thread.names
+    steps.device_names = enc.device.names
+    steps.names = enc.name.names
+    steps.src_names = enc.src_file.names
+    return steps
+
+
+_ARANGE = np.arange(0, dtype=np.int64)
+
+
+def _arange(n: int) -> np.ndarray:
+    """np.arange(n) from a cached buffer (one allocation per process, not per row group)."""
+    global _ARANGE
+    if len(_ARANGE) < n:
+        _ARANGE = np.arange(max(n, 2 * len(_ARANGE)), dtype=np.int64)
+    return _ARANGE[:n]
+
+
+def _rank(names: list[str]) -> np.ndarray:
+    """rank[code] = position of names[code] in sorted order (deterministic tie-breaks)."""
+    order = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    return rank
+
+
+@dataclass
+class _Sorted:
+    """A whole unit's rows sorted by (vm, seq), as unit codes, with where each row came from:
+    `which` (index into `tables`) and `local` (row within that table)."""
+
+    tables: list[tuple[RowGroup, pa.Table]]
+    vm: np.ndarray
+    seq: np.ndarray
+    ts: np.ndarray
+    thread: np.ndarray
+    which: np.ndarray
+    local: np.ndarray
+
+    def src(self, row: int) -> str | None:
+        return source_location(self.tables[int(self.which[row])][1], int(self.local[row]))
+
+
+def _read_sorted(trace: Trace, unit: Unit, columns: Sequence[str]) -> UnitData:
+    """The slow path: read the whole unit, sort it by (vm, seq), report duplicated seqs."""
+    reader = RowGroupDecoder(trace, unit, columns)
+    state = _Streaming(reader)
+    tables, cores = [], []
+    for rg in unit.row_groups:
+        table = read_row_group(trace.files[rg.file], rg.index, reader.columns)
+        tables.append((rg, table))
+        cores.append(reader.core(rg, table))
+    seq, ts = (np.concatenate([c[k] for c in cores]) for k in ("seq", "ts_ns"))
+    vm, thread, kind = (np.concatenate([reader.unit_codes(c, k) for c in cores])
+                        for k in ("vm", "thread", "kind"))
+    which = np.concatenate([np.full(len(c["seq"]), i, dtype=np.int64) for i, c in enumerate(cores)])
+    local = np.concatenate([np.arange(len(c["seq"]), dtype=np.int64) for c in cores])
+    thread_rank = _rank(reader.enc.thread.names)[thread] if len(thread) else thread
+    order = np.lexsort((kind, thread_rank, ts, seq, vm))
+    rows = _Sorted(tables, *(a[order] for a in (vm, seq, ts, thread, which, local)))
+    state.integrity.extend(_repeated_seqs(trace, reader.enc, rows))
+    state.integrity.extend(_clock_backwards_sorted(reader.enc, rows))
+    for (rg, table), core in zip(tables, cores, strict=True):
+        state.keep_rows(rg, table, core, np.flatnonzero(core["keep"]))
+    state.rows = len(seq)
+    return state.finish()
+
+
+def _clock_backwards_sorted(enc: UnitCodes, rows: _Sorted) -> list[ClockBackwards]:
+    """ts-monotonic-per-thread over a whole unit already sorted by (vm, seq)."""
+    n_thr = len(enc.thread.names) + 1
+    earlier, later, _ = clock_back(rows.vm.astype(np.int64) * n_thr + rows.thread, rows.ts)
+    out = []
+    for a, c in zip(earlier.tolist(), later.tolist(), strict=True):
+        out.append(ClockBackwards(
+            vm=enc.vm.names[int(rows.vm[c])], thread=enc.thread.names[int(rows.thread[c])],
+            prev_seq=int(rows.seq[a]), prev_ts=int(rows.ts[a]), seq=int(rows.seq[c]),
+            ts=int(rows.ts[c]), src=tuple(x for x in (rows.src(a), rows.src(c)) if x is not None),
+        ))
+    return out
+
+
+def _repeated_seqs(trace: Trace, enc: UnitCodes, rows: _Sorted) -> list[RepeatedSeq]:
+    """Every repeated (vm, seq) of a whole unit sorted by (vm, seq); a seq repeated inside one
+    file is a schema error (exit 2), as `tracer.schema.validate` says."""
+    start, length = seq_runs(rows.vm, rows.seq)
+    repeated = length > 1
+    if not repeated.any():
+        return []
+    file_of = np.array([rg.file for rg, _ in rows.tables], dtype=np.int64)[rows.which]
+    m = repeated_within_a_file(start, length, file_of)
+    if m is not None:
+        rg = rows.tables[int(rows.which[m])][0]
+        raise TraceSchemaError(
+            f"column 'seq': duplicate seq {int(rows.seq[m])} within vm '{enc.vm.names[int(rows.vm[m])]}'",
+            path=trace.files[rg.file].path, row=rg.offset + int(rows.local[m]),
+        )
+    out: list[RepeatedSeq] = []
+    for s, n in zip(start[repeated], length[repeated], strict=True):
+        out.append(RepeatedSeq(
+            vm=enc.vm.names[int(rows.vm[s])], seq=int(rows.seq[s]), ts=int(rows.ts[s]),
+            thread=enc.thread.names[int(rows.thread[s])], count=int(n),
+            paths=tuple(sorted({trace.files[int(f)].path for f in file_of[s:s + n]})),
+        ))
+    return out
