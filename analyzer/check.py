@@ -16,10 +16,11 @@ from functools import partial
 import pandas as pd
 
 from analyzer.engine import ProgressCallback, dask_cluster, map_units
-from analyzer.replay import EPISODE_COLUMNS, episodes
+from analyzer.replay import episodes
 from analyzer.result import CheckResult, Finding
 from analyzer.rules import applicable, columns_for, run, select
 from analyzer.rules.integrity import findings as integrity_findings
+from analyzer.steps import Steps
 from analyzer.trace import PathArg, Trace, Unit, UnitData, load, scan_unit
 from tracer.errors import InputError
 
@@ -121,9 +122,8 @@ def check(
 
 
 def episodes_empty() -> pd.DataFrame:
-    from analyzer.replay import _empty_episodes
-
-    return _empty_episodes()[list(EPISODE_COLUMNS)]
+    """The episodes table of a trace without error actions (the columns, typed, no rows)."""
+    return episodes(Steps.empty())
 
 
 def _order(f: Finding) -> tuple:

@@ -10,30 +10,29 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from analyzer.result import Finding
-from analyzer.rules.catalogue import RULES
+from analyzer.result import Finding, RuleInfo
 from analyzer.steps import Steps
 
-MessageFn = Callable[[int], str]
+#: Marker for "no error id" in the int64 error-id arrays the rules pass in.
+NO_EID = np.iinfo(np.int64).min
 
 
 def findings(
     steps: Steps,
-    rule: str,
+    rule: RuleInfo,
     evidence: Sequence[np.ndarray],
     *,
     device: np.ndarray,
     error_id: np.ndarray | None,
     message: Callable[[int, list[int]], str],
 ) -> list[Finding]:
-    """One Finding per position k of the parallel arrays.
+    """One Finding of `rule` per position k of the parallel arrays.
 
     `evidence`: arrays of row indices (-1: absent) whose seqs are the finding's evidence (shown
     in replay order, de-duplicated). `device`: device codes (-1: none). `error_id`: error ids
     (`NO_EID`: none; see :func:`eids`), or None for a rule whose findings never carry one.
     `message(k, rows)` builds the text from the sorted evidence rows.
     """
-    info = RULES[rule]
     out: list[Finding] = []
     if not len(evidence) or not len(evidence[0]):
         return out
@@ -45,12 +44,12 @@ def findings(
         first = rows[0]
         dev = int(device[k])
         eid: int | None = None
-        if error_id is not None and error_id[k] != _NO_EID:
+        if error_id is not None and error_id[k] != NO_EID:
             eid = int(error_id[k])
         out.append(
             Finding(
-                rule=rule,
-                severity=info.severity,
+                rule=rule.id,
+                severity=rule.severity,
                 vm=steps.vm_names[int(steps.vm[first])],
                 device=steps.device_names[dev] if dev >= 0 else None,
                 error_id=eid,
@@ -64,17 +63,12 @@ def findings(
     return out
 
 
-#: Marker for "no error id" in the int64 error-id arrays the rules pass in.
-_NO_EID = np.iinfo(np.int64).min
-NO_EID = _NO_EID
-
-
 def eids(steps: Steps, rows: np.ndarray) -> np.ndarray:
     """The error id of each row in `rows` (NO_EID where the row has none or rows[k] < 0)."""
     rows = np.asarray(rows, dtype=np.int64)
     safe = np.where(rows >= 0, rows, 0)
     ok = (rows >= 0) & steps.has_eid[safe] if len(rows) else np.zeros(0, dtype=bool)
-    return np.where(ok, steps.eid[safe], _NO_EID)
+    return np.where(ok, steps.eid[safe], NO_EID)
 
 
 def source_refs(steps: Steps, rows: Sequence[int]) -> tuple[str, ...]:

@@ -1,6 +1,6 @@
 """The ordering guarantees of the error path (docs/rules.md §3, I1-I4 and I6).
 
-Each rule is a pure function `(Steps) -> list[Finding]` over a batch of whole VMs. Where a
+Each rule is a pure function over a batch of whole VMs (`Steps`), declared beside it. Where a
 source records error ids (the simulator, the real-thread recorder) the rules follow one error
 through its steps; where it does not (imports of real QEMU output) they use the positional
 definitions of rules.md. The choice is made per VM: a VM with any error id is judged by ids.
@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyzer.result import Finding
+from analyzer.result import Finding, RuleInfo
 from analyzer.rules.derived import known_not_io_error, running_before, service, vm_has
 from analyzer.rules.evidence import NO_EID, describe, eids, findings
-from analyzer.steps import ACT, NULL, RS, Steps
-
-
-def _bie_stop(s: Steps) -> np.ndarray:
-    return s.event("BLOCK_IO_ERROR") & (s.action == ACT["stop"])
+from analyzer.rules.masks import bie_stop, enters_io_error
+from analyzer.rules.rule import Rule, decides
+from analyzer.steps import NULL, Steps
 
 
 def _ids(s: Steps, rows: np.ndarray) -> np.ndarray:
@@ -37,9 +35,21 @@ def _before_iostatus_set(s: Steps, rows: np.ndarray) -> tuple[np.ndarray, np.nda
     return rows[bad], first_set[bad]
 
 
-def iostatus_before_event(s: Steps) -> list[Finding]:
+@decides(Rule(
+    id="iostatus-before-event",
+    severity="error",
+    guarantee="I1",
+    title="iostatus is set before BLOCK_IO_ERROR",
+    explanation=(
+        "For action stop, QEMU sets the device's io-status before it emits BLOCK_IO_ERROR, so "
+        "'info block' never shows less than the events said (I1). A BLOCK_IO_ERROR(stop) with no "
+        "iostatus_set of the same error before it breaks that."
+    ),
+    needs=("iostatus_set",),
+))
+def iostatus_before_event(s: Steps, rule: RuleInfo) -> list[Finding]:
     """BIE(stop) of E with no iostatus_set of E before it (I1)."""
-    rows, first_set = _before_iostatus_set(s, np.flatnonzero(_bie_stop(s) & s.has_eid))
+    rows, first_set = _before_iostatus_set(s, np.flatnonzero(bie_stop(s) & s.has_eid))
 
     def message(k: int, _: list[int]) -> str:
         r = rows[k]
@@ -49,19 +59,25 @@ def iostatus_before_event(s: Steps) -> list[Finding]:
             f"the device's io-status was set{later}: 'info block' showed less than the events said"
         )
 
-    return findings(s, "iostatus-before-event", [first_set, rows], device=s.device[rows],
+    return findings(s, rule, [first_set, rows], device=s.device[rows],
                     error_id=eids(s, rows), message=message)
 
 
-def iostatus_before_stop(s: Steps) -> list[Finding]:
+@decides(Rule(
+    id="iostatus-before-stop",
+    severity="error",
+    guarantee="I2",
+    title="iostatus is set before the run state becomes io-error",
+    explanation=(
+        "The io-status of the failing device must be set before the VM enters io-error (I2): a "
+        "client that sees the VM paused must find the failed device in query-block."
+    ),
+    needs=("iostatus_set", "runstate"),
+    columns=("runstate", "prev_runstate"),
+))
+def iostatus_before_stop(s: Steps, rule: RuleInfo) -> list[Finding]:
     """runstate entering io-error for E with no iostatus_set of E before it (I2)."""
-    enter = (
-        s.is_kind("runstate")
-        & (s.runstate == RS["io-error"])
-        & (s.prev_runstate != RS["io-error"])
-        & s.has_eid
-    )
-    rows, first_set = _before_iostatus_set(s, np.flatnonzero(enter))
+    rows, first_set = _before_iostatus_set(s, np.flatnonzero(enters_io_error(s) & s.has_eid))
     # The device of the error: its first row that names one.
     named = s.by_eid(s.device >= 0).first(s.vm[rows], s.eid[rows])
     device = np.where(named >= 0, s.device[np.maximum(named, 0)], NULL)
@@ -74,13 +90,25 @@ def iostatus_before_stop(s: Steps) -> list[Finding]:
             f"before the device's io-status was set{later}"
         )
 
-    return findings(s, "iostatus-before-stop", [first_set, rows], device=device,
+    return findings(s, rule, [first_set, rows], device=device,
                     error_id=eids(s, rows), message=message)
 
 
-def event_before_stop(s: Steps) -> list[Finding]:
+@decides(Rule(
+    id="event-before-stop",
+    severity="error",
+    guarantee="I3",
+    title="BLOCK_IO_ERROR comes before the STOP it causes",
+    explanation=(
+        "BLOCK_IO_ERROR is emitted under vmstop_lock before the stop request is stored, so the "
+        "STOP caused by an I/O error always follows its BLOCK_IO_ERROR (I3)."
+    ),
+    needs=("qmp_event:STOP",),
+    columns=("runstate", "prev_runstate", "cmd_seq", "event_ts_ns"),
+))
+def event_before_stop(s: Steps, rule: RuleInfo) -> list[Finding]:
     """STOP caused by an error with no BLOCK_IO_ERROR(stop) of that error before it (I3)."""
-    stop, bie = s.event("STOP"), _bie_stop(s)
+    stop, bie = s.event("STOP"), bie_stop(s)
     # With error ids.
     rows = np.flatnonzero(stop & s.has_eid)
     rows = rows[_ids(s, rows)]
@@ -91,7 +119,7 @@ def event_before_stop(s: Steps) -> list[Finding]:
     # before the next RESUME, no stop command since the previous RESUME, and the run state
     # after the STOP not known to be other than io-error (a stop from another monitor).
     e, to_s = s.emitted
-    stop, resume, bie = e.event("STOP"), e.event("RESUME"), _bie_stop(e)
+    stop, resume, bie = e.event("STOP"), e.event("RESUME"), bie_stop(e)
     rows = np.flatnonzero(stop)
     rows = rows[~_ids(e, rows)]
     prev_resume = e.prev(resume, rows)
@@ -132,14 +160,43 @@ def event_before_stop(s: Steps) -> list[Finding]:
             f"it ({describe(s, bie_rows[k])}), with no stop command since the last RESUME"
         )
 
-    return findings(s, "event-before-stop", [rows, bie_rows], device=device,
+    return findings(s, rule, [rows, bie_rows], device=device,
                     error_id=eids(s, np.where(np.arange(len(rows)) < n_id, rows, -1)),
                     message=message)
 
 
-def follows(s: Steps) -> tuple[list[Finding], list[Finding]]:
-    """stop-follows-error (error) and stop-pending-at-end (warning) in one pass."""
-    stop, bie = s.event("STOP"), _bie_stop(s)
+@decides(
+    Rule(
+        id="stop-follows-error",
+        severity="error",
+        guarantee="I4",
+        title="every BLOCK_IO_ERROR(stop) while running is followed by STOP",
+        explanation=(
+            "A BLOCK_IO_ERROR with action stop emitted while the VM runs must be followed by a "
+            "STOP (or the STOP/RESUME pair when cont raced the pending request) (I4)."
+        ),
+        needs=("qmp_event:BLOCK_IO_ERROR",),
+        columns=("runstate", "prev_runstate", "event_ts_ns"),
+    ),
+    Rule(
+        id="stop-pending-at-end",
+        severity="warning",
+        guarantee="I4",
+        title="a stop request is still pending when the trace ends",
+        explanation=(
+            "A BLOCK_IO_ERROR(stop) was emitted while running but its stop request was not "
+            "consumed before the trace ended, so whether STOP followed cannot be decided (I4)."
+        ),
+        needs=("qmp_event:BLOCK_IO_ERROR",),
+        columns=("runstate", "prev_runstate", "event_ts_ns"),
+    ),
+)
+def stop_follows_error(
+    s: Steps, stop_follows: RuleInfo, stop_pending: RuleInfo
+) -> tuple[list[Finding], list[Finding]]:
+    """BIE(stop) while running whose consumed request gave no STOP (`stop_follows`, I4) or whose
+    request is still pending at the end (`stop_pending`, a warning): one search, two rules."""
+    stop, bie = s.event("STOP"), bie_stop(s)
     cand = np.flatnonzero(bie & s.has_eid)
     cand = cand[_ids(s, cand)]
     cand = cand[running_before(s, cand)]
@@ -154,7 +211,7 @@ def follows(s: Steps) -> tuple[list[Finding], list[Finding]]:
     # Without (in emission order): no STOP before the next RESUME (or, when no RESUME
     # follows, before the end).
     e, to_s = s.emitted
-    e_stop, e_resume, e_bie = e.event("STOP"), e.event("RESUME"), _bie_stop(e)
+    e_stop, e_resume, e_bie = e.event("STOP"), e.event("RESUME"), bie_stop(e)
     rows = np.flatnonzero(e_bie)
     rows = rows[~_ids(e, rows)]
     rows = rows[running_before(e, rows)]
@@ -187,9 +244,9 @@ def follows(s: Steps) -> tuple[list[Finding], list[Finding]]:
             f"request was still pending when the trace ended"
         )
 
-    errors = findings(s, "stop-follows-error", [err_rows, err_other],
+    errors = findings(s, stop_follows, [err_rows, err_other],
                       device=s.device[err_rows], error_id=eids(s, err_rows), message=err_message)
-    warnings = findings(s, "stop-pending-at-end", [warn_rows], device=s.device[warn_rows],
+    warnings = findings(s, stop_pending, [warn_rows], device=s.device[warn_rows],
                         error_id=eids(s, warn_rows), message=warn_message)
     return errors, warnings
 
@@ -200,20 +257,10 @@ def _served_after_resume(e: Steps, rows: np.ndarray, resume: np.ndarray, stop: n
     io-error stop. Then I4 holds (the BIE *is* followed by its STOP) and the order is
     `resume-before-retry-error`'s business (QEMU 2.1-2.12: BIE, RESUME, STOP), not a lost STOP."""
     out = (resume >= 0) & (stop > resume)
-    out &= ~e.between(_bie_stop(e), resume, stop, rows) & ~e.between(e.command("stop"), resume, stop, rows)
+    out &= ~e.between(bie_stop(e), resume, stop, rows) & ~e.between(e.command("stop"), resume, stop, rows)
     k = np.flatnonzero(out)
     out[k] = ~known_not_io_error(e, stop[k], e.next(e.event("RESUME"), stop[k]))
     return out
-
-
-def stop_follows_error(s: Steps) -> list[Finding]:
-    """BIE(stop) while running whose consumed request gave no STOP (I4)."""
-    return follows(s)[0]
-
-
-def stop_pending_at_end(s: Steps) -> list[Finding]:
-    """BIE(stop) while running whose request is still pending at the end (warning)."""
-    return follows(s)[1]
 
 
 def _retry_bie(e: Steps, resumes: np.ndarray) -> np.ndarray:
@@ -222,13 +269,26 @@ def _retry_bie(e: Steps, resumes: np.ndarray) -> np.ndarray:
     (-1: none). The first STOP after that RESUME is the one that serves it."""
     first_cont = e.after(e.command("cont"), np.full(len(resumes), -1, dtype=np.int64), resumes)
     lo = np.where(first_cont >= 0, np.maximum(e.prev(e.event("STOP"), resumes), first_cont), NULL)
-    b = np.where(first_cont >= 0, e.after(_bie_stop(e), lo, resumes), NULL)
+    b = np.where(first_cont >= 0, e.after(bie_stop(e), lo, resumes), NULL)
     return np.where(b < resumes, b, NULL)
 
 
-def resume_before_retry_error(s: Steps) -> list[Finding]:
+@decides(Rule(
+    id="resume-before-retry-error",
+    severity="error",
+    guarantee="I6",
+    title="after cont, RESUME comes before the retried requests' BLOCK_IO_ERROR",
+    explanation=(
+        "cont emits RESUME before it retries the parked requests, so a retry that fails again "
+        "gives BLOCK_IO_ERROR and STOP after the RESUME (I6). A RESUME between a BLOCK_IO_ERROR "
+        "and its STOP is the QEMU 2.1-2.12 ordering that made libvirt report 'paused (unknown)'."
+    ),
+    needs=("qmp_event:BLOCK_IO_ERROR", "qmp_event:RESUME", "qmp_event:STOP"),
+    columns=("runstate", "prev_runstate", "event_ts_ns"),
+))
+def resume_before_retry_error(s: Steps, rule: RuleInfo) -> list[Finding]:
     """A RESUME between a BLOCK_IO_ERROR(stop) and the STOP it caused (I6)."""
-    stop, resume, bie = s.event("STOP"), s.event("RESUME"), _bie_stop(s)
+    stop, resume, bie = s.event("STOP"), s.event("RESUME"), bie_stop(s)
     cand = np.flatnonzero(bie & s.has_eid)
     cand = cand[_ids(s, cand)]
     cand = cand[running_before(s, cand)]
@@ -244,7 +304,7 @@ def resume_before_retry_error(s: Steps) -> list[Finding]:
     # between R and it, and not known to be other than an io-error stop (another monitor's
     # stop: its run state is paused).
     e, to_s = s.emitted
-    e_stop, e_resume, e_bie = e.event("STOP"), e.event("RESUME"), _bie_stop(e)
+    e_stop, e_resume, e_bie = e.event("STOP"), e.event("RESUME"), bie_stop(e)
     resumes = np.flatnonzero(e_resume)
     resumes = resumes[~_ids(e, resumes)]
     b = _retry_bie(e, resumes)
@@ -272,5 +332,5 @@ def resume_before_retry_error(s: Steps) -> list[Finding]:
         )
 
     error_id = np.where(np.arange(len(bies)) < n_id, eids(s, bies), NO_EID)
-    return findings(s, "resume-before-retry-error", [bies, res, stops], device=s.device[bies],
+    return findings(s, rule, [bies, res, stops], device=s.device[bies],
                     error_id=error_id, message=message)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyzer.result import Finding
+from analyzer.result import Finding, RuleInfo
 from analyzer.rules.derived import changed_from_ok
 from analyzer.rules.evidence import eids, findings
+from analyzer.rules.rule import Rule, decides
 from analyzer.steps import ACT, IOS, NULL, OP, POL, Steps
 from tracer.qemu import ENOSPC
 from tracer.schema import ACTIONS
@@ -22,7 +23,20 @@ def _expected_action(s: Steps) -> np.ndarray:
     return exp
 
 
-def action_matches_policy(s: Steps) -> list[Finding]:
+@decides(Rule(
+    id="action-matches-policy",
+    severity="error",
+    guarantee="policy",
+    title="the error action and io-status follow the configured policy",
+    explanation=(
+        "werror/rerror decide the action: stop, report and ignore map to themselves, enospc to "
+        "stop on ENOSPC and report otherwise (and is rejected for reads); the first error sets "
+        "io-status nospace for ENOSPC and failed otherwise."
+    ),
+    needs_one_of=(("error_action", "iostatus_set"),),
+    columns=("iostatus",),
+))
+def action_matches_policy(s: Steps, rule: RuleInfo) -> list[Finding]:
     """error_action whose action is not the policy's, enospc on a read, or an iostatus_set that
     changed a device from ok to the wrong value for its errno."""
     # error_action rows.
@@ -57,5 +71,5 @@ def action_matches_policy(s: Steps) -> list[Finding]:
         want = "nospace" if e == ENOSPC else "failed"
         return f"iostatus_set changed the device from ok to {s.text('iostatus', r)} for errno {e}; expected {want}"
 
-    return findings(s, "action-matches-policy", [all_rows], device=s.device[all_rows],
+    return findings(s, rule, [all_rows], device=s.device[all_rows],
                     error_id=eids(s, all_rows), message=message)

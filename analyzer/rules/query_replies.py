@@ -10,21 +10,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyzer.result import Finding
+from analyzer.result import Finding, RuleInfo
 from analyzer.rules.derived import changed_from_ok, iostatus_rows, replayed_iostatus, vm_has
 from analyzer.rules.evidence import NO_EID, eids, findings
-from analyzer.steps import ACT, IOS, NULL, RS, Steps
+from analyzer.rules.masks import bie_stop, enters_io_error, not_ok
+from analyzer.rules.rule import Rule, decides
+from analyzer.steps import IOS, NULL, RS, Steps
 
 
-def _bie_stop(s: Steps) -> np.ndarray:
-    return s.event("BLOCK_IO_ERROR") & (s.action == ACT["stop"])
-
-
-def _not_ok(values: np.ndarray) -> np.ndarray:
-    return (values == IOS["failed"]) | (values == IOS["nospace"])
-
-
-def query_matches_events(s: Steps) -> list[Finding]:
+@decides(Rule(
+    id="query-matches-events",
+    severity="error",
+    guarantee="I1",
+    title="query-block does not show ok after an unreset BLOCK_IO_ERROR(stop)",
+    explanation=(
+        "After a BLOCK_IO_ERROR(stop) of a device, query-block must show that device's io-status "
+        "as failed or nospace until cont resets it: 'info block' never shows less than the "
+        "events said (I1)."
+    ),
+    needs=("qmp_reply:query-block", "qmp_event:BLOCK_IO_ERROR"),
+    columns=("iostatus", "cmd_seq", "event_ts_ns"),
+))
+def query_matches_events(s: Steps, rule: RuleInfo) -> list[Finding]:
     """query-block says ok for a device after its BIE(stop), with no cont or reset since.
 
     The window ends at the reply, not the command: a cont processed while the query waited
@@ -35,7 +42,7 @@ def query_matches_events(s: Steps) -> list[Finding]:
     rows = np.flatnonzero(e.reply("query-block") & (e.iostatus == IOS["ok"]) & (e.device >= 0))
     point = e.point[rows]
     vm, dev = e.vm[rows], e.device[rows]
-    bie = e.by_device(_bie_stop(e)).last_before(vm, dev, point)
+    bie = e.by_device(bie_stop(e)).last_before(vm, dev, point)
     last_cont = e.prev(e.command("cont") | e.reply("cont") | e.event("RESUME"), rows)
     last_reset = e.by_device(e.is_kind("iostatus_reset")).last_before(vm, dev, rows)
     bad = (bie >= 0) & (np.maximum(last_cont, last_reset) < bie)
@@ -49,14 +56,13 @@ def query_matches_events(s: Steps) -> list[Finding]:
             f"cont, RESUME or io-status reset before the reply"
         )
 
-    return findings(s, "query-matches-events", [bie, point, rows], device=s.device[rows],
+    return findings(s, rule, [bie, point, rows], device=s.device[rows],
                     error_id=eids(s, bie), message=message)
 
 
 def _entered_io_error(s: Steps, at: np.ndarray) -> np.ndarray:
     """The last runstate row entering io-error strictly before each position (-1: none)."""
-    enter = s.is_kind("runstate") & (s.runstate == RS["io-error"]) & (s.prev_runstate != RS["io-error"])
-    return s.prev(enter, at)
+    return s.prev(enters_io_error(s), at)
 
 
 def _all_enabled_ok(s: Steps, rows: np.ndarray) -> np.ndarray:
@@ -73,11 +79,24 @@ def _all_enabled_ok(s: Steps, rows: np.ndarray) -> np.ndarray:
     offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     pair = np.repeat(lo, counts) + offset
     values = replayed_iostatus(s, pair_dev[pair], rows[target])
-    not_ok = np.bincount(target, weights=_not_ok(values), minlength=len(rows))
-    return not_ok == 0
+    failed = np.bincount(target, weights=not_ok(values), minlength=len(rows))
+    return failed == 0
 
 
-def query_matches_runstate(s: Steps) -> list[Finding]:
+@decides(Rule(
+    id="query-matches-runstate",
+    severity="error",
+    guarantee="I2",
+    title="query-status io-error is backed by a failed io-status",
+    explanation=(
+        "While the run state is io-error, some iostatus-enabled device must show failed or "
+        "nospace: the io-status is set before the VM stops (I2)."
+    ),
+    needs=("qmp_reply:query-status",),
+    needs_one_of=(("iostatus_set", "iostatus_reset", "qmp_reply:query-block"),),
+    columns=("iostatus", "runstate", "prev_runstate", "cmd_seq", "event_ts_ns"),
+))
+def query_matches_runstate(s: Steps, rule: RuleInfo) -> list[Finding]:
     """query-status answered io-error while every iostatus-enabled device was ok."""
     rows = np.flatnonzero(s.reply("query-status") & (s.runstate == RS["io-error"]))
     with_io = vm_has(s, iostatus_rows(s), rows)
@@ -96,7 +115,7 @@ def query_matches_runstate(s: Steps) -> list[Finding]:
     pts = e.point[qb]
     has_status = e.iostatus[qb] >= 0
     n_status = np.bincount(pts, weights=has_status, minlength=e.n)
-    n_bad = np.bincount(pts, weights=has_status & _not_ok(e.iostatus[qb]), minlength=e.n)
+    n_bad = np.bincount(pts, weights=has_status & not_ok(e.iostatus[qb]), minlength=e.n)
     all_ok = (n_status > 0) & (n_bad == 0)
     last_reply = np.full(e.n, NULL, dtype=np.int64)
     np.maximum.at(last_reply, pts, qb)
@@ -126,13 +145,25 @@ def query_matches_runstate(s: Steps) -> list[Finding]:
             f"device ok"
         )
 
-    return findings(s, "query-matches-runstate", [entered, bad, shown],
+    return findings(s, rule, [entered, bad, shown],
                     device=np.full(len(bad), NULL), error_id=eids(s, entered), message=message)
 
 
-def iostatus_reset_on_cont(s: Steps) -> list[Finding]:
+@decides(Rule(
+    id="iostatus-reset-on-cont",
+    severity="error",
+    guarantee="cont",
+    title="cont resets every io-status to ok",
+    explanation=(
+        "cont resets the io-status of every device before it resumes the VM; a device still "
+        "failed after cont, with no new error since, means the reset was lost."
+    ),
+    needs=("qmp_reply:query-block", "qmp_reply:cont"),
+    columns=("iostatus", "cmd_seq", "event_ts_ns"),
+))
+def iostatus_reset_on_cont(s: Steps, rule: RuleInfo) -> list[Finding]:
     """query-block shows a device not ok after a cont that should have reset it."""
-    rows = np.flatnonzero(s.reply("query-block") & _not_ok(s.iostatus) & (s.device >= 0))
+    rows = np.flatnonzero(s.reply("query-block") & not_ok(s.iostatus) & (s.device >= 0))
     point = s.point[rows]
     cont_reply = s.prev(s.reply("cont"), point)
     keep = cont_reply >= 0
@@ -149,7 +180,7 @@ def iostatus_reset_on_cont(s: Steps) -> list[Finding]:
     # Without: no BIE(stop) of D from the cont command until the next cont command (or the end).
     start = np.where(cont_cmd >= 0, cont_cmd, cont_reply)
     next_cont = s.next(s.command("cont"), start)
-    bie = s.by_device(_bie_stop(s)).first_after(vm, dev, start)
+    bie = s.by_device(bie_stop(s)).first_after(vm, dev, start)
     stale_ev = (bie < 0) | ((next_cont >= 0) & (bie > next_cont))
     bad = np.where(with_io, stale_io, stale_ev)
     rows, point, cont_reply, with_io = rows[bad], point[bad], cont_reply[bad], with_io[bad]
@@ -164,5 +195,5 @@ def iostatus_reset_on_cont(s: Steps) -> list[Finding]:
             f"no new error of that device since: cont did not reset its io-status"
         )
 
-    return findings(s, "iostatus-reset-on-cont", [cont_reply, rows], device=s.device[rows],
+    return findings(s, rule, [cont_reply, rows], device=s.device[rows],
                     error_id=error_id, message=message)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyzer.result import Finding
+from analyzer.result import Finding, RuleInfo
 from analyzer.rules.evidence import eids, findings
+from analyzer.rules.rule import Rule, decides
 from analyzer.steps import NULL, RS, Steps
 from tracer.qemu import ALLOWED_TRANSITIONS
 from tracer.schema import RUNSTATES
@@ -16,7 +17,19 @@ for _a, _b in ALLOWED_TRANSITIONS:
     ALLOWED[RS[_a], RS[_b]] = True
 
 
-def runstate_transition(s: Steps) -> list[Finding]:
+@decides(Rule(
+    id="runstate-transition",
+    severity="error",
+    guarantee="runstate",
+    title="run-state transitions follow QEMU's table and are announced",
+    explanation=(
+        "Every run-state change must be in QEMU's transition table and start from the state the "
+        "replay reached; leaving running is announced by STOP, entering it by RESUME."
+    ),
+    needs=("runstate",),
+    columns=("runstate", "prev_runstate"),
+))
+def runstate_transition(s: Steps, rule: RuleInfo) -> list[Finding]:
     """A transition outside QEMU's table, from a state the replay did not reach, or not
     announced (leaving running without STOP, entering it without RESUME)."""
     is_rs = s.is_kind("runstate")
@@ -54,5 +67,5 @@ def runstate_transition(s: Steps) -> list[Finding]:
         parts = [text.format(**words) for mask, text in reasons if mask[j]]
         return f"runstate at seq {int(s.seq[rows[j]])}: " + "; ".join(parts)
 
-    return findings(s, "runstate-transition", [out_rows], device=np.full(len(out_rows), NULL),
+    return findings(s, rule, [out_rows], device=np.full(len(out_rows), NULL),
                     error_id=eids(s, out_rows), message=message)

@@ -1,0 +1,48 @@
+"""The integrity rules: declared like every rule, but produced by the trace reader.
+
+Whether every (vm, seq) occurs once, whether timestamps go forwards within a thread and whether
+the input is complete can only be decided over *every* row as it is read (and over the inputs'
+manifests), not over the interesting rows a `Steps` batch keeps. So these rules have no
+function over `Steps`: the reader (`analyzer.load`, and `analyzer.check` for trace-truncated)
+makes their findings, and the catalogue marks them as produced by the reader.
+"""
+
+from __future__ import annotations
+
+from analyzer.rules.rule import Rule
+
+SEQ_UNIQUE = Rule(
+    id="seq-unique",
+    severity="error",
+    guarantee="integrity",
+    title="every (vm, seq) occurs once",
+    explanation=(
+        "seq is the replay order; a (vm, seq) recorded twice (e.g. two files holding the same "
+        "steps) makes the order ambiguous."
+    ),
+)
+
+TS_MONOTONIC_PER_THREAD = Rule(
+    id="ts-monotonic-per-thread",
+    severity="warning",
+    guarantee="integrity",
+    title="timestamps do not go backwards within a thread",
+    explanation=(
+        "One thread's steps happen one after the other; a timestamp smaller than the previous "
+        "step's of the same thread points at a clock or recording problem."
+    ),
+)
+
+TRACE_TRUNCATED = Rule(
+    id="trace-truncated",
+    severity="warning",
+    guarantee="integrity",
+    title="the trace is complete",
+    explanation=(
+        "An input without the recorder's completion manifest (or marked truncated by its "
+        "producer) may miss its last steps: rules near the end may be undecidable."
+    ),
+)
+
+#: The rules the reader produces, in catalogue order.
+PRODUCED_BY_READER: tuple[Rule, ...] = (SEQ_UNIQUE, TS_MONOTONIC_PER_THREAD, TRACE_TRUNCATED)
