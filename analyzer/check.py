@@ -16,8 +16,8 @@ from functools import partial
 import pandas as pd
 
 from analyzer.engine import ProgressCallback, dask_cluster, map_units
+from analyzer.episodes import EPISODE_COLUMNS, empty_episodes, episodes
 from analyzer.load import PathArg, Trace, Unit, UnitData, load, scan_unit
-from analyzer.replay import EPISODE_COLUMNS, episodes
 from analyzer.result import CheckResult, Finding
 from analyzer.rules import applicable, columns_for, run, select
 from analyzer.rules.catalogue import RULES
@@ -121,9 +121,7 @@ def check(
 
 
 def episodes_empty() -> pd.DataFrame:
-    from analyzer.replay import _empty_episodes
-
-    return _empty_episodes()[list(EPISODE_COLUMNS)]
+    return empty_episodes()[list(EPISODE_COLUMNS)]
 
 
 def _order(f: Finding) -> tuple:
