@@ -16,11 +16,10 @@ from functools import partial
 import pandas as pd
 
 from analyzer.engine import ProgressCallback, dask_cluster, map_units
-from analyzer.replay import episodes
+from analyzer.episodes import EPISODE_COLUMNS, empty_episodes, episodes
 from analyzer.result import CheckResult, Finding
 from analyzer.rules import applicable, columns_for, run, select
 from analyzer.rules.integrity import findings as integrity_findings
-from analyzer.steps import Steps
 from analyzer.trace import PathArg, Trace, Unit, UnitData, load, scan_unit
 from tracer.errors import InputError
 
@@ -122,8 +121,7 @@ def check(
 
 
 def episodes_empty() -> pd.DataFrame:
-    """The episodes table of a trace without error actions (the columns, typed, no rows)."""
-    return episodes(Steps.empty())
+    return empty_episodes()[list(EPISODE_COLUMNS)]
 
 
 def _order(f: Finding) -> tuple:

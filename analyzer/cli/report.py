@@ -12,7 +12,7 @@ from analyzer.cli import console
 from analyzer.text import terminal
 
 if TYPE_CHECKING:
-    from analyzer.report.model import Report
+    from analyzer.report.document import Report
 
 
 def _command(paths: list[Path], output: Path, fmt: str, max_findings: int, timestamp: bool) -> str:

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from analyzer.report.build import assemble_report, build_report, rules_hash
-from analyzer.report.model import FORMATS, Report
+from analyzer.report.document import FORMATS, Report
 from tracer.errors import BlkreplayError
 
 __all__ = [

@@ -1,15 +1,14 @@
-"""Assembling a :class:`~analyzer.report.model.Report` from a check result and the trace.
+"""Assembling a :class:`~analyzer.report.document.Report` from a check result and the trace.
 
-`build_report` does the I/O (runs the check, reads the step columns once, cuts the context
-windows); `assemble_report` is the pure part, so that renderers can be tested on results built
-by hand.
+`build_report` does the I/O: it loads the trace once, checks it and reads the step columns the
+report needs from that same loaded trace; `assemble_report` is the pure part (statistics,
+context windows, timeline), so that renderers can be tested on results built by hand.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import inspect
 import shlex
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -17,9 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from analyzer import stats
-from analyzer.report import context, source
-from analyzer.report.model import (
+from analyzer.check import check
+from analyzer.engine import ProgressCallback
+from analyzer.report import context, source, stats
+from analyzer.report.document import (
     ContextWindow,
     Integrity,
     ListedFinding,
@@ -30,9 +30,9 @@ from analyzer.report.model import (
     Timeline,
 )
 from analyzer.result import CheckResult, Finding, RuleInfo
+from analyzer.trace import load
 from tracer import __version__
 
-ProgressCallback = Callable[[int, int | None], None]
 ContextFn = Callable[[Sequence[Finding]], list[ContextWindow | None]]
 
 #: VMs drawn in the run-state timeline when a trace has many.
@@ -96,9 +96,11 @@ def assemble_report(
     :func:`analyzer.report.source.read_steps`, sorted by vm and seq). `contexts` replaces the
     replay-view windows (tests)."""
     episodes = result.episodes
+    batch = source.as_steps(steps)
     sections, listed = _sections(result, max_findings)
     order = [r.id for r in result.rules]
-    context_fn = contexts or (lambda fs: context.context_windows(steps, fs, result.findings, order))
+    context_fn = contexts or (
+        lambda fs: context.context_windows(steps, batch, fs, result.findings, order))
     windows = context_fn(listed) if listed else []
     sections = _attach_contexts(sections, {id(f): w for f, w in zip(listed, windows, strict=True)})
 
@@ -127,7 +129,7 @@ def assemble_report(
     timeline = Timeline(
         vms=chosen,
         total_vms=len(summary),
-        intervals=stats.runstate_intervals(chosen_steps, chosen_eps),
+        intervals=stats.runstate_intervals(batch, chosen_eps, vms=chosen),
         markers=stats.timeline_markers(chosen_steps),
     )
     provenance = Provenance(
@@ -139,14 +141,6 @@ def assemble_report(
     )
     return Report(result, provenance, sections, statistics, integrity, timeline,
                   max_findings, findings_per_vm)
-
-
-def _run_check(paths: Sequence[str | Path], progress: ProgressCallback | None) -> CheckResult:
-    from analyzer import check  # the analyzer's public entry point
-
-    if progress is not None and "progress" in inspect.signature(check).parameters:
-        return check(paths, progress=progress)
-    return check(paths)
 
 
 def build_report(
@@ -164,8 +158,9 @@ def build_report(
     Raises :class:`tracer.errors.InputError` for unusable input.
     """
     paths = [str(p) for p in paths]
-    result = _run_check(paths, progress)
-    steps = source.read_steps(paths)
+    trace = load(paths)
+    result = check(trace, progress=progress)
+    steps = source.read_steps(trace)
     generated_at = (
         _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         if timestamp else None

@@ -21,8 +21,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
-from analyzer.report.model import Statistics, Timeline
-from analyzer.stats import LATENCIES, TIMELINE_STATES
+from analyzer.report.document import Statistics, Timeline
+from analyzer.report.stats import LATENCIES, TIMELINE_STATES
 from analyzer.text import printable
 
 #: Columns of a timeline: each VM's run state is sampled at this resolution.

@@ -1,20 +1,14 @@
-"""The replay view around every listed finding, computed in one vectorized pass per VM.
+"""The replay view around every listed finding, computed in one vectorized pass.
 
 A report shows each finding with the steps around it and the reconstructed state (run state,
 pending stop request, each device's io-status) — the view of ``blkreplay replay --around``
 (:func:`analyzer.replay.steps_around`). Calling that once per finding would re-read the VM for
 every window, which a report of a million-step trace with hundreds of listed findings cannot
-afford; this module computes the same columns for all windows of a VM at once from the steps
-the report has already read, with binary searches over the positions of the few state-changing
-rows. ``tests/analyzer/test_report_context.py`` holds it equal to ``steps_around`` on real
-simulated traces.
-
-The state rules mirror :mod:`analyzer.replay` (docs/rules.md §2): run state after the last
-`runstate` row (before the first, that row's prev_runstate; with no `runstate` rows at all,
-"running"/"stopped" from the last RESUME/STOP); the pending request is the error id of the last
-`vmstop_request` unless a consumption (`vm_stop`/`vm_start` with an error id) came after it; a
-device's io-status is replayed from `iostatus_set`/`iostatus_reset` rows (ok before any), or,
-in traces without them, the last value a `query-block` reply showed.
+afford; this module computes the same columns for all windows at once from the steps the
+report has already read: the shown values from the report's frame, the state after each shown
+step from `analyzer.state` over the same rows as a `Steps` batch (every row, position for
+position: :func:`analyzer.report.source.as_steps`). ``tests/analyzer/report/test_context.py``
+holds it equal to ``steps_around`` on real simulated traces.
 """
 
 from __future__ import annotations
@@ -24,8 +18,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analyzer.report.model import ContextWindow
+from analyzer.replay import IOSTATUS_PREFIX
+from analyzer.report.document import ContextWindow
 from analyzer.result import Finding
+from analyzer.state import devices, iostatus, iostatus_names, pending, run_state, runstate_names
+from analyzer.steps import Steps
 
 #: Steps shown before and after each evidence step of a finding.
 CONTEXT_STEPS = 4
@@ -36,63 +33,11 @@ VIEW_COLUMNS: tuple[str, ...] = (
     "action", "error_id", "iostatus", "runstate", "prev_runstate", "cmd_seq",
 )
 
-#: Columns of the view, as in analyzer.replay.REPLAY_COLUMNS, then ``iostatus:<device>``.
-REPLAY_COLUMNS: tuple[str, ...] = (
-    "vm", "seq", "ts_ns", "thread", "thread_kind", "kind", "name", "device", "op", "errno",
-    "action", "error_id", "value", "runstate", "pending", "findings",
-)
-IOSTATUS_PREFIX = "iostatus:"
-
-
 
 def _obj(values: np.ndarray) -> np.ndarray:
     """Object array with None for missing values."""
     out = np.asarray(values, dtype=object)
     return np.where(pd.isna(out), None, out)
-
-
-class _Masks:
-    """Row positions (into the whole sorted steps frame) of the rows that change state."""
-
-    def __init__(self, steps: pd.DataFrame) -> None:
-        kind = steps["kind"]
-        name = steps["name"]
-        eid = steps["error_id"].notna().to_numpy()
-        self.vm_codes, self.vm_names = pd.factorize(steps["vm"], sort=False)
-        self.runstate = np.flatnonzero((kind == "runstate").to_numpy())
-        event = (kind == "qmp_event").to_numpy()
-        self.stop_resume = np.flatnonzero(event & name.isin(["STOP", "RESUME"]).to_numpy())
-        request = (kind == "vmstop_request").to_numpy() & eid
-        consumption = kind.isin(["vm_stop", "vm_start"]).to_numpy() & eid
-        self.slot = np.flatnonzero(request | consumption)
-        self.is_request = request
-        self.iostatus = np.flatnonzero(kind.isin(["iostatus_set", "iostatus_reset"]).to_numpy())
-        self.reply_block = np.flatnonzero(
-            ((kind == "qmp_reply").to_numpy() & _reply_names(steps).eq("query-block").to_numpy())
-            & steps["iostatus"].notna().to_numpy()
-        )
-
-
-def _reply_names(steps: pd.DataFrame) -> pd.Series:
-    """`name` of every row, a qmp_reply without one taking its command's (by cmd_seq, same VM)."""
-    name = steps["name"].astype(object)
-    fill = (steps["kind"] == "qmp_reply") & steps["name"].isna() & steps["cmd_seq"].notna()
-    if not fill.any():
-        return name
-    cmds = steps.loc[steps["kind"] == "qmp_command", ["vm", "seq", "name"]].astype({"vm": object})
-    want = steps.loc[fill, ["vm", "cmd_seq"]].astype({"vm": object, "cmd_seq": "int64"})
-    got = want.merge(cmds.rename(columns={"seq": "cmd_seq"}), on=["vm", "cmd_seq"], how="left")
-    name = name.copy()
-    name[fill.to_numpy()] = got["name"].to_numpy()
-    return name
-
-
-def _last(positions: np.ndarray, at: np.ndarray, start: int) -> np.ndarray:
-    """Per query position in `at`: the last of `positions` at or before it and not before
-    `start` (the VM's first row), else -1."""
-    i = np.searchsorted(positions, at, side="right") - 1
-    found = np.where(i >= 0, positions[np.maximum(i, 0)] if len(positions) else -1, -1)
-    return np.where(found >= start, found, -1)
 
 
 def _at(steps: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
@@ -108,37 +53,17 @@ def _at(steps: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
     return _obj(series.iloc[rows].to_numpy()) if len(rows) else np.empty(0, dtype=object)
 
 
-def _any_in(positions: np.ndarray, start: int, end: int) -> bool:
-    return bool(np.searchsorted(positions, end) > np.searchsorted(positions, start))
-
-
 def replay_view(
-    steps: pd.DataFrame, at: np.ndarray, start: int, end: int, marks: dict[int, str],
-    masks: _Masks | None = None,
+    steps: pd.DataFrame, batch: Steps, at: np.ndarray, marks: dict[str, dict[int, str]]
 ) -> pd.DataFrame:
-    """The replay view of rows `at` (sorted positions inside one VM's block [start, end) of the
-    (vm, seq)-sorted `steps`). `marks`: seq -> comma-separated rule ids of findings there."""
-    m = masks or _Masks(steps)
+    """The replay view of rows `at` (sorted positions) of the (vm, seq)-sorted `steps`, whose
+    rows `batch` holds as a `Steps` batch. `marks`: vm -> seq -> comma-separated rule ids of
+    the findings there. One ``iostatus:<device>`` column per device of the VMs shown, by name
+    (None in the rows of a VM without that device)."""
     col = {c: _at(steps, c, at) for c in VIEW_COLUMNS}
     seq = col["seq"].astype(np.int64)
-
-    # Run state after each row.
-    if _any_in(m.runstate, start, end):
-        last = _last(m.runstate, at, start)
-        first = m.runstate[np.searchsorted(m.runstate, start)]
-        before = _at(steps, "prev_runstate", np.array([first]))[0]
-        state = np.where(last >= 0, _at(steps, "runstate", np.maximum(last, 0)), before)
-    else:
-        last = _last(m.stop_resume, at, start)
-        resumed = _at(steps, "name", np.maximum(last, 0)) == "RESUME"
-        state = np.where(last < 0, None, np.where(resumed, "running", "stopped"))
-
-    # The stop request waiting in the single slot.
-    last = _last(m.slot, at, start)
-    waiting = (last >= 0) & m.is_request[np.maximum(last, 0)]
-    eid = _at(steps, "error_id", np.maximum(last, 0))
-    pending = pd.array(np.where(waiting, eid, None), dtype="Int64")
-
+    vm = _obj(col["vm"]).astype(str)
+    pend = pending(batch, at)
     value = np.where(
         pd.notna(col["runstate"]),
         np.where(pd.notna(col["prev_runstate"]),
@@ -148,7 +73,7 @@ def replay_view(
         col["iostatus"],
     )
     frame = pd.DataFrame({
-        "vm": _obj(col["vm"]).astype(str),
+        "vm": vm,
         "seq": seq,
         "ts_ns": col["ts_ns"].astype(np.int64),
         **{c: _obj(col[c]) for c in ("thread", "thread_kind", "kind", "name", "device", "op")},
@@ -156,27 +81,28 @@ def replay_view(
         "action": _obj(col["action"]),
         "error_id": pd.array(_obj(col["error_id"]), dtype="Int64"),
         "value": _obj(value),
-        "runstate": _obj(state),
-        "pending": pending,
-        "findings": [marks.get(int(q), "") for q in seq],
+        "runstate": runstate_names(run_state(batch, at)),
+        "pending": pd.arrays.IntegerArray(np.where(pend >= 0, pend, 0), pend < 0),
+        "findings": [marks.get(v, {}).get(int(q), "") for v, q in zip(vm, seq, strict=True)],
     })
 
-    # Each device's io-status after each row.
-    io_rows = m.iostatus[(m.iostatus >= start) & (m.iostatus < end)]
-    seen_rows = m.reply_block[(m.reply_block >= start) & (m.reply_block < end)]
-    replayed = len(io_rows) > 0
-    io_dev = _at(steps, "device", io_rows)
-    seen_dev = _at(steps, "device", seen_rows)
-    names = {d for d in io_dev if d is not None} | {d for d in seen_dev if d is not None}
-    for dev in sorted(names):
-        if replayed:
-            last = _last(io_rows[io_dev == dev], at, start)
-            reset = _at(steps, "kind", np.maximum(last, 0)) == "iostatus_reset"
-            values = np.where((last < 0) | reset, "ok", _at(steps, "iostatus", np.maximum(last, 0)))
-        else:
-            last = _last(seen_rows[seen_dev == dev], at, start)
-            values = np.where(last < 0, None, _at(steps, "iostatus", np.maximum(last, 0)))
-        frame[IOSTATUS_PREFIX + str(dev)] = _obj(values)
+    # Each device's io-status after each row, for the (position, device) pairs of every VM.
+    by_vm = devices(batch)
+    vm_at = batch.vm[at]
+    pos, dev = [], []
+    for code in np.unique(vm_at).tolist():
+        rows = np.flatnonzero(vm_at == code)
+        for d in by_vm.get(code, []):
+            pos.append(rows)
+            dev.append(np.full(len(rows), d, dtype=np.int64))
+    if pos:
+        p, d = np.concatenate(pos), np.concatenate(dev)
+        values = iostatus_names(iostatus(batch, d, at[p]))
+        for code in sorted(set(d.tolist()), key=lambda c: batch.device_names[c]):
+            column = np.full(len(at), None, dtype=object)
+            mine = d == code
+            column[p[mine]] = values[mine]
+            frame[IOSTATUS_PREFIX + batch.device_names[code]] = column
     return frame
 
 
@@ -214,11 +140,11 @@ def _detail(rec: dict) -> str | None:
     return " ".join(parts) or None
 
 
-def _window(view: pd.DataFrame, finding: Finding, pos: np.ndarray) -> ContextWindow:
+def _window(view: pd.DataFrame, finding: Finding, pos: np.ndarray,
+            devices: Sequence[str]) -> ContextWindow:
     """The rows at positions `pos` of a VM, laid out as `blkreplay replay` shows them: step and
-    detail condensed, then the state after each step (run state, io-status per device, the
-    pending stop request) and the rules whose findings name the step."""
-    devices = [c for c in view.columns if c.startswith(IOSTATUS_PREFIX)]
+    detail condensed, then the state after each step (run state, io-status of each of the VM's
+    `devices` columns, the pending stop request) and the rules whose findings name the step."""
     columns = ("seq", "ts_ns", "thread", "step", "device", "detail", "runstate",
                *[f"iostatus {c[len(IOSTATUS_PREFIX):]}" for c in devices], "pending", "findings")
     rows = []
@@ -239,39 +165,48 @@ def _window(view: pd.DataFrame, finding: Finding, pos: np.ndarray) -> ContextWin
 
 def context_windows(
     steps: pd.DataFrame,
+    batch: Steps,
     listed: Sequence[Finding],
     all_findings: Sequence[Finding],
     rule_order: Sequence[str],
     context: int = CONTEXT_STEPS,
 ) -> list[ContextWindow | None]:
     """A window of `context` steps around each evidence step of every finding in `listed`, with
-    the replayed state. `steps`: the VIEW_COLUMNS of the trace sorted by (vm, seq)."""
+    the replayed state. `steps`: the VIEW_COLUMNS of the trace sorted by (vm, seq); `batch`:
+    the same rows as a `Steps` batch (:func:`analyzer.report.source.as_steps`)."""
     out: list[ContextWindow | None] = [None] * len(listed)
     if steps.empty or not listed:
         return out
-    masks = _Masks(steps)
-    codes = masks.vm_codes
+    codes = batch.vm
     change = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     ends = np.r_[change[1:], len(codes)]
-    blocks = {str(masks.vm_names[codes[s]]): (int(s), int(e)) for s, e in zip(change, ends, strict=True)}
-    marks = _marks(all_findings, rule_order)
+    blocks = {batch.vm_names[codes[s]]: (int(s), int(e)) for s, e in zip(change, ends, strict=True)}
     seq_all = steps["seq"].to_numpy(dtype=np.int64)
     by_vm: dict[str, list[int]] = {}
     for i, f in enumerate(listed):
         if f.seq and f.vm in blocks:
             by_vm.setdefault(f.vm, []).append(i)
+    # The union of every VM's windows, viewed at once; each window is a selection of it.
+    shown: list[np.ndarray] = []
+    spans: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    offset = 0
     for vm, idx in sorted(by_vm.items()):
         start, end = blocks[vm]
         vm_seq = seq_all[start:end]
-        spans = {}
+        windows = {}
         for i in idx:
             at = np.searchsorted(vm_seq, np.asarray(sorted(set(listed[i].seq)), dtype=np.int64))
-            pos = np.unique(np.concatenate(
+            windows[i] = np.unique(np.concatenate(
                 [np.arange(max(a - context, 0), min(a + context + 1, end - start)) for a in at]))
-            spans[i] = pos
-        union = np.unique(np.concatenate(list(spans.values())))
-        view = replay_view(steps, union + start, start, end, marks.get(vm, {}), masks)
-        for i, pos in spans.items():
-            rows = np.searchsorted(union, pos)
-            out[i] = _window(view.iloc[rows].reset_index(drop=True), listed[i], pos)
+        union = np.unique(np.concatenate(list(windows.values())))
+        for i, pos in windows.items():
+            spans[i] = (pos, offset + np.searchsorted(union, pos))
+        shown.append(union + start)
+        offset += len(union)
+    view = replay_view(steps, batch, np.concatenate(shown), _marks(all_findings, rule_order))
+    by_device = devices(batch)
+    for i, (pos, rows) in spans.items():
+        vm_code = batch.vm_names.index(listed[i].vm)
+        columns = [IOSTATUS_PREFIX + batch.device_names[d] for d in by_device.get(vm_code, [])]
+        out[i] = _window(view.iloc[rows].reset_index(drop=True), listed[i], pos, columns)
     return out

@@ -6,7 +6,7 @@ import datetime as _dt
 
 import pandas as pd
 
-from analyzer.stats import errno_name
+from analyzer.report.stats import errno_name
 
 #: Timestamps from this value on are taken as Unix-epoch ns (imports); below, as a clock that
 #: started with the trace (simulator virtual time, monotonic clocks).

@@ -10,7 +10,7 @@ from __future__ import annotations
 from markupsafe import Markup
 
 from analyzer.report import charts
-from analyzer.report.model import Report
+from analyzer.report.document import Report
 from analyzer.report.templating import html_environment, view
 
 

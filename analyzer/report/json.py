@@ -10,8 +10,8 @@ from __future__ import annotations
 import json as _json
 from typing import Any
 
+from analyzer.report.document import REPORT_SCHEMA, Report
 from analyzer.report.format import records
-from analyzer.report.model import REPORT_SCHEMA, Report
 
 
 def report_document(report: Report) -> dict[str, Any]:

@@ -8,7 +8,7 @@ report.
 
 from __future__ import annotations
 
-from analyzer.report.model import Report
+from analyzer.report.document import Report
 from analyzer.report.templating import markdown_environment, view
 
 

@@ -1,8 +1,13 @@
-"""Reading the step columns a report needs, once per report.
+"""Reading the step columns a report needs, once per report, and the same rows as a `Steps`.
 
 The check itself (`analyzer.check`) reads the trace its own way and keeps only what the rules
 need; the report additionally needs a few columns of every step, for the timeline, the
-integrity facts and the replay view around each listed finding.
+integrity facts and the replay view around each listed finding. It reads them from the trace
+the check ran on (one `load`: one validation, one plan, one hashing of the inputs).
+
+The statistics count and group those rows as a pandas frame; the replayed state of the context
+windows and the run-state timeline comes from `analyzer.state`, which reads a `Steps` batch:
+:func:`as_steps` encodes the frame's rows as one, position for position.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analyzer.report.context import VIEW_COLUMNS
-from analyzer.stats import STEP_COLUMNS
+from analyzer.report.stats import STEP_COLUMNS
+from analyzer.steps import NULL, OPEN_STRINGS, VOCABULARIES, Steps
+from analyzer.trace import Trace, load
 from tracer.schema import COLUMN_BY_NAME
 
 #: Every column a report reads: the statistics' and the replay view's, in schema order.
@@ -25,16 +32,17 @@ REPORT_COLUMNS: tuple[str, ...] = tuple(
 )
 
 
-def read_steps(paths: Sequence[str | Path], columns: Sequence[str] = REPORT_COLUMNS) -> pd.DataFrame:
+def read_steps(
+    paths: Trace | Sequence[str | Path], columns: Sequence[str] = REPORT_COLUMNS
+) -> pd.DataFrame:
     """`columns` of every step of every input, in replay order (vm, seq).
 
-    Inputs are whatever :func:`analyzer.trace.load` accepts (files, trace directories,
-    partitioned datasets, globs), with its errors. String columns come back as pandas
-    categoricals (cheap for a million steps); a column no input has is all null.
+    `paths`: a loaded `Trace`, or whatever :func:`analyzer.trace.load` accepts (files, trace
+    directories, partitioned datasets, globs), with its errors. String columns come back as
+    pandas categoricals (cheap for a million steps); a column no input has is all null.
     """
-    from analyzer.trace import load
-
-    table = load([str(p) for p in paths]).table(columns=list(columns))
+    trace = paths if isinstance(paths, Trace) else load([str(p) for p in paths])
+    table = trace.table(columns=list(columns))
     n = table.num_rows
     arrays = []
     for name in columns:
@@ -57,3 +65,88 @@ def read_steps(paths: Sequence[str | Path], columns: Sequence[str] = REPORT_COLU
     return frame
 
 
+# ---------------------------------------------------------------------------------------------
+# The rows as a Steps batch
+# ---------------------------------------------------------------------------------------------
+
+#: Steps arrays holding a trace column of another name.
+_COLUMN_OF = {"ts": "ts_ns", "eid": "error_id", "evt": "event_ts_ns"}
+#: Steps flags telling where a nullable integer array is set.
+_FLAGS = {"eid": "has_eid", "cmd_seq": "has_cmd"}
+
+
+def _strings(series: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Codes of a string column (categorical or not) and the values they stand for; -1 null."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = series.cat.codes.to_numpy().astype(np.int64)
+        return codes, [str(c) for c in series.cat.categories]
+    codes, uniques = pd.factorize(series)
+    return codes.astype(np.int64), [str(u) for u in uniques]
+
+
+def _vocabulary(series: pd.Series, vocabulary: tuple[str, ...]) -> np.ndarray:
+    """Codes of a closed-vocabulary column in the schema's order (-1: null or unknown)."""
+    codes, values = _strings(series)
+    index = {v: i for i, v in enumerate(vocabulary)}
+    lookup = np.array([index.get(v, NULL) for v in values] + [NULL], dtype=np.int64)
+    return lookup[codes]
+
+
+def _nullable(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A nullable integer column as (values, set): nulls are 0 and not set."""
+    numbers = pd.to_numeric(series)
+    valid = numbers.notna().to_numpy()
+    return numbers.fillna(0).to_numpy(dtype=np.int64), valid
+
+
+def as_steps(frame: pd.DataFrame) -> Steps:
+    """The rows of `frame` (report columns; strings categorical or not) as a `Steps` batch of
+    every row (bulk I/O included), in (vm, seq) order: row k of a frame already in that order,
+    as :func:`read_steps` returns it, is row k of the batch. Columns the frame lacks are null.
+
+    A `qmp_reply` is taken to answer a command only where its `cmd_seq` names a `qmp_command`
+    of its VM (a reply without a name takes that command's).
+    """
+    n = len(frame)
+    absent = np.broadcast_to(np.int64(NULL), (n,))  # a null column, without the memory
+    arrays: dict[str, np.ndarray] = {}
+    lists: dict[str, list[str]] = {}
+    for field in Steps.ARRAYS:
+        col = _COLUMN_OF.get(field, field)
+        if field in _FLAGS.values() or field == "throttle":
+            continue
+        if col not in frame:
+            arrays[field] = absent
+        elif field in OPEN_STRINGS:
+            arrays[field], lists[field] = _strings(frame[col])
+        elif field in VOCABULARIES:
+            arrays[field] = _vocabulary(frame[col], VOCABULARIES[field])
+        else:
+            values, valid = _nullable(frame[col])
+            arrays[field] = values if field in _FLAGS else np.where(valid, values, NULL)
+            if field in _FLAGS:
+                arrays[_FLAGS[field]] = valid
+    for flag in _FLAGS.values():
+        arrays.setdefault(flag, np.zeros(n, dtype=bool))
+    arrays["throttle"] = np.broadcast_to(False, (n,))
+    # (vm name, seq) order, stable: a frame in replay order keeps its row order.
+    names = lists.get("vm", [])
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+    order = np.lexsort((arrays["seq"], rank[arrays["vm"]]))
+    if not (order == np.arange(n)).all():
+        arrays = {a: v if v.strides == (0,) else v[order] for a, v in arrays.items()}
+    steps = Steps(
+        **{a: arrays[a] for a in Steps.ARRAYS},
+        vm_names=names,
+        thread_names=lists.get("thread", []),
+        device_names=lists.get("device", []),
+        names=lists.get("name", []),
+        src_names=lists.get("src_file", []),
+    )
+    replies = np.flatnonzero(steps.has_cmd)
+    command = steps.find_seq(replies, steps.cmd_seq[replies])
+    answers = np.zeros(n, dtype=bool)
+    answers[replies] = (command >= 0) & steps.is_kind("qmp_command")[np.maximum(command, 0)]
+    steps.has_cmd = answers
+    return steps

@@ -15,7 +15,7 @@ import jinja2
 from markupsafe import Markup
 
 from analyzer.report import format as fmt
-from analyzer.report.model import Report
+from analyzer.report.document import Report
 from analyzer.text import markdown_cell, printable
 
 FILTERS = {

@@ -1,52 +1,46 @@
-"""The derived notions of docs/rules.md §2, over a `Steps` batch, vectorized.
+"""The derived notions of docs/rules.md §2 the rules are written in, over a `Steps` batch.
 
-* **running at step s**: the replayed run state after the last `runstate` row before s; a VM
-  without `runstate` rows is running after a RESUME, not after a STOP, and as a
-  `query-status` reply said, whichever of them came last (before the first of them: running,
-  unless that first one is a RESUME).
-  Before a VM's first `runstate` row the state is that row's `prev_runstate` (the trace may
-  start mid-run), not running when unknown.
+The replayed state itself (run state, io-status, the stop-request slot, served_by) is
+`analyzer.state`'s; this module asks it the rules' questions, which are about the state *before*
+a step:
+
+* **running at step s**: the replayed run state after the last `runstate` row before s; before
+  a VM's first `runstate` row, that row's `prev_runstate` (the trace may start mid-run), not
+  running when unknown. A VM without `runstate` rows is running after a RESUME, not after a
+  STOP, and as a `query-status` reply said, whichever of them came last (before the first of
+  them: running, unless that first one is a RESUME).
 * **served_by(E)**: consumptions are `vm_stop` / `vm_start` rows carrying an error id X; every
   `vmstop_request` since the previous consumption is served by X (QEMU's single request slot).
   An error with no request but a `vm_stop` of its own (synchronous stop) is served by itself.
   A request never consumed is *pending at end*.
+* **known not io-error after a STOP** and the io-status a device had before a step (replayed
+  only, ok before any).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from analyzer.state import Service, consumptions, iostatus, iostatus_rows, run_state, service
 from analyzer.steps import IOS, NULL, RS, Steps, last_before
+
+__all__ = [
+    "Service",
+    "changed_from_ok",
+    "consumptions",
+    "iostatus_rows",
+    "known_not_io_error",
+    "replayed_iostatus",
+    "running_before",
+    "service",
+    "vm_has",
+]
 
 
 def running_before(steps: Steps, at: np.ndarray | None = None) -> np.ndarray:
     """Whether the VM was running just before each row (or each position in `at`)."""
-    at = steps.idx if at is None else at
-    is_rs = steps.is_kind("runstate")
-    has_rs = steps.vm_any(is_rs)[at] if len(at) else np.zeros(0, dtype=bool)
-    # With runstate rows: the last one before, else the first one's prev_runstate.
-    last = steps.prev(is_rs, at)
-    first = steps.after(is_rs, np.full(len(at), -1, dtype=np.int64), at)
-    safe_last = np.maximum(last, 0)
-    safe_first = np.maximum(first, 0)
-    state = np.where(last >= 0, steps.runstate[safe_last], steps.prev_runstate[safe_first])
-    state = np.where((last < 0) & (first < 0), NULL, state)
-    by_runstate = state == RS["running"]
-    # Without: the last STOP, RESUME or query-status reply before: running after a RESUME,
-    # not after a STOP, as the reply said; before the first of them, running unless it is a
-    # RESUME (the capture began while the VM was stopped).
-    stop, resume = steps.event("STOP"), steps.event("RESUME")
-    status = steps.reply("query-status") & (steps.runstate >= 0)
-    marks = stop | resume | status
-    says = resume | (status & (steps.runstate == RS["running"]))
-    last_m = steps.prev(marks, at)
-    first_m = steps.after(marks, np.full(len(at), -1, dtype=np.int64), at)
-    by_events = np.where(
-        last_m >= 0, says[np.maximum(last_m, 0)], (first_m < 0) | ~resume[np.maximum(first_m, 0)]
-    )
-    return np.where(has_rs, by_runstate, by_events)
+    state = run_state(steps, at, after=False, replies=True, assume_running=True)
+    return state == RS["running"]
 
 
 def known_not_io_error(steps: Steps, stops: np.ndarray, until: np.ndarray) -> np.ndarray:
@@ -72,39 +66,6 @@ def known_not_io_error(steps: Steps, stops: np.ndarray, until: np.ndarray) -> np
     return by_rs | by_qs
 
 
-@dataclass(frozen=True)
-class Service:
-    """For each queried error: the row that consumed its stop request, and its fate."""
-
-    #: The consuming vm_stop / vm_start row (-1: none).
-    consumer: np.ndarray
-    #: served_by(E): the error id the consumption carries (valid where consumer >= 0).
-    served_by: np.ndarray
-    #: The error's own vmstop_request row (-1: none).
-    request: np.ndarray
-    #: A request that no consumption followed before the end of the trace.
-    pending: np.ndarray
-
-
-def consumptions(steps: Steps) -> np.ndarray:
-    """Mask of vm_stop / vm_start rows that consumed a pending stop request (carry an id)."""
-    return (steps.is_kind("vm_stop") | steps.is_kind("vm_start")) & steps.has_eid
-
-
-def service(steps: Steps, rows: np.ndarray) -> Service:
-    """served_by for the error of each row in `rows` (rows carrying an error id)."""
-    vm, eid, valid = steps.vm[rows], steps.eid[rows], steps.has_eid[rows]
-    request = steps.by_eid(steps.is_kind("vmstop_request")).first(vm, eid, valid)
-    has_req = request >= 0
-    consumed = np.full(len(rows), NULL, dtype=np.int64)
-    if has_req.any():
-        consumed[has_req] = steps.next(consumptions(steps), request[has_req])
-    sync = steps.by_eid(steps.is_kind("vm_stop")).first(vm, eid, valid & ~has_req)
-    consumer = np.where(has_req, consumed, sync)
-    served_by = np.where(consumer >= 0, steps.eid[np.maximum(consumer, 0)], 0)
-    return Service(consumer, served_by, request, has_req & (consumed < 0))
-
-
 def vm_has(steps: Steps, mask: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Whether the VM of each row in `rows` has any `mask` row."""
     return steps.vm_any(mask)[rows] if len(rows) else np.zeros(0, dtype=bool)
@@ -113,17 +74,7 @@ def vm_has(steps: Steps, mask: np.ndarray, rows: np.ndarray) -> np.ndarray:
 def replayed_iostatus(steps: Steps, devices: np.ndarray, at: np.ndarray) -> np.ndarray:
     """The io-status code of device `devices[k]` just before position `at[k]`, replayed from
     iostatus_set (the value after the call) and iostatus_reset (ok); ok before any."""
-    is_io = steps.is_kind("iostatus_set") | steps.is_kind("iostatus_reset")
-    last = steps.by_device(is_io).last_before(steps.vm[at], devices, at)
-    value = np.where(
-        steps.is_kind("iostatus_reset")[np.maximum(last, 0)], IOS["ok"], steps.iostatus[np.maximum(last, 0)]
-    )
-    return np.where(last >= 0, value, IOS["ok"])
-
-
-def iostatus_rows(steps: Steps) -> np.ndarray:
-    """Mask of the rows that change a device's replayed io-status (set and reset)."""
-    return steps.is_kind("iostatus_set") | steps.is_kind("iostatus_reset")
+    return iostatus(steps, devices, at, after=False, observed=False)
 
 
 def changed_from_ok(steps: Steps) -> np.ndarray:

@@ -3,7 +3,7 @@
 Whether every (vm, seq) occurs once, whether timestamps go forwards within a thread and whether
 the input is complete can only be decided over *every* row as it is read (and over the inputs'
 manifests), not over the interesting rows a `Steps` batch keeps. So these rules have no
-function over `Steps`: the reader (`analyzer.load`, and `analyzer.check` for trace-truncated)
+function over `Steps`: the reader (`analyzer.trace`, and `analyzer.check` for trace-truncated)
 makes their findings, and the catalogue marks them as produced by the reader.
 """
 

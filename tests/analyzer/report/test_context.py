@@ -10,7 +10,7 @@ import pytest
 import analyzer
 from analyzer.replay import steps_around
 from analyzer.report.context import context_windows, replay_view
-from analyzer.report.source import read_steps
+from analyzer.report.source import as_steps, read_steps
 from tracer.sim import SimConfig, record
 
 
@@ -35,6 +35,7 @@ def _normalized(frame: pd.DataFrame) -> pd.DataFrame:
 def test_view_equals_steps_around(traces, variant):
     path = traces[variant]
     steps = read_steps([path])
+    batch = as_steps(steps)
     result = analyzer.check([path])
     rule_order = [r.id for r in result.rules]
     from analyzer.report.context import _marks  # the findings column, built from the result
@@ -54,7 +55,7 @@ def test_view_equals_steps_around(traces, variant):
             seq = int(steps["seq"].iloc[centre])
             expected = steps_around([path], str(vm), seq, context=5)
             at = np.arange(max(centre - 5, start), min(centre + 6, end))
-            got = replay_view(steps, at, start, end, marks.get(str(vm), {}))
+            got = replay_view(steps, batch, at, marks)
             assert list(got.columns) == list(expected.columns)
             pd.testing.assert_frame_equal(_normalized(got), _normalized(expected), check_dtype=False)
             compared += 1
@@ -70,7 +71,8 @@ def test_windows_mark_evidence_and_left_out_steps(traces):
     result = analyzer.check([path])
     assert result.findings
     listed = [f for f in result.findings if len(f.seq) >= 2][:5]
-    windows = context_windows(steps, listed, result.findings, [r.id for r in result.rules], context=2)
+    windows = context_windows(steps, as_steps(steps), listed, result.findings,
+                              [r.id for r in result.rules], context=2)
     for f, w in zip(listed, windows, strict=True):
         assert w is not None
         seq_col = w.columns.index("seq")

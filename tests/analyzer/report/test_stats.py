@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyzer import stats
+from analyzer.report import stats
+from analyzer.report.source import as_steps
 from tests.analyzer.report.fixtures import TraceBuilder
 
 
@@ -121,7 +122,7 @@ def test_clock_anomalies_are_per_thread():
 
 
 def test_runstate_intervals_follow_runstate_rows(two_vms):
-    iv = stats.runstate_intervals(two_vms.steps(), two_vms.episodes_frame())
+    iv = stats.runstate_intervals(as_steps(two_vms.steps()), two_vms.episodes_frame())
     vm0 = iv[iv["vm"] == "vm0"]
     assert vm0["state"].tolist() == ["running", "io-error"] * 3 + ["running"]
     io = vm0[vm0["state"] == "io-error"]
@@ -135,7 +136,7 @@ def test_without_runstate_rows_stop_and_resume_events_give_the_state(two_vms):
     b.step("vm1", "qmp_event", name="STOP")  # a user's stop: paused, not io-error
     steps = b.steps()
     steps = steps[steps["kind"] != "runstate"]
-    iv = stats.runstate_intervals(steps, b.episodes_frame())
+    iv = stats.runstate_intervals(as_steps(steps), b.episodes_frame())
     vm1 = iv[iv["vm"] == "vm1"]["state"].tolist()
     assert vm1 == ["running", "io-error", "running", "io-error", "running", "paused"]
 

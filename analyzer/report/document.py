@@ -77,7 +77,7 @@ class RuleSection:
 
 @dataclass
 class Statistics:
-    """Per-VM statistics (tidy frames of :mod:`analyzer.stats`)."""
+    """Per-VM statistics (tidy frames of :mod:`analyzer.report.stats`)."""
 
     vms: pd.DataFrame
     errors: pd.DataFrame

@@ -15,11 +15,13 @@ Times stay integer nanoseconds; percentiles are nearest-rank, so they are values
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from analyzer.state import STOPPED, runstate_sources
+from analyzer.steps import RS, Steps
 from tracer.schema import ERRNO_NAMES
 
 #: The step columns the statistics read (a report loads only these).
@@ -375,44 +377,49 @@ def integrity_summary(steps: pd.DataFrame, gaps: pd.DataFrame | None = None,
 # ---------------------------------------------------------------------------------------------
 
 
-def _fold_state(runstate: pd.Series) -> pd.Series:
-    return pd.Series(
-        np.select([runstate == "running", runstate == "io-error"], ["running", "io-error"], "paused"),
-        index=runstate.index,
-    )
+def _fold(code: np.ndarray, io_stop: np.ndarray) -> np.ndarray:
+    """Run-state codes folded into TIMELINE_STATES: a STOP known only as an event is io-error
+    where `io_stop` (an episode links it to an error), paused otherwise."""
+    io = (code == RS["io-error"]) | ((code == STOPPED) & io_stop)
+    return np.select([code == RS["running"], io], ["running", "io-error"], "paused").astype(object)
 
 
-def runstate_intervals(steps: pd.DataFrame, episodes: pd.DataFrame | None = None) -> pd.DataFrame:
+def runstate_intervals(
+    batch: Steps, episodes: pd.DataFrame | None = None, vms: Collection[str] | None = None
+) -> pd.DataFrame:
     """Each VM's run state over time as intervals: vm, state, start_ns, end_ns.
 
-    `state` is running, io-error or paused (any other stopped state). Taken from the `runstate`
-    rows where a VM has them; otherwise from its STOP/RESUME events (a STOP that episodes link
-    to an error is io-error, any other paused). Before the first known state a VM is taken as
-    running; the last interval ends at the VM's last step. Adjacent equal states are merged.
+    `batch`: every step of the VMs (:func:`analyzer.report.source.as_steps`); `vms`: only
+    these. `state` is running, io-error or paused (any other stopped state): the replayed run
+    state (`analyzer.state.runstate_sources`) of the `runstate` rows that name a state where a
+    VM has them; otherwise of its STOP/RESUME events (a STOP that episodes link to an error is
+    io-error, any other paused). Before the first known state a VM is taken as running; the last
+    interval ends at the VM's last step. Adjacent equal states are merged.
     """
     cols = {"vm": object, "state": object, "start_ns": "int64", "end_ns": "int64"}
-    if steps.empty:
+    chosen = np.ones(batch.n, dtype=bool)
+    if vms is not None:
+        chosen = np.isin(batch.vm, [i for i, v in enumerate(batch.vm_names) if v in set(vms)])
+    if not chosen.any():
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
-    rows = _where(steps, steps["kind"].isin(["runstate", "qmp_event"]),
-                  ["vm", "seq", "ts_ns", "kind", "name", "runstate"])
-    is_rs = (rows["kind"] == "runstate") & rows["runstate"].notna()
-    vms_with_rs = set(rows.loc[is_rs, "vm"])
-    is_stop_resume = ((rows["kind"] == "qmp_event") & rows["name"].isin(["STOP", "RESUME"])
-                      & ~rows["vm"].isin(vms_with_rs))
-    rs = pd.DataFrame({"vm": rows["vm"][is_rs], "seq": rows["seq"][is_rs], "ts": rows["ts_ns"][is_rs],
-                       "state": _fold_state(rows["runstate"][is_rs])})
-    ev = pd.DataFrame({"vm": rows["vm"][is_stop_resume], "seq": rows["seq"][is_stop_resume],
-                       "ts": rows["ts_ns"][is_stop_resume], "name": rows["name"][is_stop_resume]})
+    told, code = runstate_sources(batch, valued=True)
+    rows = np.flatnonzero(told & chosen)
+    vm = np.asarray(batch.vm_names, dtype=object)[batch.vm[rows]]
+    changes = pd.DataFrame({"vm": vm, "seq": batch.seq[rows], "ts": batch.ts[rows]})
     linked = pd.DataFrame({"vm": pd.Series(dtype=object), "seq": pd.Series(dtype="int64")})
     if episodes is not None and len(episodes) and "seq_stop" in episodes:
         linked = pd.DataFrame({"vm": _str(episodes["vm"]).astype(object),
                                "seq": _int_col(episodes, "seq_stop")}).dropna()
         linked = linked.astype({"seq": "int64"}).drop_duplicates()
-    io_stop = ev[["vm", "seq"]].astype({"seq": "int64"}).merge(
+    io_stop = changes[["vm", "seq"]].merge(
         linked.assign(io=True), on=["vm", "seq"], how="left")["io"].fillna(False).to_numpy(dtype=bool)
-    ev["state"] = np.where(ev["name"] == "RESUME", "running", np.where(io_stop, "io-error", "paused"))
-    changes = pd.concat([rs, ev.drop(columns="name")], ignore_index=True)
-    bounds = _per_vm_ts(steps)
+    changes["state"] = _fold(code[rows], io_stop)
+    first = np.flatnonzero(batch.idx == batch.vstart)  # each VM's first row
+    keep = chosen[first]
+    bounds = pd.DataFrame(
+        {"min": np.minimum.reduceat(batch.ts, first)[keep], "max": np.maximum.reduceat(batch.ts, first)[keep]},
+        index=pd.Index(np.asarray(batch.vm_names, dtype=object)[batch.vm[first[keep]]]),
+    )
     start_rows = pd.DataFrame({"vm": bounds.index, "seq": -1, "ts": bounds["min"].to_numpy(),
                                "state": "running"})
     changes = pd.concat([start_rows, changes], ignore_index=True)
