@@ -15,8 +15,9 @@ from functools import partial
 
 import pandas as pd
 
-from analyzer.engine import ProgressCallback, dask_cluster, map_units
+from analyzer.engine import dask_cluster, map_units
 from analyzer.load import PathArg, Trace, Unit, UnitData, load, scan_unit
+from analyzer.progress import ProgressCallback
 from analyzer.replay import EPISODE_COLUMNS, episodes
 from analyzer.result import CheckResult, Finding
 from analyzer.rules import applicable, columns_for, run, select

@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from analyzer.load import Trace, Unit
+from analyzer.progress import ProgressCallback
 from tracer.errors import InputError, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,7 +36,6 @@ ENGINES: tuple[str, ...] = ("local", "dask")
 R = TypeVar("R")
 #: fn(trace, unit, report_rows) -> result; report_rows(n) tells how many rows were read.
 UnitFn = Callable[[Trace, Unit, Callable[[int], None] | None], R]
-ProgressCallback = Callable[[int, int | None], None]
 
 #: How long `dask_cluster` waits for a scheduler before giving up (seconds).
 CONNECT_TIMEOUT_S = 5.0

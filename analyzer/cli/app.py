@@ -7,12 +7,11 @@ flags, calls one documented library function and renders the result. Errors the 
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import typer
 
-from analyzer.cli import console
+from analyzer.cli import capture, check, console, import_, record, replay, report
 from tracer import __version__
 from tracer.errors import BlkreplayError
 
@@ -26,14 +25,7 @@ app = typer.Typer(
 )
 
 #: Command modules, in the order `blkreplay --help` lists them.
-COMMAND_MODULES = (
-    "record",
-    "capture",
-    "import_",
-    "check",
-    "replay",
-    "report",
-)
+COMMAND_MODULES = (record, capture, import_, check, replay, report)
 
 
 def _version(value: bool) -> None:
@@ -51,13 +43,7 @@ def _root(
     """Record, replay and audit block I/O error handling in QEMU traces."""
 
 
-for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"analyzer.cli.{_name}")
-    except ModuleNotFoundError as exc:  # a command still being built is simply absent
-        if exc.name != f"analyzer.cli.{_name}":
-            raise
-        continue
+for _module in COMMAND_MODULES:
     _module.register(app)
 
 

@@ -35,9 +35,10 @@ import pyarrow as pa
 
 from analyzer.importers import libvirt_log, qemu_log, qmp
 from analyzer.importers.detect import FORMATS, detect_format
-from analyzer.importers.lines import InputText, LinePolicy, ProgressCallback, read_text
+from analyzer.importers.lines import InputText, LinePolicy, read_text
 from analyzer.importers.merge import SOURCE_ORDER, build_table, part_sort_key
 from analyzer.importers.rows import ParsedInput, Part
+from analyzer.progress import ProgressCallback
 from tracer.errors import ImportFormatError, InputError
 
 __all__ = [

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from analyzer import stats
+from analyzer.progress import ProgressCallback
 from analyzer.report import context, source
 from analyzer.report.model import (
     ContextWindow,
@@ -32,7 +33,6 @@ from analyzer.report.model import (
 from analyzer.result import CheckResult, Finding, RuleInfo
 from tracer import __version__
 
-ProgressCallback = Callable[[int, int | None], None]
 ContextFn = Callable[[Sequence[Finding]], list[ContextWindow | None]]
 
 #: VMs drawn in the run-state timeline when a trace has many.
