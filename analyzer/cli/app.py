@@ -1,8 +1,11 @@
 """The typer application: global options, error handling, and the registry of commands.
 
 Each command lives in its own module of this package and exposes ``register(app)``; it parses
-flags, calls one documented library function and renders the result. Errors the user caused
-(:class:`tracer.errors.BlkreplayError`) become one line on stderr and exit 2, never a traceback.
+flags, calls one documented library function and prints the result with a renderer of
+:mod:`analyzer.render` (or of :mod:`analyzer.report`). Every command module is imported here by
+name: one that fails to import fails the whole command line, loudly, rather than going
+missing. Errors the user caused (:class:`tracer.errors.BlkreplayError`) become one line on
+stderr and exit 2, never a traceback.
 """
 
 from __future__ import annotations
