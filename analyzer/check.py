@@ -15,8 +15,9 @@ from functools import partial
 
 import pandas as pd
 
-from analyzer.engine import ProgressCallback, dask_cluster, map_units
+from analyzer.engine import dask_cluster, map_units
 from analyzer.episodes import EPISODE_COLUMNS, empty_episodes, episodes
+from analyzer.progress import ProgressCallback
 from analyzer.result import CheckResult, Finding
 from analyzer.rules import applicable, columns_for, run, select
 from analyzer.rules.integrity import findings as integrity_findings

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal, TypeVar
 
+from analyzer.progress import ProgressCallback
 from analyzer.trace import Trace, Unit
 from tracer.errors import InputError, first_line
 
@@ -34,7 +35,6 @@ ENGINES: tuple[str, ...] = ("local", "dask")
 R = TypeVar("R")
 #: fn(trace, unit, report_rows) -> result; report_rows(n) tells how many rows were read.
 UnitFn = Callable[[Trace, Unit, Callable[[int], None] | None], R]
-ProgressCallback = Callable[[int, int | None], None]
 
 #: How long `dask_cluster` waits for a scheduler before giving up (seconds).
 CONNECT_TIMEOUT_S = 5.0

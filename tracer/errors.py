@@ -6,16 +6,22 @@ status :attr:`BlkreplayError.exit_code` (2), never a traceback. Library users ca
 that fits::
 
     BlkreplayError
-    ├── InputError            unusable input: names the file, the row or line, what is wrong
-    │   ├── TraceSchemaError  a table that breaks schema v1
-    │   ├── TraceFormatError  a file that is not a trace at all (not Parquet, empty, unreadable)
-    │   └── ImportFormatError a QMP / QEMU log / libvirt log line that cannot be parsed
-    ├── ScenarioError         a bad scenario file or simulation parameter
-    └── CaptureError          a live QMP connection that could not be made or used
+    ├── InputError              unusable input: names the file, the row or line, what is wrong
+    │   ├── TraceSchemaError    a table that breaks schema v1
+    │   ├── TraceFormatError    a file that is not a trace at all (not Parquet, empty, unreadable)
+    │   ├── ImportFormatError   a QMP / QEMU log / libvirt log line that cannot be parsed
+    │   └── UnknownFormatError  a format name (``--format``) that is not one of the choices
+    ├── ScenarioError           a bad scenario file or simulation parameter
+    │   └── FieldError          a bad value for one configuration field (names the field)
+    ├── RecorderError           misuse of the recorder (unknown kind, closed recorder, failed write)
+    └── CaptureError            a live QMP connection that could not be made or used
+
+Every class lives here, so that one import finds any of them and the tree above stays whole.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -70,8 +76,37 @@ class ImportFormatError(InputError):
     """A line of real QEMU / libvirt output that cannot be parsed or recognised."""
 
 
+class UnknownFormatError(InputError):
+    """A format name that is not one of `choices`; every command words it the same way."""
+
+    def __init__(self, value: str, choices: Sequence[str]) -> None:
+        super().__init__(f"unknown format {value!r} (choose from {', '.join(choices)})")
+        self.value = value
+        self.choices = tuple(choices)
+
+
+def check_format(value: str, choices: Sequence[str]) -> str:
+    """`value` if it is one of `choices`, else :class:`UnknownFormatError`."""
+    if value not in choices:
+        raise UnknownFormatError(value, choices)
+    return value
+
+
 class ScenarioError(BlkreplayError):
     """A scenario file or simulation parameter that makes no sense."""
+
+
+class FieldError(ScenarioError):
+    """A bad value for one configuration field; `field` names it, `reason` says what is wrong."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.field = name
+        self.reason = message
+
+
+class RecorderError(BlkreplayError):
+    """Misuse of the recorder (an unknown kind, a closed recorder, a failed write)."""
 
 
 class CaptureError(BlkreplayError):

@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from tracer import tracedir
-from tracer.errors import BlkreplayError
+from tracer.errors import RecorderError
 from tracer.schema import (
     ACTIONS,
     COLUMNS,
@@ -77,10 +77,6 @@ _OP_CODE: dict[str | None, int] = {None: -1, **{o: i for i, o in enumerate(OPS)}
 #: Stand-in for a null req_id inside the all-integer step buffer.
 _NULL = -(2**63)
 _TYPES = {c.name: c.type for c in COLUMNS}
-
-
-class RecorderError(BlkreplayError):
-    """Misuse of the recorder (an unknown kind, a closed recorder, a failed write)."""
 
 
 class ThreadRecorder:

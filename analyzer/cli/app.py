@@ -1,18 +1,20 @@
 """The typer application: global options, error handling, and the registry of commands.
 
 Each command lives in its own module of this package and exposes ``register(app)``; it parses
-flags, calls one documented library function and renders the result. Errors the user caused
-(:class:`tracer.errors.BlkreplayError`) become one line on stderr and exit 2, never a traceback.
+flags, calls one documented library function and prints the result with a renderer of
+:mod:`analyzer.render` (or of :mod:`analyzer.report`). Every command module is imported here by
+name: one that fails to import fails the whole command line, loudly, rather than going
+missing. Errors the user caused (:class:`tracer.errors.BlkreplayError`) become one line on
+stderr and exit 2, never a traceback.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import typer
 
-from analyzer.cli import console
+from analyzer.cli import capture, check, console, import_, record, replay, report
 from tracer import __version__
 from tracer.errors import BlkreplayError
 
@@ -26,14 +28,7 @@ app = typer.Typer(
 )
 
 #: Command modules, in the order `blkreplay --help` lists them.
-COMMAND_MODULES = (
-    "record",
-    "capture",
-    "import_",
-    "check",
-    "replay",
-    "report",
-)
+COMMAND_MODULES = (record, capture, import_, check, replay, report)
 
 
 def _version(value: bool) -> None:
@@ -51,13 +46,7 @@ def _root(
     """Record, replay and audit block I/O error handling in QEMU traces."""
 
 
-for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"analyzer.cli.{_name}")
-    except ModuleNotFoundError as exc:  # a command still being built is simply absent
-        if exc.name != f"analyzer.cli.{_name}":
-            raise
-        continue
+for _module in COMMAND_MODULES:
     _module.register(app)
 
 

@@ -1,4 +1,5 @@
-"""`blkreplay capture`: record a live QEMU over an extra QMP monitor (see :mod:`tracer.capture`)."""
+"""`blkreplay capture`: record a live QEMU over an extra QMP monitor (wraps
+:func:`analyzer.capture.capture_trace`)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,9 @@ from typing import Annotated
 
 import typer
 
+from analyzer.capture import CaptureSummary, capture_trace
 from analyzer.cli import console
 from analyzer.text import terminal
-from tracer.capture import CaptureSummary, capture, is_transcript_path, wait_until_settled
-from tracer.errors import CaptureError
-
-
-def transcript_path_for(out: Path) -> Path:
-    """Where the transcript goes when `out` names a trace: beside it, as OUT.qmp.jsonl."""
-    return out.with_name(out.name + ".qmp.jsonl")
 
 
 def _describe(summary: CaptureSummary) -> str:
@@ -26,6 +21,15 @@ def _describe(summary: CaptureSummary) -> str:
         f"captured {summary.lines} lines{version} in {summary.elapsed_s:.1f} s "
         f"({events}{conts}) -> {terminal(summary.out)}"
     )
+
+
+def _report_capture(summary: CaptureSummary, *, quiet: bool) -> None:
+    """How the capture ended (a lost connection is a warning) and what it recorded."""
+    if summary.ended == "connection-lost":
+        console.err.print(f"[yellow]blkreplay: warning:[/] {terminal(summary.message)}")
+    else:
+        console.note(f"capture ended: {terminal(summary.message)}", quiet=quiet)
+    console.note(_describe(summary), quiet=quiet)
 
 
 def register(app: typer.Typer) -> None:
@@ -90,39 +94,20 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
     ) -> None:
         """Record every QMP message of a running QEMU until SHUTDOWN, --duration or Ctrl-C."""
-        transcript_only = is_transcript_path(out)
-        if transcript_only and qemu_log is not None:
-            raise CaptureError("--qemu-log needs -o naming a trace, not a .jsonl transcript")
-        if qemu_log is not None and not qemu_log.is_file():
-            raise CaptureError(f"{qemu_log}: QEMU log not found")
-        transcript = out if transcript_only else transcript_path_for(out)
-        with console.progress_bar("capturing", quiet=quiet, unit="lines") as progress:
-            summary = capture(
+        phases = (("capturing", "lines"), ("importing", "bytes"))
+        with console.progress_phases(*phases, quiet=quiet) as (capturing, importing):
+            done = capture_trace(
                 qmp,
-                transcript,
+                out,
+                qemu_log=qemu_log,
                 poll_ms=poll,
                 duration_s=duration,
                 until_shutdown=until_shutdown,
                 auto_cont_ms=auto_cont,
-                progress=progress,
                 connect_wait_s=wait,
+                progress=capturing,
+                import_progress=importing,
+                on_captured=lambda summary: _report_capture(summary, quiet=quiet),
             )
-        if summary.ended == "connection-lost":
-            console.err.print(f"[yellow]blkreplay: warning:[/] {terminal(summary.message)}")
-        else:
-            console.note(f"capture ended: {terminal(summary.message)}", quiet=quiet)
-        console.note(_describe(summary), quiet=quiet)
-        if transcript_only:
-            return
-        from analyzer.importers import import_traces  # built beside this command
-
-        inputs = [transcript]
-        if qemu_log is not None:
-            wait_until_settled(qemu_log)  # QEMU writes its last trace lines while it exits
-            inputs.append(qemu_log)
-        # a line cut off by a lost connection is kept (marked partial) in the transcript; the
-        # import skips it and marks the trace truncated instead of refusing the whole capture
-        cut = summary.partial_bytes > 0
-        with console.progress_bar("importing", quiet=quiet, unit="bytes") as progress:
-            result = import_traces(inputs, out, skip_bad=cut, progress=progress)
-        console.note(f"imported {result.rows} steps -> {terminal(out)}", quiet=quiet)
+        if done.imported is not None:
+            console.note(f"imported {done.imported.rows} steps -> {terminal(out)}", quiet=quiet)

@@ -1,24 +1,30 @@
-"""Terminal output for the CLI: consoles, progress bars that stay quiet when piped, errors."""
+"""Terminal output for the CLI: consoles, progress bars that stay quiet when piped, errors.
+
+Everything a command shows goes through here: results on stdout (:data:`out`), status and
+errors on stderr (:data:`err`), so that ``blkreplay check -f json | jq`` gets clean JSON.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 
+from analyzer.progress import ProgressCallback
 from analyzer.text import terminal
-
-ProgressCallback = Callable[[int, int | None], None]
+from tracer.tracedir import atomic_write_text
 
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -36,28 +42,76 @@ def note(message: str, *, quiet: bool = False) -> None:
         err.print(message)
 
 
+def write(text: str, output: Path | None) -> None:
+    """`text` to stdout as is, or atomically to the file `output`."""
+    if output is None:
+        out.file.write(text)
+        out.file.flush()
+    else:
+        atomic_write_text(output, text)
+
+
 def progress_enabled(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
+def _ignore(done: int, total: int | None) -> None:
+    pass
+
+
+class _Phases:
+    """The bar of the phase under way; a later phase's first update replaces it."""
+
+    def __init__(self, progress: Progress, phases: tuple[tuple[str, str], ...]) -> None:
+        self._progress = progress
+        self._phases = phases
+        self._index = 0
+        self._task = self._start(0)
+
+    def _start(self, index: int) -> TaskID:
+        description, unit = self._phases[index]
+        return self._progress.add_task(description, total=None, unit=unit)
+
+    def callback(self, index: int) -> ProgressCallback:
+        def update(done: int, total: int | None) -> None:
+            if index < self._index:  # a phase that is over
+                return
+            if index > self._index:
+                self._progress.remove_task(self._task)
+                self._index, self._task = index, self._start(index)
+            self._progress.update(self._task, completed=done, total=total)
+
+        return update
+
+
 @contextmanager
-def progress_bar(description: str, *, quiet: bool = False, unit: str = "steps") -> Iterator[ProgressCallback]:
-    """Yield a ``callback(done, total)``: a rich progress bar on a terminal, nothing otherwise."""
+def progress_phases(
+    *phases: tuple[str, str], quiet: bool = False
+) -> Iterator[tuple[ProgressCallback, ...]]:
+    """One ``callback(done, total)`` per ``(description, unit)`` phase of a long piece of work.
+
+    On a terminal the first phase's bar shows at once; a later phase's bar replaces it with
+    that phase's first update (the phases run one after another). Piped or `quiet`, the
+    callbacks do nothing.
+    """
     if not progress_enabled(quiet):
-        yield lambda done, total: None
+        yield tuple(_ignore for _ in phases)
         return
     columns = [
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn(unit),
+        TextColumn("{task.fields[unit]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
     with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task(description, total=None)
+        bars = _Phases(progress, phases)
+        yield tuple(bars.callback(i) for i in range(len(phases)))
 
-        def update(done: int, total: int | None) -> None:
-            progress.update(task, completed=done, total=total)
 
+@contextmanager
+def progress_bar(description: str, *, quiet: bool = False, unit: str = "steps") -> Iterator[ProgressCallback]:
+    """Yield a ``callback(done, total)``: a rich progress bar on a terminal, nothing otherwise."""
+    with progress_phases((description, unit), quiet=quiet) as (update,):
         yield update

@@ -1,4 +1,7 @@
-"""`blkreplay import`: real QEMU / libvirt output -> trace schema v1 (see :mod:`analyzer.importers`)."""
+"""`blkreplay import`: real QEMU / libvirt output -> trace schema v1.
+
+Wraps :func:`analyzer.importers.import_traces`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,10 @@ import typer
 from analyzer.cli import console
 from analyzer.importers import FORMATS, ImportSummary, import_traces
 from analyzer.text import terminal
+from tracer.errors import check_format
+
+#: What --format accepts: a format name, or auto (recognised from each input's content).
+CHOICES = ("auto", *FORMATS)
 
 
 def _describe(summary: ImportSummary) -> list[str]:
@@ -51,7 +58,7 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--format",
-                metavar="auto|" + "|".join(FORMATS),
+                metavar="|".join(CHOICES),
                 help="Input format; auto recognises each input from its content.",
             ),
         ] = "auto",
@@ -77,10 +84,7 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
     ) -> None:
         """Import what a real QEMU and its management wrote, as a trace `check` can audit."""
-        if format != "auto" and format not in FORMATS:
-            raise typer.BadParameter(
-                f"{format!r} is not one of auto, {', '.join(FORMATS)}", param_hint="--format"
-            )
+        check_format(format, CHOICES)
         with console.progress_bar("importing", quiet=quiet, unit="bytes") as progress:
             summary = import_traces(
                 [str(p) for p in inputs], out, format=format, vm=vm, host=host,

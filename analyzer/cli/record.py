@@ -1,8 +1,9 @@
 """`blkreplay record`: run the instrumented model of QEMU's block dataplane and write a trace.
 
-A thin wrapper over :func:`tracer.sim.record`. Flags override the scenario file. Numeric flags
-are parsed here (not by click) so that a bad value is one line on stderr and exit 2, like every
-other input error.
+A thin wrapper over :func:`tracer.sim.record`, and the one module outside the simulator that
+imports it (``tests/test_architecture.py`` holds to that). Flags override the scenario file.
+Numeric flags are parsed here (not by click) so that a bad value is one line on stderr and
+exit 2, like every other input error.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import typer
 
 from analyzer.cli import console
 from analyzer.text import terminal
-from tracer.errors import ScenarioError
+from tracer.errors import FieldError, ScenarioError
+from tracer.sim import SimConfig, load_scenario, record
 
 #: SimConfig field -> the flag that sets it.
 FLAGS = {
@@ -84,9 +86,6 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
     ) -> None:
         """Run the model of QEMU's block dataplane and record a trace (sim mode: with truth.json)."""
-        from tracer.sim import SimConfig, load_scenario, record
-        from tracer.sim.config import FieldError
-
         config = load_scenario(scenario) if scenario is not None else SimConfig()
         overrides = {
             "mode": mode,

@@ -1,18 +1,20 @@
-"""`blkreplay report`: an audit report (HTML, Markdown or JSON) of one or more traces."""
+"""`blkreplay report`: an audit report (HTML, Markdown or JSON) of one or more traces.
+
+Wraps :func:`analyzer.report.build_report` and :func:`analyzer.report.write_report`.
+"""
 
 from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from analyzer.cli import console
+from analyzer.report import FORMATS, Report, build_report, format_for, write_report
 from analyzer.text import terminal
-
-if TYPE_CHECKING:
-    from analyzer.report.document import Report
+from tracer.errors import check_format
 
 
 def _command(paths: list[Path], output: Path, fmt: str, max_findings: int, timestamp: bool) -> str:
@@ -53,8 +55,8 @@ def register(app: typer.Typer) -> None:
 
         Verdict, rules, findings in context, per-VM statistics, charts,
         integrity and provenance. Exit status 0 pass, 1 fail, 2 unusable input."""
-        from analyzer.report import build_report, format_for, write_report
-
+        if fmt is not None:
+            check_format(fmt, FORMATS)
         kind = format_for(output, fmt)
         command = _command(paths, output, kind, max_findings, timestamp)
         with console.progress_bar("checking", quiet=quiet) as progress:

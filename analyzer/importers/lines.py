@@ -9,14 +9,12 @@ line without its newline that fails to parse is reported as a truncated file.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from analyzer.importers.detect import classify_line
+from analyzer.progress import ProgressCallback
 from tracer.errors import ImportFormatError, InputError
-
-ProgressCallback = Callable[[int, int | None], None]
 
 #: Lines between two progress callbacks.
 PROGRESS_EVERY = 1 << 16

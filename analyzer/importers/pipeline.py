@@ -25,10 +25,11 @@ import pyarrow as pa
 
 from analyzer.importers import libvirt_log, qemu_log, qmp
 from analyzer.importers.detect import FORMATS, detect_format
-from analyzer.importers.lines import InputText, LinePolicy, ProgressCallback, read_text
+from analyzer.importers.lines import InputText, LinePolicy, read_text
 from analyzer.importers.output import one_table, write_tables
 from analyzer.importers.rows import ParsedInput
 from analyzer.importers.vm_tables import vm_tables
+from analyzer.progress import ProgressCallback
 from tracer.errors import ImportFormatError, InputError
 
 _PARSERS: dict[str, Callable[[InputText, LinePolicy], ParsedInput]] = {

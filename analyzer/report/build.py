@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from analyzer.check import check
-from analyzer.engine import ProgressCallback
+from analyzer.progress import ProgressCallback
 from analyzer.report import context, source, stats
 from analyzer.report.document import (
     ContextWindow,

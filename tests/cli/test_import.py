@@ -43,7 +43,7 @@ def test_import_to_a_directory_quietly(libvirt_log, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["--format", "xml"], "--format"),
+        (["--format", "xml"], "unknown format 'xml' (choose from auto, qmp, qemu-log, libvirt-log)"),
         (["--vm", "nope"], "no VM named 'nope' in the libvirt log (found: vm-a-stop-eio-file)"),
     ],
 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+import analyzer.capture
 from analyzer.cli import main
 from tests.tracer.fake_qmp import FakeQmp, wait_for
 from tracer.capture import CaptureSummary, capture, parse_endpoint, wait_until_settled
@@ -467,13 +467,11 @@ def test_cli_trace_output_keeps_the_transcript_beside_it_and_imports_both(
     sock: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
     calls: list[tuple[list[Path], Path, bool]] = []
-    fake_importers = type(sys)("analyzer.importers")
     def fake_import(paths, out, *, skip_bad=False, progress=None):
         calls.append((list(paths), Path(out), skip_bad))
         return SimpleNamespace(rows=42)
 
-    fake_importers.import_traces = fake_import
-    monkeypatch.setitem(sys.modules, "analyzer.importers", fake_importers)
+    monkeypatch.setattr(analyzer.capture, "import_traces", fake_import)
     log = tmp_path / "trace.log"
     log.write_text("1@1.0:runstate_set current_run_state 9 (running) new_state 3 (io-error)\n")
     out = tmp_path / "trace"

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tracer import schema, tracedir
-from tracer.recorder import Recorder, RecorderError
+from tracer.errors import RecorderError
+from tracer.recorder import Recorder
 
 
 def _read(trace: Path):

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tracer.errors import ScenarioError
+from tracer.errors import FieldError, ScenarioError
 from tracer.schema import ERRNO_BY_NAME, ERRNO_NAMES
 from tracer.sim.variants import VARIANTS
 
@@ -40,15 +40,6 @@ WRITE_POLICIES = ("report", "ignore", "enospc", "stop")
 #: QEMU rejects rerror=enospc ("invalid read error action").
 READ_POLICIES = ("report", "ignore", "stop")
 FAULT_OPS = ("read", "write", "flush")
-
-
-class FieldError(ScenarioError):
-    """A bad value for one configuration field; `field` names it."""
-
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"{name}: {message}")
-        self.field = name
-        self.reason = message
 
 
 @dataclass(frozen=True)

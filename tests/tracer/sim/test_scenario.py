@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.tracer.sim.test_oracle import read_rows
-from tracer.errors import ScenarioError
+from tracer.errors import FieldError, ScenarioError
 from tracer.sim import SimConfig, load_scenario, record
-from tracer.sim.config import FieldError
 
 SCENARIOS = Path(__file__).resolve().parents[3] / "traces" / "scenarios"
 

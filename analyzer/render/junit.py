@@ -22,14 +22,15 @@ def _line(f: Finding) -> str:
     return printable(f"{f.severity}: {' '.join(where)}: {f.message}{src}")
 
 
-def to_junit(result: CheckResult) -> str:
+def render_junit(result: CheckResult) -> str:
     """The JUnit XML document (a string ending with a newline) for `result`."""
     by_rule: dict[str, list[Finding]] = {}
     for f in result.findings:
         by_rule.setdefault(f.rule, []).append(f)
     failures = sum(
         1 for r in result.rules
-        if r.id not in result.not_applicable and any(f.severity == "error" for f in by_rule.get(r.id, []))
+        if r.id not in result.not_applicable
+        and any(f.severity == "error" for f in by_rule.get(r.id, []))
     )
     suites = ET.Element("testsuites", name=SUITE_NAME)
     suite = ET.SubElement(
@@ -46,13 +47,14 @@ def to_junit(result: CheckResult) -> str:
     ET.SubElement(props, "property", name="steps", value=str(result.steps))
     ET.SubElement(props, "property", name="vms", value=str(result.vms))
     for i in result.inputs:
-        ET.SubElement(props, "property", name="input", value=printable(f"{i.path} sha256={i.sha256}"))
+        ET.SubElement(props, "property", name="input",
+                      value=printable(f"{i.path} sha256={i.sha256}"))
     for rule in result.rules:
         case = ET.SubElement(suite, "testcase", classname=f"{SUITE_NAME}.{rule.guarantee}",
                              name=rule.id)
         if rule.id in result.not_applicable:
-            ET.SubElement(case, "skipped",
-                          message=f"not applicable: the trace has no {' / '.join(rule.needs) or 'steps of this kind'}")
+            needs = " / ".join(rule.needs) or "steps of this kind"
+            ET.SubElement(case, "skipped", message=f"not applicable: the trace has no {needs}")
             continue
         found = by_rule.get(rule.id, [])
         errors = [f for f in found if f.severity == "error"]
@@ -65,4 +67,5 @@ def to_junit(result: CheckResult) -> str:
             out = ET.SubElement(case, "system-out")
             out.text = "\n".join(_line(f) for f in warnings)
     ET.indent(suites)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+    document = ET.tostring(suites, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + document + "\n"
