@@ -31,7 +31,8 @@ from analyzer.importers.rows import ParsedInput
 from analyzer.importers.vm_tables import vm_tables
 from tracer.errors import ImportFormatError, InputError
 
-_PARSERS: dict[str, Callable[[InputText, LinePolicy], ParsedInput]] = {
+#: The parser of each format (`detect.FORMATS`).
+PARSERS: dict[str, Callable[[InputText, LinePolicy], ParsedInput]] = {
     "qmp": qmp.parse,
     "qemu-log": qemu_log.parse,
     "libvirt-log": libvirt_log.parse,
@@ -113,7 +114,7 @@ def parse_input(
         text, fmt, skip_bad=skip_bad, progress=progress,
         progress_base=progress_base, progress_total=progress_total,
     )
-    return _PARSERS[fmt](text, policy)
+    return PARSERS[fmt](text, policy)
 
 
 def read_input(
