@@ -32,7 +32,8 @@ from analyzer.importers.vm_tables import vm_tables
 from analyzer.progress import ProgressCallback
 from tracer.errors import ImportFormatError, InputError
 
-_PARSERS: dict[str, Callable[[InputText, LinePolicy], ParsedInput]] = {
+#: The parser of each format (`detect.FORMATS`).
+PARSERS: dict[str, Callable[[InputText, LinePolicy], ParsedInput]] = {
     "qmp": qmp.parse,
     "qemu-log": qemu_log.parse,
     "libvirt-log": libvirt_log.parse,
@@ -114,7 +115,7 @@ def parse_input(
         text, fmt, skip_bad=skip_bad, progress=progress,
         progress_base=progress_base, progress_total=progress_total,
     )
-    return _PARSERS[fmt](text, policy)
+    return PARSERS[fmt](text, policy)
 
 
 def read_input(

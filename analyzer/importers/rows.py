@@ -123,7 +123,7 @@ class Part:
     host: str | None = None
     #: QEMU release ("7.2.22") from the QMP greeting or a query-version reply, if seen.
     qemu_version: str | None = None
-    #: Canonical position of the input among all inputs (set by import_traces).
+    #: Canonical position of the input among all inputs (set by `vm_tables.vm_tables`).
     order: int = 0
 
 

@@ -143,3 +143,22 @@ def test_vm_named_by_query_name_reply(write):
     assert table.column("vm").to_pylist() == ["guest-42", "guest-42"]
     table = read_input(write("s2.jsonl", "\n".join(lines) + "\n"), vm="other")
     assert set(table.column("vm").to_pylist()) == {"other"}
+
+
+def test_qemu_version_from_the_greeting_then_query_version(write):
+    """The release the greeting announces is the trace's; a query-version reply updates it;
+    an announcement without micro gives major.minor, one without major/minor none."""
+
+    def version_of(*messages):
+        text = "\n".join(json.dumps(m) for m in messages) + "\n"
+        return read_input(write("v.jsonl", text)).schema.metadata.get(b"blkreplay.qemu_version")
+
+    greeting = {"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7},
+                                    "package": " Debian 1:7.2+dfsg-7+deb12u7 "}, "capabilities": []}}
+    assert version_of(greeting) == b"7.2.22"
+    reply = {"return": {"qemu": {"micro": 1, "minor": 0, "major": 10}, "package": ""}, "id": 1}
+    assert version_of(greeting, {"execute": "query-version", "id": 1}, reply) == b"10.0.1"
+    no_micro = {"QMP": {"version": {"qemu": {"minor": 2, "major": 9}}, "capabilities": []}}
+    assert version_of(no_micro) == b"9.2"
+    no_minor = {"QMP": {"version": {"qemu": {"major": 9, "micro": 0}}, "capabilities": []}}
+    assert version_of(no_minor) is None
