@@ -189,8 +189,8 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def file_mode() -> int:
-    """The permission bits of a newly created file: ``0o666 & ~umask``.
+def umask() -> int:
+    """The process's umask.
 
     Read from /proc (the umask cannot be read without setting it, which would race with other
     threads creating files); where /proc is not mounted, set it and put it back at once.
@@ -199,12 +199,17 @@ def file_mode() -> int:
         with open("/proc/self/status", encoding="ascii") as f:
             for line in f:
                 if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
+                    return int(line.split()[1], 8)
     except (OSError, ValueError, IndexError):
         pass
     mask = os.umask(0o022)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def file_mode() -> int:
+    """The permission bits of a newly created file: ``0o666 & ~umask``."""
+    return 0o666 & ~umask()
 
 
 @contextmanager
