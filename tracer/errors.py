@@ -118,3 +118,20 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     `limit` characters: what a one-line error shows of a library's long, multi-line message."""
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs (issue #12, "Nothing lost, nothing crashes"): kept in its own block so that it merges
+# cleanly with the classes other work moves into this module.
+# ---------------------------------------------------------------------------------------------
+
+
+class OutputError(BlkreplayError):
+    """An output (``-o``) that cannot or must not be written: it is an input, it lies inside
+    one, its directory is missing, the disk is full, ... The message names the output and what
+    is wrong; nothing is left behind (no temporary file, no half-written output)."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self.reason = message
+        super().__init__(f"{self.path}: {message}" if self.path is not None else message)

@@ -14,6 +14,12 @@ Design, and why:
   ``flush_interval`` seconds have passed, as a complete Parquet file written atomically (temp
   name, then rename). A SIGKILL loses at most the unflushed buffer; everything flushed stays
   readable. ``close`` writes ``manifest.json`` last: its absence marks the trace truncated.
+- Interruption: a ``close`` while an exception propagates (Ctrl-C's KeyboardInterrupt reaching
+  a ``finally``, an error in the producer) or ``close(interrupted=True)`` still flushes
+  everything buffered, but writes the manifest as ``"complete": false, "interrupted": true``:
+  a run cut short is never passed off as a finished one. SIGTERM kills without cleanup by
+  default (no manifest: the trace reads as truncated); inside :func:`sigterm_as_interrupt` it
+  is handled like Ctrl-C.
 - Determinism: with ``flush_interval=None`` segments are cut by row count only, so a
   deterministic producer (the simulator, with its virtual clock) yields byte-identical files.
 """
@@ -22,9 +28,12 @@ from __future__ import annotations
 
 import queue
 import shutil
+import signal
+import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +86,9 @@ _OP_CODE: dict[str | None, int] = {None: -1, **{o: i for i, o in enumerate(OPS)}
 #: Stand-in for a null req_id inside the all-integer step buffer.
 _NULL = -(2**63)
 _TYPES = {c.name: c.type for c in COLUMNS}
+#: How long an interrupted close waits for the emitters' lock (an emitter interrupted between
+#: taking and releasing it would otherwise hang the close): then the unflushed buffer is lost.
+_INTERRUPTED_LOCK_WAIT_S = 2.0
 
 
 class ThreadRecorder:
@@ -334,13 +346,25 @@ class Recorder:
         if self._error is not None:
             raise RecorderError(f"trace writer failed: {self._error}")
 
-    def close(self) -> tracedir.Manifest:
-        """Flush, stop the writer and write the manifest that marks the trace complete."""
-        with self._lock:
-            self._hand_over()
+    def close(self, *, interrupted: bool | None = None) -> tracedir.Manifest:
+        """Flush, stop the writer and write the manifest.
+
+        The manifest marks the trace complete, unless the recording was `interrupted`: then it
+        says ``"complete": false, "interrupted": true``. By default (None) a close while an
+        exception propagates (from a ``finally`` during Ctrl-C, say) counts as interrupted.
+        """
+        if interrupted is None:
+            interrupted = sys.exc_info()[1] is not None
+        locked = self._lock.acquire(timeout=_INTERRUPTED_LOCK_WAIT_S if interrupted else -1)
+        try:
+            if locked:
+                self._hand_over()
             self._closed = True
             self._buf = _ClosedBuffer()
             self._queue.put(None)
+        finally:
+            if locked:
+                self._lock.release()
         self._writer.join()
         if self._error is not None:
             raise RecorderError(f"trace writer failed: {self._error}")
@@ -349,6 +373,8 @@ class Recorder:
             source=self.source,
             segments=tuple(self._segments),
             metadata=dict(sorted(self._metadata.items())),
+            complete=not interrupted,
+            interrupted=interrupted,
         )
         tracedir.atomic_write_text(self.path / tracedir.MANIFEST_NAME, manifest.to_json())
         return manifest
@@ -358,7 +384,26 @@ class Recorder:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self._closed:
-            self.close()
+            self.close(interrupted=exc_type is not None)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt (like Ctrl-C's SIGINT), so that a
+    recording stopped with ``kill`` unwinds and closes with an interrupted manifest. Does
+    nothing off the main thread (only it can handle signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ---------------------------------------------------------------------- conversion
