@@ -14,7 +14,11 @@ that fits::
     ├── ScenarioError           a bad scenario file or simulation parameter
     │   └── FieldError          a bad value for one configuration field (names the field)
     ├── RecorderError           misuse of the recorder (unknown kind, closed recorder, failed write)
-    └── CaptureError            a live QMP connection that could not be made or used
+    ├── CaptureError            a live QMP connection that could not be made or used
+    └── OutputError             an output that cannot be written, or would overwrite an input
+
+    JSONBoundError (a ValueError, not a BlkreplayError): JSON beyond the accepted depth or size;
+    each reader turns it into its own InputError naming the file and line
 
 Every class lives here, so that one import finds any of them and the tree above stays whole.
 """
@@ -135,3 +139,8 @@ class OutputError(BlkreplayError):
         self.path = None if path is None else str(path)
         self.reason = message
         super().__init__(f"{self.path}: {message}" if self.path is not None else message)
+
+
+class JSONBoundError(ValueError):
+    """JSON that is well-formed or not, but outside what blkreplay accepts (depth, size,
+    non-finite numbers). A ValueError, so that readers catch it with other bad JSON."""

@@ -17,14 +17,12 @@ from __future__ import annotations
 import json
 import math
 
+from tracer.errors import JSONBoundError
+
 #: Default nesting limit: far above any manifest, QMP message or transcript record.
 MAX_DEPTH = 64
 #: Default size limit of one JSON text, in characters.
 MAX_CHARS = 64 << 20
-
-
-class JSONBoundError(ValueError):
-    """JSON that is well-formed or not, but outside what blkreplay accepts."""
 
 
 def _reject_constant(name: str) -> float:

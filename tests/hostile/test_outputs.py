@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.outputs import check_output, open_output, output_dir, write_output
+from analyzer.outputs import open_output, output_dir, write_output
 from tests.hostile.conftest import Unchanged, assert_contract, run_cli, run_process
 from tracer import tracedir
 from tracer.errors import BlkreplayError, OutputError
@@ -129,7 +129,7 @@ def test_output_dir_must_not_contain_an_input(tmp_path):
     inp = tmp_path / "d" / "in.log"
     inp.parent.mkdir()
     inp.write_text("x\n")
-    with Unchanged(tmp_path), pytest.raises(OutputError, match="contains the input"):
+    with Unchanged(tmp_path), pytest.raises(OutputError, match="contains the input"):  # noqa: SIM117
         with output_dir(tmp_path / "d", inputs=[inp], replace=True):
             pass
 
@@ -154,7 +154,7 @@ def test_outputs_get_the_umasks_permissions(tmp_path, mask, mode):
 def test_a_failing_writer_keeps_the_old_output_and_leaves_no_temporary_file(tmp_path):
     out = tmp_path / "findings.json"
     out.write_text("old\n")
-    with pytest.raises(RuntimeError, match="renderer broke"):
+    with pytest.raises(RuntimeError, match="renderer broke"):  # noqa: SIM117
         with open_output(out, inputs=[], kind="findings") as f:
             f.write("new, half")
             raise RuntimeError("renderer broke")
@@ -190,9 +190,8 @@ def test_output_dir_replaces_only_when_complete(tmp_path):
     with output_dir(out, inputs=[]) as d:
         (d / "vm=old").mkdir()
         (d / "vm=old" / "part-0.parquet").write_text("old")
-    with pytest.raises(OutputError, match="not empty"):
-        with output_dir(out, inputs=[]):
-            pass
+    with pytest.raises(OutputError, match="not empty"), output_dir(out, inputs=[]):
+        pass
     with pytest.raises(RuntimeError), output_dir(out, inputs=[], replace=True) as d:
         (d / "vm=new").mkdir()
         raise RuntimeError("import failed")
