@@ -21,6 +21,9 @@ line, and a last line cut off mid-way is kept too, marked ``"partial": true``.
 
 All of it runs in one thread over a non-blocking socket with ``select`` and deadlines, so
 polling, the ``cont`` timers, the duration limit and a stop request never wait on each other.
+
+Its ~600 lines are one concept (one select loop over one monitor connection, its handshake,
+polls and transcript); split further, the loop's state would have to cross modules.
 """
 
 from __future__ import annotations
