@@ -38,6 +38,8 @@ class RuleSpec:
     within_ns: int | None
     within_text: str | None
     more_than: int | None
+    #: precedes: judge only the B rows that have a C before them.
+    require_since: bool
     message: Template | None
     at_end_message: Template | None
     finding_device: str
@@ -391,6 +393,7 @@ class Compiler:
         preds: list[tuple[str, P.Pred]] = []
         within_ns = more_than = None
         within_text = None
+        require_since = False
         if not body.is_map:
             self.problem(body.loc, f"{form} takes a mapping of: {', '.join(S.FORMS[form][0] + S.FORMS[form][1])}")
             return None
@@ -407,6 +410,13 @@ class Compiler:
             node = body.value[k]
             if k == "within":
                 within_ns, within_text = self.duration(node)
+            elif k == "require_since":
+                if not isinstance(node.value, bool):
+                    self.problem(node.loc, "require_since takes true or false")
+                elif "since" not in body.value:
+                    self.problem(node.loc, "require_since needs 'since'")
+                else:
+                    require_since = node.value
             elif k == "more_than":
                 v = node.value
                 if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= S.MAX_COUNT:
@@ -427,7 +437,7 @@ class Compiler:
             id=rid, severity=severity or "error", title=title or "", explanation=explanation or "",
             guarantee=guarantee, needs=needs, scope=scope or "vm", order=order or "arrival",
             form=form, preds=tuple(preds), within_ns=within_ns, within_text=within_text,
-            more_than=more_than, message=message, at_end_message=at_end,
+            more_than=more_than, require_since=require_since, message=message, at_end_message=at_end,
             finding_device=fdev or "anchor", source=f"{rule.loc.file}:{rule.loc.line}",
             text=_dedent(lines, rule.loc.col),
         )

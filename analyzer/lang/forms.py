@@ -6,7 +6,8 @@ semantics (docs/rules-language.md §3) in one line each; "before/after" is repla
 "in scope" is `analyzer.lang.scope`:
 
 * precedes(first A, then B, since C): every B has an A before it in scope, after the last C
-  before B (a row that is both A and C counts as after it). Finding per B without one.
+  before B (a row that is both A and C counts as after it). Finding per B without one; with
+  require_since, B rows with no C before them are not judged.
 * responds(trigger A, response B, before C, within T): every A is followed in scope by a B
   that comes no later than the next C (a row that is both counts as B) and at most T after A.
   When neither B nor C follows and the trace ends before T has passed (or there is no T), the
@@ -55,11 +56,13 @@ def _no(n: int) -> np.ndarray:
 
 
 def precedes(s: Steps, scope: Scope, first: np.ndarray, then: np.ndarray,
-             since: np.ndarray | None) -> Verdict:
+             since: np.ndarray | None, require_since: bool = False) -> Verdict:
     rows = scope.anchors(then)
     last_a = scope.prev(first, rows)
     last_c = scope.prev(since, rows) if since is not None else none(len(rows))
     bad = (last_a < 0) | (last_a < last_c)
+    if require_since:
+        bad &= last_c >= 0
     rows, last_c = rows[bad], last_c[bad]
     later = scope.next(first, rows)
     return Verdict(rows, {"row": rows, "later": later, "since": last_c}, ["row", "later"],

@@ -80,7 +80,7 @@ class LangRule:
 
         scope = Scope(e, spec.scope)
         if spec.form == "precedes":
-            v = forms.precedes(e, scope, m("first"), m("then"), m("since"))
+            v = forms.precedes(e, scope, m("first"), m("then"), m("since"), spec.require_since)
         elif spec.form == "responds":
             v = forms.responds(e, scope, m("trigger"), m("response"), m("before"), spec.within_ns)
         elif spec.form == "absent":

@@ -18,13 +18,13 @@ LANGUAGE_VERSION = 1
 
 #: The forms, each with its required and optional keys (predicates unless said otherwise).
 FORMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "precedes": (("first", "then"), ("since",)),
+    "precedes": (("first", "then"), ("since", "require_since")),
     "responds": (("trigger", "response"), ("before", "within")),
     "absent": (("what",), ("after", "until")),
     "count_in_window": (("what", "more_than", "within"), ()),
 }
 #: Keys of a form that are not predicates.
-FORM_VALUES = {"within", "more_than"}
+FORM_VALUES = {"within", "more_than", "require_since"}
 #: Template roles each form binds (the rows a message can name with {ROLE.FIELD}).
 ROLES: dict[str, tuple[str, ...]] = {
     "precedes": ("row", "later", "since"),
