@@ -15,6 +15,7 @@ import sys
 import typer
 
 from analyzer.cli import capture, check, console, import_, record, replay, report
+from analyzer.cli import rules as rules_cli
 from tracer import __version__
 from tracer.errors import BlkreplayError
 
@@ -28,7 +29,7 @@ app = typer.Typer(
 )
 
 #: Command modules, in the order `blkreplay --help` lists them.
-COMMAND_MODULES = (record, capture, import_, check, replay, report)
+COMMAND_MODULES = (record, capture, import_, check, replay, report, rules_cli)
 
 
 def _version(value: bool) -> None:

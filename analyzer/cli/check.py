@@ -42,6 +42,14 @@ def register(app: typer.Typer) -> None:
                               "filesystem shared by the workers) or local:N to start N worker processes "
                               "here. Implies --engine dask; needs the distributed package (dask extra)."),
         ] = None,
+        rule_files: Annotated[
+            list[Path] | None,
+            typer.Option("--rules-file", help="A rule file (docs/rules-language.md) to run too; repeatable.",
+                         show_default=False),
+        ] = None,
+        only_file: Annotated[
+            bool, typer.Option("--only-file", help="Run only the rules of the --rules-file files.")
+        ] = False,
     ) -> None:
         """Check the ordering guarantees of QEMU's block I/O error path in traces.
 
@@ -50,7 +58,8 @@ def register(app: typer.Typer) -> None:
         rule_ids = rules.split(",") if rules is not None else None
         with console.progress_bar("checking", quiet=quiet) as progress:
             result = check([str(p) for p in paths], rules=rule_ids, engine=engine, workers=workers,
-                           scheduler=scheduler, progress=progress)
+                           scheduler=scheduler, progress=progress,
+                           rule_files=[str(p) for p in rule_files or []], only_files=only_file)
         if fmt == "text" and output is None:
             print_text(result, console.out, quiet=quiet)
         else:
