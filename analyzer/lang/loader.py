@@ -180,11 +180,11 @@ def _walk(loader: yaml.SafeLoader, node: Node, file: str) -> Y:
         keys: dict[str, Loc] = {}
         for k, v in node.value:
             kloc = _loc(file, k.start_mark)
+            if k.tag == "tag:yaml.org,2002:merge":
+                raise RuleFileError([f"{kloc}: YAML merge keys are not allowed (use macros)"])
             if not isinstance(k, ScalarNode) or k.tag not in _SCALAR_TAGS:
                 raise RuleFileError([f"{kloc}: a mapping key must be plain text"])
             key = str(loader.construct_object(k))
-            if key == "<<":
-                raise RuleFileError([f"{kloc}: YAML merge keys are not allowed (use macros)"])
             if key in out:
                 raise RuleFileError([f"{kloc}: key {key!r} given twice (first at {keys[key]})"])
             out[key] = _walk(loader, v, file)
