@@ -10,7 +10,9 @@ that fits::
     │   ├── TraceSchemaError    a table that breaks schema v1
     │   ├── TraceFormatError    a file that is not a trace at all (not Parquet, empty, unreadable)
     │   ├── ImportFormatError   a QMP / QEMU log / libvirt log line that cannot be parsed
-    │   └── UnknownFormatError  a format name (``--format``) that is not one of the choices
+    │   ├── UnknownFormatError  a format name (``--format``) that is not one of the choices
+    │   └── RuleFileError       a rule file (docs/rules-language.md) with mistakes: one
+    │                           "file:line:col: what" line each
     ├── ScenarioError           a bad scenario file or simulation parameter
     │   └── FieldError          a bad value for one configuration field (names the field)
     ├── RecorderError           misuse of the recorder (unknown kind, closed recorder, failed write)
@@ -87,6 +89,17 @@ class UnknownFormatError(InputError):
         super().__init__(f"unknown format {value!r} (choose from {', '.join(choices)})")
         self.value = value
         self.choices = tuple(choices)
+
+
+class RuleFileError(InputError):
+    """A rule file that cannot be used: `problems` are one-line "file:line:col: what" texts,
+    all of them (`blkreplay rules lint` prints each); the message is the first."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        more = len(self.problems) - 1
+        tail = f" (and {more} more: blkreplay rules lint shows all)" if more > 0 else ""
+        super().__init__(self.problems[0] + tail)
 
 
 def check_format(value: str, choices: Sequence[str]) -> str:

@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from analyzer.cli import console
 from analyzer.lang import lint
 from analyzer.lang.examples import run_examples
 from analyzer.lang.listing import entries, explain, show
-from analyzer.text import printable, terminal
+from analyzer.text import printable
 
 RuleFiles = Annotated[
     list[Path] | None,
@@ -42,13 +41,12 @@ def register(app: typer.Typer) -> None:
     @rules.command("list")
     def list_command(rule_files: RuleFiles = None) -> None:
         """Every rule: built-in (and restated in the default rule file) and loaded."""
-        table = Table(show_edge=False, header_style="bold")
-        for col in ("id", "severity", "source"):
-            table.add_column(col, no_wrap=True)
-        for e in entries(_files(rule_files)):
+        found = entries(_files(rule_files))
+        width = max(len(e.id) for e in found)
+        _print(f"{'id':<{width}}  {'severity':<8}  source")
+        for e in found:
             source = e.source + (" + builtin.yaml" if e.restated else "")
-            table.add_row(terminal(e.id), e.severity, terminal(source))
-        console.out.print(table)
+            _print(f"{e.id:<{width}}  {e.severity:<8}  {source}")
 
     @rules.command("show")
     def show_command(

@@ -9,18 +9,20 @@ easier to write and review by hand.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from analyzer.lang.ruleset import compile_file
-from tracer import safejson, tracedir
+from tracer import tracedir
 from tracer.errors import InputError
 from tracer.schema import COLUMN_NAMES, from_pylist
 
 #: Bounds on a .jsonl example trace.
 MAX_ROWS = 100_000
+MAX_LINE = 10_000
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,13 @@ def read_jsonl_rows(path: Path) -> list[dict]:
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
+        if len(line) > MAX_LINE:
+            raise InputError(f"a row longer than {MAX_LINE} characters", path=path, line=n)
         if len(rows) >= MAX_ROWS:
             raise InputError(f"more than {MAX_ROWS} rows in an example trace", path=path, line=n)
         try:
-            row = safejson.loads(line)
-        except ValueError as exc:
+            row = json.loads(line)  # one flat row per line: bounded by MAX_LINE
+        except (ValueError, RecursionError) as exc:
             raise InputError(f"not a JSON object: {exc}", path=path, line=n) from None
         if not isinstance(row, dict):
             raise InputError("a row is a JSON object", path=path, line=n)

@@ -26,7 +26,9 @@ from yaml.composer import Composer
 from yaml.events import AliasEvent, MappingStartEvent, ScalarEvent, SequenceStartEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from tracer.errors import InputError
+from tracer.errors import InputError, RuleFileError
+
+__all__ = ["Loc", "RuleFileError", "Y", "load_file", "load_text"]
 
 #: Bounds on a rule file (a hostile file is an error, never a hang).
 MAX_BYTES = 1 << 20
@@ -52,15 +54,6 @@ class Loc:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
-
-
-class RuleFileError(InputError):
-    """A rule file that cannot be used: `problems` are one-line "file:line:col: what" texts."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        more = f" (and {len(problems) - 1} more: blkreplay rules lint shows all)" if len(problems) > 1 else ""
-        super().__init__(problems[0] + more)
 
 
 @dataclass
