@@ -121,17 +121,24 @@ def _codes(s: Steps, column: str, values: tuple[str | int | None, ...]) -> list[
     return [NULL if v is None else lookup.get(str(v), _NONE) for v in values]
 
 
+def _member(arr: np.ndarray, codes: list[int]) -> np.ndarray:
+    """arr in codes: a comparison or two for the usual one or two values, isin beyond."""
+    if len(codes) == 1:
+        return arr == codes[0]
+    if len(codes) == 2:
+        return (arr == codes[0]) | (arr == codes[1])
+    return np.isin(arr, np.asarray(codes, dtype=np.int64))
+
+
 def _eval(s: Steps, p: Pred, cache: dict[Pred, np.ndarray]) -> np.ndarray:
     if isinstance(p, Always):
         return np.ones(s.n, dtype=bool)
     if isinstance(p, Column):
-        arr = getattr(s, p.column)
-        out = np.isin(arr, np.asarray(_codes(s, p.column, p.values), dtype=np.int64))
+        out = _member(getattr(s, p.column), _codes(s, p.column, p.values))
         return ~out if p.negate else out
     if isinstance(p, Named):
         names = s.reply_name if p.kind == "qmp_reply" else s.name
-        codes = np.asarray(_codes(s, "name", p.names), dtype=np.int64)
-        return (s.kind == K[p.kind]) & np.isin(names, codes)
+        return (s.kind == K[p.kind]) & _member(names, _codes(s, "name", p.names))
     if isinstance(p, Flag):
         has = s.has_eid if p.flag == "has_error_id" else s.vm_any(s.has_eid)
         return has if p.value else ~has

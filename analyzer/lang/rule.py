@@ -110,7 +110,7 @@ class LangRule:
                 continue
             info = dataclasses.replace(self.info, severity="warning") if end else self.info
             template = at_end_message if end else message
-            roles = {k: a[pick] for k, a in v.roles.items()}
+            roles = {k: a[pick].tolist() for k, a in v.roles.items()}
             out.extend(findings(
                 s, info, [a[pick] for a in evidence], device=device[pick],
                 error_id=eids(s, v.anchor[pick]),
@@ -118,9 +118,9 @@ class LangRule:
             ))
         return out
 
-    def _render(self, s: Steps, t: Template, roles: dict[str, np.ndarray], k: int) -> str:
+    def _render(self, s: Steps, t: Template, roles: dict[str, list[int]], k: int) -> str:
         def value(role: str, name: str) -> str | None:
-            row = int(roles[role][k]) if role in roles else -1
+            row = roles[role][k] if role in roles else -1
             return None if row < 0 else field_text(s, row, name)
 
         def rule_value(name: str) -> str:

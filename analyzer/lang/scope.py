@@ -20,6 +20,7 @@ class Scope:
     def __init__(self, s: Steps, name: str) -> None:
         self.s = s
         self.name = name
+        self._indexes: dict[int, tuple[np.ndarray, KeyedIndex]] = {}
         if name == "device":
             self.keyed = s.device >= 0
             self.key = s.device
@@ -34,7 +35,12 @@ class Scope:
             self.shared = False
 
     def _index(self, mask: np.ndarray) -> KeyedIndex:
-        return KeyedIndex(self.s, mask & self.keyed, self.key)
+        """The keyed index of `mask` rows, built once per mask (a form asks it twice)."""
+        hit = self._indexes.get(id(mask))
+        if hit is None or hit[0] is not mask:
+            hit = (mask, KeyedIndex(self.s, mask & self.keyed, self.key))
+            self._indexes[id(mask)] = hit
+        return hit[1]
 
     def prev(self, mask: np.ndarray, rows: np.ndarray, key: np.ndarray | None = None) -> np.ndarray:
         """Last `mask` row strictly before each of `rows` in its scope (key of the row, or
