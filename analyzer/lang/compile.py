@@ -270,6 +270,8 @@ class Compiler:
                 self.problem(node.loc, f"unknown {column} {v!r}; values: {', '.join(S.CLOSED[column])}")
             elif column in S.INTS and not isinstance(v, int):
                 self.problem(node.loc, f"{column} takes integers, not {v!r}")
+            elif column in S.INTS and not 0 <= v < 2**31:
+                self.problem(node.loc, f"{column} {v} is out of range (0 to 2147483647)")
             elif column not in S.INTS and isinstance(v, int):
                 self.problem(node.loc, f"{column} takes text, not the number {v!r}")
 

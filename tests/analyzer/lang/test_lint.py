@@ -146,3 +146,8 @@ def test_too_many_rules(tmp_path):
 def test_unknown_needs(tmp_path):
     got = one_rule("    needs: [qmp_event:STOP, vm_stopp]\n    absent: {what: {event: A}}\n", tmp_path)
     assert got == ["8:29: unknown kind 'vm_stopp'; kinds: " + ", ".join(__import__("tracer.schema").schema.KINDS)]
+
+
+def test_integers_out_of_range(tmp_path):
+    got = one_rule("    absent:\n      what: {event: BLOCK_IO_ERROR, errno: 100000000000000000000000}\n", tmp_path)
+    assert got == ["9:44: errno 100000000000000000000000 is out of range (0 to 2147483647)"]
