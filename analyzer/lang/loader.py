@@ -7,7 +7,8 @@ file:line:col) and expands aliases (a billion-laughs file would hang it). So the
 *composed* with PyYAML's SafeLoader (its parser never constructs objects of arbitrary tags)
 into nodes, each keeping its mark, and this module walks the nodes itself:
 
-* the file's size, the nesting depth and the number of nodes are bounded before anything grows;
+* the file's size (512 KiB), the nesting depth (32) and the number of values (20,000) are
+  bounded before anything grows, so that even the slowest file is refused within seconds;
 * YAML aliases and anchors are refused outright (the language has macros and lists for reuse),
   so nothing expands;
 * only plain scalars (text, integers, floats, booleans, null) are accepted: any other tag
@@ -31,9 +32,9 @@ from tracer.errors import InputError, RuleFileError
 __all__ = ["Loc", "RuleFileError", "Y", "load_file", "load_text"]
 
 #: Bounds on a rule file (a hostile file is an error, never a hang).
-MAX_BYTES = 1 << 20
+MAX_BYTES = 512 * 1024
 MAX_DEPTH = 32
-MAX_NODES = 100_000
+MAX_NODES = 20_000
 
 _SCALAR_TAGS = {
     "tag:yaml.org,2002:str",

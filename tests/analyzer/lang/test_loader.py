@@ -89,3 +89,12 @@ def test_positions_are_kept_for_every_value():
     rule = tree.value["rules"].value[0]
     assert str(rule.value["title"].loc) == "f.yaml:3:12"
     assert str(rule.keys["title"]) == "f.yaml:3:5"
+
+
+@pytest.mark.timeout(60)
+def test_too_many_values_is_refused_while_composing(tmp_path):
+    from analyzer.lang.loader import MAX_NODES
+
+    got = problems("a: [" + ",".join(["1"] * (MAX_NODES + 10)) + "]\n", tmp_path)
+    assert len(got) == 1
+    assert got[0].endswith(f"more than {MAX_NODES} values: a rule file this big is refused")
