@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from analyzer.check import check
 from analyzer.lang.ruleset import compile_file
 from tracer import tracedir
 from tracer.errors import InputError
@@ -82,8 +83,6 @@ def read_jsonl_rows(path: Path) -> list[dict]:
 
 def run_examples(rule_file: str | Path) -> list[ExampleResult]:
     """Run every test of `rule_file` (an `InputError` if it has none or a trace is unusable)."""
-    from analyzer.check import check  # the checker runs the rules; lang itself stays below it
-
     path = Path(rule_file)
     compiled = compile_file(path)
     if not compiled.tests:
