@@ -12,7 +12,13 @@ import yaml
 
 from analyzer.lang.compile import RuleSpec
 from analyzer.lang.loader import load_file, load_text
-from analyzer.lang.ruleset import BUILTIN_NAME, builtin_text, compile_builtin, load_rules
+from analyzer.lang.ruleset import (
+    BUILTIN_NAME,
+    builtin_text,
+    compile_builtin,
+    compile_file,
+    load_rules,
+)
 from analyzer.rules.catalogue import DECLARATIONS, INTEGRITY_RULES, RULE_FUNCTIONS
 from tracer.errors import InputError
 
@@ -138,7 +144,13 @@ def explain(rule_id: str, rule_files: Sequence[str | Path] = ()) -> str:
         s = e.spec
         head = [f"{s.id} ({s.severity}, guarantee {s.guarantee}): {s.title}", "", s.explanation, "",
                 f"defined at {s.source} as {s.form} over scope {s.scope}:", ""]
-        return "\n".join(head + ["  " + x for x in s.text.splitlines()]) + "\n"
+        body = ["  " + x for x in s.text.splitlines()]
+        path = s.source.rsplit(":", 1)[0]
+        tests = list(compile_file(path).tests)
+        if tests:
+            body += ["", f"examples (blkreplay rules test {path}):"]
+            body += [f"  {t.trace}: {dict(t.expect).get(s.id, 0)} finding(s)" for t in tests]
+        return "\n".join(head + body) + "\n"
     d = DECLARATIONS[e.id]
     lines = [f"{d.id} ({d.severity}, guarantee {d.guarantee}): {d.title}", "", d.explanation, "",
              f"decided in Python: {e.source} (docs/rules.md §3 defines it)"]

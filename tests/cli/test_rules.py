@@ -159,3 +159,13 @@ def test_rules_selects_among_loaded_rules(capsys):
                         "--rules", "no-resume-while-failing", "-f", "json", "-q"], capsys)
     doc = json.loads(out)
     assert code == 1 and list(doc["summary"]["by_rule"]) == ["no-resume-while-failing"]
+
+
+def test_explain_lists_the_examples_of_the_rule(capsys):
+    code, out, _ = run(["rules", "explain", "no-resume-while-failing", "--rules-file", str(EXAMPLES)], capsys)
+    assert code == 0
+    assert out.endswith(f"examples (blkreplay rules test {EXAMPLES}):\n"
+                        "  examples/clean.jsonl: 0 finding(s)\n  examples/block-job-late.jsonl: 0 finding(s)\n"
+                        "  examples/flapping.jsonl: 0 finding(s)\n  examples/no-reset.jsonl: 1 finding(s)\n"
+                        "  examples/resume-without-cont.jsonl: 0 finding(s)\n"
+                        "  examples/forgotten-pause.jsonl: 0 finding(s)\n")
