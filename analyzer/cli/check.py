@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         rule_files: Annotated[
             list[Path] | None,
-            typer.Option("--rules-file", help="A rule file (docs/rules-language.md) to run too; repeatable.",
+            typer.Option("--rules-file", metavar="FILE", help="A rule file (docs/rules-language.md) to run too; repeatable.",
                          show_default=False),
         ] = None,
         only_file: Annotated[

@@ -19,7 +19,7 @@ from analyzer.text import printable
 
 RuleFiles = Annotated[
     list[Path] | None,
-    typer.Option("--rules-file", help="A rule file to load too (repeatable).", show_default=False),
+    typer.Option("--rules-file", metavar="FILE", help="A rule file to load too (repeatable).", show_default=False),
 ]
 
 
