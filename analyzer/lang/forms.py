@@ -129,7 +129,11 @@ def count_in_window(s: Steps, scope: Scope, what: np.ndarray, more_than: int, wi
         j = np.arange(N, n)
         i = j - N
         viol[j] = (group[i] == group[j]) & (s.ts[r[j]] - s.ts[r[i]] <= np.int64(within_ns))
-    prev_viol = np.concatenate([[False], viol[:-1] & (group[1:] == group[:-1])]) if n else viol
+    # Consecutive violating windows overlap (share rows) unless a window is one row (N = 0).
+    if n and N > 0:
+        prev_viol = np.concatenate([[False], viol[:-1] & (group[1:] == group[:-1])])
+    else:
+        prev_viol = np.zeros(n, dtype=bool)
     starts = np.flatnonzero(viol & ~prev_viol)
     window = [r[starts - N + t] for t in range(N + 1)]
     first, last = (window[0], window[-1]) if len(window) else (none(0), none(0))

@@ -242,3 +242,9 @@ def test_emission_order_reorders_throttled_events(tmp_path):
                         + textwrap.indent(rule.replace("{order}", order), "    "), encoding="utf-8")
         found[order] = [f.seq for f in check([str(out)], rule_files=[str(path)], only_files=True).findings]
     assert found == {"arrival": [(0, 1)], "emission": []}
+
+
+def test_count_more_than_zero_flags_every_row(tmp_path):
+    rule = COUNT.replace("more_than: 2", "more_than: 0")
+    trace = rows(*(ev(t, "STOP") for t in (0, 1, 2)))
+    assert [f.seq for f in run(rule, trace, tmp_path).findings] == [(0,), (1,), (2,)]
