@@ -119,10 +119,14 @@ def absent(s: Steps, scope: Scope, what: np.ndarray, after: np.ndarray | None,
 
 def count_in_window(s: Steps, scope: Scope, what: np.ndarray, more_than: int, within_ns: int) -> Verdict:
     rows = scope.anchors(what)
-    key = scope.key[rows]
-    order = np.lexsort((rows, key, s.vm[rows]))
-    r = rows[order]
-    group = s.vm[r].astype(np.int64) * np.int64(1 << 32) + key[order]
+    if scope.name == "vm":  # rows are in (vm, row) order already
+        r = rows
+        group = s.vm[r]
+    else:
+        key = scope.key[rows]
+        order = np.lexsort((rows, key, s.vm[rows]))
+        r = rows[order]
+        group = s.vm[r].astype(np.int64) * np.int64(1 << 32) + key[order]
     n, N = len(r), more_than
     viol = _no(n)
     if n > N:
