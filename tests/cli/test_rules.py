@@ -169,3 +169,22 @@ def test_explain_lists_the_examples_of_the_rule(capsys):
                         "  examples/flapping.jsonl: 0 finding(s)\n  examples/no-reset.jsonl: 1 finding(s)\n"
                         "  examples/resume-without-cont.jsonl: 0 finding(s)\n"
                         "  examples/forgotten-pause.jsonl: 0 finding(s)\n")
+
+
+def test_rules_file_is_repeatable_and_ids_must_be_unique(capsys, tmp_path):
+    one = tmp_path / "one.yaml"
+    one.write_text("rules:\n  - id: no-stop\n    severity: warning\n    title: t\n    explanation: e\n"
+                   "    scope: vm\n    absent: {what: {event: STOP}}\n", encoding="utf-8")
+    two = tmp_path / "two.yaml"
+    two.write_text(one.read_text(encoding="utf-8").replace("no-stop", "no-resume").replace("STOP", "RESUME"),
+                   encoding="utf-8")
+    code, out, _ = run(["check", str(TRACES / "fixed"), "--rules-file", str(one), "--rules-file", str(two),
+                        "--only-file", "-f", "json", "-q"], capsys)
+    doc = json.loads(out)
+    assert code == 0 and doc["verdict"] == "pass"
+    assert set(doc["summary"]["by_rule"]) == {"no-stop", "no-resume"}
+    assert all(n > 0 for n in doc["summary"]["by_rule"].values())
+    code, _, err = run(["check", str(TRACES / "fixed"), "--rules-file", str(one), "--rules-file", str(one),
+                        "--only-file"], capsys)
+    assert code == 2
+    assert err.strip() == f"blkreplay: error: {one}:2: rule id 'no-stop' is also defined at {one}:2"
