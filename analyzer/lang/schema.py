@@ -23,8 +23,6 @@ FORMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "absent": (("what",), ("after", "until")),
     "count_in_window": (("what", "more_than", "within"), ()),
 }
-#: Keys of a form that are not predicates.
-FORM_VALUES = {"within", "more_than", "require_since"}
 #: Template roles each form binds (the rows a message can name with {ROLE.FIELD}).
 ROLES: dict[str, tuple[str, ...]] = {
     "precedes": ("row", "later", "since"),
@@ -32,8 +30,6 @@ ROLES: dict[str, tuple[str, ...]] = {
     "absent": ("row", "after"),
     "count_in_window": ("first", "row"),
 }
-#: Which role is the finding's anchor (its device, error id).
-ANCHOR = {"precedes": "row", "responds": "trigger", "absent": "row", "count_in_window": "first"}
 
 #: Keys of a rule besides its form.
 RULE_KEYS = ("id", "severity", "title", "explanation", "guarantee", "needs", "scope", "order",
