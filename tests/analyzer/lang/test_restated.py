@@ -96,3 +96,27 @@ def test_same_findings_on_generated_traces(tmp_path, program, imported, qmp_only
     path = tmp_path / "t.parquet"
     tracedir.write_table(from_pylist(rows, "sim"), path)
     assert_same([path])
+
+
+def _sweep():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("accuracy_sweep", REPO / "benchmarks" / "accuracy_sweep.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_sweeps_restated_mode_compares_and_would_see_a_difference(tmp_path, monkeypatch):
+    sweep = _sweep()
+    trace = TRACES[[t.name for t in TRACES].index("sync-stop")]
+    result = check([str(trace)])
+    compared, diffs = sweep.restated_diff(trace, result)
+    assert compared > 0 and diffs == []
+    # A restatement that drifts (here: one word of a message) is reported finding by finding.
+    drifted = tmp_path / "drift.yaml"
+    drifted.write_text(BUILTIN.read_text(encoding="utf-8").replace("only the main\n      loop", "only the\n      loop"),
+                       encoding="utf-8")
+    monkeypatch.setattr(sweep, "BUILTIN_RULES", drifted)
+    compared, diffs = sweep.restated_diff(trace, result)
+    assert diffs and all("restated vm-stop-thread" in d for d in diffs)
