@@ -188,3 +188,13 @@ def test_rules_file_is_repeatable_and_ids_must_be_unique(capsys, tmp_path):
                         "--only-file"], capsys)
     assert code == 2
     assert err.strip() == f"blkreplay: error: {one}:2: rule id 'no-stop' is also defined at {one}:2"
+
+
+def test_rule_file_text_is_printed_escaped(capsys, tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text('rules:\n  - id: r\n    severity: error\n    title: "[red]boom\\e[31m\\u202e"\n'
+                    "    explanation: e\n    scope: vm\n    absent: {what: {event: STOP}}\n", encoding="utf-8")
+    code, out, _ = run(["rules", "explain", "r", "--rules-file", str(path)], capsys)
+    assert code == 0
+    assert "\x1b" not in out and "\u202e" not in out
+    assert out.startswith("r (error, guarantee user): [red]boom")
