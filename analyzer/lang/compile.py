@@ -65,6 +65,8 @@ class RuleFile:
     path: str
     rules: tuple[RuleSpec, ...]
     tests: tuple[ExampleSpec, ...]
+    #: The file's `lists:` and `macros:` as written (plain values), for `rules show`.
+    library: tuple[tuple[str, Any], ...] = ()
 
 
 def _kind_of(v: Any) -> str:
@@ -126,13 +128,15 @@ class Compiler:
                 seen[spec.id] = item.value["id"].loc
                 rules.append(spec)
         tests = self._tests(top["tests"], {r.id for r in rules}) if "tests" in top else []
-        return self._done(rules, tests)
+        library = tuple((k, top[k].plain()) for k in ("lists", "macros") if k in top)
+        return self._done(rules, tests, library)
 
-    def _done(self, rules: list[RuleSpec], tests: list[ExampleSpec]) -> RuleFile:
+    def _done(self, rules: list[RuleSpec], tests: list[ExampleSpec],
+              library: tuple[tuple[str, Any], ...] = ()) -> RuleFile:
         if self.problems:
             ordered = sorted(self.problems, key=lambda p: (p[0].line, p[0].col, p[1]))
             raise RuleFileError([f"{loc}: {text}" for loc, text in ordered])
-        return RuleFile(self.file, tuple(rules), tuple(tests))
+        return RuleFile(self.file, tuple(rules), tuple(tests), library)
 
     # ------------------------------------------------------------------ lists and macros
 

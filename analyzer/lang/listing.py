@@ -10,13 +10,11 @@ from pathlib import Path
 
 import yaml
 
-from analyzer.lang.compile import RuleSpec
-from analyzer.lang.loader import load_file, load_text
+from analyzer.lang.compile import ExampleSpec, RuleFile, RuleSpec
 from analyzer.lang.ruleset import (
     BUILTIN_NAME,
     builtin_text,
     compile_builtin,
-    compile_file,
     load_rules,
 )
 from analyzer.rules.catalogue import DECLARATIONS, INTEGRITY_RULES, RULE_FUNCTIONS
@@ -66,6 +64,12 @@ class RuleEntry:
     #: Whether the rule is also stated in the default rule file (restated built-in).
     restated: bool
     spec: RuleSpec | None = None
+    #: The rule file it is stated in (None: Python only).
+    file: RuleFile | None = None
+
+    @property
+    def tests(self) -> tuple[ExampleSpec, ...]:
+        return self.file.tests if self.file is not None else ()
 
 
 def _python_source(rule_id: str) -> str:
@@ -79,12 +83,14 @@ def _python_source(rule_id: str) -> str:
 
 def entries(rule_files: Sequence[str | Path] = ()) -> list[RuleEntry]:
     """Every built-in rule (catalogue order), then every rule of `rule_files` (file order)."""
-    restated = {r.id: r for r in compile_builtin().rules}
+    builtin = compile_builtin()
+    restated = {r.id: r for r in builtin.rules}
     out = [RuleEntry(r.id, r.severity, r.title, _python_source(r.id), r.id in restated,
-                     restated.get(r.id)) for r in DECLARATIONS.values()]
-    for rule in load_rules(list(rule_files)).rules:
-        s = rule.spec
-        out.append(RuleEntry(s.id, s.severity, s.title, s.source, False, s))
+                     restated.get(r.id), builtin if r.id in restated else None)
+           for r in DECLARATIONS.values()]
+    for f in load_rules(list(rule_files)).files:
+        for s in f.rules:
+            out.append(RuleEntry(s.id, s.severity, s.title, s.source, False, s, f))
     return out
 
 
@@ -101,7 +107,7 @@ def show(ids: Sequence[str] = (), rule_files: Sequence[str | Path] = (), *, buil
     if builtin:
         return builtin_text()
     chosen = [_find(i, rule_files) for i in ids] if ids else entries(rule_files)
-    parts = ["version: 1", *_library([e.spec for e in chosen if e.spec is not None]), "rules:"]
+    parts = ["version: 1", *_library([e.file for e in chosen if e.file is not None]), "rules:"]
     for e in chosen:
         if e.spec is not None:
             parts.append(f"  # {e.spec.source}")
@@ -118,17 +124,14 @@ def show(ids: Sequence[str] = (), rule_files: Sequence[str | Path] = (), *, buil
     return "\n".join(parts) + "\n"
 
 
-def _library(specs: list[RuleSpec]) -> list[str]:
+def _library(files: list[RuleFile]) -> list[str]:
     """The `lists:` and `macros:` of the files the shown rules come from (so that the output
     loads as a rule file of its own)."""
     merged: dict[str, dict] = {"lists": {}, "macros": {}}
-    for source in dict.fromkeys(s.source.rsplit(":", 1)[0] for s in specs):
-        tree = load_text(builtin_text(), BUILTIN_NAME) if source == BUILTIN_NAME else load_file(source)
-        if tree is None or not tree.is_map:
-            continue
-        for key in merged:
-            if key in tree.value and tree.value[key].is_map:
-                merged[key].update(tree.value[key].plain())
+    for f in {f.path: f for f in files}.values():
+        for key, values in f.library:
+            if isinstance(values, dict):
+                merged[key].update(values)
     out = []
     for key, values in merged.items():
         if values:
@@ -145,11 +148,9 @@ def explain(rule_id: str, rule_files: Sequence[str | Path] = ()) -> str:
         head = [f"{s.id} ({s.severity}, guarantee {s.guarantee}): {s.title}", "", s.explanation, "",
                 f"defined at {s.source} as {s.form} over scope {s.scope}:", ""]
         body = ["  " + x for x in s.text.splitlines()]
-        path = s.source.rsplit(":", 1)[0]
-        tests = list(compile_file(path).tests)
-        if tests:
-            body += ["", f"examples (blkreplay rules test {path}):"]
-            body += [f"  {t.trace}: {dict(t.expect).get(s.id, 0)} finding(s)" for t in tests]
+        if e.tests:
+            body += ["", f"examples (blkreplay rules test {s.source.rsplit(':', 1)[0]}):"]
+            body += [f"  {t.trace}: {dict(t.expect).get(s.id, 0)} finding(s)" for t in e.tests]
         return "\n".join(head + body) + "\n"
     d = DECLARATIONS[e.id]
     lines = [f"{d.id} ({d.severity}, guarantee {d.guarantee}): {d.title}", "", d.explanation, "",

@@ -29,7 +29,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from tracer.errors import InputError, RuleFileError
 
-__all__ = ["Loc", "RuleFileError", "Y", "load_file", "load_text"]
+__all__ = ["Loc", "RuleFileError", "Y", "load_file", "load_text", "read_file"]
 
 #: Bounds on a rule file (a hostile file is an error, never a hang).
 MAX_BYTES = 512 * 1024
@@ -134,21 +134,25 @@ def load_text(text: str, file: str) -> Y | None:
         loader.dispose()
 
 
-def load_file(path: str | Path) -> Y | None:
-    """The located tree of the rule file at `path` (read with the size bound first)."""
+def read_file(path: str | Path) -> str:
+    """The text of the rule file at `path`, read once, with the size bound first."""
     p = Path(path)
     try:
-        size = p.stat().st_size
-        if size > MAX_BYTES:
-            raise RuleFileError([f"{p}:1:1: larger than {MAX_BYTES} bytes: a rule file this big is refused"])
-        data = p.read_bytes()
+        with p.open("rb") as f:
+            data = f.read(MAX_BYTES + 1)
     except OSError as exc:
         raise InputError(f"cannot read rule file: {exc.strerror or exc}", path=p) from None
+    if len(data) > MAX_BYTES:
+        raise RuleFileError([f"{p}:1:1: larger than {MAX_BYTES} bytes: a rule file this big is refused"])
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RuleFileError([f"{p}:1:1: not UTF-8 text (byte {exc.start})"]) from None
-    return load_text(text, str(p))
+
+
+def load_file(path: str | Path) -> Y | None:
+    """The located tree of the rule file at `path`."""
+    return load_text(read_file(path), str(path))
 
 
 def _walk(loader: yaml.SafeLoader, node: Node, file: str) -> Y:

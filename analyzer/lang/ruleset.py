@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from analyzer.lang.compile import RuleFile, compile_text
-from analyzer.lang.loader import RuleFileError, load_file, load_text
+from analyzer.lang.loader import RuleFileError, load_text, read_file
 from analyzer.lang.predicates import Pred
 from analyzer.lang.rule import LangRule
 from analyzer.result import Finding
@@ -29,9 +29,8 @@ def builtin_text() -> str:
 
 def compile_file(path: str | Path) -> RuleFile:
     """The compiled rule file at `path`; every mistake is listed in the `RuleFileError`."""
-    tree = load_file(path)
-    text = Path(path).read_text(encoding="utf-8")
-    return compile_text(text, str(path), tree)
+    text = read_file(path)
+    return compile_text(text, str(path), load_text(text, str(path)))
 
 
 def compile_builtin() -> RuleFile:
