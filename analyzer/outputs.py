@@ -132,6 +132,33 @@ def write_output(
     return None if f.path == STDOUT else Path(f.path)
 
 
+def check_output_dir(
+    path: PathArg,
+    *,
+    inputs: Iterable[PathArg],
+    parents: bool = False,
+    replace: bool = False,
+) -> Path:
+    """The directory output `path` checked as :func:`output_dir` will check it; writes nothing.
+
+    So that a command can refuse a bad output before it spends minutes on its inputs.
+    """
+    target = _place(path, allow_stdout=False, parents=parents, directory=True)
+    assert target is not None
+    _not_an_input(target, inputs, contains_inputs=True)
+    if os.path.lexists(target):
+        if not target.is_dir():
+            raise OutputError("exists and is not a directory", path=target)
+        if not replace:
+            what = "is not empty (old files would mix with new)" if any(target.iterdir()) else \
+                "already exists"
+            raise OutputError(f"directory {what}; --force replaces it as a whole", path=target)
+        if target.is_symlink() or os.path.ismount(target):
+            raise OutputError("is a symbolic link or a mount point: it cannot be replaced as a whole",
+                              path=target)
+    return target
+
+
 @contextmanager
 def output_dir(
     path: PathArg,
@@ -142,29 +169,23 @@ def output_dir(
 ) -> Iterator[Path]:
     """A fresh directory to fill, renamed to `path` on a clean exit of the block.
 
-    An existing `path` is refused unless it is an empty directory, or `replace` is given: then
-    the old directory is swapped out and removed only once the new one is complete (so old
-    and new files never mix). The directory must not be, lie inside or contain an input.
-    On any exception the new directory is removed and `path` is left as it was.
+    An existing `path` is refused unless `replace` is given: then the old directory is
+    swapped out and removed only once the new one is complete (so old and new files never
+    mix, and an interrupted run leaves the old one as it was). An existing empty directory is
+    refused too: replacing it would silently change its inode, owner and permissions. The
+    directory must not be, lie inside or contain an input. On any exception the new
+    directory is removed and `path` is left as it was.
     """
-    target = _place(path, allow_stdout=False, parents=parents, directory=True)
-    assert target is not None
-    _not_an_input(target, inputs, contains_inputs=True)
-    if target.exists():
-        if not target.is_dir():
-            raise OutputError("exists and is not a directory", path=target)
-        if not replace and any(target.iterdir()):
-            raise OutputError("directory exists and is not empty (old files would mix with new)",
-                              path=target)
+    target = check_output_dir(path, inputs=inputs, parents=parents, replace=replace)
     if parents:
         _make_parents(target)
     try:
         work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=tracedir.TMP_SUFFIX,
                                      dir=target.parent))
-        os.chmod(work, 0o777 & ~tracedir.umask())
     except OSError as exc:
-        raise _failed(target, exc) from None
+        raise _failed(target, exc, f"cannot create a directory in {target.parent}") from None
     try:
+        os.chmod(work, 0o777 & ~tracedir.umask())
         yield work
         _swap_in(work, target)
     except BaseException:

@@ -344,8 +344,13 @@ _PLACES = ["missing-dir", "existing-dir", "trailing-slash", "under-a-file", "dee
            "proc", "proc-sys", "empty"]
 
 
-@pytest.mark.parametrize("place", _PLACES)
-@pytest.mark.parametrize("command", ["check", "report", "import"])
+# `import -o new/` names a new directory, import's directory output: a valid place (tested below)
+_BAD_OUTPUTS = [pytest.param(command, place, id=f"{command}-{place}")
+                for command in ("check", "report", "import") for place in _PLACES
+                if (command, place) != ("import", "trailing-slash")]
+
+
+@pytest.mark.parametrize("command,place", _BAD_OUTPUTS)
 def test_every_bad_output_is_one_line_and_exit_2(command, place, trace_file, tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
@@ -363,6 +368,13 @@ def test_every_bad_output_is_one_line_and_exit_2(command, place, trace_file, tmp
     if out:
         assert str(out).rstrip("/") in outcome.err_lines[0]
     assert sorted(os.listdir(work)) == before  # nothing created, no temporary file
+
+
+def test_import_into_a_new_directory_named_with_a_trailing_slash(tmp_path):
+    outcome = run_cli(["import", _log(tmp_path), "-o", f"{tmp_path}/new/", "-q"])
+    assert (outcome.code, outcome.err) == (0, "")
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["vm=vm0"]
+    assert leftovers(tmp_path) == []
 
 
 def test_check_output_beyond_the_file_size_limit(trace_file, tmp_path):
