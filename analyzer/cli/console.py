@@ -26,8 +26,18 @@ from analyzer import outputs
 from analyzer.progress import ProgressCallback
 from analyzer.text import terminal
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _Console(Console):
+    """A rich console whose closed pipe is a BrokenPipeError for :func:`analyzer.cli.main` to
+    map (rich's own handling exits 1, which means "findings")."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError("standard output closed")
+
+
+out = _Console(highlight=False, soft_wrap=False)
+err = _Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> None:
