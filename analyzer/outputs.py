@@ -18,7 +18,10 @@ file, or a traceback. So every output goes through this module:
   naming the output and the reason; no temporary file is left behind and an existing output
   keeps its old content.
 - :func:`output_dir` does the same for a directory output (an import of several VMs): it is
-  built beside the target and renamed into place only when complete.
+  built beside the target and renamed into place only when complete; an existing directory
+  is refused unless replaced as a whole (:func:`check_output_dir` checks without writing).
+- :func:`output_path` is for a writer that opens the file by name over a long time (a live
+  capture): it writes a temporary file beside the target, renamed into place at the end.
 
 Parent directories are created only when the caller passes ``parents=True``. ``-`` means
 standard output where the caller allows it (``allow_stdout=True``).
@@ -26,6 +29,7 @@ standard output where the caller allows it (``allow_stdout=True``).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -130,6 +134,49 @@ def write_output(
     with open_output(path, inputs=inputs, kind=kind, parents=parents, allow_stdout=allow_stdout) as f:
         f.write(data)
     return None if f.path == STDOUT else Path(f.path)
+
+
+@contextmanager
+def output_path(
+    path: PathArg,
+    *,
+    inputs: Iterable[PathArg],
+    kind: OutputKind,
+    parents: bool = False,
+) -> Iterator[Path]:
+    """A temporary path beside `path` for a writer that opens its file by name and writes it
+    over a long time (a live capture): renamed to `path`, with the umask's permissions, on a
+    clean exit of the block; removed on any exception, leaving an existing `path` as it was.
+
+    So an earlier output is replaced only by a finished new one. A process killed outright
+    (SIGKILL) leaves what it wrote as ``.NAME.*.tmp`` beside `path`.
+    """
+    target = check_output(path, inputs=inputs, kind=kind, parents=parents)
+    assert target is not None  # no stdout here
+    if parents:
+        _make_parents(target)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=tracedir.TMP_SUFFIX,
+                                   dir=target.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _failed(target, exc, f"cannot create a file in {target.parent}") from None
+    try:
+        yield Path(tmp)
+        try:
+            os.chmod(tmp, tracedir.file_mode())
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise _failed(target, exc) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def make_parents(path: PathArg) -> None:
+    """Create the missing parent directories of the output `path` (what ``--parents`` asks)."""
+    _make_parents(Path(os.fspath(path)))
 
 
 def check_output_dir(
