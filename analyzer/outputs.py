@@ -206,6 +206,45 @@ def check_output_dir(
     return target
 
 
+#: The files a recording directory holds (the recorder's, and the simulator's truth file).
+_RECORDING_FILES = (tracedir.MANIFEST_NAME, "truth.json")
+
+
+def check_recording_dir(
+    path: PathArg,
+    *,
+    inputs: Iterable[PathArg],
+    parents: bool = False,
+    replace: bool = False,
+) -> Path:
+    """The output directory of a recorder (written in place, segment by segment), checked.
+
+    Its place as for :func:`check_output_dir`; an existing non-empty directory is left to the
+    recorder to refuse unless `replace`, and `replace` (``record --force``, which deletes the
+    old directory) is refused for a directory that holds anything but a recording's files:
+    ``record -o ~ --force`` must not delete a home directory.
+    """
+    target = _place(path, allow_stdout=False, parents=parents, directory=True)
+    assert target is not None
+    _not_an_input(target, inputs, contains_inputs=True)
+    if os.path.lexists(target) and not target.is_dir():
+        raise OutputError("exists and is not a directory", path=target)
+    if replace and target.is_dir():
+        foreign = sorted(p.name for p in target.iterdir() if not _recording_file(p))
+        if foreign:
+            raise OutputError(f"holds files that are not a recording ({foreign[0]}, ...): "
+                              "--force replaces only a recording", path=target)
+    return target
+
+
+def _recording_file(p: Path) -> bool:
+    name = p.name
+    if p.is_symlink() or not p.is_file():
+        return False
+    return name in _RECORDING_FILES or name.endswith(tracedir.TMP_SUFFIX) or (
+        name.startswith(tracedir.SEGMENT_PREFIX) and name.endswith(tracedir.SEGMENT_SUFFIX))
+
+
 @contextmanager
 def output_dir(
     path: PathArg,
