@@ -15,9 +15,10 @@ output is a trace (a ``.parquet`` file or a directory) and the transcript is kep
 
 Every output is checked before connecting (:mod:`analyzer.outputs`: never an input, a missing
 directory or a bad place is one :class:`~tracer.errors.OutputError`). The transcript is
-written to a temporary file beside its name and renamed into place when the capture ends, so
-an earlier capture under that name is replaced only once the new one is complete, and kept
-as it was when the endpoint turns out not to speak QMP (or anything else fails).
+written to a temporary file beside its name and renamed into place as soon as the endpoint
+has spoken QMP (greeting and capabilities): an earlier capture under that name is kept as it
+was when the endpoint is not a QMP monitor, cannot be reached or refuses, and from then on the
+transcript can be watched under its name while it grows.
 
 This is the one module of the analyzer that uses the live capture of :mod:`tracer.capture`
 (``tests/test_architecture.py`` names it as that exception).
@@ -104,23 +105,31 @@ def capture_trace(
         transcript = outputs.check_output(transcript_path_for(plan.path), inputs=inputs,
                                           kind="transcript", parents=parents)
     assert transcript is not None  # no stdout for a capture
-    with outputs.output_path(transcript, inputs=inputs, kind="transcript", parents=parents) as tmp:
+    with outputs.output_path(transcript, inputs=inputs, kind="transcript", parents=parents) as pending:
+
+        def publish(lines: int, total: int | None) -> None:
+            # the capture reports progress only once the endpoint has spoken QMP: from then
+            # on the new transcript is worth more than an earlier one (and can be watched)
+            pending.publish()
+            if progress is not None:
+                progress(lines, total)
+
         try:
             summary = capture(
                 endpoint,
-                tmp,
+                pending.path,
                 poll_ms=poll_ms,
                 duration_s=duration_s,
                 until_shutdown=until_shutdown,
                 auto_cont_ms=auto_cont_ms,
-                progress=progress,
+                progress=publish,
                 connect_wait_s=connect_wait_s,
             )
         except OSError as exc:
             if exc.errno not in _WRITE_FAILURES:
                 raise
-            raise OutputError(f"cannot write ({exc.strerror or exc}); nothing written",
-                              path=transcript) from None
+            kept = "the transcript up to then is kept" if pending.published else "nothing written"
+            raise OutputError(f"cannot write ({exc.strerror or exc}); {kept}", path=transcript) from None
     summary.out = transcript
     if on_captured is not None:
         on_captured(summary)

@@ -20,8 +20,9 @@ file, or a traceback. So every output goes through this module:
 - :func:`output_dir` does the same for a directory output (an import of several VMs): it is
   built beside the target and renamed into place only when complete; an existing directory
   is refused unless replaced as a whole (:func:`check_output_dir` checks without writing).
-- :func:`output_path` is for a writer that opens the file by name over a long time (a live
-  capture): it writes a temporary file beside the target, renamed into place at the end.
+- :func:`output_path` is for a writer that opens the file by name and writes it over a long
+  time (a live capture): a temporary file beside the target, renamed into place once it is
+  worth more than the file it replaces.
 
 Parent directories are created only when the caller passes ``parents=True``. ``-`` means
 standard output where the caller allows it (``allow_stdout=True``).
@@ -136,6 +137,30 @@ def write_output(
     return None if f.path == STDOUT else Path(f.path)
 
 
+class PendingOutput:
+    """A file being written under a temporary name beside its target (see :func:`output_path`).
+
+    `path` is the name to write; :meth:`publish` renames it to `target` (with the umask's
+    permissions) once what it holds is worth more than the output it replaces: a writer that
+    keeps its file open goes on writing to the same file under its final name.
+    """
+
+    def __init__(self, path: Path, target: Path) -> None:
+        self.path = path
+        self.target = target
+        self.published = False
+
+    def publish(self) -> None:
+        if self.published:
+            return
+        try:
+            os.chmod(self.path, tracedir.file_mode())
+            os.replace(self.path, self.target)
+        except OSError as exc:
+            raise _failed(self.target, exc) from None
+        self.published = True
+
+
 @contextmanager
 def output_path(
     path: PathArg,
@@ -143,13 +168,14 @@ def output_path(
     inputs: Iterable[PathArg],
     kind: OutputKind,
     parents: bool = False,
-) -> Iterator[Path]:
-    """A temporary path beside `path` for a writer that opens its file by name and writes it
-    over a long time (a live capture): renamed to `path`, with the umask's permissions, on a
-    clean exit of the block; removed on any exception, leaving an existing `path` as it was.
+) -> Iterator[PendingOutput]:
+    """A :class:`PendingOutput` for a writer that opens its file by name and writes it over a
+    long time (a live capture).
 
-    So an earlier output is replaced only by a finished new one. A process killed outright
-    (SIGKILL) leaves what it wrote as ``.NAME.*.tmp`` beside `path`.
+    The file is published (renamed to `path`) when the writer calls
+    :meth:`PendingOutput.publish`, or at the latest on a clean exit of the block. An exception
+    before that removes it and leaves an existing `path` as it was; after it, the file stays
+    (it holds what was written until the failure).
     """
     target = check_output(path, inputs=inputs, kind=kind, parents=parents)
     assert target is not None  # no stdout here
@@ -161,16 +187,14 @@ def output_path(
         os.close(fd)
     except OSError as exc:
         raise _failed(target, exc, f"cannot create a file in {target.parent}") from None
+    pending = PendingOutput(Path(tmp), target)
     try:
-        yield Path(tmp)
-        try:
-            os.chmod(tmp, tracedir.file_mode())
-            os.replace(tmp, target)
-        except OSError as exc:
-            raise _failed(target, exc) from None
+        yield pending
+        pending.publish()
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if not pending.published:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise
 
 

@@ -50,9 +50,8 @@ def register(app: typer.Typer) -> None:
                 "-o",
                 "--out",
                 help="Output: a .jsonl transcript; any other path is a trace imported from it "
-                "(the transcript is kept beside it as OUT.qmp.jsonl). Written beside its name "
-                "and renamed into place when the capture ends: an earlier capture is kept "
-                "until then.",
+                "(the transcript is kept beside it as OUT.qmp.jsonl). An earlier transcript "
+                "is replaced only once the endpoint has spoken QMP.",
             ),
         ],
         poll: Annotated[

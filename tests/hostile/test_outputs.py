@@ -567,3 +567,28 @@ def test_an_existing_output_keeps_its_content_when_the_command_fails(trace_file,
     outcome = run_cli(["check", tmp_path / "missing.parquet", "-f", "json", "-o", out])
     assert outcome.code == 2 and out.read_text() == "previous findings\n"
     assert leftovers(tmp_path) == []
+
+
+def test_a_capture_can_be_watched_under_its_name_once_qmp_has_spoken(tmp_path):
+    import threading
+
+    from tests.tracer.fake_qmp import FakeQmp, wait_for
+
+    out = tmp_path / "live.jsonl"
+    out.write_text("earlier capture\n")
+    seen: list[bool] = []
+
+    def drive(fake: FakeQmp) -> None:
+        wait_for(lambda: "query-status" in fake.sent_names())
+        # the capture is running: its transcript is already the file under its name
+        seen.append(wait_for(lambda: "query-status" in out.read_text(), timeout=3))
+        fake.shutdown()
+
+    with FakeQmp(tmp_path / "s") as fake:
+        t = threading.Thread(target=drive, args=(fake,), daemon=True)
+        t.start()
+        outcome = run_cli(["capture", "--qmp", f"unix:{tmp_path}/s", "--poll", "50", "-o", out, "-q"])
+        t.join(5)
+    assert (outcome.code, seen) == (0, [True])
+    assert "earlier capture" not in out.read_text()
+    assert leftovers(tmp_path) == []
