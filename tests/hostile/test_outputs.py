@@ -592,3 +592,30 @@ def test_a_capture_can_be_watched_under_its_name_once_qmp_has_spoken(tmp_path):
     assert (outcome.code, seen) == (0, [True])
     assert "earlier capture" not in out.read_text()
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("command", ["check", "report", "import", "import-dir"])
+def test_disk_full_is_one_line_for_every_command(command, trace_file, tmp_path):
+    with tmpfs(tmp_path / "small") as small:
+        name = {"check": "f.json", "report": "r.html", "import": "t.parquet", "import-dir": "ds"}[command]
+        out = small / name
+        if command != "import-dir":
+            out.write_text("old\n")
+        with contextlib.suppress(OSError), open(small / "filler", "wb") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        argv = {
+            "check": ["check", trace_file, "-f", "json", "-o", out],
+            "report": ["report", trace_file, "-o", out],
+        }.get(command, ["import", _log(tmp_path), "-o", out])
+        outcome = run_cli([*argv, "-q"])
+        assert_contract(outcome)
+        assert outcome.code == 2
+        assert str(out) in outcome.err_lines[0] and "No space left on device" in outcome.err_lines[0]
+        if command == "import-dir":
+            assert not out.exists()
+        else:
+            assert out.read_text() == "old\n"
+        left = sorted(p.name for p in small.iterdir())
+        assert left == (["filler"] if command == "import-dir" else sorted(["filler", name]))
