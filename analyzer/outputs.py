@@ -8,8 +8,8 @@ file, or a traceback. So every output goes through this module:
 
 - :func:`check_output` refuses an output that is an input (same real path, or the same file
   by ``(st_dev, st_ino)``, a hard link), that lies inside an input directory, that gives a
-  non-Parquet output a trace file's name (``*.parquet``, ``manifest.json``) inside a trace
-  directory, or that would add a segment or manifest to an existing recording. It also names
+  non-Parquet output a ``*.parquet`` name (a later check of its directory would read it as a
+  trace), or that would add a segment or manifest to an existing recording. It also names
   what is wrong with the place itself: an empty path, a directory, a parent that is missing
   or is not a directory. It writes nothing.
 - :func:`open_output` / :func:`write_output` then write atomically through
@@ -410,17 +410,17 @@ def _not_an_input(target: Path, inputs: Iterable[PathArg], *, contains_inputs: b
 
 def _not_into_a_recording(target: Path, kind: str) -> None:
     parent = target.parent
-    if not (parent.is_dir() and tracedir.is_trace_dir(parent)):
-        return
     name = target.name
-    if name == tracedir.MANIFEST_NAME or (
+    in_recording = parent.is_dir() and tracedir.is_trace_dir(parent)
+    if in_recording and (name == tracedir.MANIFEST_NAME or (
         name.startswith(tracedir.SEGMENT_PREFIX) and name.endswith(tracedir.SEGMENT_SUFFIX)
-    ):
+    )):
         raise OutputError(f"would alter the recording in {parent} (a name the recorder owns)",
                           path=target)
-    if kind != "parquet" and name.endswith(".parquet"):
-        raise OutputError(f"a {kind} named like a Parquet file inside the trace directory {parent}",
-                          path=target)
+    if kind != "parquet" and name.lower().endswith(".parquet"):
+        # a later `check DIR` (or a glob) would read it as a trace
+        where = f"inside the trace directory {parent}" if in_recording else "(it would be read as a trace)"
+        raise OutputError(f"a {kind} named like a Parquet file {where}", path=target)
 
 
 def _file_id(st: os.stat_result) -> tuple[int, int]:

@@ -619,3 +619,14 @@ def test_disk_full_is_one_line_for_every_command(command, trace_file, tmp_path):
             assert out.read_text() == "old\n"
         left = sorted(p.name for p in small.iterdir())
         assert left == (["filler"] if command == "import-dir" else sorted(["filler", name]))
+
+
+def test_a_non_parquet_output_named_parquet_is_refused_anywhere(trace_file, tmp_path):
+    ds = tmp_path / "dataset" / "vm=a"
+    ds.mkdir(parents=True)
+    for argv in (["check", trace_file, "-f", "json", "-o", ds / "findings.parquet"],
+                 ["report", trace_file, "-f", "md", "-o", ds / "notes.PARQUET"]):
+        outcome = run_cli(argv)
+        assert_contract(outcome, names=argv[-1])
+        assert outcome.code == 2 and "would be read as a trace" in outcome.err_lines[0]
+    assert list(ds.iterdir()) == []
