@@ -141,10 +141,9 @@ def _internal_error(exc: Exception) -> NoReturn:
         lines = "".join(traceback.format_exception(exc)).rstrip("\n").split("\n")
         console.err.print("\n".join(terminal(line) for line in lines), highlight=False)
     hint = "" if _debug else f" (run with --debug or {DEBUG_ENV}=1 for the traceback)"
-    console.err.print(
-        f"[bold red]blkreplay: internal error, please report:[/] "
-        f"{terminal(type(exc).__name__)}: {terminal(first_line(exc))}{hint}"
-    )
+    name, text = type(exc).__name__, first_line(exc)
+    what = name if text == name else f"{name}: {text}"
+    console.err.print(f"[bold red]blkreplay: internal error, please report:[/] {terminal(what)}{hint}")
     raise SystemExit(exit_code_for(exc))
 
 

@@ -82,6 +82,18 @@ def test_an_unexpected_exception_is_one_line_and_exit_3(monkeypatch, capsys):
                    "(run with --debug or BLKREPLAY_DEBUG=1 for the traceback)"]
 
 
+def test_an_exception_without_a_message_is_named_once(monkeypatch, capsys):
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.delenv("BLKREPLAY_DEBUG", raising=False)
+    monkeypatch.setattr(check_cli, "check", out_of_memory)
+    code, _, err = run(["check", TRACES / "fixed"], capsys)
+    assert code == 3
+    assert err == ["blkreplay: internal error, please report: MemoryError "
+                   "(run with --debug or BLKREPLAY_DEBUG=1 for the traceback)"]
+
+
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_debug_shows_the_traceback(how, monkeypatch, capsys):
     monkeypatch.setattr(check_cli, "check", _boom)
