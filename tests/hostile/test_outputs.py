@@ -630,3 +630,42 @@ def test_a_non_parquet_output_named_parquet_is_refused_anywhere(trace_file, tmp_
         assert_contract(outcome, names=argv[-1])
         assert outcome.code == 2 and "would be read as a trace" in outcome.err_lines[0]
     assert list(ds.iterdir()) == []
+
+
+def test_import_force_replaces_an_existing_directory_as_a_whole(tmp_path):
+    out = tmp_path / "ds"
+    stale = out / "vm=old-vm" / "part-0.parquet"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"stale")
+    refused = run_cli(["import", _log(tmp_path), "-o", out, "-q"])
+    assert_contract(refused, names=out)
+    assert refused.code == 2 and "--force" in refused.err_lines[0] and stale.read_bytes() == b"stale"
+    replaced = run_cli(["import", _log(tmp_path), "-o", out, "-q", "--force"])
+    assert (replaced.code, replaced.err) == (0, "")
+    assert [p.name for p in out.iterdir()] == ["vm=vm0"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "trace.log"]  # no old copy left
+
+
+def test_import_force_never_replaces_a_directory_holding_its_input(tmp_path):
+    inside = tmp_path / "ds" / "trace.log"
+    inside.parent.mkdir()
+    inside.write_text(_log(tmp_path).read_text())
+    with Unchanged(tmp_path / "ds"):
+        outcome = run_cli(["import", inside, "-o", tmp_path / "ds", "--force"])
+    assert_contract(outcome, names=tmp_path / "ds")
+    assert outcome.code == 2 and "contains the input" in outcome.err_lines[0]
+
+
+@pytest.mark.parametrize("command", ["check", "report", "import", "import-dir"])
+def test_parents_are_created_only_with_the_flag(command, trace_file, tmp_path):
+    out = tmp_path / "a" / "b" / {"check": "f.json", "report": "r.html", "import": "t.parquet",
+                                  "import-dir": "ds"}[command]
+    argv = {"check": ["check", trace_file, "-f", "json"], "report": ["report", trace_file]}.get(
+        command, ["import", _log(tmp_path)])
+    refused = run_cli([*argv, "-o", out, "-q"])
+    assert_contract(refused, names=out)
+    assert refused.code == 2 and "does not exist" in refused.err_lines[0]
+    assert not (tmp_path / "a").exists()
+    done = run_cli([*argv, "-o", out, "-q", "--parents"])
+    assert done.code == 0, done.err
+    assert out.is_dir() if command == "import-dir" else out.is_file()
