@@ -198,11 +198,6 @@ def output_path(
         raise
 
 
-def make_parents(path: PathArg) -> None:
-    """Create the missing parent directories of the output `path` (what ``--parents`` asks)."""
-    _make_parents(Path(os.fspath(path)))
-
-
 def check_output_dir(
     path: PathArg,
     *,
@@ -221,7 +216,7 @@ def check_output_dir(
         if not target.is_dir():
             raise OutputError("exists and is not a directory", path=target)
         if not replace:
-            what = "is not empty (old files would mix with new)" if any(target.iterdir()) else \
+            what = "is not empty (old files would mix with new)" if _entries(target) else \
                 "already exists"
             raise OutputError(f"directory {what}; --force replaces it as a whole", path=target)
         if target.is_symlink() or os.path.ismount(target):
@@ -254,11 +249,18 @@ def check_recording_dir(
     if os.path.lexists(target) and not target.is_dir():
         raise OutputError("exists and is not a directory", path=target)
     if replace and target.is_dir():
-        foreign = sorted(p.name for p in target.iterdir() if not _recording_file(p))
+        foreign = sorted(p.name for p in _entries(target) if not _recording_file(p))
         if foreign:
             raise OutputError(f"holds files that are not a recording ({foreign[0]}, ...): "
                               "--force replaces only a recording", path=target)
     return target
+
+
+def _entries(directory: Path) -> list[Path]:
+    try:
+        return list(directory.iterdir())
+    except OSError as exc:
+        raise OutputError(f"cannot list it ({exc.strerror or exc})", path=directory) from None
 
 
 def _recording_file(p: Path) -> bool:
