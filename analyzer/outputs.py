@@ -364,7 +364,7 @@ def _place(path: PathArg, *, allow_stdout: bool, parents: bool, directory: bool)
     if os.path.lexists(existing) and not existing.is_dir():
         raise OutputError(f"cannot create it: {existing} is not a directory", path=text)
     if not parents:
-        raise OutputError(f"directory {parent} does not exist", path=text)
+        raise OutputError(f"directory {parent} does not exist (--parents creates it)", path=text)
     return target
 
 
