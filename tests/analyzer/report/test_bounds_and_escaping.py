@@ -64,3 +64,16 @@ def test_max_findings_zero_lists_none(tmp_path):
                             "json"))
     assert doc["check"]["findings"] == [] and doc["findings_omitted"] == len(result.findings)
     assert doc["check"]["verdict"] == "fail"  # the verdict still counts every finding
+
+
+def test_rule_texts_are_escaped_too(tmp_path):
+    """A rule's texts may one day come from a rule file: shown as text, controls visible."""
+    import dataclasses
+
+    _, result, path = failing_trace(tmp_path, device="drive0")
+    rules = [dataclasses.replace(r, title=r.title + "\x1b[31m", explanation=r.explanation + "\u202e")
+             for r in result.rules]
+    result = dataclasses.replace(result, rules=rules)
+    html = render(assemble_report(result, read_steps([path]), command="c"), "html")
+    assert b"\x1b" not in html and "\u202e".encode() not in html
+    assert b"is followed by STOP\\x1b[31m</h3>" in html
