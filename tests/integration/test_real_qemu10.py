@@ -52,7 +52,8 @@ _NUMBERS = (
     "#11 rules: runstate-transition false alarm on QEMU 10.0 numbers-only trace log ({}): "
     "'runstate at seq N: left running for io-error with no STOP before the next run-state "
     "change' / 'entered running from io-error with no RESUME around it' - STOP/RESUME are "
-    "event=3/4 lines that the importer cannot name without the QEMU version"
+    "event=3/4 lines the importer cannot name: it has no QEMU 10.0 event-number table (the "
+    "version, 10.0.2, is known from the log's qmp_exit_query_version)"
 )
 
 #: (test, scenario, form or edit) -> why today's rules fail it (strict xfail; issue #11).
