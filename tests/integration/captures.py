@@ -71,3 +71,22 @@ def queued_on(trace_log: Path, numbers: dict[str, int]) -> dict[str, set[int]]:
         if what == "queue":
             out.setdefault(name, set()).add(tid)
     return out
+
+
+def throttled_events(trace_log: Path, numbers: dict[str, int]) -> int:
+    """BLOCK_IO_ERRORs QEMU's rate limit held or replaced: queued, but not emitted at once by
+    the thread that queued them (a held one is emitted later by the main loop's timer, a
+    replaced one never). Data pointers are reused, so each queue line is paired with the next
+    line of its thread and pointer."""
+    pending: dict[tuple[int, str], int] = {}
+    held_or_replaced = 0
+    for tid, what, name, ptr in event_lines(trace_log, numbers):
+        if name != "BLOCK_IO_ERROR" or ptr == "(nil)":
+            continue
+        key = (tid, ptr)
+        if what == "queue":
+            held_or_replaced += pending.pop(key, 0)
+            pending[key] = 1
+        elif what == "emit":
+            pending.pop(key, None)
+    return held_or_replaced + sum(pending.values())

@@ -26,7 +26,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.integration.captures import event_lines, events, messages, qmp_ts, queued_on, replies
+from tests.integration.captures import (
+    event_lines,
+    events,
+    messages,
+    qmp_ts,
+    queued_on,
+    replies,
+    throttled_events,
+)
 from tests.integration.conftest import known_false_alarm, rig_tools
 from tests.integration.qemu_rig import QEMU_VERSIONS, RigRun, blkreplay_argv, run_scenario
 from tests.integration.scenarios import BOTH, QAPI_EVENT_NUMBERS, THROTTLED, Expect
@@ -36,7 +44,9 @@ pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 CASES = [(version, name) for version in QEMU_VERSIONS for name in sorted(BOTH)]
 
 #: (test, version, scenario) -> why today's rules fail a healthy capture (issue #11; strict
-#: xfail: delete the entry when the rules are fixed).
+#: xfail: delete the entry when the rules are fixed). They apply to runs where the throttle
+#: held or replaced an event (the trace log says; the 300 ms cont makes it likely, a loaded
+#: machine can space the errors over 1 s apart), see `known_throttle_false_alarm`.
 _RESET_ON_CONT = (
     "#11 rules: iostatus-reset-on-cont false alarm on QEMU 10.0 ('query-block at seq N showed "
     "'drive0' {} after cont ... with no new error of that device since'): the retried request "
@@ -62,6 +72,14 @@ def case(request, tmp_path_factory) -> tuple[str, Expect, RigRun]:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def known_throttle_false_alarm(request, test: str, version: str, run: RigRun, expect: Expect) -> None:
+    """Strict-xfail `test` for a FALSE_ALARMS entry when this run's trace log shows a
+    BLOCK_IO_ERROR held or replaced by the throttle (what the false alarm needs); a run
+    without one must pass."""
+    if throttled_events(run.trace_log, QAPI_EVENT_NUMBERS[version]):
+        known_false_alarm(request, FALSE_ALARMS, (test, version, expect.scenario.name))
 
 
 def stop_cycles(run: RigRun) -> list[tuple[dict, float, float, float]]:
@@ -220,7 +238,7 @@ def test_check_passes_and_judged_the_error_path(case, request) -> None:
     import analyzer
 
     version, expect, run = case
-    known_false_alarm(request, FALSE_ALARMS, ("check", version, expect.scenario.name))
+    known_throttle_false_alarm(request, "check", version, run, expect)
     result = analyzer.check([run.trace_out])
     assert result.verdict == "pass", [(f.rule, f.message) for f in result.findings]
     judged = {r.id for r in result.rules} - set(result.not_applicable)
@@ -235,7 +253,7 @@ def test_check_passes_and_judged_the_error_path(case, request) -> None:
 
 def test_report_renders(case, request) -> None:
     version, expect, run = case
-    known_false_alarm(request, FALSE_ALARMS, ("report", version, expect.scenario.name))
+    known_throttle_false_alarm(request, "report", version, run, expect)
     html = run.workdir / "report.html"
     proc = subprocess.run(
         blkreplay_argv("report", str(run.trace_out), "-o", str(html), "--quiet"),

@@ -26,7 +26,14 @@ from pathlib import Path
 import pytest
 
 from analyzer.cli import main
-from tests.integration.captures import event_lines, events, messages, qmp_ts, write_events_jsonl
+from tests.integration.captures import (
+    event_lines,
+    events,
+    messages,
+    qmp_ts,
+    throttled_events,
+    write_events_jsonl,
+)
 from tests.integration.conftest import known_false_alarm, rig_tools
 from tests.integration.qemu_rig import REPO_ROOT, run_scenario
 from tests.integration.scenarios import QAPI_EVENT_NUMBERS, QEMU10, Expect
@@ -169,9 +176,12 @@ def test_the_capture_shows_what_the_scenario_is_for(capture) -> None:
     conts = cont_delays(capture.transcript)
     assert len(conts) == expect.stop_cycles
     if capture.name == "fast-cont":
-        # cont 0.1-0.3 s after each stop: the throttle holds and replaces events
-        assert all(0.1 <= d <= 0.3 for d in conts), conts
+        # cont 0.1-0.3 s after each stop (150 ms asked; a loaded machine can be late, but
+        # always well inside the 1-second window): the throttle holds and replaces events
+        assert all(0.1 <= d < 0.8 for d in conts), conts
+        assert sorted(conts)[len(conts) // 2] <= 0.3, conts
         assert len(bies) < expect.errors  # some replaced, never sent
+        assert throttled_events(capture.trace_log, NUMBERS) >= expect.errors - len(bies)
         assert held  # one held, sent by the main loop when the window closed ...
         late = [
             e for i, e in enumerate(evs)
@@ -186,6 +196,7 @@ def test_the_capture_shows_what_the_scenario_is_for(capture) -> None:
         assert f"monitor_protocol_event_queue event={NUMBERS['BLOCK_IO_ERROR']} " in text
         # rounds 1.2 s apart: nothing throttled, arrival order is raising order
         assert not held and len(bies) == expect.errors
+        assert throttled_events(capture.trace_log, NUMBERS) == 0
         assert names == [e["event"] for e in sorted(evs, key=qmp_ts)]
         assert all(0.299 <= d < 2.0 for d in conts), conts
 
