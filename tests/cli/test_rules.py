@@ -198,3 +198,13 @@ def test_rule_file_text_is_printed_escaped(capsys, tmp_path):
     assert code == 0
     assert "\x1b" not in out and "\u202e" not in out
     assert out.startswith("r (error, guarantee user): [red]boom")
+
+
+def test_output_never_overwrites_a_rule_file(capsys, tmp_path):
+    path = tmp_path / "b.yaml"
+    path.write_text(builtin_text(), encoding="utf-8")
+    code, out, err = run(["check", str(TRACES / "fixed"), "--rules-file", str(path), "--only-file",
+                          "-f", "json", "-o", str(path), "-q"], capsys)
+    assert (code, out) == (2, "")
+    assert len(err.strip().splitlines()) == 1 and str(path) in err
+    assert path.read_text(encoding="utf-8") == builtin_text()
