@@ -40,7 +40,7 @@ from typing import Any
 
 from tracer.errors import FieldError, ScenarioError
 from tracer.schema import ERRNO_BY_NAME, ERRNO_NAMES
-from tracer.sim.variants import VARIANTS
+from tracer.sim.variants import VARIANT_TABLE, VARIANTS
 
 MODES = ("sim", "threads")
 WRITE_POLICIES = ("report", "ignore", "enospc", "stop")
@@ -146,8 +146,9 @@ class SimConfig:
             raise FieldError("vq_iothreads", "iothread-vq-mapping needs QEMU 9.0 or later (qemu = 9.2 or 10.0)")
         if self.vq_iothreads > max(1, min(self.iothreads, self.devices)):
             raise FieldError("vq_iothreads", "at most as many as the iothreads of the VM (iothreads, capped by devices)")
-        if self.variant == "qom-path-swap" and self.qemu != "9.2":
-            raise FieldError("variant", "qom-path-swap is QEMU 9.2.0's defect: set qemu = 9.2")
+        only = VARIANT_TABLE[self.variant].only_qemu
+        if only is not None and self.qemu != only:
+            raise FieldError("variant", f"{self.variant} is a defect of QEMU {only}: set qemu = {only}")
 
     def replace(self, **overrides: Any) -> SimConfig:
         """A copy with `overrides` applied (None values are ignored), validated."""

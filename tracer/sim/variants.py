@@ -61,6 +61,13 @@ class Variant:
     #: QEMU 9.2.0: BLOCK_IO_ERROR carries the QOM path in `device` and the drive name in
     #: `qom-path` (fixed in 10.0 by 107c551de0), and is throttled by that drive name.
     swap_qom_path: bool = False
+    #: The one QEMU release (config `qemu`) the variant exists in; None: any.
+    only_qemu: str | None = None
+
+    @property
+    def default_qemu(self) -> str:
+        """The `qemu` setting to run the variant with when none is asked for."""
+        return self.only_qemu or "7.2"
 
 
 FIXED_STOP_PATH: tuple[AtomicSteps, ...] = (
@@ -144,6 +151,7 @@ VARIANT_TABLE: dict[str, Variant] = {
             "swapped, so the throttle is per drive name (with -blockdev one bucket per VM)",
             ("qom-path-swapped",),
             swap_qom_path=True,
+            only_qemu="9.2",
         ),
     )
 }
