@@ -15,8 +15,8 @@ Modules, each importing only those above it:
 
 - :mod:`~tracer.sim.variants`, :mod:`~tracer.sim.config`, :mod:`~tracer.sim.faults`: what a run
   is (the defect variants, SimConfig and scenario files, fault injection);
-- :mod:`~tracer.sim.throttle`: QEMU >= 9.2's rate limit on BLOCK_IO_ERROR (windows, held events);
 - :mod:`~tracer.sim.sim_thread`: a model thread (a generator body), what it waits for, locks;
+- :mod:`~tracer.sim.throttle`: QEMU >= 9.2's rate limit on BLOCK_IO_ERROR (windows, held events);
 - :mod:`~tracer.sim.vm`: one QEMU process's state (devices, run state, QMP monitor);
 - :mod:`~tracer.sim.error_path`, :mod:`~tracer.sim.guest_io`, :mod:`~tracer.sim.main_loop`,
   :mod:`~tracer.sim.management`: what each thread does (a failed completion; vCPUs and
