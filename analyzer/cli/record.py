@@ -33,6 +33,7 @@ FLAGS = {
     "werror": "--werror",
     "rerror": "--rerror",
     "cont_delay_ms": "--cont-delay",
+    "qemu": "--qemu",
 }
 
 
@@ -83,6 +84,11 @@ def register(app: typer.Typer) -> None:
         cont_delay: Annotated[
             str | None, typer.Option("--cont-delay", metavar="MS", help="Management sends cont this long after a STOP.")
         ] = None,
+        qemu: Annotated[
+            str | None,
+            typer.Option("--qemu", metavar="7.2|9.2|10.0",
+                         help="QEMU behaviour to model (9.2, 10.0: BLOCK_IO_ERROR throttled per qom-path)."),
+        ] = None,
         force: Annotated[
             bool, typer.Option("--force", "-f", help="Replace OUT if it holds an earlier recording.")
         ] = False,
@@ -108,6 +114,7 @@ def register(app: typer.Typer) -> None:
             "werror": werror,
             "rerror": rerror,
             "cont_delay_ms": _number("--cont-delay", cont_delay, float),
+            "qemu": qemu,
         }
         try:
             config = config.replace(**overrides)
