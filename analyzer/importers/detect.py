@@ -7,9 +7,9 @@ a line a parser rejects, whether it belongs to another format (a mixed file) or 
 
 from __future__ import annotations
 
-import json
 import re
 
+from analyzer.importers.json_scan import parse_json
 from tracer.errors import ImportFormatError
 
 FORMATS = ("qmp", "qemu-log", "libvirt-log")
@@ -42,7 +42,7 @@ def classify_line(line: str) -> str | None:
         return None
     if s[0] == "{":
         try:
-            obj = json.loads(s)
+            obj = parse_json(s)
         except ValueError:
             return None
         return "qmp" if is_qmp_message(obj) else None

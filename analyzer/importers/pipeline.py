@@ -27,7 +27,7 @@ from analyzer.importers import libvirt_log, qemu_log, qmp
 from analyzer.importers.detect import FORMATS, detect_format
 from analyzer.importers.lines import InputText, LinePolicy, read_text
 from analyzer.importers.output import one_table, write_tables
-from analyzer.importers.rows import ParsedInput
+from analyzer.importers.rows import ParsedInput, first_out_of_range
 from analyzer.importers.vm_tables import vm_tables
 from analyzer.progress import ProgressCallback
 from tracer.errors import ImportFormatError, InputError
@@ -115,7 +115,19 @@ def parse_input(
         text, fmt, skip_bad=skip_bad, progress=progress,
         progress_base=progress_base, progress_total=progress_total,
     )
-    return PARSERS[fmt](text, policy)
+    parsed = PARSERS[fmt](text, policy)
+    _check_ranges(parsed)
+    return parsed
+
+
+def _check_ranges(parsed: ParsedInput) -> None:
+    """ImportFormatError naming the line of the first value no schema column can hold."""
+    for part in parsed.parts:
+        bad = first_out_of_range(part.rows)
+        if bad is not None:
+            line, column, value = bad
+            shown = str(value) if len(str(value)) <= 30 else f"about 2^{int(value).bit_length()}"
+            raise ImportFormatError(f"{column} {shown} is out of range for the trace", path=parsed.path, line=line)
 
 
 def read_input(

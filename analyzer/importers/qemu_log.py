@@ -37,6 +37,9 @@ from analyzer.importers.json_scan import parse_json
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
 from analyzer.importers.qapi_events import EventNumbers
 from analyzer.importers.qmp_semantics import QmpState, event_time_ns
+from analyzer.importers.qmp_types import INT64_MAX as _INT64_MAX
+from analyzer.importers.qmp_types import INT64_MIN as _INT64_MIN
+from analyzer.importers.qmp_types import check_event
 from analyzer.importers.rows import ParsedInput, Part, Rows
 from tracer.schema import RUNSTATES
 
@@ -60,6 +63,7 @@ _UNDERSCORE_COMMANDS = frozenset(
     }
 )
 _RUNSTATE_NAMES = frozenset(RUNSTATES)
+_INT32_MIN = -(1 << 31)
 _PROGRESS_MASK = PROGRESS_EVERY - 1
 #: Dispatch markers: a line kept as a plain trace_event; a name that is no trace event.
 _BULK = object()
@@ -158,6 +162,9 @@ class _TraceLogParser:
                     )
                 except ValueError:
                     self.other_line(number, line, None, None)
+                    continue
+                if tid > _INT64_MAX or not _INT64_MIN <= ts <= _INT64_MAX:
+                    policy.bad(number, line, "TID or time out of range (they must fit in int64, the time in ns)")
                     continue
                 space = line.find(" ", colon)
                 if space < 0:
@@ -265,9 +272,18 @@ class _TraceLogParser:
             return
         ret = int(m.group(2))
         req = m.group(1)
+        if ret >= 0:  # "ret -0" is success, not errno 0 (which check refuses)
+            self.keep(number, tid, ts, name, args)
+            return
+        req_id = int(req, 16) if req.startswith("0x") else None
+        if ret <= _INT32_MIN or (req_id is not None and req_id >> 64):
+            self.policy.bad(number, line, "virtio_blk_rw_complete ret or req out of range (ret is an int32, req a 64-bit pointer)")
+            return
+        if req_id is not None and req_id > _INT64_MAX:  # a pointer with the top bit set: as int64
+            req_id -= 1 << 64
         self.rows.add(
             "io_complete", ts, number, tid=tid, name=name, payload=args_payload(args),
-            errno=-ret, req_id=int(req, 16) if req and req.startswith("0x") else None,
+            errno=-ret, req_id=req_id,
             op=self.req_op.get(req) if req else None,
         )
 
@@ -315,6 +331,11 @@ class _TraceLogParser:
             self.policy.bad(number, line, reason)
             return
         if "event" in msg:
+            try:
+                check_event(msg)  # before its name and time are used as a key
+            except ValueError as exc:
+                self.policy.bad(number, line, f"monitor_qmp_respond: {exc}")
+                return
             stamp = msg.get("timestamp")
             key = (msg.get("event"), json.dumps(stamp, sort_keys=True))
             if key in self.seen_events:  # the same event sent to another monitor
@@ -351,7 +372,7 @@ class _TraceLogParser:
             m = _CMD_NAMED.search(args)
             if m:
                 msg, text = {"execute": m.group(1)}, args_payload(args)
-        if isinstance(msg, dict) and ("execute" in msg or "exec-oob" in msg):
+        if isinstance(msg, dict) and isinstance(msg.get("execute", msg.get("exec-oob")), str):
             self.qmp.command(msg, text, ts, number, tid=tid, preset=False)
         else:  # QEMU traces the request as received: it may be no valid command
             self.keep(number, tid, ts, name, args)
