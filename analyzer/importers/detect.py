@@ -8,6 +8,7 @@ a line a parser rejects, whether it belongs to another format (a mixed file) or 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from analyzer.importers.json_scan import parse_json
 from tracer.errors import ImportFormatError
@@ -53,8 +54,10 @@ def classify_line(line: str) -> str | None:
     return None
 
 
-def detect_format(lines: list[str], path: str, *, skip_bad: bool = False) -> str:
-    """The format of an input whose lines are `lines`; ImportFormatError if there is none."""
+def detect_format(lines: Iterable[str], path: str, *, skip_bad: bool = False, whole: bool = True) -> str:
+    """The format of an input whose first lines are `lines`; ImportFormatError if there is
+    none. `whole`: `lines` are all the input's (else only a prefix: a prefix of blank or
+    unrecognisable lines is "no recognisable line", not "empty input")."""
     limit = SCAN_LINES if skip_bad else None
     seen = 0
     for number, line in enumerate(lines, 1):
@@ -71,4 +74,8 @@ def detect_format(lines: list[str], path: str, *, skip_bad: bool = False) -> str
                 path=path,
                 line=number,
             )
+    if not whole:
+        raise ImportFormatError(
+            "unknown format: no QMP, QEMU trace log or libvirt log line at its start", path=path
+        )
     raise ImportFormatError("empty input: no line to import", path=path)

@@ -32,6 +32,9 @@ from analyzer.importers.vm_tables import vm_tables
 from analyzer.progress import ProgressCallback
 from tracer.errors import ImportFormatError, InputError
 
+#: How much of an input `detect.detect_format` looks at (a first line may be a long reply).
+DETECT_BYTES = 32 << 20
+
 #: The parser of each format (`detect.FORMATS`).
 PARSERS: dict[str, Callable[[InputText, LinePolicy], ParsedInput]] = {
     "qmp": qmp.parse,
@@ -108,14 +111,22 @@ def parse_input(
     if format != "auto" and format not in FORMATS:
         raise InputError(f"unknown format {format!r}; expected auto or one of: {', '.join(FORMATS)}")
     text = read_text(path)
-    fmt = format if format != "auto" else detect_format(text.lines, text.path, skip_bad=skip_bad)
-    if not any(line.strip() for line in text.lines):
-        raise ImportFormatError("empty input: no line to import", path=text.path)
-    policy = LinePolicy(
-        text, fmt, skip_bad=skip_bad, progress=progress,
-        progress_base=progress_base, progress_total=progress_total,
-    )
-    parsed = PARSERS[fmt](text, policy)
+    try:
+        if format != "auto":
+            fmt = format
+            if not any(line.strip() for line in text.lines):
+                raise ImportFormatError("empty input: no line to import", path=text.path)
+        else:  # from a bounded prefix: a huge file of junk is refused at its first megabytes
+            fmt = detect_format(
+                text.iter_lines(DETECT_BYTES), text.path, skip_bad=skip_bad, whole=text.size <= DETECT_BYTES,
+            )
+        policy = LinePolicy(
+            text, fmt, skip_bad=skip_bad, progress=progress,
+            progress_base=progress_base, progress_total=progress_total,
+        )
+        parsed = PARSERS[fmt](text, policy)
+    finally:
+        text.close()
     _check_ranges(parsed)
     return parsed
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import re
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from sys import intern
 
 from analyzer.importers.detect import QEMU_MESSAGE
 from analyzer.importers.json_scan import parse_json
@@ -140,6 +141,7 @@ class _TraceLogParser:
         policy = self.policy
         encode = encode_basestring
         crlf = self.text.crlf
+        tids: dict[int | None, int | None] = {}
         for number, line in enumerate(self.text.lines, 1):
             if not number & _PROGRESS_MASK:
                 policy.progress(number)
@@ -180,8 +182,8 @@ class _TraceLogParser:
             if handler is _BULK:
                 kind_append("trace_event")
                 ts_append(ts)
-                tid_append(tid)
-                name_append(name)
+                tid_append(tids.setdefault(tid, tid))  # one object per thread and per name:
+                name_append(intern(name))  # a million rows keep no million copies of them
                 payload_append('{"args": ' + encode(args) + "}")
                 line_append(number)
             elif handler is _NOT_AN_EVENT:

@@ -44,6 +44,11 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _all_text(*values: Any) -> bool:
+    """Each value a string or absent (the fast path of a well-formed reply)."""
+    return all(v is None or type(v) is str for v in values)
+
+
 def _text(obj: dict, key: str, where: str) -> None:
     value = obj.get(key)
     if value is not None and not isinstance(value, str):
@@ -103,12 +108,13 @@ def check_reply(name: str | None, ret: Any) -> None:
         for i, info in enumerate(ret):
             if not isinstance(info, dict):
                 continue
-            where = f"query-block reply [{i}]: "
-            for key in ("device", "qdev", "io-status"):
-                _text(info, key, where)
             inserted = info.get("inserted")
-            if isinstance(inserted, dict):
-                _text(inserted, "node-name", where + "inserted.")
+            node = inserted.get("node-name") if isinstance(inserted, dict) else None
+            if _all_text(info.get("device"), info.get("qdev"), info.get("io-status"), node):
+                continue
+            for key in ("device", "qdev", "io-status"):
+                _text(info, key, f"query-block reply [{i}]: ")
+            _text(inserted, "node-name", f"query-block reply [{i}]: inserted.")
     elif name == "query-name" and isinstance(ret, dict):
         _text(ret, "name", "query-name reply: ")
     elif name in ("query-iothreads", "query-cpus-fast", "query-cpus") and isinstance(ret, list):
