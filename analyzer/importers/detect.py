@@ -15,6 +15,9 @@ from tracer.errors import ImportFormatError
 
 FORMATS = ("qmp", "qemu-log", "libvirt-log")
 
+#: How much of an input `detect_format` is given to look at (a first line may be a long reply).
+DETECT_BYTES = 32 << 20
+
 #: How many leading lines `detect_format` looks at when unrecognisable lines may be skipped.
 SCAN_LINES = 1000
 
@@ -76,6 +79,7 @@ def detect_format(lines: Iterable[str], path: str, *, skip_bad: bool = False, wh
             )
     if not whole:
         raise ImportFormatError(
-            "unknown format: no QMP, QEMU trace log or libvirt log line at its start", path=path
+            f"unknown format: no QMP, QEMU trace log or libvirt log line in its first {DETECT_BYTES >> 20} MiB",
+            path=path,
         )
     raise ImportFormatError("empty input: no line to import", path=path)

@@ -62,26 +62,45 @@ class _Lines:
 class InputText:
     """An input file's identity (path, sha256, size, line count) and its lines, streamed."""
 
-    def __init__(self, path: str, handle: IO[bytes], *, size: int, sha256: str, line_count: int,
-                 unterminated: bool, crlf: bool, owned: bool = False) -> None:
+    def __init__(self, path: str, handle: IO[bytes], *, size: int) -> None:
         self.path = path
         self._handle = handle
-        self._owned = owned
+        #: Size in bytes (of the file, or of what a pipe gave).
         self.size = size
-        self.sha256 = sha256
+        #: The rest is known once `scan` has read the whole input.
+        self.sha256 = ""
         #: Lines in the file (a last line without its newline counts).
-        self.line_count = line_count
+        self.line_count = 0
         #: True when the file does not end with a newline (its last line may be cut).
-        self.unterminated = unterminated
+        self.unterminated = False
         #: True when the file has carriage returns (CRLF line ends, or CRs inside records).
-        self.crlf = crlf
+        self.crlf = False
         #: Where a line that is not UTF-8 is reported (`LinePolicy` sets it); None: replaced.
         self.on_bad: Callable[[int, str, str], None] | None = None
         self.lines = _Lines(self)
 
     def close(self) -> None:
-        if self._owned:
-            self._handle.close()
+        self._handle.close()
+
+    def scan(self) -> InputText:
+        """Read the whole input once, in bounded chunks, for its sha256, line count, whether it
+        ends mid-line and holds CRs (after `detect` looked at a prefix: junk fails first)."""
+        digest = hashlib.sha256()
+        size = newlines = 0
+        crlf = False
+        last = b""
+        f = self._handle
+        f.seek(0)
+        while chunk := f.read(CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+            newlines += chunk.count(b"\n")
+            crlf = crlf or b"\r" in chunk
+            last = chunk[-1:]
+        self.size, self.sha256, self.crlf = size, digest.hexdigest(), crlf
+        self.unterminated = size > 0 and last != b"\n"
+        self.line_count = newlines + self.unterminated
+        return self
 
     def iter_lines(self, max_bytes: int | None = None) -> Iterator[str]:
         """Every line, in order; with `max_bytes`, only the lines that start within them."""
@@ -146,9 +165,9 @@ class InputText:
         return out
 
 
-def read_text(path: str | Path) -> InputText:
-    """Open `path` for streaming its lines: its sha256, size and line count are read first, in
-    bounded chunks. Inputs are never modified. The caller closes it (`InputText.close`)."""
+def read_text(path: str | Path, *, scan: bool = True) -> InputText:
+    """Open `path` for streaming its lines, and (`scan`) read its sha256 and line count
+    (`InputText.scan`). Inputs are never modified. The caller closes it (`InputText.close`)."""
     name = str(path)
     try:
         st = os.stat(path)
@@ -164,11 +183,13 @@ def read_text(path: str | Path) -> InputText:
         raise InputError("is a directory, not a file to import", path=name) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", path=name) from None
-    owned = True
     try:
+        size = st.st_size
         if not stat.S_ISREG(st.st_mode):  # a pipe or socket: keep a copy to read it again
             handle = _spool(handle, name)
-        return _scan(name, handle, owned)
+            size = handle.seek(0, os.SEEK_END)
+        text = InputText(name, handle, size=size)
+        return text.scan() if scan else text
     except BaseException:
         handle.close()
         raise
@@ -200,26 +221,6 @@ def _spool(stream: IO[bytes], name: str) -> IO[bytes]:
     finally:
         stream.close()
     return copy
-
-
-def _scan(name: str, handle: IO[bytes], owned: bool) -> InputText:
-    """sha256, size, line count, whether it ends mid-line and holds CRs: one bounded pass."""
-    digest = hashlib.sha256()
-    size = newlines = 0
-    crlf = False
-    last = b""
-    handle.seek(0)
-    while chunk := handle.read(CHUNK_BYTES):
-        digest.update(chunk)
-        size += len(chunk)
-        newlines += chunk.count(b"\n")
-        crlf = crlf or b"\r" in chunk
-        last = chunk[-1:]
-    unterminated = size > 0 and last != b"\n"
-    return InputText(
-        name, handle, size=size, sha256=digest.hexdigest(), line_count=newlines + unterminated,
-        unterminated=unterminated, crlf=crlf, owned=owned,
-    )
 
 
 class LinePolicy:

@@ -24,16 +24,13 @@ from pathlib import Path
 import pyarrow as pa
 
 from analyzer.importers import libvirt_log, qemu_log, qmp
-from analyzer.importers.detect import FORMATS, detect_format
+from analyzer.importers.detect import DETECT_BYTES, FORMATS, detect_format
 from analyzer.importers.lines import InputText, LinePolicy, read_text
 from analyzer.importers.output import one_table, write_tables
 from analyzer.importers.rows import ParsedInput, first_out_of_range
 from analyzer.importers.vm_tables import vm_tables
 from analyzer.progress import ProgressCallback
 from tracer.errors import ImportFormatError, InputError
-
-#: How much of an input `detect.detect_format` looks at (a first line may be a long reply).
-DETECT_BYTES = 32 << 20
 
 #: The parser of each format (`detect.FORMATS`).
 PARSERS: dict[str, Callable[[InputText, LinePolicy], ParsedInput]] = {
@@ -110,16 +107,17 @@ def parse_input(
     """Read and parse one input into its parts (one per VM), without merging or writing."""
     if format != "auto" and format not in FORMATS:
         raise InputError(f"unknown format {format!r}; expected auto or one of: {', '.join(FORMATS)}")
-    text = read_text(path)
+    text = read_text(path, scan=False)
     try:
         if format != "auto":
             fmt = format
-            if not any(line.strip() for line in text.lines):
+            if not any(line.strip() for line in text.iter_lines()):
                 raise ImportFormatError("empty input: no line to import", path=text.path)
         else:  # from a bounded prefix: a huge file of junk is refused at its first megabytes
             fmt = detect_format(
                 text.iter_lines(DETECT_BYTES), text.path, skip_bad=skip_bad, whole=text.size <= DETECT_BYTES,
             )
+        text.scan()
         policy = LinePolicy(
             text, fmt, skip_bad=skip_bad, progress=progress,
             progress_base=progress_base, progress_total=progress_total,
