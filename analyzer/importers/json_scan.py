@@ -78,6 +78,10 @@ def _document_parser(decoder: json.JSONDecoder) -> Callable[[str], Any]:
             raise json.JSONDecodeError("Expecting value", text, exc.value) from None
         except RecursionError:
             raise JSONBoundError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+        except ValueError as exc:  # an integer of more than 4,300 digits, or a bound above
+            if isinstance(exc, JSONBoundError | json.JSONDecodeError):
+                raise
+            raise JSONBoundError("JSON number out of range (too many digits)") from None
         if end != len(text):
             raise json.JSONDecodeError("Extra data", text, end)
         escapes = "\\u" in text

@@ -44,12 +44,13 @@ from analyzer.importers.qmp_types import check_event
 from analyzer.importers.rows import ParsedInput, Part, Rows
 from tracer.schema import RUNSTATES
 
-_RUNSTATE = re.compile(r"current_run_state (\d+) \(([^)]*)\) new_state (\d+) \(([^)]*)\)")
-_RUNSTATE_OLD = re.compile(r"new state (\d+)")
-_RW_COMPLETE = re.compile(r"req (0x[0-9a-fA-F]+|\(nil\)) ret (-?\d+)")
-_EVENT_PTR = re.compile(r"event=(\d+) data=(0x[0-9a-fA-F]+|\(nil\))")
+# Numbers are at most 20 digits (int64 and beyond, never the 4,300 digits int() refuses).
+_RUNSTATE = re.compile(r"current_run_state (\d{1,20}) \(([^)]*)\) new_state (\d{1,20}) \(([^)]*)\)")
+_RUNSTATE_OLD = re.compile(r"new state (\d{1,20})\b")
+_RW_COMPLETE = re.compile(r"req (0x[0-9a-fA-F]{1,40}|\(nil\)) ret (-?\d{1,20})")
+_EVENT_PTR = re.compile(r"event=(\d{1,20}) data=(0x[0-9a-fA-F]+|\(nil\))")
 #: QEMU 2.x ``monitor_protocol_event`` carried the event name.
-_EVENT_NAMED = re.compile(r'event=(\d+) name "([^"]*)"')
+_EVENT_NAMED = re.compile(r'event=(\d{1,20}) name "([^"]*)"')
 #: QEMU 2.x ``handle_qmp_command`` carried only the command name.
 _CMD_NAMED = re.compile(r'cmd_name "([^"]*)"')
 

@@ -68,7 +68,8 @@ JSON_VALUES = st.recursive(
 )
 NUMBERS = st.sampled_from(
     [b"0", b"-0", b"-1", b"1e400", b"1e999999999", b"-1e20", b"1.5", str(2**70).encode(),
-     str(2**63).encode(), str(-(2**63) - 1).encode(), str(2**31).encode(), b"NaN", b"Infinity", b"0x7fffffffffffffff"]
+     str(2**63).encode(), str(-(2**63) - 1).encode(), str(2**31).encode(), b"NaN", b"Infinity", b"0x7fffffffffffffff",
+     b"9" * 5000]
 )
 JUNK = st.sampled_from(
     [b"[" * 100_000, b"{" * 70, b"\\ud800", b'"\\udfff"', b"\xff\xfe", b"\xe9", b"\x00", b"\r", b"\x1b[31m",

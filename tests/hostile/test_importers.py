@@ -65,6 +65,7 @@ REFUSED: list[tuple[str, str, str | bytes, int]] = [
     ("transcript-event-seconds-2^70", "t.jsonl", rec(EVENT) + rec(EVENT.replace("1795625380", str(2**70))), 2),
     ("transcript-event-name-list", "t.jsonl", rec(EVENT) + rec(EVENT.replace('"STOP"', '["STOP"]')), 2),
     ("transcript-execute-object", "t.jsonl", rec(EVENT) + rec('{"execute": {"x": 1}, "id": 1}', direction="send"), 2),
+    ("transcript-5000-digit-return", "t.jsonl", rec(EVENT) + rec('{"return": ' + "9" * 5000 + ', "id": 1}'), 2),
     ("transcript-iothread-tid-2^70", "t.jsonl",
      rec('{"execute": "query-iothreads", "id": 3}', direction="send")
      + rec('{"return": [{"id": "io0", "thread-id": ' + str(2**70) + '}], "id": 3}'), 2),
@@ -92,6 +93,11 @@ REFUSED: list[tuple[str, str, str | bytes, int]] = [
      RUNNING + f"11544@1796188107.1:virtio_blk_rw_complete vdev 0x1 req 0x2 ret -{2**40}\n", 2),
     ("trace-req-beyond-64-bits", "trace.log",
      RUNNING + f"11544@1796188107.1:virtio_blk_rw_complete vdev 0x1 req {2**70:#x} ret -5\n", 2),
+    ("trace-runstate-5000-digits", "trace.log",
+     RUNNING + RUNNING.replace("state 6 ", "state " + "9" * 5000 + " "), 2),
+    ("trace-runstate-old-5000-digits", "trace.log", RUNNING + "11542@1796188107.1:runstate_set new state " + "9" * 5000 + "\n", 2),
+    ("trace-ret-5000-digits", "trace.log",
+     RUNNING + "11544@1796188107.1:virtio_blk_rw_complete vdev 0x1 req 0x2 ret -" + "9" * 5000 + "\n", 2),
     ("trace-latin1", "trace.log", RUNNING.encode() + b"11542@1796188107.0:blk_co_preadv file caf\xe9\n", 2),
     # -- libvirt debug log ---------------------------------------------------------------------
     ("libvirt-month-13", "libvirtd.log", LV_EVENT + LV_EVENT.replace("2026-11-25", "2026-13-25"), 2),
@@ -150,8 +156,11 @@ ACCEPTED: list[tuple[str, str, str]] = [
     ("events-no-time", "events.jsonl", EVENT.replace("1795625380", "-1").replace("545036", "-1") + "\n"),
     ("transcript-greeting", "t.jsonl", rec(GREETING) + rec(EVENT)),
     ("libvirt-leap-second", "libvirtd.log", LV_EVENT.replace("38.378", "60.378")),
-    ("trace-runstate-2^70", "trace.log",
-     f"11542@1796188106.7:runstate_set current_run_state {2**70} (x) new_state {2**70} (running)\n"),
+    ("trace-event-number-5000-digits", "trace.log",
+     RUNNING + "11542@1796188107.1:monitor_protocol_event_queue event=" + "9" * 5000 + " data=0x1 rate=0\n"
+     + '11542@1796188107.2:monitor_protocol_event event=' + "9" * 5000 + ' name "STOP"\n'),
+    ("trace-runstate-2^64", "trace.log",
+     f"11542@1796188106.7:runstate_set current_run_state {2**64} (x) new_state {2**64} (running)\n"),
 ]
 
 
