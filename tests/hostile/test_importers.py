@@ -65,6 +65,8 @@ REFUSED: list[tuple[str, str, str | bytes, int]] = [
     ("transcript-event-seconds-2^70", "t.jsonl", rec(EVENT) + rec(EVENT.replace("1795625380", str(2**70))), 2),
     ("transcript-event-name-list", "t.jsonl", rec(EVENT) + rec(EVENT.replace('"STOP"', '["STOP"]')), 2),
     ("transcript-execute-object", "t.jsonl", rec(EVENT) + rec('{"execute": {"x": 1}, "id": 1}', direction="send"), 2),
+    ("transcript-5000-digit-id-of-a-known-reply", "t.jsonl",
+     STATUS + rec('{"return": {}, "id": 7}') + rec('{"return": {}, "id": ' + "9" * 5000 + "}"), 3),
     ("transcript-5000-digit-return", "t.jsonl", rec(EVENT) + rec('{"return": ' + "9" * 5000 + ', "id": 1}'), 2),
     ("transcript-iothread-tid-2^70", "t.jsonl",
      rec('{"execute": "query-iothreads", "id": 3}', direction="send")
