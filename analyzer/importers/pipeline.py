@@ -2,10 +2,13 @@
 
 Each step is its own module; this one runs them in order and keeps the bookkeeping:
 
-1. read the whole input (`lines.read_text`) and recognise its format (`detect`);
+1. open the input as a stream of bounded lines (`lines.read_text`) and recognise its format
+   from a bounded prefix (`detect`);
 2. parse it with that format's parser (`qmp`, `qemu_log`, `libvirt_log`) into parts, one per
    VM it shows, every bad line going through one `lines.LinePolicy`;
-3. give each part its VM and build one table per VM (`vm_tables`, `vm_groups`, `merge`);
+3. check every integer fits its column (`rows.first_out_of_range`), give each part its VM
+   and build one table per VM (`vm_tables`, `vm_groups`, `merge`), refusing one that
+   `check` would refuse;
 4. write them (`output`), only once every input has parsed: a bad input writes nothing.
 
 Parsing is Python per line and builds millions of small objects, so it runs with the cyclic
@@ -135,7 +138,7 @@ def _check_ranges(parsed: ParsedInput) -> None:
         bad = first_out_of_range(part.rows)
         if bad is not None:
             line, column, value = bad
-            shown = str(value) if len(str(value)) <= 30 else f"about 2^{int(value).bit_length()}"
+            shown = str(value) if len(str(value)) <= 30 else f"about 2^{abs(int(value)).bit_length() - 1}"
             raise ImportFormatError(f"{column} {shown} is out of range for the trace", path=parsed.path, line=line)
 
 

@@ -132,5 +132,7 @@ def check_int64(value: Any, what: str) -> None:
 
 def _short(value: Any) -> str:
     """An integer as text, cut short when it is absurdly long."""
-    text = str(value) if not _is_int(value) or abs(value) < 10**30 else f"about 2^{value.bit_length()}"
+    if _is_int(value) and abs(value) >= 10**30:
+        return f"{'-' if value < 0 else ''}about 2^{value.bit_length() - 1}"
+    text = str(value)
     return text[:40]
