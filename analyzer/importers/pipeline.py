@@ -138,7 +138,8 @@ def _check_ranges(parsed: ParsedInput) -> None:
         bad = first_out_of_range(part.rows)
         if bad is not None:
             line, column, value = bad
-            shown = str(value) if len(str(value)) <= 30 else f"about 2^{abs(int(value)).bit_length() - 1}"
+            big = isinstance(value, int) and abs(value) >= 10**30
+            shown = f"about 2^{abs(value).bit_length() - 1}" if big else repr(value)[:30]
             raise ImportFormatError(f"{column} {shown} is out of range for the trace", path=parsed.path, line=line)
 
 
