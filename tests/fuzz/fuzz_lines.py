@@ -3,6 +3,9 @@
     pip install atheris            # or: pip install -e '.[fuzz]'
     python tests/fuzz/fuzz_lines.py -max_total_time=60 [CORPUS_DIR ...]
 
+The tokens the parsers branch on (``tests/fuzz/lines.dict``) are given to libFuzzer unless
+``-dict=`` names another dictionary.
+
 Each input is one format byte (``0`` QEMU trace log, ``1`` QMP JSON lines, ``2`` libvirt
 debug log), one ``--skip-bad`` byte, then the text, parsed as that format by the importer
 (`analyzer.importers.pipeline.PARSERS`, through the same bounded reader and `LinePolicy`),
@@ -83,6 +86,8 @@ def main() -> None:
         if not corpus.exists():
             seed_corpus(corpus)
         argv.append(str(corpus))
+    if not any(a.startswith("-dict=") for a in argv):
+        argv.insert(1, f"-dict={Path(__file__).with_name('lines.dict')}")
     os.environ.setdefault("PYTHONHASHSEED", "0")
     atheris.Setup(argv, one_input)
     atheris.Fuzz()
