@@ -201,15 +201,18 @@ class Steps:
 
     @cached_property
     def emitted(self) -> tuple[Steps, np.ndarray]:
-        """This batch in *emission* order, and for each of its rows the row of `self` it is.
+        """This batch in *emission* (raising) order, and for each of its rows the row of `self`
+        it is.
 
         QEMU >= 9.2 throttles BLOCK_IO_ERROR per device to one a second and delivers the last
         one of a window late, keeping its QMP timestamp; imported rows are in arrival order.
-        Where a VM may throttle (`throttle`), a BLOCK_IO_ERROR whose `evt` is <= the `evt` of a
-        STOP / RESUME that arrived before it was emitted before that event: it moves to just
-        before the earliest such one (STOP and RESUME come from the main loop in order, so
-        their timestamps are taken as non-decreasing: a running maximum). Nothing else moves.
-        When nothing moves, the batch itself is returned (the common case, and every
+        Where a VM may throttle (`throttle`), a BLOCK_IO_ERROR goes to just before the first
+        STOP / RESUME whose `evt` is >= its own (STOP and RESUME come from the main loop in
+        order, so their timestamps are taken as non-decreasing: a running maximum): a late one
+        moves back before the STOP / RESUME raised after it; one that arrived before a STOP /
+        RESUME raised *earlier* than it moves forward past it (a correct QEMU cannot deliver an
+        event before a STOP that was raised before it: STOP is never held). Nothing else
+        moves. When nothing moves, the batch itself is returned (the common case, and every
         simulated trace: it carries no event timestamps).
         """
         ident = self.idx
@@ -224,7 +227,10 @@ class Steps:
         b_key = self.vm[b].astype(np.int64) * width + rank[len(m) :]
         k = np.searchsorted(m_key, b_key, side="left")
         target = m[np.minimum(k, len(m) - 1)]
-        move = (k < len(m)) & (target < b) & (self.vm[target] == self.vm[b])
+        # Back before an earlier-arrived mark, or forward past the marks that arrived after it
+        # but were raised before it (none between: it stays where it is).
+        move = (k < len(m)) & (self.vm[target] == self.vm[b])
+        move &= (target < b) | ((target > b) & self.between(marks, b, target, b))
         if not move.any():
             return self, ident
         pos = ident.copy()

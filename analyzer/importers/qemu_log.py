@@ -17,8 +17,10 @@ that carry JSON are parsed as JSON. What matters becomes a typed row, every othe
 - ``handle_qmp_command`` -> ``qmp_command`` (or, when the log never traces it,
   ``qmp_enter_<cmd>``);
 - ``monitor_protocol_event_queue`` lines whose event was never sent as JSON (the respond
-  event not enabled): ``qmp_event`` rows named with `qapi_events.EventNumbers`; numbers that
-  cannot be named stay ``trace_event`` rows;
+  event not enabled): ``qmp_event`` rows named with `qapi_events.EventNumbers`; without a
+  table for the version (unknown, or older than the tables) numbers that cannot be named are
+  ``qmp_event`` rows named ``#N`` (`qapi_events.unnamed`), never guessed; with a table, numbers
+  beyond it (events no rule reads) stay ``trace_event`` rows;
 - QEMU's own messages on the same stderr (``qemu-system-x86_64: ...``) -> ``trace_event``
   ``qemu_message``.
 
@@ -35,7 +37,7 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from analyzer.importers.detect import QEMU_MESSAGE
 from analyzer.importers.json_scan import parse_json
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
-from analyzer.importers.qapi_events import EventNumbers
+from analyzer.importers.qapi_events import EventNumbers, unnamed
 from analyzer.importers.qmp_semantics import QmpState, event_time_ns
 from analyzer.importers.rows import ParsedInput, Part, Rows
 from tracer.schema import RUNSTATES
@@ -376,10 +378,16 @@ class _TraceLogParser:
         rows = self.rows
         self.numbers.version = self.qmp.version.series if self.qmp.version is not None else None
         leftovers = self.orphans + list(self.queued.values()) + list(self.emitting.values())
+        # Numbers only (no event JSON): each queued event is a raised event, at its queue line
+        # (the raising order). Named from the version's table; with no table (version unknown
+        # or too old) it stays a number, an event named `qapi_events.unnamed` that rules read
+        # as "some event, not known which" (and `event-names-unknown` reports once per VM).
+        unknown = not self.events_from_json and not self.numbers.has_table
         for q in sorted(leftovers, key=lambda q: q.line):
             event = self.numbers.name(q.number)
-            if event is not None and not self.events_from_json:
-                rows.add("qmp_event", q.ts, q.line, tid=q.tid, name=event, payload=args_payload(q.args))
+            if not self.events_from_json and (event is not None or unknown):
+                rows.add("qmp_event", q.ts, q.line, tid=q.tid, name=event or unnamed(q.number),
+                         payload=args_payload(q.args))
             else:
                 payload = '{"args": ' + encode_basestring(q.args) + ', "event": ' + json.dumps(event) + "}"
                 rows.add("trace_event", q.ts, q.line, tid=q.tid, name="monitor_protocol_event_queue", payload=payload)
