@@ -58,9 +58,12 @@ def runstate_transition(s: Steps, rule: RuleInfo) -> list[Finding]:
     running = RS["running"]
     # Announcements are judged only where the trace shows the VM's events by name.
     shown = _events_shown(s)[rows]
-    leaves = shown & (prev == running) & (new != running) & (new != RS["shutdown"]) & (new >= 0)
+    # A guest's own suspend to RAM (running -> suspended: SUSPEND) and its wake-up (suspended ->
+    # running: WAKEUP) are announced by other events; shutdown stops without STOP.
+    suspended = RS["suspended"]
+    leaves = shown & (prev == running) & ~np.isin(new, (running, RS["shutdown"], suspended)) & (new >= 0)
     silent_stop = leaves & ~s.between(s.event("STOP"), rows, after, rows)
-    enters = shown & (new == running) & (prev >= 0) & (prev != running) & (prev != RS["prelaunch"])
+    enters = shown & (new == running) & (prev >= 0) & ~np.isin(prev, (running, RS["prelaunch"], suspended))
     silent_resume = enters & ~s.between(s.event("RESUME"), before, after, rows)
     bad = illegal | mismatch | silent_stop | silent_resume
     reasons = [
