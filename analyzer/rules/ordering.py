@@ -11,7 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from analyzer.result import Finding, RuleInfo
-from analyzer.rules.derived import known_not_io_error, running_before, service, vm_has
+from analyzer.rules.derived import (
+    known_not_io_error,
+    running_before,
+    service,
+    throttle_window_open,
+    vm_has,
+)
 from analyzer.rules.evidence import NO_EID, describe, eids, findings
 from analyzer.rules.masks import bie_stop, enters_io_error
 from analyzer.rules.rule import Rule, decides
@@ -139,7 +145,9 @@ def event_before_stop(s: Steps, rule: RuleInfo) -> list[Finding]:
         & ~e.between(e.command("stop"), prev_resume, rows, rows)
     )
     rows, next_bie = rows[bad], next_bie[bad]
-    real = ~known_not_io_error(e, rows, next_bie)
+    # Throttled: with a BIE of that device sent within a window before the STOP, the STOP's
+    # own BIE may have been held and replaced by the later one (never sent).
+    real = ~known_not_io_error(e, rows, next_bie) & ~throttle_window_open(e, rows, e.device[next_bie])
     pos_rows, pos_bie = to_s[rows[real]], to_s[next_bie[real]]
     rows = np.concatenate([id_rows, pos_rows])
     bie_rows = np.concatenate([id_bie, pos_bie])
@@ -317,7 +325,10 @@ def resume_before_retry_error(s: Steps, rule: RuleInfo) -> list[Finding]:
         & ~e.between(e.command("stop"), resumes, next_stop, resumes)
     )
     resumes, b, next_stop = resumes[bad], b[bad], next_stop[bad]
+    # Throttled: with a BIE of that device sent within a window before the STOP, the STOP's
+    # own BIE (after RESUME) may have been held and replaced by a later one (never sent).
     real = ~known_not_io_error(e, next_stop, e.next(e_resume, next_stop))
+    real &= ~throttle_window_open(e, next_stop, e.device[b])
     n_id = len(id_bie)
     bies = np.concatenate([id_bie, to_s[b[real]]])
     res = np.concatenate([id_resume, to_s[resumes[real]]])

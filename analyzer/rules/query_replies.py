@@ -11,7 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from analyzer.result import Finding, RuleInfo
-from analyzer.rules.derived import changed_from_ok, iostatus_rows, replayed_iostatus, vm_has
+from analyzer.rules.derived import (
+    THROTTLE_SLACK_NS,
+    THROTTLE_WINDOW_NS,
+    changed_from_ok,
+    iostatus_rows,
+    replayed_iostatus,
+    vm_has,
+)
 from analyzer.rules.evidence import NO_EID, eids, findings
 from analyzer.rules.masks import bie_stop, enters_io_error, not_ok
 from analyzer.rules.rule import Rule, decides
@@ -149,10 +156,6 @@ def query_matches_runstate(s: Steps, rule: RuleInfo) -> list[Finding]:
                     device=np.full(len(bad), NULL), error_id=eids(s, entered), message=message)
 
 
-#: QEMU >= 9.2 throttles BLOCK_IO_ERROR per device (qom-path) to one event a second
-#: (monitor_qapi_event_conf, 2155d2dd7f), plus slack for the clocks of different sources.
-THROTTLE_WINDOW_NS = 1_000_000_000
-_SLACK_NS = 100_000_000
 
 
 def _retry_may_have_failed(s: Steps, rows: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -184,7 +187,7 @@ def _retry_may_have_failed(s: Steps, rows: np.ndarray, start: np.ndarray) -> np.
     last = s.by_device(bie).last_before(vm, dev, rows)
     arrived = s.ts[np.maximum(last, 0)]
     raised = np.where(s.evt[np.maximum(last, 0)] >= 0, s.evt[np.maximum(last, 0)], arrived)
-    window = (last >= 0) & (arrived + THROTTLE_WINDOW_NS + _SLACK_NS >= s.ts[start]) & (raised <= s.ts[rows])
+    window = (last >= 0) & (arrived + THROTTLE_WINDOW_NS + THROTTLE_SLACK_NS >= s.ts[start]) & (raised <= s.ts[rows])
     # A late BIE of D raised before the reply but arriving after it also opened a window.
     nxt = s.by_device(bie).first_after(vm, dev, rows)
     late = (nxt >= 0) & (s.evt[np.maximum(nxt, 0)] >= 0) & (s.evt[np.maximum(nxt, 0)] <= s.ts[rows])

@@ -137,3 +137,72 @@ def test_a_trace_without_monitor_events_does_not_judge_announcements(tmp_path: P
     rows = [r for r in _stops_without_events(named=True) if r["kind"] != "qmp_event"]
     result = check_rows(rows, tmp_path)
     assert by_rule(result, "runstate-transition") == []
+
+
+def _transcript(path: Path, major: int, minor: int, records: list[tuple[float, str, dict]]) -> Path:
+    """A QMP transcript: the greeting of QEMU major.minor, then `records` (t, dir, message)."""
+    import json
+
+    hello = {"QMP": {"version": {"qemu": {"micro": 0, "minor": minor, "major": major}, "package": ""},
+                     "capabilities": ["oob"]}}
+    lines = [(99.0, "recv", hello), *records]
+    path.write_text("".join(json.dumps({"t": t, "dir": d, "line": json.dumps(m)}) + "\n" for t, d, m in lines))
+    return path
+
+
+def _event(name: str, at: float, data: dict | None = None) -> dict:
+    sec, usec = int(at), round((at - int(at)) * 1_000_000)
+    msg = {"timestamp": {"seconds": sec, "microseconds": usec}, "event": name}
+    return {**msg, "data": data} if data else msg
+
+
+BIE = {"device": "drive0", "node-name": "n0", "qom-path": "/machine/peripheral/vblk0/virtio-backend",
+       "nospace": False, "reason": "Input/output error", "operation": "write", "action": "stop"}
+
+
+def _replaced_stop_event() -> list[tuple[float, str, dict]]:
+    """cont 0.2 s after a stop: the retried write fails again (its BLOCK_IO_ERROR held in the
+    window the first one opened; STOP follows), then a request in flight fails while the VM is
+    stopped: its event replaces the held one and is sent when the window ends, raised after
+    the STOP. On the wire the STOP has no BLOCK_IO_ERROR of its own."""
+    return [
+        (100.0001, "recv", _event("BLOCK_IO_ERROR", 100.0, BIE)),
+        (100.0006, "recv", _event("STOP", 100.0005)),
+        (100.2, "send", {"execute": "cont", "id": 1}),
+        (100.2002, "recv", _event("RESUME", 100.2001)),
+        (100.2003, "recv", {"return": {}, "id": 1}),
+        (100.2012, "recv", _event("STOP", 100.2011)),
+        (101.0001, "recv", _event("BLOCK_IO_ERROR", 100.2013, BIE)),
+        (101.3, "send", {"execute": "cont", "id": 2}),
+        (101.3002, "recv", _event("RESUME", 101.3001)),
+        (101.3003, "recv", {"return": {}, "id": 2}),
+    ]
+
+
+def _audit(path: Path, tmp_path: Path):
+    from analyzer import check
+    from analyzer.importers import import_traces
+
+    out = tmp_path / f"{path.stem}.parquet"
+    import_traces([path], out)
+    return check([out])
+
+
+def test_a_stop_whose_event_the_throttle_replaced_is_no_violation(tmp_path):
+    path = _transcript(tmp_path / "q10.jsonl", 10, 0, _replaced_stop_event())
+    assert _errors(_audit(path, tmp_path)) == []
+
+
+def test_the_same_wire_from_qemu_7_2_is_a_stop_before_its_event(tmp_path):
+    path = _transcript(tmp_path / "q72.jsonl", 7, 2, _replaced_stop_event())
+    assert "event-before-stop" in {f.rule for f in _audit(path, tmp_path).findings}
+
+
+def test_outside_the_window_a_stop_before_its_event_is_caught_on_qemu_10(tmp_path):
+    # the first stop's event is 3 s old when the second STOP comes: no window was open
+    records = [(t + (3.0 if i >= 5 else 0.0), d, m) for i, (t, d, m) in enumerate(_replaced_stop_event())]
+    records = [(t, d, _event(m["event"], m["timestamp"]["seconds"] + m["timestamp"]["microseconds"] / 1e6
+                             + (3.0 if i >= 5 else 0.0), m.get("data")) if "event" in m else m)
+               for i, (t, d, m) in enumerate(records)]
+    path = _transcript(tmp_path / "late.jsonl", 10, 0, records)
+    assert "event-before-stop" in {f.rule for f in _audit(path, tmp_path).findings}
