@@ -46,6 +46,7 @@ _RUNSTATE = re.compile(r"current_run_state (\d+) \(([^)]*)\) new_state (\d+) \((
 _RUNSTATE_OLD = re.compile(r"new state (\d+)")
 _RW_COMPLETE = re.compile(r"req (0x[0-9a-fA-F]+|\(nil\)) ret (-?\d+)")
 _EVENT_PTR = re.compile(r"event=(\d+) data=(0x[0-9a-fA-F]+|\(nil\))")
+_RATE = re.compile(r"\brate=(\d+)")
 #: QEMU 2.x ``monitor_protocol_event`` carried the event name.
 _EVENT_NAMED = re.compile(r'event=(\d+) name "([^"]*)"')
 #: QEMU 2.x ``handle_qmp_command`` carried only the command name.
@@ -103,6 +104,8 @@ class _TraceLogParser:
         self.hints = self.part.hints
         self.qmp = QmpState(self.rows, self.hints, self.part.node_map)
         self.numbers = EventNumbers()
+        #: Per event number: the largest ``rate=`` its queue lines showed.
+        self.rates: dict[int, int] = {}
         self.queued: dict[str, _Queued] = {}
         self.emitting: dict[int | None, _Queued] = {}
         self.orphans: list[_Queued] = []
@@ -279,6 +282,9 @@ class _TraceLogParser:
             self.keep(number, tid, ts, name, args)
             return
         entry = _Queued(tid, ts, number, int(m.group(1)), args)
+        rate = _RATE.search(args)
+        if rate:
+            self.rates[entry.number] = max(self.rates.get(entry.number, 0), int(rate.group(1)))
         old = self.queued.pop(m.group(2), None)
         if old is not None:  # never emitted (throttled and replaced), its pointer reused
             self.orphans.append(old)
@@ -398,6 +404,9 @@ class _TraceLogParser:
         rows.fill_missing_ts()
         self.part.vm = self.qmp.vm_name
         self.part.qemu_version = self.qmp.qemu_release
+        self.part.throttles = any(
+            rate > 0 and self.numbers.name(number) == "BLOCK_IO_ERROR" for number, rate in self.rates.items()
+        )
 
 
 def parse(text: InputText, policy: LinePolicy) -> ParsedInput:

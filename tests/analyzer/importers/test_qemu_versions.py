@@ -149,3 +149,71 @@ def test_qemu_9_2_0s_swapped_fields_are_read_back_and_reported_once(samples_dir,
     assert f"(and {n - 1} more) carried the QOM path in 'device'" in warning.message
     assert f"read as device '{devices(table)[0]}'" in warning.message
     assert result.verdict == "pass"
+
+
+# -- throttling seen in a trace log ------------------------------------------------------------
+
+
+def _late_bie_capture(tmp_path: Path, rate: int) -> list[Path]:
+    """QEMU 8.2 by its version, but the trace log shows BLOCK_IO_ERROR (16 in 8.2) queued with
+    rate=1 s (a distribution's backport of the throttle): the retried write's event arrives
+    0.7 s late, after its STOP, keeping its original timestamp."""
+    hello = {"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 8}, "package": ""},
+                     "capabilities": ["oob"]}}
+    bie = {"device": "drive0", "node-name": "n", "reason": "Input/output error",
+           "operation": "write", "action": "stop", "nospace": False}
+
+    def event(name, usec, data=None):
+        msg = {"timestamp": {"seconds": 100, "microseconds": usec}, "event": name}
+        return json.dumps({**msg, "data": data} if data else msg)
+
+    records = [
+        (100.0, "recv", json.dumps(hello)),
+        (100.0001, "recv", event("BLOCK_IO_ERROR", 100, bie)),
+        (100.0002, "recv", event("STOP", 200)),
+        (100.3, "send", json.dumps({"execute": "cont", "id": 1})),
+        (100.3001, "recv", event("RESUME", 300050)),
+        (100.3002, "recv", json.dumps({"return": {}, "id": 1})),
+        (100.3003, "recv", event("STOP", 300200)),
+        (101.0002, "recv", event("BLOCK_IO_ERROR", 300100, bie)),
+    ]
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text("".join(json.dumps({"t": t, "dir": d, "line": m}) + "\n" for t, d, m in records))
+    version = '{"qemu": {"micro": 0, "minor": 2, "major": 8}, "package": ""}'
+    trace = tmp_path / "trace.log"
+    trace.write_text(
+        f"10@99.900000:qmp_exit_query_version {version} 1\n"
+        f"11@100.000110:monitor_protocol_event_queue event=16 data=0x1 rate={rate}\n"
+        "10@100.000210:monitor_protocol_event_queue event=3 data=0x2 rate=0\n"
+        "10@100.300060:monitor_protocol_event_queue event=4 data=0x3 rate=0\n"
+        f"11@100.300110:monitor_protocol_event_queue event=16 data=0x4 rate={rate}\n"
+        "10@100.300210:monitor_protocol_event_queue event=3 data=0x5 rate=0\n"
+    )
+    return [transcript, trace]
+
+
+def test_a_trace_log_that_shows_the_throttle_makes_an_older_qemu_throttling(tmp_path):
+    from tracer.qemu import throttles
+
+    inputs = _late_bie_capture(tmp_path, 1_000_000_000)
+    out = tmp_path / "out.parquet"
+    import_traces(inputs[1:], out)
+    meta = {k.decode().removeprefix("blkreplay."): v.decode() for k, v in pq.read_schema(out).metadata.items()}
+    [vm] = json.loads(meta["qemu_versions"])
+    assert meta["qemu_version"] == "8.2.0" and throttles(meta, vm)
+    # merged with the transcript: its late BLOCK_IO_ERROR is judged where it was raised
+    _, result = _import(inputs, tmp_path / "merged.parquet")
+    assert [f.rule for f in result.findings] == []
+
+
+def test_without_the_throttle_the_same_wire_from_qemu_8_2_is_a_violation(tmp_path):
+    from tracer.qemu import throttles
+
+    inputs = _late_bie_capture(tmp_path, 0)
+    out = tmp_path / "out.parquet"
+    import_traces(inputs[1:], out)
+    meta = {k.decode().removeprefix("blkreplay."): v.decode() for k, v in pq.read_schema(out).metadata.items()}
+    [vm] = json.loads(meta["qemu_versions"])
+    assert "throttled_vms" not in meta and not throttles(meta, vm)
+    _, result = _import(inputs[:1], tmp_path / "transcript.parquet")
+    assert "event-before-stop" in {f.rule for f in result.findings}
