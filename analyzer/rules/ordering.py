@@ -107,7 +107,10 @@ def iostatus_before_stop(s: Steps, rule: RuleInfo) -> list[Finding]:
     title="BLOCK_IO_ERROR comes before the STOP it causes",
     explanation=(
         "BLOCK_IO_ERROR is emitted under vmstop_lock before the stop request is stored, so the "
-        "STOP caused by an I/O error always follows its BLOCK_IO_ERROR (I3)."
+        "STOP caused by an I/O error always follows its BLOCK_IO_ERROR (I3). Where QEMU may "
+        "throttle BLOCK_IO_ERROR (>= 9.2, or the version unknown) the order judged is the "
+        "raising order (QMP timestamps), and a STOP whose event the 1-second window may have "
+        "replaced is not judged."
     ),
     needs=("qmp_event:STOP",),
     columns=("runstate", "prev_runstate", "cmd_seq", "event_ts_ns"),
@@ -289,7 +292,9 @@ def _retry_bie(e: Steps, resumes: np.ndarray) -> np.ndarray:
     explanation=(
         "cont emits RESUME before it retries the parked requests, so a retry that fails again "
         "gives BLOCK_IO_ERROR and STOP after the RESUME (I6). A RESUME between a BLOCK_IO_ERROR "
-        "and its STOP is the QEMU 2.1-2.12 ordering that made libvirt report 'paused (unknown)'."
+        "and its STOP is the QEMU 2.1-2.12 ordering that made libvirt report 'paused (unknown)'. "
+        "Where QEMU may throttle BLOCK_IO_ERROR (>= 9.2, or the version unknown), raising order, "
+        "and a STOP whose event the window may have replaced is not judged."
     ),
     needs=("qmp_event:BLOCK_IO_ERROR", "qmp_event:RESUME", "qmp_event:STOP"),
     columns=("runstate", "prev_runstate", "event_ts_ns"),

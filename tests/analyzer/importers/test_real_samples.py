@@ -186,7 +186,24 @@ def test_events_carry_their_qmp_time_and_the_trace_its_qemu_version(samples_dir,
     # events.jsonl holds events only: no greeting, so no version (throttling then assumed)
     expected = None if sample == "dataplane-events" else b"7.2.22"
     assert table.schema.metadata.get(b"blkreplay.qemu_version") == expected
+
     events = table.filter(pc.equal(table["kind"], "qmp_event"))
     assert events.num_rows and events["event_ts_ns"].null_count == 0
     others = table.filter(pc.not_equal(table["kind"], "qmp_event"))
     assert others["event_ts_ns"].null_count == others.num_rows
+
+
+@pytest.mark.parametrize(("folder", "name"), [
+    ("qemu-10.0/a-stop-eio-dataplane", "qmp-transcript.jsonl"),
+    ("qemu-10.0/a-stop-eio-dataplane", "trace.log"),
+    ("libvirt-11.3/a-stop-eio", "libvirtd.log"),
+])
+def test_qemu_10_inputs_record_their_version(samples_dir, tmp_path, folder, name):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "trace.parquet"
+    import_traces([samples_dir / folder / name], out)
+    metadata = pq.read_schema(out).metadata
+    assert metadata.get(b"blkreplay.qemu_version") == b"10.0.2"
+    # a trace log shows the throttle itself (rate=1000000000 on BLOCK_IO_ERROR)
+    assert (b"blkreplay.throttled_vms" in metadata) == (name == "trace.log")
