@@ -7,6 +7,12 @@ integrity rules excluded). Prints a precision / recall table per rule and every 
     python benchmarks/accuracy_sweep.py                 # 200 seeds per variant
     python benchmarks/accuracy_sweep.py --seeds 20 --variants fixed,sync-stop
     python benchmarks/accuracy_sweep.py --threads 5     # also threads-mode `fixed` runs
+    python benchmarks/accuracy_sweep.py --restated      # also: the built-ins restated in the
+                                                        # rule language give the same findings
+
+With --restated, every run is also checked with the default rule file of restated built-ins
+(analyzer/lang/builtin.yaml) alone, and its findings must equal the hand-written rules' findings
+of the same ids exactly (every field, messages included).
 
 Exit status 1 if any disagreement (or any error finding on `fixed`), so it can gate CI.
 """
@@ -32,7 +38,21 @@ from tracer.sim.truth import TRUTH_RULES, read_truth  # noqa: E402
 Key = tuple[str, int | None, str]
 
 
-def one_run(variant: str, seed: int, mode: str = "sim", duration_s: float = 0.05) -> dict:
+BUILTIN_RULES = REPO / "analyzer" / "lang" / "builtin.yaml"
+
+
+def restated_diff(trace: Path, result) -> tuple[int, list[str]]:
+    """(findings compared, disagreements) of the restated built-ins against `result`."""
+    lang = check([trace], rule_files=[str(BUILTIN_RULES)], only_files=True)
+    ids = {r.id for r in lang.rules}
+    hand = [f for f in result.findings if f.rule in ids]
+    diffs = [f"restated {f.rule} seq={f.seq}: only hand-written" for f in hand if f not in lang.findings]
+    diffs += [f"restated {f.rule} seq={f.seq}: only rule file" for f in lang.findings if f not in hand]
+    return len(hand), diffs
+
+
+def one_run(variant: str, seed: int, mode: str = "sim", duration_s: float = 0.05,
+            restated: bool = False) -> dict:
     """Record, check, compare. Returns the sets and counts for one (variant, seed)."""
     with tempfile.TemporaryDirectory(prefix="blkreplay-sweep-") as tmp:
         out = Path(tmp) / "trace"
@@ -46,6 +66,7 @@ def one_run(variant: str, seed: int, mode: str = "sim", duration_s: float = 0.05
             if f.severity == "error" and f.rule in TRUTH_RULES
         }
         errors = [f for f in result.findings if f.severity == "error"]
+        compared, diffs = restated_diff(out, result) if restated else (0, [])
         truth: set[Key] = set()
         if mode == "sim":
             doc = read_truth(out / "truth.json")
@@ -54,6 +75,7 @@ def one_run(variant: str, seed: int, mode: str = "sim", duration_s: float = 0.05
             "variant": variant, "seed": seed, "mode": mode, "found": found, "truth": truth,
             "errors": len(errors), "steps": result.steps, "episodes": len(result.episodes),
             "error_messages": [f"{f.rule} seq={f.seq}: {f.message}" for f in errors[:3]],
+            "restated_compared": compared, "restated_diffs": diffs,
         }
 
 
@@ -65,11 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=0.05, help="simulated seconds per run")
     ap.add_argument("--threads", type=int, default=0, help="threads-mode `fixed` runs to add")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--restated", action="store_true",
+                    help="also compare the restated built-ins (analyzer/lang/builtin.yaml)")
     args = ap.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
-    jobs = [(v, s, "sim", args.duration) for v in variants
+    jobs = [(v, s, "sim", args.duration, args.restated) for v in variants
             for s in range(args.first_seed, args.first_seed + args.seeds)]
-    jobs += [("fixed", s, "threads", 0.3) for s in range(1, args.threads + 1)]
+    jobs += [("fixed", s, "threads", 0.3, args.restated) for s in range(1, args.threads + 1)]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         runs = list(pool.map(one_run, *zip(*jobs, strict=True), chunksize=4))
@@ -83,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if (r["mode"] == "threads" or r["variant"] == "fixed") and r["errors"]:
             problems.append(f"{r['mode']} fixed seed {r['seed']}: {r['errors']} error findings "
                             f"{r['error_messages']}")
+        problems.extend(f"{r['variant']} seed {r['seed']}: {d}" for d in r["restated_diffs"])
         if r["mode"] != "sim":
             continue
         for key in r["found"] & r["truth"]:
@@ -104,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         prec = tp[rule] / f if f else 1.0
         rec = tp[rule] / t if t else 1.0
         print(f"{rule:28} {t:7d} {f:7d} {tp[rule]:7d} {fp[rule]:5d} {fn[rule]:5d} {prec:9.3f} {rec:7.3f}")
+    if args.restated:
+        compared = sum(r["restated_compared"] for r in runs)
+        differing = sum(len(r["restated_diffs"]) for r in runs)
+        print(f"restated built-ins (analyzer/lang/builtin.yaml): {compared:,} hand-written findings "
+              f"compared, {differing} disagreement(s)")
     by_variant = Counter(r["variant"] for r in runs if r["truth"])
     print("runs with broken guarantees per variant:", dict(sorted(by_variant.items())))
     if problems:

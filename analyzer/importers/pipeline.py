@@ -26,7 +26,7 @@ import pyarrow as pa
 from analyzer.importers import libvirt_log, qemu_log, qmp
 from analyzer.importers.detect import FORMATS, detect_format
 from analyzer.importers.lines import InputText, LinePolicy, read_text
-from analyzer.importers.output import one_table, write_tables
+from analyzer.importers.output import check_output, one_table, write_tables
 from analyzer.importers.rows import ParsedInput
 from analyzer.importers.vm_tables import vm_tables
 from analyzer.progress import ProgressCallback
@@ -142,6 +142,8 @@ def import_traces(
     host: str | None = None,
     skip_bad: bool = False,
     progress: ProgressCallback | None = None,
+    parents: bool = False,
+    replace: bool = False,
 ) -> ImportSummary:
     """Import `inputs` (of one VM, or a libvirt log of several) and write schema v1 to `out`.
 
@@ -149,9 +151,14 @@ def import_traces(
     one file per VM, ``vm=<name>/part-0.parquet`` (hive style, the name URI-encoded). Nothing
     is written when any input is bad (unless `skip_bad`). `vm` names the VM of QMP and trace
     log inputs, and selects one VM of a libvirt log; `host` fills the host column.
+
+    `out` is checked before any input is read (:func:`analyzer.importers.output.check_output`):
+    never an input, parents created only with `parents`, an existing directory replaced (as a
+    whole, once the new one is complete) only with `replace`.
     """
     if not inputs:
         raise InputError("no input to import")
+    plan = check_output(out, inputs=inputs, parents=parents, replace=replace)
     sizes = [_size(p) for p in inputs]
     total = sum(sizes)
     parsed: list[ParsedInput] = []
@@ -168,12 +175,11 @@ def import_traces(
         tables = vm_tables(parsed, vm=vm, host=host)
     summaries = tuple(_summary(p) for p in parsed)
     del parsed  # the rows now live in `tables`
-    out_path = Path(out)
-    files = write_tables(tables, out_path)
+    files = write_tables(tables, plan)
     if progress is not None:
         progress(total, total)
     return ImportSummary(
-        inputs=summaries, out=str(out_path), files=tuple(files),
+        inputs=summaries, out=str(plan.path), files=tuple(files),
         vm_rows={name: t.num_rows for name, t in tables.items()},
     )
 
