@@ -30,6 +30,7 @@ for rows before any event).
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
@@ -389,11 +390,12 @@ class _TraceLogParser:
         # or too old) it stays a number, an event named `qapi_events.unnamed` that rules read
         # as "some event, not known which" (and `event-names-unknown` reports once per VM).
         unknown = not self.events_from_json and not self.numbers.has_table
+        stops = self._stop_actions(leftovers) if not self.events_from_json else set()
         for q in sorted(leftovers, key=lambda q: q.line):
             event = self.numbers.name(q.number)
             if not self.events_from_json and (event is not None or unknown):
                 rows.add("qmp_event", q.ts, q.line, tid=q.tid, name=event or unnamed(q.number),
-                         payload=args_payload(q.args))
+                         payload=args_payload(q.args), action="stop" if q.line in stops else None)
             else:
                 payload = '{"args": ' + encode_basestring(q.args) + ', "event": ' + json.dumps(event) + "}"
                 rows.add("trace_event", q.ts, q.line, tid=q.tid, name="monitor_protocol_event_queue", payload=payload)
@@ -407,6 +409,31 @@ class _TraceLogParser:
         self.part.throttles = any(
             rate > 0 and self.numbers.name(number) == "BLOCK_IO_ERROR" for number, rate in self.rates.items()
         )
+
+
+    def _stop_actions(self, queued: list[_Queued]) -> set[int]:
+        """Queue lines of BLOCK_IO_ERRORs (numbers only: no action known) that were action
+        stop: the VM's next run-state change after it enters io-error, with no RESUME queued
+        in between (QEMU raises the event, then requests the stop; the main loop sets io-error
+        and raises STOP). A BLOCK_IO_ERROR raised while the VM is already stopped, or whose
+        request cont consumed while running (STOP/RESUME pair, no run-state change), keeps
+        an unknown action, which no rule takes for stop."""
+        rows = self.rows
+        runstate = rows.sparse["runstate"]
+        changes = sorted((rows.line[i], runstate.get(i)) for i, k in enumerate(rows.kind) if k == "runstate")
+        resumes = sorted(q.line for q in queued if self.numbers.name(q.number) == "RESUME")
+        lines = [line for line, _ in changes]
+        out = set()
+        for q in queued:
+            if self.numbers.name(q.number) != "BLOCK_IO_ERROR":
+                continue
+            k = bisect.bisect_right(lines, q.line)
+            if k == len(lines) or changes[k][1] != "io-error":
+                continue
+            r = bisect.bisect_right(resumes, q.line)
+            if r == len(resumes) or resumes[r] > lines[k]:
+                out.add(q.line)
+        return out
 
 
 def parse(text: InputText, policy: LinePolicy) -> ParsedInput:

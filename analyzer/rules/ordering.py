@@ -21,7 +21,7 @@ from analyzer.rules.derived import (
 from analyzer.rules.evidence import NO_EID, describe, eids, findings
 from analyzer.rules.masks import bie_stop, enters_io_error
 from analyzer.rules.rule import Rule, decides
-from analyzer.steps import NULL, Steps
+from analyzer.steps import NULL, RS, Steps
 
 
 def _ids(s: Steps, rows: np.ndarray) -> np.ndarray:
@@ -269,6 +269,10 @@ def _served_after_resume(e: Steps, rows: np.ndarray, resume: np.ndarray, stop: n
     `resume-before-retry-error`'s business (QEMU 2.1-2.12: BIE, RESUME, STOP), not a lost STOP."""
     out = (resume >= 0) & (stop > resume)
     out &= ~e.between(bie_stop(e), resume, stop, rows) & ~e.between(e.command("stop"), resume, stop, rows)
+    # A query-status answered between the BIE and the RESUME with the VM stopped: the BIE's
+    # stop happened before the RESUME, so the STOP after it is not the BIE's (its STOP is lost).
+    stopped = e.reply("query-status") & (e.runstate >= 0) & (e.runstate != RS["running"])
+    out &= ~e.between(stopped, rows, resume, rows)
     k = np.flatnonzero(out)
     out[k] = ~known_not_io_error(e, stop[k], e.next(e.event("RESUME"), stop[k]))
     return out
