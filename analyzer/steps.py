@@ -201,30 +201,38 @@ class Steps:
 
     @cached_property
     def emitted(self) -> tuple[Steps, np.ndarray]:
-        """This batch in *emission* order, and for each of its rows the row of `self` it is.
+        """This batch in *emission* (raising) order, and for each of its rows the row of `self`
+        it is.
 
         QEMU >= 9.2 throttles BLOCK_IO_ERROR per device to one a second and delivers the last
         one of a window late, keeping its QMP timestamp; imported rows are in arrival order.
-        Where a VM may throttle (`throttle`), a BLOCK_IO_ERROR whose `evt` is <= the `evt` of a
-        STOP / RESUME that arrived before it was emitted before that event: it moves to just
-        before the earliest such one (STOP and RESUME come from the main loop in order, so
-        their timestamps are taken as non-decreasing: a running maximum). Nothing else moves.
-        When nothing moves, the batch itself is returned (the common case, and every
-        simulated trace: it carries no event timestamps).
+        Where a VM may throttle (`throttle`), a late BLOCK_IO_ERROR moves back to just before
+        the first row raised after it: a STOP / RESUME whose `evt` is >= its own (STOP and
+        RESUME come from the main loop in order, so their timestamps are taken as
+        non-decreasing: a running maximum), or any other row (command, reply) whose `ts` is
+        (events without `evt`: their `ts`). One that arrived before a STOP / RESUME raised
+        *earlier* than it moves forward past it (a correct QEMU cannot deliver an event before
+        a STOP that was raised before it: STOP is never held). Nothing else moves. When
+        nothing moves, the batch itself is returned (the common case, and every simulated
+        trace: it carries no event timestamps).
         """
         ident = self.idx
-        bie = self.event("BLOCK_IO_ERROR") & self.throttle & (self.evt >= 0)
-        marks = (self.event("STOP") | self.event("RESUME")) & self.throttle & (self.evt >= 0)
-        if not bie.any() or not marks.any():
+        is_bie = self.event("BLOCK_IO_ERROR")
+        bie = is_bie & self.throttle & (self.evt >= 0)
+        if not bie.any():
             return self, ident
-        b, m = np.flatnonzero(bie), np.flatnonzero(marks)
-        values, rank = np.unique(np.concatenate([self.evt[m], self.evt[b]]), return_inverse=True)
-        width = np.int64(len(values) + 1)
-        m_key = np.maximum.accumulate(self.vm[m].astype(np.int64) * width + rank[: len(m)])
-        b_key = self.vm[b].astype(np.int64) * width + rank[len(m) :]
-        k = np.searchsorted(m_key, b_key, side="left")
-        target = m[np.minimum(k, len(m) - 1)]
-        move = (k < len(m)) & (target < b) & (self.vm[target] == self.vm[b])
+        b = np.flatnonzero(bie)
+        stamped = (self.kind == K["qmp_event"]) & (self.evt >= 0)
+        time = np.where(stamped, self.evt, self.ts)
+        back = self._first_raised_from(self.throttle & ~is_bie, time, b)
+        marks = (self.event("STOP") | self.event("RESUME")) & self.throttle & (self.evt >= 0)
+        ahead = self._first_raised_from(marks, self.evt, b)
+        move_back = (back >= 0) & (back < b)
+        # Forward past the marks that arrived after it but were raised before it (none
+        # between: it stays where it is).
+        move_fwd = ~move_back & (ahead > b) & self.between(marks, b, ahead, b)
+        target = np.where(move_back, back, ahead)
+        move = move_back | move_fwd
         if not move.any():
             return self, ident
         pos = ident.copy()
@@ -238,6 +246,20 @@ class Steps:
         ci = self.cmd_index[order]
         out.__dict__["cmd_index"] = np.where(ci >= 0, new_of[np.maximum(ci, 0)], NULL)
         return out, order
+
+    def _first_raised_from(self, mask: np.ndarray, time: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Per BLOCK_IO_ERROR row in `b`: the first `mask` row of its VM whose `time` (a
+        running maximum in arrival order) is >= the BIE's `evt` (-1: none)."""
+        m = np.flatnonzero(mask)
+        if not len(m):
+            return np.full(len(b), NULL, dtype=np.int64)
+        values, rank = np.unique(np.concatenate([time[m], self.evt[b]]), return_inverse=True)
+        width = np.int64(len(values) + 1)
+        m_key = np.maximum.accumulate(self.vm[m].astype(np.int64) * width + rank[: len(m)])
+        b_key = self.vm[b].astype(np.int64) * width + rank[len(m) :]
+        k = np.searchsorted(m_key, b_key, side="left")
+        target = m[np.minimum(k, len(m) - 1)]
+        return np.where((k < len(m)) & (self.vm[target] == self.vm[b]), target, NULL)
 
     # ------------------------------------------------------------------ replies and commands
 

@@ -150,6 +150,19 @@ def qemu_version(metadata: dict[str, str], vm: str) -> str | None:
     return metadata.get("qemu_version") or None
 
 
+def throttles(metadata: dict[str, str], vm: str) -> bool:
+    """Whether `vm`'s QEMU, as an input's metadata records it, may throttle BLOCK_IO_ERROR:
+    its version may (`may_throttle`), or the importer saw it do so (``throttled_vms``: a trace
+    log's ``rate=`` > 0 on BLOCK_IO_ERROR, e.g. a distribution backport on an older QEMU)."""
+    if may_throttle(qemu_version(metadata, vm)):
+        return True
+    try:
+        seen = json.loads(metadata.get("throttled_vms") or "[]")
+    except ValueError:
+        return False
+    return isinstance(seen, list) and vm in seen
+
+
 def may_throttle(version: str | None) -> bool:
     """Whether a QEMU may throttle BLOCK_IO_ERROR (per qom-path, one a second, delivering the
     last one late with its original timestamp): since 9.2, and, not knowing, assume it may."""

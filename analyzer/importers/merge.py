@@ -95,6 +95,7 @@ def build_table(
     alias = np.arange(n, dtype=np.int64)
     if len(parts) > 1:  # one input keeps a message seen twice: nothing to merge
         _match(parts, offsets, sparse, alias, name, payload)
+        _match_numbered(parts, offsets, sparse, alias, kind, ts, name)
     _resolve_devices(parts, sparse)
 
     keep = alias == np.arange(n)
@@ -239,6 +240,81 @@ def _match(
                 name[survivor] = name[g]
             if payload[survivor] is None:
                 payload[survivor] = payload[g]
+
+
+#: How much earlier than its ``monitor_protocol_event_queue`` line an event's QMP timestamp
+#: may be (QEMU stamps the event, then queues it; measured: tens of microseconds).
+_QUEUE_LAG_NS = 10_000_000
+
+
+def _match_numbered(
+    parts: Sequence[Part],
+    offsets: np.ndarray,
+    sparse: dict[str, dict[int, Any]],
+    alias: np.ndarray,
+    kind: list,
+    ts: list,
+    name: list,
+) -> None:
+    """Merge the events of a trace log that has event numbers only (``qmp_event`` rows without
+    a message key, named from the version's table or ``#N``) into the same events of the other
+    inputs: an event is queued right after QEMU stamps it, so its queue line comes at most
+    `_QUEUE_LAG_NS` after the QMP timestamp of the same event elsewhere. Pairs are taken
+    nearest first, one to one; a named row pairs only with the same name, a ``#N`` row with any
+    name and then takes it (and every ``#N`` row of its input takes the name its number was
+    paired with, when all its pairs agree). The QMP row's data and key go to the surviving
+    trace-log row, as in `_match`."""
+    keys, event_ts = sparse.get("key", {}), sparse.get("event_ts", {})
+    numbered: list[int] = []
+    stamped: list[int] = []
+    for p_i, part in enumerate(parts):
+        off = int(offsets[p_i])
+        for local in range(len(part.rows)):
+            g = off + local
+            if kind[g] != "qmp_event" or alias[g] != g:
+                continue
+            if part.source == "qemu-log" and g not in keys:
+                numbered.append(g)
+            elif g in event_ts and g in keys:
+                stamped.append(g)
+    if not numbered or not stamped:
+        return
+    part_of = np.searchsorted(offsets, np.arange(len(kind)), side="right") - 1
+    pairs = []
+    stamps = sorted(stamped, key=lambda g: event_ts[g])
+    times = np.array([event_ts[g] for g in stamps], dtype=np.int64)
+    for g in numbered:
+        q = ts[g]
+        if q is None:
+            continue
+        lo, hi = np.searchsorted(times, q - _QUEUE_LAG_NS, "left"), np.searchsorted(times, q, "right")
+        for j in range(lo, hi):
+            h = stamps[j]
+            if part_of[h] == part_of[g]:
+                continue
+            if name[g] != name[h] and not (name[g] or "").startswith("#"):
+                continue
+            pairs.append((q - int(times[j]), g, h))
+    used: set[int] = set()
+    numbers: dict[tuple[int, str], set[str]] = {}
+    for _, g, h in sorted(pairs):
+        if g in used or h in used:
+            continue
+        used.update((g, h))
+        alias[h] = g
+        if (name[g] or "").startswith("#"):
+            numbers.setdefault((int(part_of[g]), name[g]), set()).add(name[h])
+            name[g] = name[h]
+        keys[g] = keys[h]
+        for col in _DATA_FIELDS:
+            values = sparse.get(col)
+            if values is not None and h in values and values.get(g) is None:
+                values[g] = values[h]
+    learnt = {k: next(iter(v)) for k, v in numbers.items() if len(v) == 1}
+    for g in numbered:
+        new = learnt.get((int(part_of[g]), name[g] or ""))
+        if new is not None:
+            name[g] = new
 
 
 def _resolve_devices(parts: Sequence[Part], sparse: dict[str, dict[int, Any]]) -> None:

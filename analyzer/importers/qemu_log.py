@@ -17,8 +17,10 @@ that carry JSON are parsed as JSON. What matters becomes a typed row, every othe
 - ``handle_qmp_command`` -> ``qmp_command`` (or, when the log never traces it,
   ``qmp_enter_<cmd>``);
 - ``monitor_protocol_event_queue`` lines whose event was never sent as JSON (the respond
-  event not enabled): ``qmp_event`` rows named with `qapi_events.EventNumbers`; numbers that
-  cannot be named stay ``trace_event`` rows;
+  event not enabled): ``qmp_event`` rows named with `qapi_events.EventNumbers`; without a
+  table for the version (unknown, or older than the tables) numbers that cannot be named are
+  ``qmp_event`` rows named ``#N`` (`qapi_events.unnamed`), never guessed; with a table, numbers
+  beyond it (events no rule reads) stay ``trace_event`` rows;
 - QEMU's own messages on the same stderr (``qemu-system-x86_64: ...``) -> ``trace_event``
   ``qemu_message``.
 
@@ -28,6 +30,7 @@ for rows before any event).
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
@@ -36,7 +39,7 @@ from sys import intern
 from analyzer.importers.detect import QEMU_MESSAGE
 from analyzer.importers.json_scan import parse_json
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
-from analyzer.importers.qapi_events import EventNumbers
+from analyzer.importers.qapi_events import EventNumbers, unnamed
 from analyzer.importers.qmp_semantics import QmpState, event_time_ns
 from analyzer.importers.qmp_types import INT64_MAX as _INT64_MAX
 from analyzer.importers.qmp_types import INT64_MIN as _INT64_MIN
@@ -49,6 +52,7 @@ _RUNSTATE = re.compile(r"current_run_state (\d{1,20}) \(([^)]*)\) new_state (\d{
 _RUNSTATE_OLD = re.compile(r"new state (\d{1,20})\b")
 _RW_COMPLETE = re.compile(r"req (0x[0-9a-fA-F]{1,40}|\(nil\)) ret (-?\d{1,20})")
 _EVENT_PTR = re.compile(r"event=(\d{1,20}) data=(0x[0-9a-fA-F]+|\(nil\))")
+_RATE = re.compile(r"\brate=(\d{1,20})")
 #: QEMU 2.x ``monitor_protocol_event`` carried the event name.
 _EVENT_NAMED = re.compile(r'event=(\d{1,20}) name "([^"]*)"')
 #: QEMU 2.x ``handle_qmp_command`` carried only the command name.
@@ -107,6 +111,8 @@ class _TraceLogParser:
         self.hints = self.part.hints
         self.qmp = QmpState(self.rows, self.hints, self.part.node_map)
         self.numbers = EventNumbers()
+        #: Per event number: the largest ``rate=`` its queue lines showed.
+        self.rates: dict[int, int] = {}
         self.queued: dict[str, _Queued] = {}
         self.emitting: dict[int | None, _Queued] = {}
         self.orphans: list[_Queued] = []
@@ -296,6 +302,9 @@ class _TraceLogParser:
             self.keep(number, tid, ts, name, args)
             return
         entry = _Queued(tid, ts, number, int(m.group(1)), args)
+        rate = _RATE.search(args)
+        if rate:
+            self.rates[entry.number] = max(self.rates.get(entry.number, 0), int(rate.group(1)))
         old = self.queued.pop(m.group(2), None)
         if old is not None:  # never emitted (throttled and replaced), its pointer reused
             self.orphans.append(old)
@@ -400,10 +409,17 @@ class _TraceLogParser:
         rows = self.rows
         self.numbers.version = self.qmp.version.series if self.qmp.version is not None else None
         leftovers = self.orphans + list(self.queued.values()) + list(self.emitting.values())
+        # Numbers only (no event JSON): each queued event is a raised event, at its queue line
+        # (the raising order). Named from the version's table; with no table (version unknown
+        # or too old) it stays a number, an event named `qapi_events.unnamed` that rules read
+        # as "some event, not known which" (and `event-names-unknown` reports once per VM).
+        unknown = not self.events_from_json and not self.numbers.has_table
+        stops = self._stop_actions(leftovers) if not self.events_from_json else set()
         for q in sorted(leftovers, key=lambda q: q.line):
             event = self.numbers.name(q.number)
-            if event is not None and not self.events_from_json:
-                rows.add("qmp_event", q.ts, q.line, tid=q.tid, name=event, payload=args_payload(q.args))
+            if not self.events_from_json and (event is not None or unknown):
+                rows.add("qmp_event", q.ts, q.line, tid=q.tid, name=event or unnamed(q.number),
+                         payload=args_payload(q.args), action="stop" if q.line in stops else None)
             else:
                 payload = '{"args": ' + encode_basestring(q.args) + ', "event": ' + json.dumps(event) + "}"
                 rows.add("trace_event", q.ts, q.line, tid=q.tid, name="monitor_protocol_event_queue", payload=payload)
@@ -414,6 +430,34 @@ class _TraceLogParser:
         rows.fill_missing_ts()
         self.part.vm = self.qmp.vm_name
         self.part.qemu_version = self.qmp.qemu_release
+        self.part.throttles = any(
+            rate > 0 and self.numbers.name(number) == "BLOCK_IO_ERROR" for number, rate in self.rates.items()
+        )
+
+
+    def _stop_actions(self, queued: list[_Queued]) -> set[int]:
+        """Queue lines of BLOCK_IO_ERRORs (numbers only: no action known) that were action
+        stop: the VM's next run-state change after it enters io-error, with no RESUME queued
+        in between (QEMU raises the event, then requests the stop; the main loop sets io-error
+        and raises STOP). A BLOCK_IO_ERROR raised while the VM is already stopped, or whose
+        request cont consumed while running (STOP/RESUME pair, no run-state change), keeps
+        an unknown action, which no rule takes for stop."""
+        rows = self.rows
+        runstate = rows.sparse["runstate"]
+        changes = sorted((rows.line[i], runstate.get(i)) for i, k in enumerate(rows.kind) if k == "runstate")
+        resumes = sorted(q.line for q in queued if self.numbers.name(q.number) == "RESUME")
+        lines = [line for line, _ in changes]
+        out = set()
+        for q in queued:
+            if self.numbers.name(q.number) != "BLOCK_IO_ERROR":
+                continue
+            k = bisect.bisect_right(lines, q.line)
+            if k == len(lines) or changes[k][1] != "io-error":
+                continue
+            r = bisect.bisect_right(resumes, q.line)
+            if r == len(resumes) or resumes[r] > lines[k]:
+                out.add(q.line)
+        return out
 
 
 def parse(text: InputText, policy: LinePolicy) -> ParsedInput:

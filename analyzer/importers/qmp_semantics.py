@@ -8,6 +8,13 @@ it:
 - event -> ``qmp_event`` (``BLOCK_IO_ERROR``: device, op, action, errno; every event: its
   QMP timestamp in ``event_ts_ns`` (null for QEMU's -1/-1 "no time") and its whole JSON text
   in ``payload``);
+- the device of a ``BLOCK_IO_ERROR``, whatever the QEMU version (`block_io_error_fields`): its
+  ``device`` (the drive name; ``""`` under libvirt and with ``-blockdev``), else its
+  ``node-name`` or ``qom-path`` (9.2+), resolved through what ``query-block`` replies map to a
+  device name (``inserted.node-name`` and ``qdev``), else the qdev id in the QOM path; so one
+  disk is one device across versions. QEMU 9.2.0 sends ``device`` and ``qom-path`` swapped
+  (``device`` then starts with ``/machine/``): the fields are swapped back, and a marker event
+  (`SWAPPED_MARKER`, right after the event) lets the ``qom-path-swapped`` rule report it;
 - command -> ``qmp_command`` named by ``execute``;
 - reply -> ``qmp_reply`` with ``cmd_ref`` on the command of the same id (the oldest
   unanswered one), named like it: ``query-block`` gives one row per device with its
@@ -78,18 +85,34 @@ def bie_errno(data: dict) -> int | None:
     return EIO if data.get("reason") == "Input/output error" else None
 
 
+#: Name of the marker row that follows a BLOCK_IO_ERROR whose ``device`` and ``qom-path`` came
+#: swapped (QEMU 9.2.0; fixed in 10.0 by 107c551de0). No QAPI event name starts with ``#``.
+SWAPPED_MARKER = "#qom-path-swapped"
+_QOM_ROOT = "/machine/"
+
+
+def swapped_qom_path(data: dict) -> bool:
+    """Whether a BLOCK_IO_ERROR's ``device`` holds a QOM path (QEMU 9.2.0 sends ``device`` and
+    ``qom-path`` swapped; a drive name never starts with ``/machine/``)."""
+    device = data.get("device")
+    return isinstance(device, str) and device.startswith(_QOM_ROOT)
+
+
 def block_io_error_fields(data: dict) -> dict[str, Any]:
     """The sparse columns of a ``BLOCK_IO_ERROR`` event's row, from its ``data``.
 
-    Without a ``device`` (a ``-blockdev`` drive), ``node`` and ``qom`` keep the node-name and
-    qom-path, resolved into a device name once every ``query-block`` reply has been seen.
+    Without a ``device`` (a ``-blockdev`` drive, libvirt), ``node`` and ``qom`` keep the
+    node-name and qom-path, resolved into a device name once every ``query-block`` reply has
+    been seen. QEMU 9.2.0's swapped fields (`swapped_qom_path`) are read swapped back.
     """
     fields: dict[str, Any] = {}
-    device = data.get("device")
+    device, qom = data.get("device"), data.get("qom-path")
+    if swapped_qom_path(data):
+        device, qom = qom, device
     if isinstance(device, str) and device:
         fields["device"] = device
     else:
-        node, qom = data.get("node-name"), data.get("qom-path")
+        node = data.get("node-name")
         fields["node"] = node if isinstance(node, str) and node else None
         fields["qom"] = qom if isinstance(qom, str) and qom else None
     op, action = data.get("operation"), data.get("action")
@@ -334,12 +357,22 @@ class QmpState:
         if isinstance(stamp, dict):
             key = ("event", name, stamp.get("seconds"), stamp.get("microseconds"))
         data = msg.get("data")
-        fields = block_io_error_fields(data) if name == "BLOCK_IO_ERROR" and isinstance(data, dict) else {}
+        bie = name == "BLOCK_IO_ERROR" and isinstance(data, dict)
+        fields = block_io_error_fields(data) if bie else {}
         thread = ("qemu", "unknown") if preset else (None, None)
-        return self.rows.add(
+        event_ts = event_time_ns(msg)
+        i = self.rows.add(
             "qmp_event", ts, line, tid=tid, name=name, payload=text,
-            thread=thread[0], thread_kind=thread[1], key=key, event_ts=event_time_ns(msg), **fields,
+            thread=thread[0], thread_kind=thread[1], key=key, event_ts=event_ts, **fields,
         )
+        if bie and swapped_qom_path(data):
+            marker_key = None if key is None else ("event", SWAPPED_MARKER, *key[2:])
+            self.rows.add(
+                "qmp_event", ts, line, tid=tid, name=SWAPPED_MARKER, payload=text,
+                thread=thread[0], thread_kind=thread[1], key=marker_key, event_ts=event_ts,
+                **{k: v for k, v in fields.items() if k in ("device", "node", "qom")},
+            )
+        return i
 
     def greeting(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> None:
         check_greeting(msg)

@@ -125,6 +125,10 @@ class Part:
     host: str | None = None
     #: QEMU release ("7.2.22") from the QMP greeting or a query-version reply, if seen.
     qemu_version: str | None = None
+    #: Whether the input shows QEMU rate-limiting BLOCK_IO_ERROR (a trace log's
+    #: ``monitor_protocol_event_queue event=<BLOCK_IO_ERROR> ... rate=N`` with N > 0), whatever
+    #: the version says (a distribution's backport).
+    throttles: bool = False
     #: Canonical position of the input among all inputs (set by `vm_tables.vm_tables`).
     order: int = 0
 

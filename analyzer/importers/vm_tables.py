@@ -5,7 +5,8 @@ tables do not depend on the order the files were given in. Each table's schema m
 records every input (path, format, sha256, lines, skipped), the lines skipped, whether an
 input was truncated, and the QEMU release its inputs announced: ``qemu_version`` for the VM,
 ``qemu_versions`` for every VM of the import (what the rules may expect of that QEMU,
-`tracer.qemu.may_throttle`).
+`tracer.qemu.throttles`), and ``throttled_vms``: the VMs whose trace log showed BLOCK_IO_ERROR
+rate-limited.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def vm_tables(parsed: Sequence[ParsedInput], *, vm: str | None, host: str | None
     if known:
         # Per VM, so that one file of several VMs keeps each VM's version.
         metadata["qemu_versions"] = json.dumps(known, sort_keys=True)
+    throttled = sorted(name for name, parts in groups.items() if any(p.throttles for p in parts))
+    if throttled:
+        # The VMs whose trace log showed BLOCK_IO_ERROR rate-limited (tracer.qemu.throttles).
+        metadata["throttled_vms"] = json.dumps(throttled)
     tables = {}
     for name in sorted(groups):
         parts = groups[name]

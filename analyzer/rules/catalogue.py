@@ -20,6 +20,7 @@ from types import ModuleType
 from analyzer.result import Finding, RuleInfo
 from analyzer.rules import (
     action_matches_policy,
+    input_fidelity,
     integrity_rules,
     ordering,
     query_replies,
@@ -38,6 +39,7 @@ RULE_MODULES: tuple[ModuleType, ...] = (
     query_replies,
     action_matches_policy,
     runstate_transition,
+    input_fidelity,
 )
 
 #: Columns every check reads: replay order, integrity, evidence, episodes.

@@ -25,6 +25,7 @@ from analyzer.state import Service, consumptions, iostatus, iostatus_rows, run_s
 from analyzer.steps import IOS, NULL, RS, Steps, last_before
 
 __all__ = [
+    "THROTTLE_WINDOW_NS",
     "Service",
     "changed_from_ok",
     "consumptions",
@@ -33,8 +34,15 @@ __all__ = [
     "replayed_iostatus",
     "running_before",
     "service",
+    "throttle_window_open",
     "vm_has",
 ]
+
+#: QEMU >= 9.2 throttles BLOCK_IO_ERROR per device (qom-path) to one event a second
+#: (monitor_qapi_event_conf, 2155d2dd7f).
+THROTTLE_WINDOW_NS = 1_000_000_000
+#: Slack for the clocks of different sources (capture client, libvirt's millisecond log).
+THROTTLE_SLACK_NS = 100_000_000
 
 
 def running_before(steps: Steps, at: np.ndarray | None = None) -> np.ndarray:
@@ -84,3 +92,18 @@ def changed_from_ok(steps: Steps) -> np.ndarray:
     out = np.zeros(steps.n, dtype=bool)
     out[rows] = (before == IOS["ok"]) & (steps.iostatus[rows] != IOS["ok"])
     return out
+
+
+def throttle_window_open(steps: Steps, rows: np.ndarray, devices: np.ndarray) -> np.ndarray:
+    """Whether, where the VM may throttle, a BLOCK_IO_ERROR of `devices[k]` was sent (arrived)
+    within a throttle window before row `rows[k]`: then an error of that device raised just
+    before the row may have had its event held and replaced by a later one (never sent), so
+    the row's own BLOCK_IO_ERROR may be missing from the wire. Rows in `steps`' order (the
+    emission order `Steps.emitted`: a moved BIE keeps its arrival `ts`, its sending time)."""
+    if not len(rows):
+        return np.zeros(0, dtype=bool)
+    bie = steps.event("BLOCK_IO_ERROR") & (steps.device >= 0)
+    last = steps.by_device(bie).last_before(steps.vm[rows], devices.astype(np.int64), rows)
+    at = steps.ts[np.maximum(last, 0)]
+    open_ = (last >= 0) & (at + THROTTLE_WINDOW_NS + THROTTLE_SLACK_NS >= steps.ts[rows])
+    return steps.throttle[rows] & open_

@@ -11,11 +11,17 @@ from __future__ import annotations
 import numpy as np
 
 from analyzer.result import Finding, RuleInfo
-from analyzer.rules.derived import known_not_io_error, running_before, service, vm_has
+from analyzer.rules.derived import (
+    known_not_io_error,
+    running_before,
+    service,
+    throttle_window_open,
+    vm_has,
+)
 from analyzer.rules.evidence import NO_EID, describe, eids, findings
 from analyzer.rules.masks import bie_stop, enters_io_error
 from analyzer.rules.rule import Rule, decides
-from analyzer.steps import NULL, Steps
+from analyzer.steps import NULL, RS, Steps
 
 
 def _ids(s: Steps, rows: np.ndarray) -> np.ndarray:
@@ -101,7 +107,10 @@ def iostatus_before_stop(s: Steps, rule: RuleInfo) -> list[Finding]:
     title="BLOCK_IO_ERROR comes before the STOP it causes",
     explanation=(
         "BLOCK_IO_ERROR is emitted under vmstop_lock before the stop request is stored, so the "
-        "STOP caused by an I/O error always follows its BLOCK_IO_ERROR (I3)."
+        "STOP caused by an I/O error always follows its BLOCK_IO_ERROR (I3). Where QEMU may "
+        "throttle BLOCK_IO_ERROR (>= 9.2, or the version unknown) the order judged is the "
+        "raising order (QMP timestamps), and a STOP whose event the 1-second window may have "
+        "replaced is not judged."
     ),
     needs=("qmp_event:STOP",),
     columns=("runstate", "prev_runstate", "cmd_seq", "event_ts_ns"),
@@ -139,7 +148,9 @@ def event_before_stop(s: Steps, rule: RuleInfo) -> list[Finding]:
         & ~e.between(e.command("stop"), prev_resume, rows, rows)
     )
     rows, next_bie = rows[bad], next_bie[bad]
-    real = ~known_not_io_error(e, rows, next_bie)
+    # Throttled: with a BIE of that device sent within a window before the STOP, the STOP's
+    # own BIE may have been held and replaced by the later one (never sent).
+    real = ~known_not_io_error(e, rows, next_bie) & ~throttle_window_open(e, rows, e.device[next_bie])
     pos_rows, pos_bie = to_s[rows[real]], to_s[next_bie[real]]
     rows = np.concatenate([id_rows, pos_rows])
     bie_rows = np.concatenate([id_bie, pos_bie])
@@ -258,6 +269,10 @@ def _served_after_resume(e: Steps, rows: np.ndarray, resume: np.ndarray, stop: n
     `resume-before-retry-error`'s business (QEMU 2.1-2.12: BIE, RESUME, STOP), not a lost STOP."""
     out = (resume >= 0) & (stop > resume)
     out &= ~e.between(bie_stop(e), resume, stop, rows) & ~e.between(e.command("stop"), resume, stop, rows)
+    # A query-status answered between the BIE and the RESUME with the VM stopped: the BIE's
+    # stop happened before the RESUME, so the STOP after it is not the BIE's (its STOP is lost).
+    stopped = e.reply("query-status") & (e.runstate >= 0) & (e.runstate != RS["running"])
+    out &= ~e.between(stopped, rows, resume, rows)
     k = np.flatnonzero(out)
     out[k] = ~known_not_io_error(e, stop[k], e.next(e.event("RESUME"), stop[k]))
     return out
@@ -281,7 +296,9 @@ def _retry_bie(e: Steps, resumes: np.ndarray) -> np.ndarray:
     explanation=(
         "cont emits RESUME before it retries the parked requests, so a retry that fails again "
         "gives BLOCK_IO_ERROR and STOP after the RESUME (I6). A RESUME between a BLOCK_IO_ERROR "
-        "and its STOP is the QEMU 2.1-2.12 ordering that made libvirt report 'paused (unknown)'."
+        "and its STOP is the QEMU 2.1-2.12 ordering that made libvirt report 'paused (unknown)'. "
+        "Where QEMU may throttle BLOCK_IO_ERROR (>= 9.2, or the version unknown), raising order, "
+        "and a STOP whose event the window may have replaced is not judged."
     ),
     needs=("qmp_event:BLOCK_IO_ERROR", "qmp_event:RESUME", "qmp_event:STOP"),
     columns=("runstate", "prev_runstate", "event_ts_ns"),
@@ -317,7 +334,10 @@ def resume_before_retry_error(s: Steps, rule: RuleInfo) -> list[Finding]:
         & ~e.between(e.command("stop"), resumes, next_stop, resumes)
     )
     resumes, b, next_stop = resumes[bad], b[bad], next_stop[bad]
+    # Throttled: with a BIE of that device sent within a window before the STOP, the STOP's
+    # own BIE (after RESUME) may have been held and replaced by a later one (never sent).
     real = ~known_not_io_error(e, next_stop, e.next(e_resume, next_stop))
+    real &= ~throttle_window_open(e, next_stop, e.device[b])
     n_id = len(id_bie)
     bies = np.concatenate([id_bie, to_s[b[real]]])
     res = np.concatenate([id_resume, to_s[resumes[real]]])

@@ -11,7 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from analyzer.result import Finding, RuleInfo
-from analyzer.rules.derived import changed_from_ok, iostatus_rows, replayed_iostatus, vm_has
+from analyzer.rules.derived import (
+    THROTTLE_SLACK_NS,
+    THROTTLE_WINDOW_NS,
+    changed_from_ok,
+    iostatus_rows,
+    replayed_iostatus,
+    vm_has,
+)
 from analyzer.rules.evidence import NO_EID, eids, findings
 from analyzer.rules.masks import bie_stop, enters_io_error, not_ok
 from analyzer.rules.rule import Rule, decides
@@ -149,6 +156,44 @@ def query_matches_runstate(s: Steps, rule: RuleInfo) -> list[Finding]:
                     device=np.full(len(bad), NULL), error_id=eids(s, entered), message=message)
 
 
+
+
+def _retry_may_have_failed(s: Steps, rows: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Whether the io-status a query-block reply row shows not ok after the cont at `start`
+    may be a retried request that failed again, its BLOCK_IO_ERROR unseen (no-id form):
+
+    only where the VM may throttle (QEMU >= 9.2, or unknown; elsewhere the retry's event is
+    always sent and the caller's search finds it):
+
+    * a BLOCK_IO_ERROR of the device was sent within a throttle window before the retry could
+      fail, i.e. one that arrived no earlier than a window before the cont and was raised no
+      later than the reply, or one after the reply raised before it; then the retried
+      request's event was held (delivered late, maybe after the next cont) or replaced and
+      never sent. A held, late or replaced BLOCK_IO_ERROR is never missing;
+    * the trace shows the retried request failing (a failed ``io_complete``: a trace log's
+      ``virtio_blk_rw_complete ... ret -N``) of the device, or of an unnamed one, after the
+      cont and before the reply, its event unseen.
+    """
+    if not len(rows):
+        return np.zeros(0, dtype=bool)
+    vm, dev = s.vm[rows], s.device[rows]
+    failed = s.is_kind("io_complete") & (s.errno > 0)
+    by_dev = s.by_device(failed).last_before(vm, dev, rows)
+    unnamed = failed & (s.device < 0)
+    proven = (by_dev > start) | s.between(unnamed, start, rows, rows)
+    # Throttle: the last BIE of D that arrived before the reply, and whether it (or a later
+    # one raised before the reply) lies inside the window.
+    bie = s.event("BLOCK_IO_ERROR") & (s.device >= 0)
+    last = s.by_device(bie).last_before(vm, dev, rows)
+    arrived = s.ts[np.maximum(last, 0)]
+    raised = np.where(s.evt[np.maximum(last, 0)] >= 0, s.evt[np.maximum(last, 0)], arrived)
+    window = (last >= 0) & (arrived + THROTTLE_WINDOW_NS + THROTTLE_SLACK_NS >= s.ts[start]) & (raised <= s.ts[rows])
+    # A late BIE of D raised before the reply but arriving after it also opened a window.
+    nxt = s.by_device(bie).first_after(vm, dev, rows)
+    late = (nxt >= 0) & (s.evt[np.maximum(nxt, 0)] >= 0) & (s.evt[np.maximum(nxt, 0)] <= s.ts[rows])
+    return s.throttle[rows] & (proven | window | late)
+
+
 @decides(Rule(
     id="iostatus-reset-on-cont",
     severity="error",
@@ -156,7 +201,10 @@ def query_matches_runstate(s: Steps, rule: RuleInfo) -> list[Finding]:
     title="cont resets every io-status to ok",
     explanation=(
         "cont resets the io-status of every device before it resumes the VM; a device still "
-        "failed after cont, with no new error since, means the reset was lost."
+        "failed after cont, with no new error since, means the reset was lost. Where QEMU may "
+        "throttle BLOCK_IO_ERROR (>= 9.2, or the version unknown) a retried request that "
+        "failed again inside the 1-second window has its event held or replaced: that is a "
+        "new error too."
     ),
     needs=("qmp_reply:query-block", "qmp_reply:cont"),
     columns=("iostatus", "cmd_seq", "event_ts_ns"),
@@ -182,6 +230,7 @@ def iostatus_reset_on_cont(s: Steps, rule: RuleInfo) -> list[Finding]:
     next_cont = s.next(s.command("cont"), start)
     bie = s.by_device(bie_stop(s)).first_after(vm, dev, start)
     stale_ev = (bie < 0) | ((next_cont >= 0) & (bie > next_cont))
+    stale_ev &= ~_retry_may_have_failed(s, rows, start)
     bad = np.where(with_io, stale_io, stale_ev)
     rows, point, cont_reply, with_io = rows[bad], point[bad], cont_reply[bad], with_io[bad]
     changed = s.by_device(changed_from_ok(s)).last_before(s.vm[rows], s.device[rows], rows)

@@ -21,7 +21,7 @@ from analyzer.trace.arrow import Interner, codes, dictionary, ints
 from analyzer.trace.files import RowGroup
 from analyzer.trace.plan import Trace, Unit
 from tracer.errors import TraceSchemaError
-from tracer.qemu import may_throttle, qemu_version
+from tracer.qemu import throttles
 from tracer.schema import REQUIRED_COLUMNS
 
 #: The code of a value outside a closed vocabulary (an error once a row uses it).
@@ -66,11 +66,11 @@ class RowGroupDecoder:
 
     def throttle_lut(self, file: int) -> np.ndarray:
         """Per unit VM code: whether that VM's QEMU, as file `file` records it, may throttle
-        BLOCK_IO_ERROR (`may_throttle`)."""
+        BLOCK_IO_ERROR (`tracer.qemu.throttles`)."""
         lut = self._throttle.get(file)
         if lut is None or len(lut) != len(self.enc.vm.names):
             meta = self.trace.files[file].info.metadata
-            lut = np.array([may_throttle(qemu_version(meta, vm)) for vm in self.enc.vm.names], dtype=bool)
+            lut = np.array([throttles(meta, vm) for vm in self.enc.vm.names], dtype=bool)
             self._throttle[file] = lut
         return lut
 

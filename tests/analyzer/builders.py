@@ -226,12 +226,14 @@ def write_dir(table: pa.Table, out: Path, *, segment_rows: int = 10, manifest: b
     return out
 
 
-def check_rows(rows: list[dict], tmp: Path, name: str = "t.parquet", **kwargs):
-    """Write `rows` as one Parquet file under `tmp` and check it (analyzer.check)."""
+def check_rows(rows: list[dict], tmp: Path, name: str = "t.parquet", *, qemu: str | None = None,
+               **kwargs):
+    """Write `rows` as one Parquet file under `tmp` and check it (analyzer.check); `qemu`: the
+    QEMU release the file's metadata records (``blkreplay.qemu_version``; None: unknown)."""
     from analyzer import check
 
     path = tmp / name
-    tracedir.write_table(from_pylist(rows, "sim"), path)
+    tracedir.write_table(from_pylist(rows, "sim", {"qemu_version": qemu} if qemu else None), path)
     return check([path], **kwargs)
 
 

@@ -47,18 +47,7 @@ CASES = [(version, name) for version in QEMU_VERSIONS for name in sorted(BOTH)]
 #: xfail: delete the entry when the rules are fixed). They apply to runs where the throttle
 #: held or replaced an event (the trace log says; the 300 ms cont makes it likely, a loaded
 #: machine can space the errors over 1 s apart), see `known_throttle_false_alarm`.
-_RESET_ON_CONT = (
-    "#11 rules: iostatus-reset-on-cont false alarm on QEMU 10.0 ('query-block at seq N showed "
-    "'drive0' {} after cont ... with no new error of that device since'): the retried request "
-    "failed again and its BLOCK_IO_ERROR was held or replaced by the 1-second throttle"
-)
-FALSE_ALARMS = {
-    ("check", "10.0", "eio-stop-iothread"): _RESET_ON_CONT.format("failed"),
-    ("check", "10.0", "enospc"): _RESET_ON_CONT.format("nospace"),
-    # `blkreplay report` exits 1 on the same findings
-    ("report", "10.0", "eio-stop-iothread"): _RESET_ON_CONT.format("failed"),
-    ("report", "10.0", "enospc"): _RESET_ON_CONT.format("nospace"),
-}
+FALSE_ALARMS: dict[tuple[str, str, str], str] = {}
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}")

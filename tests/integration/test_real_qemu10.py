@@ -49,27 +49,9 @@ FORMS = {
     "merged": ("qmp-transcript.jsonl", "trace.log"),
 }
 
-_RESET = (
-    "#11 rules: iostatus-reset-on-cont false alarm on QEMU 10.0 fast-cont ({}): 'query-block at "
-    "seq N showed 'drive0' failed after cont (reply at seq M) with no new error of that device "
-    "since: cont did not reset its io-status' - the retried request failed again and its "
-    "BLOCK_IO_ERROR was held or replaced by the 1-second throttle"
-)
-_NUMBERS = (
-    "#11 rules: runstate-transition false alarm on QEMU 10.0 numbers-only trace log ({}): "
-    "'runstate at seq N: left running for io-error with no STOP before the next run-state "
-    "change' / 'entered running from io-error with no RESUME around it' - STOP/RESUME are "
-    "event=3/4 lines the importer cannot name: it has no QEMU 10.0 event-number table (the "
-    "version, 10.0.2, is known from the log's qmp_exit_query_version)"
-)
 
 #: (test, scenario, form or edit) -> why today's rules fail it (strict xfail; issue #11).
-FALSE_ALARMS = {
-    ("clean", "fast-cont", "transcript"): _RESET.format("transcript"),
-    ("clean", "fast-cont", "trace"): _RESET.format("trace log"),
-    ("clean", "fast-cont", "merged"): _RESET.format("transcript + trace log"),
-    ("clean", "numbers-only", "trace"): _NUMBERS.format("trace log alone"),
-}
+FALSE_ALARMS: dict[tuple[str, str, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -370,20 +352,7 @@ EDITS: dict[str, tuple[Callable[[Capture, Path], Edited], str, tuple[str, ...]]]
     "trace-stop-removed": (trace_stop_removed, "stop-follows-error", ("numbers-only",)),
 }
 
-#: (scenario, edit) -> why today's rules miss it (strict xfail; issue #11).
-_UNNAMED = (
-    "#11 rules: {} misses the edit in a numbers-only QEMU 10.0 trace log: event=17/3/4 stay "
-    "unnamed (no 10.0 event-number table yet, though the log's qmp_exit_query_version says "
-    "10.0.2), so only the runstate-transition false alarms ('left running for io-error with no "
-    "STOP ...', 'entered running from io-error with no RESUME ...') are found"
-)
-MISSED: dict[tuple[str, str], str] = {
-    ("fast-cont", "transcript-stop-removed"): "#11 rules: stop-follows-error misses a removed "
-    "STOP in the QEMU 10.0 fast-cont transcript (throttled): the edited copy gives only the "
-    "iostatus-reset-on-cont false alarms",
-    ("numbers-only", "trace-stop-before-error"): _UNNAMED.format("event-before-stop"),
-    ("numbers-only", "trace-stop-removed"): _UNNAMED.format("stop-follows-error"),
-}
+MISSED: dict[tuple[str, str], str] = {}
 
 
 @pytest.mark.parametrize(("capture", "edit"), _params(EDITS), indirect=["capture"])
