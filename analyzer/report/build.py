@@ -11,7 +11,8 @@ import datetime as _dt
 import hashlib
 import shlex
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +31,7 @@ from analyzer.report.document import (
     Timeline,
 )
 from analyzer.result import CheckResult, Finding, RuleInfo
-from analyzer.trace import load
+from analyzer.trace import Trace, load
 from tracer import __version__
 
 ContextFn = Callable[[Sequence[Finding]], list[ContextWindow | None]]
@@ -83,28 +84,131 @@ def _attach_contexts(sections: list[RuleSection], contexts: dict[int, ContextWin
     return out
 
 
+@dataclass(frozen=True)
+class UnitSteps:
+    """The steps of one unit of work (whole VMs), as :func:`source.read_unit_steps` reads them."""
+
+    vms: frozenset[str]
+    rows: int
+    steps: pd.DataFrame
+
+
+#: fn(vms) -> the units holding any of `vms` (None: every unit), read one at a time, each
+#: restricted to `vms` when given.
+UnitReader = Callable[[Collection[str] | None], Iterator[UnitSteps]]
+
+
+def frame_units(steps: pd.DataFrame) -> UnitReader:
+    """A whole steps frame as one unit (tests, and callers that already hold the steps)."""
+
+    def read(vms: Collection[str] | None) -> Iterator[UnitSteps]:
+        names = frozenset(str(v) for v in steps["vm"].unique()) if len(steps) else frozenset()
+        if vms is None:
+            yield UnitSteps(names, len(steps), steps)
+        elif names & set(vms):
+            sub = steps[steps["vm"].isin(list(vms)).to_numpy()].reset_index(drop=True)
+            yield UnitSteps(names, len(sub), sub)
+
+    return read
+
+
+def trace_units(trace: Trace) -> UnitReader:
+    """The units of a loaded trace, each read when its turn comes (memory: one unit)."""
+
+    def read(vms: Collection[str] | None) -> Iterator[UnitSteps]:
+        wanted = None if vms is None else set(vms)
+        for unit in trace.units:
+            if wanted is not None and not wanted.intersection(unit.vms):
+                continue
+            steps = source.read_unit_steps(trace, unit, vms=None if wanted is None else sorted(wanted))
+            yield UnitSteps(frozenset(unit.vms), len(steps), steps)
+
+    return read
+
+
+def _only(steps: pd.DataFrame, vms: set[str]) -> pd.DataFrame:
+    """The rows of `vms` (the frame itself when it holds no other VM)."""
+    if not len(steps):
+        return steps
+    keep = steps["vm"].isin(list(vms)).to_numpy()
+    return steps if keep.all() else steps[keep].reset_index(drop=True)
+
+
+def _stacked(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
+    """Per-unit rows (each sorted by vm, then its own order) as one frame sorted by vm."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return empty
+    if len(frames) == 1:
+        return frames[0]
+    out = pd.concat(frames, ignore_index=True).sort_values("vm", kind="mergesort")
+    return out.reset_index(drop=True).astype(empty.dtypes.to_dict())
+
+
+def _counted(progress: ProgressCallback | None, total: int) -> Callable[[int], None]:
+    done = 0
+    if progress is not None:
+        progress(0, total)
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done = min(done + n, total)
+        if progress is not None:
+            progress(done, total)
+
+    return advance
+
+
 def assemble_report(
     result: CheckResult,
-    steps: pd.DataFrame,
+    steps: pd.DataFrame | UnitReader,
     *,
     max_findings: int = 50,
     command: str,
     generated_at: str | None = None,
     contexts: ContextFn | None = None,
+    statistics_progress: ProgressCallback | None = None,
+    timeline_progress: ProgressCallback | None = None,
+    total_rows: int | None = None,
 ) -> Report:
-    """Everything the renderers show, from a check result and the trace's steps (the columns of
-    :func:`analyzer.report.source.read_steps`, sorted by vm and seq). `contexts` replaces the
-    replay-view windows (tests)."""
+    """Everything the renderers show, from a check result and the trace's steps: a frame of
+    the columns of :func:`analyzer.report.source.read_steps` sorted by vm and seq, or a
+    `UnitReader` giving them unit by unit (:func:`trace_units`). `contexts` replaces the
+    replay-view windows (tests).
+
+    The steps are read unit by unit, twice at most: once for the statistics (each unit leaves
+    only its :class:`~analyzer.report.stats.StepFacts`, and the context windows of the listed
+    findings of its VMs), once more for the few VMs the timeline draws. Nothing of the whole
+    trace is ever held at once. `statistics_progress` / `timeline_progress` get
+    ``(rows done, rows in all)`` of each pass; `total_rows`: the rows of every unit, if known.
+    """
     episodes = result.episodes
-    batch = source.as_steps(steps)
+    read = frame_units(steps) if isinstance(steps, pd.DataFrame) else steps
+    if isinstance(steps, pd.DataFrame):
+        total_rows = len(steps)
     sections, listed = _sections(result, max_findings)
     order = [r.id for r in result.rules]
-    context_fn = contexts or (
-        lambda fs: context.context_windows(steps, batch, fs, result.findings, order))
-    windows = context_fn(listed) if listed else []
-    sections = _attach_contexts(sections, {id(f): w for f, w in zip(listed, windows, strict=True)})
 
-    summary = stats.vm_summary(episodes, steps)
+    # Pass 1: per-unit facts, and the windows of the listed findings of the unit's VMs.
+    facts: list[stats.StepFacts] = []
+    windows: list[ContextWindow | None] = [None] * len(listed)
+    advance = _counted(statistics_progress, total_rows or 0)
+    for unit in read(None):
+        facts.append(stats.step_facts(unit.steps))
+        mine = [i for i, f in enumerate(listed) if f.vm in unit.vms]
+        if mine and contexts is None:
+            shown = _only(unit.steps, {listed[i].vm for i in mine})
+            found = context.context_windows(shown, source.as_steps(shown), [listed[i] for i in mine],
+                                            result.findings, order)
+            for i, w in zip(mine, found, strict=True):
+                windows[i] = w
+        advance(unit.rows)
+    if contexts is not None and listed:
+        windows = contexts(listed)
+    sections = _attach_contexts(sections, {id(f): w for f, w in zip(listed, windows, strict=True)})
+    steps_facts = stats.merge_facts(facts)
+
+    summary = stats.vm_summary(episodes, steps_facts)
     findings_per_vm = dict(sorted(Counter(f.vm for f in result.findings).items()))
     statistics = Statistics(
         vms=summary,
@@ -112,25 +216,34 @@ def assemble_report(
         latencies=stats.latency_summary(episodes),
         latency_values=stats.latency_values(episodes),
     )
-    gaps = stats.seq_gaps(steps)
-    clock = stats.clock_anomalies(steps)
+    gaps, clock = steps_facts.gaps, steps_facts.clock
     cap = max(max_findings, 0)
     integrity = Integrity(
         truncated=tuple(i for i in result.inputs if not i.complete),
-        per_vm=stats.integrity_summary(steps, gaps, clock),
+        per_vm=stats.integrity_summary(steps_facts),
         seq_gaps=gaps.head(cap),
         clock_anomalies=clock.head(cap),
         seq_gaps_total=len(gaps),
         clock_anomalies_total=len(clock),
     )
+
+    # Pass 2: the run states and events of the VMs the timeline draws.
     chosen = stats.most_affected(summary, findings_per_vm, TIMELINE_VMS)
-    chosen_steps = steps[steps["vm"].isin(chosen).to_numpy()] if len(steps) else steps
     chosen_eps = episodes[episodes["vm"].astype(str).isin(chosen)] if len(episodes) else episodes
+    timeline_rows = int(summary.loc[summary["vm"].isin(chosen), "steps"].sum()) if len(summary) else 0
+    advance = _counted(timeline_progress, timeline_rows)
+    intervals, markers = [], []
+    for unit in (read(chosen) if chosen else iter(())):
+        batch = source.as_steps(unit.steps)
+        intervals.append(stats.runstate_intervals(batch, chosen_eps, vms=chosen))
+        markers.append(stats.timeline_markers(unit.steps))
+        advance(unit.rows)
+    nothing = source.empty_steps()
     timeline = Timeline(
         vms=chosen,
         total_vms=len(summary),
-        intervals=stats.runstate_intervals(batch, chosen_eps, vms=chosen),
-        markers=stats.timeline_markers(chosen_steps),
+        intervals=_stacked(intervals, stats.runstate_intervals(source.as_steps(nothing), None, vms=[])),
+        markers=_stacked(markers, stats.timeline_markers(nothing)),
     )
     provenance = Provenance(
         inputs=tuple(result.inputs),
@@ -150,25 +263,30 @@ def build_report(
     timestamp: bool = False,
     command: str | None = None,
     progress: ProgressCallback | None = None,
+    statistics_progress: ProgressCallback | None = None,
+    timeline_progress: ProgressCallback | None = None,
 ) -> Report:
     """Check `paths` and gather everything an audit report shows.
 
     `command` is the command line printed as the way to reproduce the report (default: the
     equivalent `blkreplay report` call). No wall-clock time is recorded unless `timestamp`.
-    Raises :class:`tracer.errors.InputError` for unusable input.
+    `progress` follows the check, `statistics_progress` and `timeline_progress` the two reads
+    of the steps (see :func:`assemble_report`), each in rows. Raises :class:`tracer.errors.InputError` for unusable input.
     """
     paths = [str(p) for p in paths]
     trace = load(paths)
     result = check(trace, progress=progress)
-    steps = source.read_steps(trace)
     generated_at = (
         _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         if timestamp else None
     )
     return assemble_report(
         result,
-        steps,
+        trace_units(trace),
         max_findings=max_findings,
         command=command or default_command(paths, max_findings),
         generated_at=generated_at,
+        statistics_progress=statistics_progress,
+        timeline_progress=timeline_progress,
+        total_rows=trace.rows,
     )

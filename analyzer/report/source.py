@@ -23,7 +23,8 @@ import pyarrow.compute as pc
 from analyzer.report.context import VIEW_COLUMNS
 from analyzer.report.stats import STEP_COLUMNS
 from analyzer.steps import NULL, OPEN_STRINGS, VOCABULARIES, Steps
-from analyzer.trace import Trace, load
+from analyzer.trace import Trace, Unit, load
+from analyzer.trace.files import read_row_group
 from tracer.schema import COLUMN_BY_NAME
 
 #: Every column a report reads: the statistics' and the replay view's, in schema order.
@@ -63,6 +64,95 @@ def read_steps(
             mask = pc.is_null(arr).to_numpy(zero_copy_only=False)
             frame[name] = pd.arrays.IntegerArray(values, mask)
     return frame
+
+
+def _typed(arr: pa.Array | pa.ChunkedArray, name: str) -> pa.Array | pa.ChunkedArray:
+    """A column of one row group as the report holds it: strings dictionary-encoded (never
+    plain Python or Arrow strings per row), integers as the schema's type."""
+    col = COLUMN_BY_NAME[name]
+    if col.is_string:
+        if pa.types.is_dictionary(arr.type):
+            return arr.cast(pa.dictionary(pa.int32(), pa.string()))
+        return pc.dictionary_encode(arr.cast(pa.string()))
+    return arr.cast(col.type)
+
+
+def _frame(table: pa.Table, columns: Sequence[str]) -> pd.DataFrame:
+    """`table` (dictionary strings, one chunk) as the frame `read_steps` returns."""
+    n = table.num_rows
+    arrays = []
+    for name in columns:
+        col = COLUMN_BY_NAME[name]
+        if name in table.column_names:
+            arrays.append(table.column(name).combine_chunks())
+        else:
+            arrays.append(pc.dictionary_encode(pa.nulls(n, pa.string())) if col.is_string
+                          else pa.nulls(n, col.type))
+    frame = pa.table(arrays, names=list(columns)).to_pandas()
+    for name, arr in zip(columns, arrays, strict=True):
+        col = COLUMN_BY_NAME[name]
+        if not col.required and pa.types.is_integer(col.type):
+            values = pc.fill_null(arr, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+            mask = pc.is_null(arr).to_numpy(zero_copy_only=False)
+            frame[name] = pd.arrays.IntegerArray(values, mask)
+    return frame
+
+
+def read_unit_steps(
+    trace: Trace, unit: Unit, columns: Sequence[str] = REPORT_COLUMNS,
+    vms: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """`columns` of every step of one unit (or only of its VMs `vms`), in replay order
+    (vm, seq, ts_ns): the rows of :func:`read_steps` that belong to the unit, row for row.
+
+    Memory follows the unit: each row group is read with its strings kept as dictionaries
+    (codes and a few distinct values, as categoricals in the frame), never as one Python or
+    Arrow string per step, and the rows are reordered only when they are not in order already.
+    """
+    read = list(dict.fromkeys([*columns, "vm", "seq", "ts_ns"]))
+    wanted = None if vms is None else set(vms)
+    parts = []
+    for rg in unit.row_groups:
+        if wanted is not None and not wanted.intersection(rg.vms):
+            continue
+        t = read_row_group(trace.files[rg.file], rg.index, read)
+        t = pa.table([_typed(t.column(c), c) for c in t.column_names], names=t.column_names)
+        if wanted is not None and not wanted.issuperset(rg.vms):
+            t = t.filter(pc.is_in(t.column("vm").cast(pa.string()), pa.array(sorted(wanted))))
+        parts.append(t)
+    if not parts:
+        return _frame(pa.table({c: pa.nulls(0, pa.string() if COLUMN_BY_NAME[c].is_string
+                                              else COLUMN_BY_NAME[c].type) for c in read}), columns)
+    table = pa.concat_tables(parts, promote_options="permissive").unify_dictionaries().combine_chunks()
+    del parts
+    vm = table.column("vm").chunk(0) if table.num_rows else None
+    if vm is not None:
+        names = vm.dictionary.to_pylist()
+        rank = np.empty(len(names), dtype=np.int64)
+        rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+        keys = (rank[vm.indices.to_numpy(zero_copy_only=False)],
+                table.column("seq").to_numpy(), table.column("ts_ns").to_numpy())
+        if not _in_order(*keys):
+            table = table.take(pa.array(np.lexsort(tuple(reversed(keys)))))
+    return _frame(table, columns)
+
+
+def empty_steps(columns: Sequence[str] = REPORT_COLUMNS) -> pd.DataFrame:
+    """A frame of `columns` without rows, typed as :func:`read_steps` types them."""
+    return _frame(pa.table({c: pc.dictionary_encode(pa.nulls(0, pa.string())) if COLUMN_BY_NAME[c].is_string
+                            else pa.nulls(0, COLUMN_BY_NAME[c].type) for c in columns}), columns)
+
+
+def _in_order(*keys: np.ndarray) -> bool:
+    """Whether rows are sorted by `keys` (most significant first)."""
+    if len(keys[0]) < 2:
+        return True
+    ok = np.ones(len(keys[0]) - 1, dtype=bool)
+    tie = np.ones(len(keys[0]) - 1, dtype=bool)
+    for k in keys:
+        ok &= ~tie | (k[1:] >= k[:-1])
+        tie &= k[1:] == k[:-1]
+    return bool(ok.all())
 
 
 # ---------------------------------------------------------------------------------------------

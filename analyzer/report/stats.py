@@ -16,6 +16,7 @@ Times stay integer nanoseconds; percentiles are nearest-rank, so they are values
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -117,6 +118,72 @@ def errno_name(errno: object) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Per-unit facts: what the statistics keep of a unit's steps
+# ---------------------------------------------------------------------------------------------
+
+#: The events counted per VM.
+COUNTED_EVENTS: tuple[str, ...] = ("STOP", "RESUME")
+
+
+@dataclass(frozen=True)
+class StepFacts:
+    """Everything the statistics need from the steps of some whole VMs, a few rows per VM (and
+    one per integrity problem): a report reads the trace unit by unit, keeps these and drops the
+    steps, so its memory follows a unit, never the trace. Facts of disjoint sets of VMs merge
+    (:func:`merge_facts`) into exactly the facts of their union.
+
+    `ts`: size, min and max of ts_ns per VM (index: VM name, sorted); `events`: COUNTED_EVENTS
+    per VM (same index); `gaps`: :func:`seq_gaps`; `clock`: :func:`clock_anomalies`.
+    """
+
+    ts: pd.DataFrame
+    events: pd.DataFrame
+    gaps: pd.DataFrame
+    clock: pd.DataFrame
+
+    @property
+    def vms(self) -> list[str]:
+        return [str(v) for v in self.ts.index]
+
+
+def step_facts(steps: pd.DataFrame) -> StepFacts:
+    """The facts of `steps` (whole VMs; any row order)."""
+    if len(steps):
+        ts = _per_vm_ts(steps)
+        events = _event_counts(steps, COUNTED_EVENTS)
+    else:
+        ts = pd.DataFrame({"size": pd.Series(dtype="int64"), "min": pd.Series(dtype="int64"),
+                           "max": pd.Series(dtype="int64")}, index=pd.Index([], name="vm", dtype=object))
+        events = pd.DataFrame({e: pd.Series(dtype="int64") for e in COUNTED_EVENTS},
+                              index=pd.Index([], name="vm", dtype=object))
+    return StepFacts(ts, events, seq_gaps(steps), clock_anomalies(steps))
+
+
+def merge_facts(parts: Sequence[StepFacts]) -> StepFacts:
+    """The facts of the union of disjoint sets of VMs, equal to those of all their steps at
+    once: per-VM rows sorted by VM name, integrity rows by VM (each VM's own order kept)."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return step_facts(pd.DataFrame({c: pd.Series(dtype=object) for c in STEP_COLUMNS}))
+
+    def rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
+        dtypes = frames[0].dtypes.to_dict()
+        out = pd.concat(frames, ignore_index=True)
+        return out.sort_values("vm", kind="mergesort").reset_index(drop=True).astype(dtypes)
+
+    ts = pd.concat([p.ts for p in parts]).sort_index(kind="mergesort")
+    events = pd.concat([p.events for p in parts]).sort_index(kind="mergesort").astype("int64")
+    ts.index.name = events.index.name = "vm"
+    return StepFacts(ts.astype("int64"), events, rows([p.gaps for p in parts]),
+                     rows([p.clock for p in parts]))
+
+
+def _facts(steps: pd.DataFrame | StepFacts) -> StepFacts:
+    return steps if isinstance(steps, StepFacts) else step_facts(steps)
+
+
+# ---------------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------------
 
@@ -169,7 +236,7 @@ def _event_counts(steps: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     return table.astype("int64")
 
 
-def io_error_stops(episodes: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
+def io_error_stops(episodes: pd.DataFrame, steps: pd.DataFrame | StepFacts) -> pd.DataFrame:
     """The distinct STOPs caused by I/O errors, with how long each kept the VM paused.
 
     Several error actions can be served by one stop (QEMU's single request slot), so episodes
@@ -190,7 +257,7 @@ def io_error_stops(episodes: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     )
     ep = ep[ep["seq_stop"].notna() & ep["ts_stop"].notna()]
     ep = ep.sort_values(["vm", "seq_stop"], kind="mergesort").drop_duplicates(["vm", "seq_stop"])
-    last_ts = _per_vm_ts(steps)["max"] if len(steps) else pd.Series(dtype="int64")
+    last_ts = _facts(steps).ts["max"]
     end = ep["vm"].map(last_ts).astype("Int64")
     open_ = ep["ts_resume"].isna()
     until = ep["ts_resume"].where(~open_, end).fillna(ep["ts_stop"])
@@ -203,20 +270,21 @@ def io_error_stops(episodes: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     return out[list(cols)].reset_index(drop=True)
 
 
-def vm_summary(episodes: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
+def vm_summary(episodes: pd.DataFrame, steps: pd.DataFrame | StepFacts) -> pd.DataFrame:
     """One row per VM: steps, span, errors, stops, resumes, and time paused by I/O errors.
 
     Columns: vm, steps, first_ts_ns, last_ts_ns, errors, errors_stop (action stop),
     stop_events, resume_events, io_error_stops, paused_ns, paused_at_end (an I/O-error stop
-    still not resumed when the trace ends).
+    still not resumed when the trace ends). `steps`: the steps, or their :class:`StepFacts`.
     """
-    ts = _per_vm_ts(steps) if len(steps) else None
+    facts = _facts(steps)
+    ts = facts.ts if len(facts.ts) else None
     ep_vm = _str(episodes["vm"]).astype(str) if len(episodes) else pd.Series(dtype=object)
     vms = _vm_order([*(ts.index if ts is not None else []), *ep_vm.unique()])
     index = pd.Index(vms, name="vm")
     is_stop = (_str(episodes["action"]) == "stop") if len(episodes) and "action" in episodes else None
-    events = _event_counts(steps, ("STOP", "RESUME")) if len(steps) else None
-    stops = io_error_stops(episodes, steps).groupby("vm")
+    events = facts.events if len(facts.ts) else None
+    stops = io_error_stops(episodes, facts).groupby("vm")
 
     def counts(series: pd.Series | None) -> pd.Series:
         values = series if series is not None else pd.Series(dtype="int64")
@@ -354,14 +422,19 @@ def clock_anomalies(steps: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["vm", "seq"], kind="mergesort").reset_index(drop=True).astype(cols)
 
 
-def integrity_summary(steps: pd.DataFrame, gaps: pd.DataFrame | None = None,
+def integrity_summary(steps: pd.DataFrame | StepFacts, gaps: pd.DataFrame | None = None,
                       clock: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per VM: seq gaps (count, steps missing) and clock anomalies (count, worst jump back).
 
     `gaps` / `clock`: the results of :func:`seq_gaps` / :func:`clock_anomalies` if already
     computed. Columns: vm, seq_gaps, seq_missing, clock_anomalies, max_backwards_ns.
     """
-    vms = _codes(steps["vm"])[1] if len(steps) else []
+    if isinstance(steps, StepFacts):
+        vms = steps.vms
+        gaps = steps.gaps if gaps is None else gaps
+        clock = steps.clock if clock is None else clock
+    else:
+        vms = _codes(steps["vm"])[1] if len(steps) else []
     base = pd.DataFrame(index=pd.Index(vms, name="vm"))
     by_gap = (seq_gaps(steps) if gaps is None else gaps).groupby("vm")["missing"]
     by_clock = (clock_anomalies(steps) if clock is None else clock).groupby("vm")["backwards_ns"]
