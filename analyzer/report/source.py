@@ -66,36 +66,60 @@ def read_steps(
     return frame
 
 
-def _typed(arr: pa.Array | pa.ChunkedArray, name: str) -> pa.Array | pa.ChunkedArray:
-    """A column of one row group as the report holds it: strings dictionary-encoded (never
-    plain Python or Arrow strings per row), integers as the schema's type."""
-    col = COLUMN_BY_NAME[name]
-    if col.is_string:
-        if pa.types.is_dictionary(arr.type):
-            return arr.cast(pa.dictionary(pa.int32(), pa.string()))
-        return pc.dictionary_encode(arr.cast(pa.string()))
-    return arr.cast(col.type)
+class _Column:
+    """One column of a unit gathered row group by row group as numpy: a string column as int32
+    codes into one dictionary of its distinct values (first seen first), an integer column as
+    int64 values and a validity mask."""
 
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.string = COLUMN_BY_NAME[name].is_string
+        self.values: list[str] = []
+        self.index: dict[str, int] = {}
+        self.parts: list[np.ndarray] = []
+        self.valid: list[np.ndarray] = []
 
-def _frame(table: pa.Table, columns: Sequence[str]) -> pd.DataFrame:
-    """`table` (dictionary strings, one chunk) as the frame `read_steps` returns."""
-    n = table.num_rows
-    arrays = []
-    for name in columns:
-        col = COLUMN_BY_NAME[name]
-        if name in table.column_names:
-            arrays.append(table.column(name).combine_chunks())
+    def add(self, arr: pa.ChunkedArray | None, n: int) -> None:
+        if arr is None:
+            self.parts.append(np.full(n, -1, dtype=np.int32) if self.string else np.zeros(n, dtype=np.int64))
+            self.valid.append(np.zeros(n, dtype=bool))
+            return
+        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+        if self.string:
+            if not pa.types.is_dictionary(arr.type):
+                arr = pc.dictionary_encode(arr.cast(pa.string()))
+            local = arr.dictionary.cast(pa.string()).to_pylist()
+            lookup = np.array([self._code(v) for v in local] + [-1], dtype=np.int32)
+            idx = pc.fill_null(arr.indices, len(local)).to_numpy(zero_copy_only=False)
+            self.parts.append(lookup[idx])
         else:
-            arrays.append(pc.dictionary_encode(pa.nulls(n, pa.string())) if col.is_string
-                          else pa.nulls(n, col.type))
-    frame = pa.table(arrays, names=list(columns)).to_pandas()
-    for name, arr in zip(columns, arrays, strict=True):
-        col = COLUMN_BY_NAME[name]
-        if not col.required and pa.types.is_integer(col.type):
-            values = pc.fill_null(arr, 0).to_numpy(zero_copy_only=False).astype(np.int64)
-            mask = pc.is_null(arr).to_numpy(zero_copy_only=False)
-            frame[name] = pd.arrays.IntegerArray(values, mask)
-    return frame
+            arr = arr.cast(COLUMN_BY_NAME[self.name].type)
+            self.valid.append(pc.is_valid(arr).to_numpy(zero_copy_only=False))
+            self.parts.append(pc.fill_null(arr, 0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False))
+
+    def _code(self, value: str | None) -> int:
+        if value is None:
+            return -1
+        if value not in self.index:
+            self.index[value] = len(self.values)
+            self.values.append(value)
+        return self.index[value]
+
+    def data(self) -> np.ndarray:
+        return np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.int32 if self.string else np.int64)
+
+    def series(self, order: np.ndarray | None) -> pd.Series | pd.api.extensions.ExtensionArray:
+        values = self.data()
+        self.parts = []
+        if order is not None:
+            values = values[order]
+        if self.string:
+            return pd.Categorical.from_codes(values, categories=pd.Index(self.values, dtype=object))
+        col = COLUMN_BY_NAME[self.name]
+        if not col.required:
+            valid = np.concatenate(self.valid) if self.valid else np.zeros(0, dtype=bool)
+            return pd.arrays.IntegerArray(values, ~(valid if order is None else valid[order]))
+        return values
 
 
 def read_unit_steps(
@@ -105,42 +129,37 @@ def read_unit_steps(
     """`columns` of every step of one unit (or only of its VMs `vms`), in replay order
     (vm, seq, ts_ns): the rows of :func:`read_steps` that belong to the unit, row for row.
 
-    Memory follows the unit: each row group is read with its strings kept as dictionaries
-    (codes and a few distinct values, as categoricals in the frame), never as one Python or
-    Arrow string per step, and the rows are reordered only when they are not in order already.
+    Memory follows the unit, and only its needed columns: each row group is read and turned
+    into numpy at once (strings as int32 codes into the unit's few distinct values, which the
+    frame holds as categoricals; never one Python or Arrow string per step), and the rows are
+    reordered only when they are not in order already.
     """
     read = list(dict.fromkeys([*columns, "vm", "seq", "ts_ns"]))
     wanted = None if vms is None else set(vms)
-    parts = []
+    gathered = {c: _Column(c) for c in read}
     for rg in unit.row_groups:
         if wanted is not None and not wanted.intersection(rg.vms):
             continue
         t = read_row_group(trace.files[rg.file], rg.index, read)
-        t = pa.table([_typed(t.column(c), c) for c in t.column_names], names=t.column_names)
         if wanted is not None and not wanted.issuperset(rg.vms):
             t = t.filter(pc.is_in(t.column("vm").cast(pa.string()), pa.array(sorted(wanted))))
-        parts.append(t)
-    if not parts:
-        return _frame(pa.table({c: pa.nulls(0, pa.string() if COLUMN_BY_NAME[c].is_string
-                                              else COLUMN_BY_NAME[c].type) for c in read}), columns)
-    table = pa.concat_tables(parts, promote_options="permissive").unify_dictionaries().combine_chunks()
-    del parts
-    vm = table.column("vm").chunk(0) if table.num_rows else None
-    if vm is not None:
-        names = vm.dictionary.to_pylist()
-        rank = np.empty(len(names), dtype=np.int64)
-        rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
-        keys = (rank[vm.indices.to_numpy(zero_copy_only=False)],
-                table.column("seq").to_numpy(), table.column("ts_ns").to_numpy())
-        if not _in_order(*keys):
-            table = table.take(pa.array(np.lexsort(tuple(reversed(keys)))))
-    return _frame(table, columns)
+        for c, col in gathered.items():
+            col.add(t.column(c) if c in t.column_names else None, t.num_rows)
+        del t
+    vm = gathered["vm"]
+    names = vm.values
+    rank = np.empty(len(names) + 1, dtype=np.int64)
+    rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+    rank[-1] = -1
+    keys = (rank[vm.data()], gathered["seq"].data(), gathered["ts_ns"].data())
+    order = None if _in_order(*keys) else np.lexsort(tuple(reversed(keys)))
+    del keys
+    return pd.DataFrame({c: gathered[c].series(order) for c in columns})
 
 
 def empty_steps(columns: Sequence[str] = REPORT_COLUMNS) -> pd.DataFrame:
     """A frame of `columns` without rows, typed as :func:`read_steps` types them."""
-    return _frame(pa.table({c: pc.dictionary_encode(pa.nulls(0, pa.string())) if COLUMN_BY_NAME[c].is_string
-                            else pa.nulls(0, COLUMN_BY_NAME[c].type) for c in columns}), columns)
+    return pd.DataFrame({c: _Column(c).series(None) for c in columns})
 
 
 def _in_order(*keys: np.ndarray) -> bool:
