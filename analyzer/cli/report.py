@@ -67,9 +67,11 @@ def register(app: typer.Typer) -> None:
         # refused before the check runs, not after
         outputs.check_output(output, inputs=paths, kind="report", parents=parents, allow_stdout=True)
         command = _command(paths, output, kind, max_findings, timestamp)
-        with console.progress_bar("checking", quiet=quiet) as progress:
+        phases = (("checking", "steps"), ("statistics", "steps"), ("timeline", "steps"))
+        with console.progress_phases(*phases, quiet=quiet) as (checking, statistics, timeline):
             rep = build_report(paths, max_findings=max_findings, timestamp=timestamp,
-                               command=command, progress=progress)
+                               command=command, progress=checking,
+                               statistics_progress=statistics, timeline_progress=timeline)
         written = write_report(rep, output, kind, inputs=paths, parents=parents)
         if not quiet:  # on stderr when the report itself is on stdout
             shown = console.out if written is not None else console.err
