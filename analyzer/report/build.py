@@ -198,8 +198,10 @@ def assemble_report(
         mine = [i for i, f in enumerate(listed) if f.vm in unit.vms]
         if mine and contexts is None:
             shown = _only(unit.steps, {listed[i].vm for i in mine})
-            found = context.context_windows(shown, source.as_steps(shown), [listed[i] for i in mine],
-                                            result.findings, order)
+            rows = source.state_rows(shown)
+            found = context.context_windows(shown, source.as_steps(shown.iloc[rows]),
+                                            [listed[i] for i in mine], result.findings, order,
+                                            rows=rows)
             for i, w in zip(mine, found, strict=True):
                 windows[i] = w
         advance(unit.rows)
@@ -234,8 +236,9 @@ def assemble_report(
     advance = _counted(timeline_progress, timeline_rows)
     intervals, markers = [], []
     for unit in (read(chosen) if chosen else iter(())):
-        batch = source.as_steps(unit.steps)
-        intervals.append(stats.runstate_intervals(batch, chosen_eps, vms=chosen))
+        batch = source.as_steps(unit.steps.iloc[source.state_rows(unit.steps)])
+        intervals.append(stats.runstate_intervals(batch, chosen_eps, vms=chosen,
+                                                  bounds=steps_facts.ts))
         markers.append(stats.timeline_markers(unit.steps))
         advance(unit.rows)
     nothing = source.empty_steps()

@@ -53,16 +53,27 @@ def _at(steps: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
     return _obj(series.iloc[rows].to_numpy()) if len(rows) else np.empty(0, dtype=object)
 
 
+def _in_batch(at: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """Positions in the batch of the state after steps `at`: the last batch row at or before
+    each (`rows`: the steps' positions of the batch rows; None when the batch holds them all)."""
+    return at if rows is None else np.searchsorted(rows, at, side="right") - 1
+
+
 def replay_view(
-    steps: pd.DataFrame, batch: Steps, at: np.ndarray, marks: dict[str, dict[int, str]]
+    steps: pd.DataFrame, batch: Steps, at: np.ndarray, marks: dict[str, dict[int, str]],
+    rows: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The replay view of rows `at` (sorted positions) of the (vm, seq)-sorted `steps`, whose
-    rows `batch` holds as a `Steps` batch. `marks`: vm -> seq -> comma-separated rule ids of
-    the findings there. One ``iostatus:<device>`` column per device of the VMs shown, by name
-    (None in the rows of a VM without that device)."""
+    rows `batch` holds as a `Steps` batch: all of them, or (`rows`, sorted positions in
+    `steps`, each VM's first included) those of :func:`analyzer.report.source.state_rows`.
+    `marks`: vm -> seq -> comma-separated rule ids of the findings there. One
+    ``iostatus:<device>`` column per device of the VMs shown, by name (None in the rows of a
+    VM without that device)."""
     col = {c: _at(steps, c, at) for c in VIEW_COLUMNS}
     seq = col["seq"].astype(np.int64)
     vm = _obj(col["vm"]).astype(str)
+    shown = at
+    at = _in_batch(at, rows)
     pend = pending(batch, at)
     value = np.where(
         pd.notna(col["runstate"]),
@@ -91,15 +102,15 @@ def replay_view(
     vm_at = batch.vm[at]
     pos, dev = [], []
     for code in np.unique(vm_at).tolist():
-        rows = np.flatnonzero(vm_at == code)
+        here = np.flatnonzero(vm_at == code)
         for d in by_vm.get(code, []):
-            pos.append(rows)
-            dev.append(np.full(len(rows), d, dtype=np.int64))
+            pos.append(here)
+            dev.append(np.full(len(here), d, dtype=np.int64))
     if pos:
         p, d = np.concatenate(pos), np.concatenate(dev)
         values = iostatus_names(iostatus(batch, d, at[p]))
         for code in sorted(set(d.tolist()), key=lambda c: batch.device_names[c]):
-            column = np.full(len(at), None, dtype=object)
+            column = np.full(len(shown), None, dtype=object)
             mine = d == code
             column[p[mine]] = values[mine]
             frame[IOSTATUS_PREFIX + batch.device_names[code]] = column
@@ -170,17 +181,26 @@ def context_windows(
     all_findings: Sequence[Finding],
     rule_order: Sequence[str],
     context: int = CONTEXT_STEPS,
+    rows: np.ndarray | None = None,
 ) -> list[ContextWindow | None]:
     """A window of `context` steps around each evidence step of every finding in `listed`, with
     the replayed state. `steps`: the VIEW_COLUMNS of the trace sorted by (vm, seq); `batch`:
-    the same rows as a `Steps` batch (:func:`analyzer.report.source.as_steps`)."""
+    the same rows as a `Steps` batch (:func:`analyzer.report.source.as_steps`), or only the
+    rows at positions `rows` (:func:`analyzer.report.source.state_rows`)."""
     out: list[ContextWindow | None] = [None] * len(listed)
     if steps.empty or not listed:
         return out
-    codes = batch.vm
+    names = _at(steps, "vm", np.arange(len(steps))) if not isinstance(
+        steps["vm"].dtype, pd.CategoricalDtype) else None
+    if names is None:
+        codes = steps["vm"].cat.codes.to_numpy()
+        cats = [str(c) for c in steps["vm"].cat.categories]
+    else:
+        codes, uniques = pd.factorize(names)
+        cats = [str(u) for u in uniques]
     change = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     ends = np.r_[change[1:], len(codes)]
-    blocks = {batch.vm_names[codes[s]]: (int(s), int(e)) for s, e in zip(change, ends, strict=True)}
+    blocks = {cats[codes[s]]: (int(s), int(e)) for s, e in zip(change, ends, strict=True)}
     seq_all = steps["seq"].to_numpy(dtype=np.int64)
     by_vm: dict[str, list[int]] = {}
     for i, f in enumerate(listed):
@@ -203,7 +223,7 @@ def context_windows(
             spans[i] = (pos, offset + np.searchsorted(union, pos))
         shown.append(union + start)
         offset += len(union)
-    view = replay_view(steps, batch, np.concatenate(shown), _marks(all_findings, rule_order))
+    view = replay_view(steps, batch, np.concatenate(shown), _marks(all_findings, rule_order), rows)
     by_device = devices(batch)
     for i, (pos, rows) in spans.items():
         vm_code = batch.vm_names.index(listed[i].vm)

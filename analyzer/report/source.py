@@ -67,22 +67,27 @@ def read_steps(
 
 
 class _Column:
-    """One column of a unit gathered row group by row group as numpy: a string column as int32
-    codes into one dictionary of its distinct values (first seen first), an integer column as
-    int64 values and a validity mask."""
+    """One column of a unit gathered row group by row group into one preallocated numpy array:
+    a string column as int32 codes into one dictionary of its distinct values (first seen
+    first), an integer column as int64 values and a validity mask."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, capacity: int) -> None:
         self.name = name
         self.string = COLUMN_BY_NAME[name].is_string
+        self.nullable = not self.string and not COLUMN_BY_NAME[name].required
         self.values: list[str] = []
         self.index: dict[str, int] = {}
-        self.parts: list[np.ndarray] = []
-        self.valid: list[np.ndarray] = []
+        self.buf = np.empty(capacity, dtype=np.int32 if self.string else np.int64)
+        self.valid = np.empty(capacity if self.nullable else 0, dtype=bool)
+        self.n = 0
 
     def add(self, arr: pa.ChunkedArray | None, n: int) -> None:
+        at = slice(self.n, self.n + n)
+        self.n += n
         if arr is None:
-            self.parts.append(np.full(n, -1, dtype=np.int32) if self.string else np.zeros(n, dtype=np.int64))
-            self.valid.append(np.zeros(n, dtype=bool))
+            self.buf[at] = -1 if self.string else 0
+            if self.nullable:
+                self.valid[at] = False
             return
         arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
         if self.string:
@@ -90,12 +95,13 @@ class _Column:
                 arr = pc.dictionary_encode(arr.cast(pa.string()))
             local = arr.dictionary.cast(pa.string()).to_pylist()
             lookup = np.array([self._code(v) for v in local] + [-1], dtype=np.int32)
-            idx = pc.fill_null(arr.indices, len(local)).to_numpy(zero_copy_only=False)
-            self.parts.append(lookup[idx])
-        else:
-            arr = arr.cast(COLUMN_BY_NAME[self.name].type)
-            self.valid.append(pc.is_valid(arr).to_numpy(zero_copy_only=False))
-            self.parts.append(pc.fill_null(arr, 0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False))
+            self.buf[at] = lookup[pc.fill_null(arr.indices, len(local)).to_numpy(zero_copy_only=False)]
+            return
+        arr = arr.cast(COLUMN_BY_NAME[self.name].type)
+        if self.nullable:
+            self.valid[at] = pc.is_valid(arr).to_numpy(zero_copy_only=False)
+            arr = pc.fill_null(arr, 0)
+        self.buf[at] = arr.to_numpy(zero_copy_only=False)
 
     def _code(self, value: str | None) -> int:
         if value is None:
@@ -106,19 +112,16 @@ class _Column:
         return self.index[value]
 
     def data(self) -> np.ndarray:
-        return np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.int32 if self.string else np.int64)
+        return self.buf[: self.n]
 
-    def series(self, order: np.ndarray | None) -> pd.Series | pd.api.extensions.ExtensionArray:
-        values = self.data()
-        self.parts = []
-        if order is not None:
-            values = values[order]
+    def series(self, order: np.ndarray | None) -> pd.Categorical | pd.arrays.IntegerArray | np.ndarray:
+        values = self.data() if order is None else self.data()[order]
+        self.buf = np.empty(0, dtype=self.buf.dtype)
         if self.string:
             return pd.Categorical.from_codes(values, categories=pd.Index(self.values, dtype=object))
-        col = COLUMN_BY_NAME[self.name]
-        if not col.required:
-            valid = np.concatenate(self.valid) if self.valid else np.zeros(0, dtype=bool)
-            return pd.arrays.IntegerArray(values, ~(valid if order is None else valid[order]))
+        if self.nullable:
+            valid = self.valid[: len(values)] if order is None else self.valid[: self.n][order]
+            return pd.arrays.IntegerArray(values, ~valid)
         return values
 
 
@@ -136,10 +139,9 @@ def read_unit_steps(
     """
     read = list(dict.fromkeys([*columns, "vm", "seq", "ts_ns"]))
     wanted = None if vms is None else set(vms)
-    gathered = {c: _Column(c) for c in read}
-    for rg in unit.row_groups:
-        if wanted is not None and not wanted.intersection(rg.vms):
-            continue
+    groups = [rg for rg in unit.row_groups if wanted is None or wanted.intersection(rg.vms)]
+    gathered = {c: _Column(c, sum(rg.rows for rg in groups)) for c in read}
+    for rg in groups:
         t = read_row_group(trace.files[rg.file], rg.index, read)
         if wanted is not None and not wanted.issuperset(rg.vms):
             t = t.filter(pc.is_in(t.column("vm").cast(pa.string()), pa.array(sorted(wanted))))
@@ -159,7 +161,7 @@ def read_unit_steps(
 
 def empty_steps(columns: Sequence[str] = REPORT_COLUMNS) -> pd.DataFrame:
     """A frame of `columns` without rows, typed as :func:`read_steps` types them."""
-    return pd.DataFrame({c: _Column(c).series(None) for c in columns})
+    return pd.DataFrame({c: _Column(c, 0).series(None) for c in columns})
 
 
 def _in_order(*keys: np.ndarray) -> bool:
@@ -206,6 +208,30 @@ def _nullable(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     numbers = pd.to_numeric(series)
     valid = numbers.notna().to_numpy()
     return numbers.fillna(0).to_numpy(dtype=np.int64), valid
+
+
+#: Step kinds no replayed state reads (successful I/O: the bulk of a trace).
+_STATELESS_KINDS = ("io_submit", "io_complete")
+
+
+def state_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Positions of the rows of a (vm, seq)-sorted `frame` that the replayed state can depend
+    on: every row but successful I/O (an `io_submit`, an `io_complete` without errno), and
+    each VM's first and last row. The state after any other row is the state after the last of
+    these at or before it, so a `Steps` batch of these rows alone replays the whole VM
+    (:func:`as_steps` of ``frame.iloc[rows]``) in a fraction of the memory."""
+    n = len(frame)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    kind = frame["kind"]
+    bulk = kind.isin(list(_STATELESS_KINDS)).to_numpy(dtype=bool, copy=True)
+    if "errno" in frame:
+        bulk &= ~((kind == "io_complete").to_numpy() & frame["errno"].notna().to_numpy())
+    vm = frame["vm"]
+    codes = vm.cat.codes.to_numpy() if isinstance(vm.dtype, pd.CategoricalDtype) else pd.factorize(vm)[0]
+    edge = np.r_[True, codes[1:] != codes[:-1]]
+    bulk &= ~(edge | np.r_[edge[1:], True])
+    return np.flatnonzero(~bulk)
 
 
 def as_steps(frame: pd.DataFrame) -> Steps:

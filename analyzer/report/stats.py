@@ -458,7 +458,8 @@ def _fold(code: np.ndarray, io_stop: np.ndarray) -> np.ndarray:
 
 
 def runstate_intervals(
-    batch: Steps, episodes: pd.DataFrame | None = None, vms: Collection[str] | None = None
+    batch: Steps, episodes: pd.DataFrame | None = None, vms: Collection[str] | None = None,
+    bounds: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Each VM's run state over time as intervals: vm, state, start_ns, end_ns.
 
@@ -467,7 +468,9 @@ def runstate_intervals(
     state (`analyzer.state.runstate_sources`) of the `runstate` rows that name a state where a
     VM has them; otherwise of its STOP/RESUME events (a STOP that episodes link to an error is
     io-error, any other paused). Before the first known state a VM is taken as running; the last
-    interval ends at the VM's last step. Adjacent equal states are merged.
+    interval ends at the VM's last step. Adjacent equal states are merged. `bounds`: min and
+    max ts_ns per VM (:attr:`StepFacts.ts`) when `batch` holds only some of the VMs' rows
+    (:func:`analyzer.report.source.state_rows`).
     """
     cols = {"vm": object, "state": object, "start_ns": "int64", "end_ns": "int64"}
     chosen = np.ones(batch.n, dtype=bool)
@@ -489,10 +492,14 @@ def runstate_intervals(
     changes["state"] = _fold(code[rows], io_stop)
     first = np.flatnonzero(batch.idx == batch.vstart)  # each VM's first row
     keep = chosen[first]
-    bounds = pd.DataFrame(
-        {"min": np.minimum.reduceat(batch.ts, first)[keep], "max": np.maximum.reduceat(batch.ts, first)[keep]},
-        index=pd.Index(np.asarray(batch.vm_names, dtype=object)[batch.vm[first[keep]]]),
-    )
+    names = np.asarray(batch.vm_names, dtype=object)[batch.vm[first[keep]]]
+    if bounds is None:
+        bounds = pd.DataFrame(
+            {"min": np.minimum.reduceat(batch.ts, first)[keep], "max": np.maximum.reduceat(batch.ts, first)[keep]},
+            index=pd.Index(names),
+        )
+    else:
+        bounds = bounds.loc[list(names), ["min", "max"]]
     start_rows = pd.DataFrame({"vm": bounds.index, "seq": -1, "ts": bounds["min"].to_numpy(),
                                "state": "running"})
     changes = pd.concat([start_rows, changes], ignore_index=True)

@@ -13,7 +13,8 @@ import pytest
 from analyzer.check import check
 from analyzer.report import render, stats
 from analyzer.report.build import assemble_report, build_report, trace_units
-from analyzer.report.source import read_steps, read_unit_steps
+from analyzer.report.context import context_windows
+from analyzer.report.source import as_steps, read_steps, read_unit_steps, state_rows
 from analyzer.trace import load
 from tests.analyzer.report.fixtures import TraceBuilder
 from tracer.sim import SimConfig, record
@@ -120,3 +121,22 @@ def test_each_phase_reports_progress_to_its_end(fleet):
     for seen in calls.values():
         done = [d for d, _ in seen]
         assert done == sorted(done)
+
+
+def test_state_of_the_state_rows_alone_is_the_state_of_every_row(fleet):
+    """The report replays only the rows a state can depend on (successful I/O left out); the
+    windows and run-state intervals must be those of a batch of every row."""
+    trace = load(fleet)
+    steps = read_steps(trace)
+    rows = state_rows(steps)
+    assert 0 < len(rows) < len(steps)  # the fleet has successful I/O to leave out
+    result = check(trace)
+    listed = [f for f in result.findings if f.seq][:12]
+    order = [r.id for r in result.rules]
+    full = context_windows(steps, as_steps(steps), listed, result.findings, order)
+    part = context_windows(steps, as_steps(steps.iloc[rows]), listed, result.findings, order, rows=rows)
+    assert full == part and all(w is not None for w in part)
+    facts = stats.step_facts(steps)
+    pd.testing.assert_frame_equal(
+        stats.runstate_intervals(as_steps(steps.iloc[rows]), result.episodes, bounds=facts.ts),
+        stats.runstate_intervals(as_steps(steps), result.episodes))
