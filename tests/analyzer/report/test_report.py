@@ -192,6 +192,7 @@ def test_timestamp_only_when_asked(tmp_path):
 
 def test_report_of_a_trace_without_errors_or_steps(tmp_path):
     from tests.analyzer.report.fixtures import TraceBuilder
+    from tracer.errors import InputError
     from tracer.schema import empty_table
     from tracer.tracedir import write_table
 
@@ -199,7 +200,10 @@ def test_report_of_a_trace_without_errors_or_steps(tmp_path):
     b.start("vm0")
     quiet = b.write(tmp_path / "quiet.parquet")
     write_table(empty_table(), tmp_path / "empty.parquet")
-    for path in (quiet, tmp_path / "empty.parquet"):
+    # A trace of no steps is not audited as a silent PASS: it is unusable input (exit 2).
+    with pytest.raises(InputError, match=r"empty\.parquet: no steps to check"):
+        build_report([tmp_path / "empty.parquet"])
+    for path in (quiet,):
         rep = build_report([path])
         html = render(rep, "html").decode()
         assert "No findings" in html and "No error actions in this trace." in html

@@ -107,7 +107,7 @@ def test_every_rule_function_and_declaration_is_in_the_catalogue() -> None:
     assert {r.id for r in declared} == INTEGRITY_RULES
     assert from_functions | INTEGRITY_RULES == set(RULE_IDS)
     assert not from_functions & INTEGRITY_RULES
-    assert len(RULE_IDS) == len(set(RULE_IDS)) == 15
+    assert len(RULE_IDS) == len(set(RULE_IDS)) == 16
 
 
 def test_catalogue_order_is_the_order_of_the_rule_modules() -> None:
@@ -116,7 +116,7 @@ def test_catalogue_order_is_the_order_of_the_rule_modules() -> None:
         "stop-pending-at-end", "resume-before-retry-error", "vm-stop-thread",
         "query-matches-events", "query-matches-runstate", "iostatus-reset-on-cont",
         "action-matches-policy", "runstate-transition",
-        "seq-unique", "ts-monotonic-per-thread", "trace-truncated",
+        "seq-unique", "ts-monotonic-per-thread", "trace-truncated", "recording-intact",
     ]
     assert list(RULES) == list(RULE_IDS)
 
