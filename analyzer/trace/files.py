@@ -61,12 +61,23 @@ class TraceFile:
 
 @dataclass(frozen=True)
 class RowGroup:
+    """A unit of reading: one Parquet row group, or `count` consecutive tiny ones read at once."""
+
     file: int
     index: int
     rows: int
     #: Row number of the group's first row within its file.
     offset: int
     vms: tuple[str, ...]
+    #: Consecutive Parquet row groups from `index` on that this one stands for.
+    count: int = 1
+
+
+#: Consecutive row groups smaller than this are read together, up to this many rows and
+#: `COALESCE_GROUPS` groups a read: a file of a million one-row row groups is read in a
+#: thousand reads, not a million (Arrow allocates per column chunk, hence the second bound).
+COALESCE_ROWS = 65_536
+COALESCE_GROUPS = 1_024
 
 
 def _os_path(path: Path | str) -> bytes:
@@ -181,7 +192,25 @@ def open_trace_file(source: SourceFile, file_index: int) -> tuple[TraceFile, lis
                         f"vm={given['vm']} (row group {i})", path=path, row=offset)
             rgs.append(RowGroup(file_index, i, rows, offset, vms))
         offset += rows
-    return tf, rgs
+    return tf, coalesce(rgs)
+
+
+def coalesce(groups: list[RowGroup]) -> list[RowGroup]:
+    """Runs of consecutive tiny row groups of one file as one `RowGroup` each (at most
+    `COALESCE_ROWS` rows), so that the cost per read (Arrow's, and the decoding's numpy calls)
+    is paid per ~64k rows, not per row group."""
+    out: list[RowGroup] = []
+    for g in groups:
+        last = out[-1] if out else None
+        if (last is not None and g.rows < COALESCE_ROWS and last.rows + g.rows <= COALESCE_ROWS
+                and last.count < COALESCE_GROUPS
+                and last.file == g.file and last.index + last.count == g.index):
+            vms = last.vms if g.vms == last.vms else tuple(sorted(set(last.vms) | set(g.vms)))
+            out[-1] = RowGroup(last.file, last.index, last.rows + g.rows, last.offset, vms,
+                               last.count + g.count)
+        else:
+            out.append(g)
+    return out
 
 
 def _row_group_vms(pf: pq.ParquetFile, md: pq.FileMetaData, i: int, vm_col: int, path: Path,
@@ -223,14 +252,17 @@ def sha256(path: str) -> str:
         raise TraceFormatError(f"unreadable ({first_line(exc)})", path=path) from None
 
 
-def read_row_group(tf: TraceFile, index: int, columns: Sequence[str]) -> pa.Table:
-    """Row group `index` of `tf`: those of `columns` the file holds, validated (UTF-8, integer
-    ranges) and cast to the schema's types, then those its partition directories give (as
-    one-value dictionary columns)."""
+def read_row_group(tf: TraceFile, index: int, columns: Sequence[str], count: int = 1) -> pa.Table:
+    """Row group `index` of `tf` (and the `count` - 1 after it): those of `columns` the file
+    holds, validated (UTF-8, integer ranges) and cast to the schema's types, then those its
+    partition directories give (as one-value dictionary columns)."""
     pf = parquet_file(tf.path)
     present = [c for c in dict.fromkeys(columns) if c in tf.columns]
     try:
-        table = pf.read_row_group(index, columns=present)
+        if count == 1:
+            table = pf.read_row_group(index, columns=present)
+        else:
+            table = pf.read_row_groups(range(index, index + count), columns=present)
     except (pa.ArrowException, OSError) as exc:
         raise TraceFormatError(f"unreadable row group {index} ({first_line(exc)})", path=tf.path) from None
     table = _checked_strings(table, tf.path, index, None, tf)
@@ -326,7 +358,7 @@ def _fits(value: int, typ: pa.DataType) -> bool:
     return info.min <= value <= info.max
 
 
-def may_hold(tf: TraceFile, index: int, lo: int | None, hi: int | None) -> bool:
+def may_hold(tf: TraceFile, rg: RowGroup, lo: int | None, hi: int | None) -> bool:
     """Whether a row group may hold seqs in [lo, hi], by its statistics (True when unknown)."""
     if lo is None and hi is None:
         return True
@@ -335,11 +367,14 @@ def may_hold(tf: TraceFile, index: int, lo: int | None, hi: int | None) -> bool:
     if "seq" not in names:
         return True
     seq = names.index("seq")
-    stats = md.row_group(index).column(seq).statistics
-    if stats is None or not stats.has_min_max:
-        return True
-    try:
-        low, high = int(stats.min), int(stats.max)
-    except (TypeError, ValueError):
-        return True
-    return not ((lo is not None and high < lo) or (hi is not None and low > hi))
+    for index in range(rg.index, rg.index + rg.count):
+        stats = md.row_group(index).column(seq).statistics
+        if stats is None or not stats.has_min_max:
+            return True
+        try:
+            low, high = int(stats.min), int(stats.max)
+        except (TypeError, ValueError):
+            return True
+        if not ((lo is not None and high < lo) or (hi is not None and low > hi)):
+            return True
+    return False

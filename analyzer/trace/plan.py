@@ -145,9 +145,9 @@ class Trace:
             for rg in u.row_groups:
                 if vm is not None and vm not in rg.vms:
                     continue
-                if not may_hold(self.files[rg.file], rg.index, from_seq, to_seq):
+                if not may_hold(self.files[rg.file], rg, from_seq, to_seq):
                     continue
-                t = read_row_group(self.files[rg.file], rg.index, read)
+                t = read_row_group(self.files[rg.file], rg.index, read, rg.count)
                 mask = None
                 if vm is not None and len(rg.vms) > 1:
                     mask = pc.equal(t.column("vm").cast(pa.string()), vm)
