@@ -306,17 +306,20 @@ def _checked_strings(table: pa.Table, path: str, index: int, offset: int | None,
                     row = int(np.argmax(idx == bad))
                 else:
                     row = bad
-                raw = pa.array([values[bad].as_buffer()], pa.binary())[0].as_py()
+                raw = _as_binary(values)[bad].as_py()
                 raise _fail(path, f"column '{name}': not UTF-8 text ({raw[:40]!r})",
                             index, start + row, offset, tf) from None
             start += len(chunk)
     return table
 
 
+def _as_binary(values: pa.Array) -> pa.Array:
+    return values.view(pa.binary() if pa.types.is_string(values.type) else pa.large_binary())
+
+
 def _first_invalid_utf8(values: pa.Array) -> int:
     """Index of the first value of a string array that is not valid UTF-8."""
-    raw = values.view(pa.binary()) if pa.types.is_string(values.type) else values.view(pa.large_binary())
-    for i, v in enumerate(raw.to_pylist()):  # only on the error path, over a dictionary
+    for i, v in enumerate(_as_binary(values).to_pylist()):  # only on the error path, over a dictionary
         if v is not None:
             try:
                 v.decode("utf-8")
