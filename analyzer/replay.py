@@ -217,6 +217,20 @@ def steps_around(
     return replay(trace, vm=vm, from_seq=bounds[0], to_seq=bounds[1])
 
 
+def _extreme(values: np.ndarray, k: int, *, largest: bool) -> np.ndarray:
+    """The `k` largest (or smallest) distinct `values`, sorted: a partition, then a unique of
+    the few left (a unique of a million seqs per row group costs seconds)."""
+    n = len(values)
+    if n > k:
+        part = np.partition(values, n - k)[n - k:] if largest else np.partition(values, k - 1)[:k]
+        out = np.unique(part)
+        if len(out) < k:  # repeated seqs among them: decide over all values
+            out = np.unique(values)
+    else:
+        out = np.unique(values)
+    return out[-k:] if largest else out[:k]
+
+
 def _window(trace: Trace, vm: str, seq: int, context: int) -> tuple[int, int] | None:
     """(first, last) seq of the window of `context` steps either side of `seq` in `vm`'s replay
     order, or None when the VM has no steps.
@@ -237,8 +251,9 @@ def _window(trace: Trace, vm: str, seq: int, context: int) -> tuple[int, int] | 
             s = s[np.asarray(pc.equal(t.column("vm").cast(pa.string()), vm).to_numpy(zero_copy_only=False),
                              dtype=bool)]
         del t
-        below = np.unique(np.concatenate([below, s[s < seq]]))[-context:] if context else below
-        above = np.unique(np.concatenate([above, s[s >= seq]]))[: context + 1]
+        if context:
+            below = _extreme(np.concatenate([below, s[s < seq]]), context, largest=True)
+        above = _extreme(np.concatenate([above, s[s >= seq]]), context + 1, largest=False)
     if not len(below) and not len(above):
         return None
     lo = int(below[0]) if len(below) else int(above[0])
