@@ -17,12 +17,14 @@ import pandas as pd
 
 from analyzer.engine import dask_cluster, map_units
 from analyzer.episodes import EPISODE_COLUMNS, empty_episodes, episodes
+from analyzer.lang.ruleset import RuleSet, load_rules
 from analyzer.progress import ProgressCallback
 from analyzer.result import CheckResult, Finding
-from analyzer.rules import applicable, columns_for, run, select
+from analyzer.rules import RULE_IDS, applicable, columns_for, run, select
 from analyzer.rules.integrity import findings as integrity_findings
 from analyzer.trace import PathArg, Trace, Unit, UnitData, load, scan_unit
 from tracer.errors import InputError
+from tracer.schema import COLUMN_NAMES
 
 
 @dataclass
@@ -42,10 +44,14 @@ def analyze_unit(
     *,
     rule_ids: tuple[str, ...],
     columns: tuple[str, ...],
+    extra: RuleSet | None = None,
 ) -> UnitResult:
-    """Read one unit and judge it: the per-VM work of a check (a pure function of its input)."""
+    """Read one unit and judge it: the per-VM work of a check (a pure function of its input).
+    `extra`: rules loaded from rule files (`analyzer.lang`), judged beside the catalogue's."""
     def judge(batch: UnitData) -> UnitResult:
         found = run(batch.steps, rule_ids)
+        if extra:
+            found.extend(extra.run(batch.steps))
         found.extend(f for f in integrity_findings(batch.integrity) if f.rule in rule_ids)
         return UnitResult(found, episodes(batch.steps), batch.rows, batch.present)
 
@@ -68,6 +74,8 @@ def check(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: ProgressCallback | None = None,
+    rule_files: Sequence[PathArg] = (),
+    only_files: bool = False,
 ) -> CheckResult:
     """Check the trace at `paths` (files, directories, globs, or a loaded `Trace`).
 
@@ -77,8 +85,10 @@ def check(
     inputs at the same paths, so they must be on a shared filesystem) or ``local:N`` to start N
     worker processes here; implies engine "dask" (see `analyzer.engine.dask_cluster`).
     `progress(done_rows, total_rows)` is called as rows are read (per unit on a cluster).
-    Raises :class:`tracer.errors.InputError` for unusable input, unknown rule ids or an
-    unreachable scheduler. The result is deterministic: same steps, same result, whatever the
+    `rule_files`: rule files of the rule language (docs/rules-language.md) whose rules run
+    beside the catalogue; with `only_files`, instead of it (`rules` then selects among theirs).
+    Raises :class:`tracer.errors.InputError` for unusable input, unknown rule ids, a bad rule
+    file or an unreachable scheduler. The result is deterministic: same steps, same result, whatever the
     file layout, engine, scheduler or worker count.
     """
     if scheduler is not None:
@@ -87,10 +97,12 @@ def check(
         if workers is not None:
             raise InputError("workers does not apply with a scheduler: the cluster's workers run "
                              "the units (local:N starts N of them)")
+    extra, chosen = _rule_sets(rules, rule_files, only_files)
     trace = paths if isinstance(paths, Trace) else load(paths)  # type: ignore[arg-type]
-    chosen = select(rules)
     ids = tuple(r.id for r in chosen)
-    fn = partial(analyze_unit, rule_ids=ids, columns=columns_for(ids))
+    wanted = set(columns_for(ids)) | extra.columns()
+    columns = tuple(c for c in COLUMN_NAMES if c in wanted)
+    fn = partial(analyze_unit, rule_ids=ids, columns=columns, extra=extra)
     # The input is loaded (and judged usable) before a cluster is started or reached.
     with dask_cluster(scheduler) if scheduler is not None else nullcontext() as client:
         results = map_units(fn, trace, trace.units, engine="dask" if scheduler else engine or "local",
@@ -99,6 +111,7 @@ def check(
     for r in results:
         present |= r.present
     not_applicable = [r.id for r in chosen if not applicable(r, present)]
+    not_applicable += [r.id for r in extra.rules if not r.applies_to(present)]
     skip = set(not_applicable)
     findings = [f for r in results for f in r.findings if f.rule not in skip]
     if "trace-truncated" in ids:
@@ -114,13 +127,40 @@ def check(
         eps = eps.sort_values(["vm"], kind="mergesort").reset_index(drop=True)
     return CheckResult(
         inputs=sorted(trace.inputs, key=lambda i: i.path),
-        rules=chosen,
+        rules=[*chosen, *(r.info for r in extra.rules)],
         findings=findings,
         not_applicable=not_applicable,
         steps=sum(r.rows for r in results),
         vms=len(trace.vms),
         episodes=eps,
     )
+
+
+def _rule_sets(
+    rules: Iterable[str] | None, rule_files: Sequence[PathArg], only_files: bool
+) -> tuple[RuleSet, list]:
+    """The loaded rules and the built-in ones to run; `rules` selects among both."""
+    if only_files and not rule_files:
+        raise InputError("only_files needs at least one rule file")
+    extra = load_rules([str(p) for p in rule_files]) if rule_files else RuleSet()
+    wanted = None if rules is None else [i.strip() for i in rules if i and i.strip()]
+    if wanted is not None and extra:
+        unknown = sorted(set(wanted) - set(extra.ids) - (set() if only_files else set(RULE_IDS)))
+        if unknown:
+            raise InputError(f"unknown rule id {', '.join(unknown)}; loaded rules: {', '.join(extra.ids)}")
+        extra = extra.select(wanted)
+        wanted = [i for i in wanted if i not in extra.ids]
+        if only_files or not wanted:
+            return extra, []
+    if only_files:
+        return extra, []
+    chosen = select(wanted)
+    clash = sorted(set(extra.ids) & {r.id for r in chosen})
+    if clash:
+        where = {r.id: r.spec.source for r in extra.rules}
+        raise InputError(f"{where[clash[0]]}: rule id {clash[0]!r} is a built-in rule; "
+                         f"run the file alone (only_files / --only-file) or rename the rule")
+    return extra, chosen
 
 
 def episodes_empty() -> pd.DataFrame:

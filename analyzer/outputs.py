@@ -8,8 +8,8 @@ file, or a traceback. So every output goes through this module:
 
 - :func:`check_output` refuses an output that is an input (same real path, or the same file
   by ``(st_dev, st_ino)``, a hard link), that lies inside an input directory, that gives a
-  non-Parquet output a trace file's name (``*.parquet``, ``manifest.json``) inside a trace
-  directory, or that would add a segment or manifest to an existing recording. It also names
+  non-Parquet output a ``*.parquet`` name (a later check of its directory would read it as a
+  trace), or that would add a segment or manifest to an existing recording. It also names
   what is wrong with the place itself: an empty path, a directory, a parent that is missing
   or is not a directory. It writes nothing.
 - :func:`open_output` / :func:`write_output` then write atomically through
@@ -18,7 +18,11 @@ file, or a traceback. So every output goes through this module:
   naming the output and the reason; no temporary file is left behind and an existing output
   keeps its old content.
 - :func:`output_dir` does the same for a directory output (an import of several VMs): it is
-  built beside the target and renamed into place only when complete.
+  built beside the target and renamed into place only when complete; an existing directory
+  is refused unless replaced as a whole (:func:`check_output_dir` checks without writing).
+- :func:`output_path` is for a writer that opens the file by name and writes it over a long
+  time (a live capture): a temporary file beside the target, renamed into place once it is
+  worth more than the file it replaces.
 
 Parent directories are created only when the caller passes ``parents=True``. ``-`` means
 standard output where the caller allows it (``allow_stdout=True``).
@@ -26,6 +30,7 @@ standard output where the caller allows it (``allow_stdout=True``).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -132,6 +137,140 @@ def write_output(
     return None if f.path == STDOUT else Path(f.path)
 
 
+class PendingOutput:
+    """A file being written under a temporary name beside its target (see :func:`output_path`).
+
+    `path` is the name to write; :meth:`publish` renames it to `target` (with the umask's
+    permissions) once what it holds is worth more than the output it replaces: a writer that
+    keeps its file open goes on writing to the same file under its final name.
+    """
+
+    def __init__(self, path: Path, target: Path) -> None:
+        self.path = path
+        self.target = target
+        self.published = False
+
+    def publish(self) -> None:
+        if self.published:
+            return
+        try:
+            os.chmod(self.path, tracedir.file_mode())
+            os.replace(self.path, self.target)
+        except OSError as exc:
+            raise _failed(self.target, exc) from None
+        self.published = True
+
+
+@contextmanager
+def output_path(
+    path: PathArg,
+    *,
+    inputs: Iterable[PathArg],
+    kind: OutputKind,
+    parents: bool = False,
+) -> Iterator[PendingOutput]:
+    """A :class:`PendingOutput` for a writer that opens its file by name and writes it over a
+    long time (a live capture).
+
+    The file is published (renamed to `path`) when the writer calls
+    :meth:`PendingOutput.publish`, or at the latest on a clean exit of the block. An exception
+    before that removes it and leaves an existing `path` as it was; after it, the file stays
+    (it holds what was written until the failure).
+    """
+    target = check_output(path, inputs=inputs, kind=kind, parents=parents)
+    assert target is not None  # no stdout here
+    if parents:
+        _make_parents(target)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=tracedir.TMP_SUFFIX,
+                                   dir=target.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _failed(target, exc, f"cannot create a file in {target.parent}") from None
+    pending = PendingOutput(Path(tmp), target)
+    try:
+        yield pending
+        pending.publish()
+    except BaseException:
+        if not pending.published:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+
+
+def check_output_dir(
+    path: PathArg,
+    *,
+    inputs: Iterable[PathArg],
+    parents: bool = False,
+    replace: bool = False,
+) -> Path:
+    """The directory output `path` checked as :func:`output_dir` will check it; writes nothing.
+
+    So that a command can refuse a bad output before it spends minutes on its inputs.
+    """
+    target = _place(path, allow_stdout=False, parents=parents, directory=True)
+    assert target is not None
+    _not_an_input(target, inputs, contains_inputs=True)
+    if os.path.lexists(target):
+        if not target.is_dir():
+            raise OutputError("exists and is not a directory", path=target)
+        if not replace:
+            what = "is not empty (old files would mix with new)" if _entries(target) else \
+                "already exists"
+            raise OutputError(f"directory {what}; --force replaces it as a whole", path=target)
+        if target.is_symlink() or os.path.ismount(target):
+            raise OutputError("is a symbolic link or a mount point: it cannot be replaced as a whole",
+                              path=target)
+    return target
+
+
+#: The files a recording directory holds (the recorder's, and the simulator's truth file).
+_RECORDING_FILES = (tracedir.MANIFEST_NAME, "truth.json")
+
+
+def check_recording_dir(
+    path: PathArg,
+    *,
+    inputs: Iterable[PathArg],
+    parents: bool = False,
+    replace: bool = False,
+) -> Path:
+    """The output directory of a recorder (written in place, segment by segment), checked.
+
+    Its place as for :func:`check_output_dir`; an existing non-empty directory is left to the
+    recorder to refuse unless `replace`, and `replace` (``record --force``, which deletes the
+    old directory) is refused for a directory that holds anything but a recording's files:
+    ``record -o ~ --force`` must not delete a home directory.
+    """
+    target = _place(path, allow_stdout=False, parents=parents, directory=True)
+    assert target is not None
+    _not_an_input(target, inputs, contains_inputs=True)
+    if os.path.lexists(target) and not target.is_dir():
+        raise OutputError("exists and is not a directory", path=target)
+    if replace and target.is_dir():
+        foreign = sorted(p.name for p in _entries(target) if not _recording_file(p))
+        if foreign:
+            raise OutputError(f"holds files that are not a recording ({foreign[0]}, ...): "
+                              "--force replaces only a recording", path=target)
+    return target
+
+
+def _entries(directory: Path) -> list[Path]:
+    try:
+        return list(directory.iterdir())
+    except OSError as exc:
+        raise OutputError(f"cannot list it ({exc.strerror or exc})", path=directory) from None
+
+
+def _recording_file(p: Path) -> bool:
+    name = p.name
+    if p.is_symlink() or not p.is_file():
+        return False
+    return name in _RECORDING_FILES or name.endswith(tracedir.TMP_SUFFIX) or (
+        name.startswith(tracedir.SEGMENT_PREFIX) and name.endswith(tracedir.SEGMENT_SUFFIX))
+
+
 @contextmanager
 def output_dir(
     path: PathArg,
@@ -142,29 +281,23 @@ def output_dir(
 ) -> Iterator[Path]:
     """A fresh directory to fill, renamed to `path` on a clean exit of the block.
 
-    An existing `path` is refused unless it is an empty directory, or `replace` is given: then
-    the old directory is swapped out and removed only once the new one is complete (so old
-    and new files never mix). The directory must not be, lie inside or contain an input.
-    On any exception the new directory is removed and `path` is left as it was.
+    An existing `path` is refused unless `replace` is given: then the old directory is
+    swapped out and removed only once the new one is complete (so old and new files never
+    mix, and an interrupted run leaves the old one as it was). An existing empty directory is
+    refused too: replacing it would silently change its inode, owner and permissions. The
+    directory must not be, lie inside or contain an input. On any exception the new
+    directory is removed and `path` is left as it was.
     """
-    target = _place(path, allow_stdout=False, parents=parents, directory=True)
-    assert target is not None
-    _not_an_input(target, inputs, contains_inputs=True)
-    if target.exists():
-        if not target.is_dir():
-            raise OutputError("exists and is not a directory", path=target)
-        if not replace and any(target.iterdir()):
-            raise OutputError("directory exists and is not empty (old files would mix with new)",
-                              path=target)
+    target = check_output_dir(path, inputs=inputs, parents=parents, replace=replace)
     if parents:
         _make_parents(target)
     try:
         work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=tracedir.TMP_SUFFIX,
                                      dir=target.parent))
-        os.chmod(work, 0o777 & ~tracedir.umask())
     except OSError as exc:
-        raise _failed(target, exc) from None
+        raise _failed(target, exc, f"cannot create a directory in {target.parent}") from None
     try:
+        os.chmod(work, 0o777 & ~tracedir.umask())
         yield work
         _swap_in(work, target)
     except BaseException:
@@ -231,7 +364,7 @@ def _place(path: PathArg, *, allow_stdout: bool, parents: bool, directory: bool)
     if os.path.lexists(existing) and not existing.is_dir():
         raise OutputError(f"cannot create it: {existing} is not a directory", path=text)
     if not parents:
-        raise OutputError(f"directory {parent} does not exist", path=text)
+        raise OutputError(f"directory {parent} does not exist (--parents creates it)", path=text)
     return target
 
 
@@ -279,17 +412,17 @@ def _not_an_input(target: Path, inputs: Iterable[PathArg], *, contains_inputs: b
 
 def _not_into_a_recording(target: Path, kind: str) -> None:
     parent = target.parent
-    if not (parent.is_dir() and tracedir.is_trace_dir(parent)):
-        return
     name = target.name
-    if name == tracedir.MANIFEST_NAME or (
+    in_recording = parent.is_dir() and tracedir.is_trace_dir(parent)
+    if in_recording and (name == tracedir.MANIFEST_NAME or (
         name.startswith(tracedir.SEGMENT_PREFIX) and name.endswith(tracedir.SEGMENT_SUFFIX)
-    ):
+    )):
         raise OutputError(f"would alter the recording in {parent} (a name the recorder owns)",
                           path=target)
-    if kind != "parquet" and name.endswith(".parquet"):
-        raise OutputError(f"a {kind} named like a Parquet file inside the trace directory {parent}",
-                          path=target)
+    if kind != "parquet" and name.lower().endswith(".parquet"):
+        # a later `check DIR` (or a glob) would read it as a trace
+        where = f"inside the trace directory {parent}" if in_recording else "(it would be read as a trace)"
+        raise OutputError(f"a {kind} named like a Parquet file {where}", path=target)
 
 
 def _file_id(st: os.stat_result) -> tuple[int, int]:

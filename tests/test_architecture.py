@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: shows up as "tracer" and "tracer.__version__".
 ANALYZER_MAY_IMPORT_FROM_TRACER = {
     "tracer", "tracer.__version__", "tracer.schema", "tracer.errors", "tracer.tracedir", "tracer.qemu",
+    "tracer.safejson",
 }
 #: The only exceptions, each one module by name: the capture workflow wraps the live QMP
 #: capture, and `blkreplay record` runs the simulator.

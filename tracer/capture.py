@@ -38,8 +38,9 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
+from tracer import safejson
 from tracer.errors import CaptureError
 from tracer.qemu import version_from_qmp
 
@@ -58,6 +59,8 @@ HANDSHAKE_TIMEOUT_S = 10.0
 #: Longest a select() waits, so that a stop request is noticed promptly.
 _TICK_S = 0.05
 _RECV_BYTES = 65536
+#: Longest line a monitor may send (a QMP reply is kilobytes; no QEMU sends 16 MiB at once).
+MAX_LINE_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -128,15 +131,27 @@ ProgressCallback = Callable[[int, int | None], None]
 
 
 class _Transcript:
-    """The transcript file: one JSON object per line, flushed as soon as it is written."""
+    """The transcript file: one JSON object per line, flushed as soon as it is written.
+
+    The file is created (an existing one replaced) only by `start`, once the peer has shown
+    it speaks QMP: until then lines are kept in memory (a handful: the greeting and the
+    capabilities reply), so that a wrong endpoint never truncates an earlier capture.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self._fh = open(path, "w", encoding="ascii", newline="\n")  # noqa: SIM115 (closed in close())
-        except OSError as exc:
-            raise CaptureError(f"cannot write transcript {path}: {exc.strerror or exc}") from exc
+        self._fh: IO[str] | None = None
+        self._pending: list[str] = []
         self.lines = 0
+
+    def start(self) -> None:
+        try:
+            self._fh = open(self.path, "w", encoding="ascii", newline="\n")  # noqa: SIM115 (closed in close())
+        except OSError as exc:
+            raise CaptureError(f"cannot write transcript {self.path}: {exc.strerror or exc}") from exc
+        self._fh.write("".join(self._pending))
+        self._fh.flush()
+        self._pending.clear()
 
     def write(self, direction: str, raw: bytes, *, partial: bool = False) -> float:
         t = round(time.time(), 6)
@@ -147,13 +162,17 @@ class _Transcript:
         }
         if partial:
             record["partial"] = True
-        self._fh.write(json.dumps(record) + "\n")
-        self._fh.flush()
+        if self._fh is None:
+            self._pending.append(json.dumps(record) + "\n")
+        else:
+            self._fh.write(json.dumps(record) + "\n")
+            self._fh.flush()
         self.lines += 1
         return t
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fh is not None:
+            self._fh.close()
 
 
 class _ConnectionLost(Exception):
@@ -190,6 +209,12 @@ class _Monitor:
             self.closed = True
             raise _ConnectionLost("closed by QEMU")
         self.buf += data
+        if len(self.buf) > MAX_LINE_BYTES and self.buf.find(b"\n", 0, MAX_LINE_BYTES + 1) < 0:
+            self.closed = True
+            raise CaptureError(
+                f"the QMP peer sent a line longer than {MAX_LINE_BYTES >> 20} MiB (after "
+                f"{self.received} lines): not a QEMU monitor; the transcript keeps the lines before it"
+            )
 
     def lines(self) -> list[tuple[bytes, dict | None]]:
         """Every complete line now in the buffer, recorded, with its parsed JSON (None when the
@@ -234,8 +259,10 @@ class _Monitor:
 
 
 def _parse(raw: bytes) -> dict | None:
+    """The JSON object a line holds, or None (not JSON, not an object, or beyond the bounds of
+    `tracer.safejson`: 100,000 nested brackets are no QMP message)."""
     try:
-        obj = json.loads(raw)
+        obj = safejson.loads(raw)
     except ValueError:
         return None
     return obj if isinstance(obj, dict) else None
@@ -288,6 +315,10 @@ def _handshake(mon: _Monitor, endpoint: Endpoint, summary: CaptureSummary) -> No
             if not greeted:
                 if obj is None or "QMP" not in obj:
                     raise CaptureError(f"{endpoint} is not a QMP monitor: no QMP greeting")
+                if not isinstance(obj["QMP"], dict):
+                    raise CaptureError(
+                        f"{endpoint} is not a QMP monitor: its greeting's QMP member is not an object"
+                    )
                 greeted = True
                 summary.qemu_version = _version_text(obj)
                 cap_id = mon.send("qmp_capabilities")
@@ -339,7 +370,9 @@ def capture(
     socket is not there yet. `progress(lines, None)` is called as lines are recorded.
 
     Raises :class:`CaptureError` when the endpoint is malformed, cannot be reached, or does
-    not speak QMP; the transcript then holds whatever was received before.
+    not speak QMP (no QMP greeting: then `out_jsonl` is not touched, an earlier capture there
+    stays whole), or when the peer sends a line longer than `MAX_LINE_BYTES` (the
+    transcript then holds whatever was received before).
     """
     ep = endpoint if isinstance(endpoint, Endpoint) else parse_endpoint(endpoint)
     if poll_ms <= 0:
@@ -357,6 +390,7 @@ def capture(
         transcript = _Transcript(out)
         mon = _Monitor(sock, transcript)
         _handshake(mon, ep, summary)
+        transcript.start()
         loop = _CaptureLoop(
             mon,
             summary,

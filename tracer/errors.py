@@ -10,12 +10,19 @@ that fits::
     │   ├── TraceSchemaError    a table that breaks schema v1
     │   ├── TraceFormatError    a file that is not a trace at all (not Parquet, empty, unreadable)
     │   ├── ImportFormatError   a QMP / QEMU log / libvirt log line that cannot be parsed
-    │   └── UnknownFormatError  a format name (``--format``) that is not one of the choices
+    │   ├── UnknownFormatError  a format name (``--format``) that is not one of the choices
+    │   └── RuleFileError       a rule file (docs/rules-language.md) with mistakes: one
+    │                           "file:line:col: what" line each
     ├── ScenarioError           a bad scenario file or simulation parameter
     │   └── FieldError          a bad value for one configuration field (names the field)
     ├── RecorderError           misuse of the recorder (unknown kind, closed recorder, failed write)
     ├── CaptureError            a live QMP connection that could not be made or used
-    └── OutputError             an output that cannot be written, or would overwrite an input
+    ├── OutputError             an output that cannot be written, or would overwrite an input
+    └── UsageError              a command line that cannot be parsed (unknown option, ...)
+
+    Exit statuses (:func:`exit_code_for`): 0 no error finding, 1 error findings and nothing
+    else, 2 any BlkreplayError, 3 an internal error (a bug: "please report"), 130 interrupted,
+    141 standard output closed early.
 
     JSONBoundError (a ValueError, not a BlkreplayError): JSON beyond the accepted depth or size;
     each reader turns it into its own InputError naming the file and line
@@ -89,6 +96,17 @@ class UnknownFormatError(InputError):
         self.choices = tuple(choices)
 
 
+class RuleFileError(InputError):
+    """A rule file that cannot be used: `problems` are one-line "file:line:col: what" texts,
+    all of them (`blkreplay rules lint` prints each); the message is the first."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        more = len(self.problems) - 1
+        tail = f" (and {more} more: blkreplay rules lint shows all)" if more > 0 else ""
+        super().__init__(self.problems[0] + tail)
+
+
 def check_format(value: str, choices: Sequence[str]) -> str:
     """`value` if it is one of `choices`, else :class:`UnknownFormatError`."""
     if value not in choices:
@@ -144,3 +162,43 @@ class OutputError(BlkreplayError):
 class JSONBoundError(ValueError):
     """JSON that is well-formed or not, but outside what blkreplay accepts (depth, size,
     non-finite numbers). A ValueError, so that readers catch it with other bad JSON."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Exit statuses: the one mapping from how a command ended to the status it exits with, so
+# that a CI job can trust 1 to mean "findings" and nothing else. Kept in its own block.
+# ---------------------------------------------------------------------------------------------
+
+#: No error finding.
+EXIT_OK = 0
+#: Error findings (check, report): never anything else.
+EXIT_FINDINGS = 1
+#: Unusable input, a bad command line, an output that cannot be written: a BlkreplayError.
+EXIT_ERROR = BlkreplayError.exit_code
+#: A bug in blkreplay (an exception nobody raised on purpose): "internal error, please report".
+EXIT_INTERNAL = 3
+#: Interrupted (Ctrl-C), as a shell reports SIGINT.
+EXIT_INTERRUPTED = 130
+#: Standard output closed early (``blkreplay check | head``), as a shell reports SIGPIPE: not
+#: 0, which would hide findings from ``set -o pipefail``, and not 1.
+EXIT_BROKEN_PIPE = 141
+
+
+class UsageError(BlkreplayError):
+    """A command line that cannot be parsed: an unknown option, a missing argument, a value
+    of the wrong type. `command` is the command path (``blkreplay check``) for the hint."""
+
+    def __init__(self, message: str, *, command: str = "blkreplay") -> None:
+        super().__init__(message)
+        self.command = command
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit status of a command that ended with `exc`."""
+    if isinstance(exc, BlkreplayError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, BrokenPipeError):
+        return EXIT_BROKEN_PIPE
+    return EXIT_INTERNAL

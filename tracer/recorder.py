@@ -72,6 +72,7 @@ DETAIL_COLUMNS = (
     "payload",
     "tid",
     "cmd_seq",
+    "event_ts_ns",
 )
 _DETAIL_SET = frozenset(DETAIL_COLUMNS)
 _VOCAB = {

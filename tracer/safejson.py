@@ -58,12 +58,14 @@ def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH, max_chars: int = MAX
     except OverflowError as exc:  # an integer literal too long for int(), or similar
         raise JSONBoundError(f"number out of range ({exc})") from None
     if brackets > max_depth or "\\u" in text:
-        _check_tree(value, max_depth, check_strings="\\u" in text)
+        check_tree(value, max_depth, check_strings="\\u" in text)
     return value
 
 
-def _check_tree(value: object, max_depth: int, *, check_strings: bool) -> None:
-    """Depth and string check of a parsed value, iteratively (no recursion on hostile input)."""
+def check_tree(value: object, max_depth: int, *, check_strings: bool) -> None:
+    """Depth and string check of a parsed value, iteratively (no recursion on hostile input);
+    JSONBoundError when it is nested deeper than `max_depth` or (`check_strings`) holds a lone
+    surrogate. Public for parsers that scan JSON themselves (`analyzer.importers.json_scan`)."""
     stack: list[tuple[object, int]] = [(value, 0)]
     while stack:
         node, depth = stack.pop()

@@ -19,3 +19,7 @@ BLKREPLAY=${BLKREPLAY:-blkreplay}
 "$BLKREPLAY" record -q --force -o traces/lost-stop --scenario traces/scenarios/cont-race.toml --variant lost-stop --seed 1
 "$BLKREPLAY" record -q --force -o traces/no-reset --scenario traces/scenarios/cont-race.toml --variant no-reset --seed 1
 "$BLKREPLAY" record -q --force -o traces/resume-late --scenario traces/scenarios/cont-race.toml --variant resume-late --seed 1
+
+# QEMU >= 9.2 behaviour: throttled BLOCK_IO_ERROR (held, late, replaced), several iothreads per disk.
+"$BLKREPLAY" record -q --force -o traces/qemu-10.0 --scenario traces/scenarios/qemu-10.0.toml --seed 1
+"$BLKREPLAY" record -q --force -o traces/qom-path-swap --scenario traces/scenarios/qemu-9.2.0-libvirt.toml --seed 1

@@ -45,12 +45,13 @@ def register(app: typer.Typer) -> None:
             ),
         ],
         out: Annotated[
-            Path,
+            str,
             typer.Option(
                 "-o",
                 "--out",
                 help="Output: a .jsonl transcript; any other path is a trace imported from it "
-                "(the transcript is kept beside it as OUT.qmp.jsonl).",
+                "(the transcript is kept beside it as OUT.qmp.jsonl). An earlier transcript "
+                "is replaced only once the endpoint has spoken QMP.",
             ),
         ],
         poll: Annotated[
@@ -91,6 +92,12 @@ def register(app: typer.Typer) -> None:
                 help="Keep retrying the connection for up to S seconds (QEMU still starting).",
             ),
         ] = 0.0,
+        force: Annotated[
+            bool, typer.Option("--force", help="Replace an existing trace directory as a whole.")
+        ] = False,
+        parents: Annotated[
+            bool, typer.Option("--parents", help="Create missing parent directories of the output.")
+        ] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
     ) -> None:
         """Record every QMP message of a running QEMU until SHUTDOWN, --duration or Ctrl-C."""
@@ -108,6 +115,8 @@ def register(app: typer.Typer) -> None:
                 progress=capturing,
                 import_progress=importing,
                 on_captured=lambda summary: _report_capture(summary, quiet=quiet),
+                parents=parents,
+                replace=force,
             )
         if done.imported is not None:
             console.note(f"imported {done.imported.rows} steps -> {terminal(out)}", quiet=quiet)

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from analyzer import check
+from analyzer import check, outputs
 from analyzer.cli import console
 from analyzer.render import CHECK_FORMATS, print_text, render_check
 from tracer.errors import check_format
@@ -26,8 +26,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
         fmt: Annotated[str, typer.Option("--format", "-f", help="text, json or junit.")] = "text",
         output: Annotated[
-            Path | None, typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.")
+            str | None,
+            typer.Option("--output", "-o", help="Write here (atomically; never over an input) "
+                         "instead of stdout; - is stdout."),
         ] = None,
+        parents: Annotated[
+            bool, typer.Option("--parents", help="Create missing parent directories of --output.")
+        ] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; text: only the verdict.")] = False,
         engine: Annotated[
             str | None, typer.Option("--engine", help="local (default) or dask.", show_default=False)
@@ -42,17 +47,31 @@ def register(app: typer.Typer) -> None:
                               "filesystem shared by the workers) or local:N to start N worker processes "
                               "here. Implies --engine dask; needs the distributed package (dask extra)."),
         ] = None,
+        rule_files: Annotated[
+            list[Path] | None,
+            typer.Option("--rules-file", metavar="FILE", help="A rule file (docs/rules-language.md) to run too; repeatable.",
+                         show_default=False),
+        ] = None,
+        only_file: Annotated[
+            bool, typer.Option("--only-file", help="Run only the rules of the --rules-file files.")
+        ] = False,
     ) -> None:
         """Check the ordering guarantees of QEMU's block I/O error path in traces.
 
         Exit status: 0 no error finding, 1 error findings, 2 unusable input or usage."""
         check_format(fmt, CHECK_FORMATS)
+        files = list(rule_files or [])  # inputs too: -o never writes over a rule file
+        if output is not None:  # refused before the check runs, not after
+            outputs.check_output(output, inputs=[*paths, *files], kind="findings", parents=parents,
+                                 allow_stdout=True)
         rule_ids = rules.split(",") if rules is not None else None
         with console.progress_bar("checking", quiet=quiet) as progress:
             result = check([str(p) for p in paths], rules=rule_ids, engine=engine, workers=workers,
-                           scheduler=scheduler, progress=progress)
-        if fmt == "text" and output is None:
+                           scheduler=scheduler, progress=progress,
+                           rule_files=[str(p) for p in files], only_files=only_file)
+        if fmt == "text" and output in (None, outputs.STDOUT):
             print_text(result, console.out, quiet=quiet)
         else:
-            console.write(render_check(result, fmt, quiet=quiet), output)
+            console.write(render_check(result, fmt, quiet=quiet), output, kind="findings", parents=parents,
+                          inputs=[*paths, *files, *(i.path for i in result.inputs)])
         raise typer.Exit(1 if result.verdict == "fail" else 0)

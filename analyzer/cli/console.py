@@ -7,7 +7,7 @@ errors on stderr (:data:`err`), so that ``blkreplay check -f json | jq`` gets cl
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,12 +22,22 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from analyzer import outputs
 from analyzer.progress import ProgressCallback
 from analyzer.text import terminal
-from tracer.tracedir import atomic_write_text
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _Console(Console):
+    """A rich console whose closed pipe is a BrokenPipeError for :func:`analyzer.cli.main` to
+    map (rich's own handling exits 1, which means "findings")."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError("standard output closed")
+
+
+out = _Console(highlight=False, soft_wrap=False)
+err = _Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -42,13 +52,21 @@ def note(message: str, *, quiet: bool = False) -> None:
         err.print(message)
 
 
-def write(text: str, output: Path | None) -> None:
-    """`text` to stdout as is, or atomically to the file `output`."""
-    if output is None:
+def write(
+    text: str,
+    output: str | Path | None,
+    *,
+    inputs: Iterable[str | Path] = (),
+    kind: outputs.OutputKind = "findings",
+    parents: bool = False,
+) -> None:
+    """`text` to stdout as is (`output` None or ``-``), or to the file `output` through
+    :func:`analyzer.outputs.write_output`: atomically, never over one of `inputs`."""
+    if output is None or str(output) == outputs.STDOUT:
         out.file.write(text)
         out.file.flush()
     else:
-        atomic_write_text(output, text)
+        outputs.write_output(output, text, inputs=inputs, kind=kind, parents=parents)
 
 
 def progress_enabled(quiet: bool) -> bool:

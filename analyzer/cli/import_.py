@@ -47,11 +47,12 @@ def register(app: typer.Typer) -> None:
             ),
         ],
         out: Annotated[
-            Path,
+            str,
             typer.Option(
                 "-o",
                 "--out",
-                help="A .parquet file, or a directory (one vm=NAME/part-0.parquet per VM).",
+                help="A .parquet file (replaced atomically), or a new directory (one "
+                "vm=NAME/part-0.parquet per VM, renamed into place when complete).",
             ),
         ],
         format: Annotated[
@@ -81,6 +82,14 @@ def register(app: typer.Typer) -> None:
                 help="Skip malformed lines (counted in the trace's metadata) instead of failing.",
             ),
         ] = False,
+        force: Annotated[
+            bool,
+            typer.Option("--force", help="Replace an existing output directory as a whole "
+                         "(never mixing its old vm=* parts with the new)."),
+        ] = False,
+        parents: Annotated[
+            bool, typer.Option("--parents", help="Create missing parent directories of the output.")
+        ] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
     ) -> None:
         """Import what a real QEMU and its management wrote, as a trace `check` can audit."""
@@ -88,7 +97,7 @@ def register(app: typer.Typer) -> None:
         with console.progress_bar("importing", quiet=quiet, unit="bytes") as progress:
             summary = import_traces(
                 [str(p) for p in inputs], out, format=format, vm=vm, host=host,
-                skip_bad=skip_bad, progress=progress,
+                skip_bad=skip_bad, progress=progress, parents=parents, replace=force,
             )
         if not quiet:
             for line in _describe(summary):

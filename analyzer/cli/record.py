@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from analyzer.cli import console
+from analyzer.outputs import check_recording_dir
 from analyzer.text import terminal
 from tracer.errors import FieldError, ScenarioError
 from tracer.sim import SimConfig, load_scenario, record
@@ -32,6 +33,7 @@ FLAGS = {
     "werror": "--werror",
     "rerror": "--rerror",
     "cont_delay_ms": "--cont-delay",
+    "qemu": "--qemu",
 }
 
 
@@ -48,7 +50,7 @@ def _number(flag: str, text: str | None, kind: type) -> Any:
 def register(app: typer.Typer) -> None:
     @app.command("record")
     def record_cmd(
-        out: Annotated[Path, typer.Option("-o", "--out", help="Output trace directory.")],
+        out: Annotated[str, typer.Option("-o", "--out", help="Output trace directory (new, or empty).")],
         scenario: Annotated[
             Path | None,
             typer.Option("--scenario", metavar="FILE.toml", help="Scenario file (traces/scenarios/)."),
@@ -82,10 +84,22 @@ def register(app: typer.Typer) -> None:
         cont_delay: Annotated[
             str | None, typer.Option("--cont-delay", metavar="MS", help="Management sends cont this long after a STOP.")
         ] = None,
-        force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUT if it exists.")] = False,
+        qemu: Annotated[
+            str | None,
+            typer.Option("--qemu", metavar="7.2|9.2|10.0",
+                         help="QEMU behaviour to model (9.2, 10.0: BLOCK_IO_ERROR throttled per qom-path)."),
+        ] = None,
+        force: Annotated[
+            bool, typer.Option("--force", "-f", help="Replace OUT if it holds an earlier recording.")
+        ] = False,
+        parents: Annotated[
+            bool, typer.Option("--parents", help="Create missing parent directories of OUT.")
+        ] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
     ) -> None:
         """Run the model of QEMU's block dataplane and record a trace (sim mode: with truth.json)."""
+        check_recording_dir(out, inputs=[] if scenario is None else [scenario], parents=parents,
+                            replace=force)
         config = load_scenario(scenario) if scenario is not None else SimConfig()
         overrides = {
             "mode": mode,
@@ -100,6 +114,7 @@ def register(app: typer.Typer) -> None:
             "werror": werror,
             "rerror": rerror,
             "cont_delay_ms": _number("--cont-delay", cont_delay, float),
+            "qemu": qemu,
         }
         try:
             config = config.replace(**overrides)

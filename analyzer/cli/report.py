@@ -11,13 +11,14 @@ from typing import Annotated
 
 import typer
 
+from analyzer import outputs
 from analyzer.cli import console
 from analyzer.report import FORMATS, Report, build_report, format_for, write_report
 from analyzer.text import terminal
 from tracer.errors import check_format
 
 
-def _command(paths: list[Path], output: Path, fmt: str, max_findings: int, timestamp: bool) -> str:
+def _command(paths: list[Path], output: str, fmt: str, max_findings: int, timestamp: bool) -> str:
     """The canonical command line that reproduces this report (printed in it)."""
     args = ["blkreplay", "report", *(str(p) for p in paths), "-o", str(output), "--format", fmt]
     if max_findings != 50:
@@ -36,7 +37,9 @@ def register(app: typer.Typer) -> None:
     def report(
         paths: Annotated[list[Path], typer.Argument(help="Trace files or directories to audit.")],
         output: Annotated[
-            Path, typer.Option("--output", "-o", help="Report file to write (replaced atomically).")
+            str,
+            typer.Option("--output", "-o", help="Report file to write (replaced atomically; never "
+                         "over an input); - is stdout (needs --format)."),
         ],
         fmt: Annotated[
             str | None,
@@ -49,6 +52,9 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--timestamp", help="Record the generation time (the report is then not reproducible)."),
         ] = False,
+        parents: Annotated[
+            bool, typer.Option("--parents", help="Create missing parent directories of --output.")
+        ] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
     ) -> None:
         """Write an audit report (HTML, Markdown or JSON).
@@ -58,17 +64,20 @@ def register(app: typer.Typer) -> None:
         if fmt is not None:
             check_format(fmt, FORMATS)
         kind = format_for(output, fmt)
+        # refused before the check runs, not after
+        outputs.check_output(output, inputs=paths, kind="report", parents=parents, allow_stdout=True)
         command = _command(paths, output, kind, max_findings, timestamp)
         with console.progress_bar("checking", quiet=quiet) as progress:
             rep = build_report(paths, max_findings=max_findings, timestamp=timestamp,
                                command=command, progress=progress)
-        written = write_report(rep, output, kind)
-        if not quiet:
-            console.out.print(summary(rep, written, kind))
+        written = write_report(rep, output, kind, inputs=paths, parents=parents)
+        if not quiet:  # on stderr when the report itself is on stdout
+            shown = console.out if written is not None else console.err
+            shown.print(summary(rep, written, kind))
         raise typer.Exit(1 if rep.verdict == "fail" else 0)
 
 
-def summary(rep: Report, written: Path, kind: str) -> str:
+def summary(rep: Report, written: Path | None, kind: str) -> str:
     """The terminal summary: verdict, counts, where the report is; trace names escaped."""
     style = "bold red" if rep.verdict == "fail" else "bold green"
     result = rep.result
@@ -82,6 +91,9 @@ def summary(rep: Report, written: Path, kind: str) -> str:
     worst = sorted(rep.findings_per_vm.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
     for vm, n in worst:
         lines.append(f"  VM {terminal(vm)}: {n:,} finding(s)")
-    size = written.stat().st_size
-    lines.append(f"report ({kind}, {_size(size)}) written to {terminal(written)}")
+    if written is None:
+        lines.append(f"report ({kind}) written to standard output")
+    else:
+        size = written.stat().st_size
+        lines.append(f"report ({kind}, {_size(size)}) written to {terminal(written)}")
     return "\n".join(lines)

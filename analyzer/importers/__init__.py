@@ -16,14 +16,17 @@ one trace (`analyzer.importers.merge`). Imported rows name their ``src_file`` an
 
 Modules: `pipeline` runs an import (read, detect, parse, group by VM, merge, write); the
 format parsers `qmp`, `qemu_log`, `libvirt_log` share `qmp_semantics` (what a QMP message
-means as rows), `json_scan` and `message_cache` (parsing each line fast), `thread_hints`
+means as rows), `json_scan` and `message_cache` (parsing each line fast, bounded), `qmp_types` (the types
+and ranges of the fields read), `thread_hints`
 (which TID is which QEMU thread) and `qapi_events` (trace-log event numbers); `rows` is the
 form they fill, `vm_groups` / `vm_tables` / `merge` turn it into one table per VM, `output`
 writes them.
 
-Bad input (a malformed line, an unknown or mixed format, a truncated file) raises
-:class:`tracer.errors.ImportFormatError` naming the file and line, before anything is
-written; with ``skip_bad`` such lines are skipped and counted in the output's metadata
+Bad input (a malformed line, an unknown or mixed format, a truncated file, JSON beyond
+`json_scan`'s bounds, a field of the wrong type (`qmp_types`), a number no column can hold, a
+line that is not UTF-8 or longer than 16 MiB, see `lines`) raises
+:class:`tracer.errors.ImportFormatError` (an InputError) naming the file and line, before
+anything is written; with ``skip_bad`` such lines are skipped and counted in the output's metadata
 (``blkreplay.skipped_lines``, ``blkreplay.truncated``).
 """
 

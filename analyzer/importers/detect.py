@@ -7,12 +7,16 @@ a line a parser rejects, whether it belongs to another format (a mixed file) or 
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Iterable
 
+from analyzer.importers.json_scan import parse_json
 from tracer.errors import ImportFormatError
 
 FORMATS = ("qmp", "qemu-log", "libvirt-log")
+
+#: How much of an input `detect_format` is given to look at (a first line may be a long reply).
+DETECT_BYTES = 32 << 20
 
 #: How many leading lines `detect_format` looks at when unrecognisable lines may be skipped.
 SCAN_LINES = 1000
@@ -42,7 +46,7 @@ def classify_line(line: str) -> str | None:
         return None
     if s[0] == "{":
         try:
-            obj = json.loads(s)
+            obj = parse_json(s)
         except ValueError:
             return None
         return "qmp" if is_qmp_message(obj) else None
@@ -53,8 +57,10 @@ def classify_line(line: str) -> str | None:
     return None
 
 
-def detect_format(lines: list[str], path: str, *, skip_bad: bool = False) -> str:
-    """The format of an input whose lines are `lines`; ImportFormatError if there is none."""
+def detect_format(lines: Iterable[str], path: str, *, skip_bad: bool = False, whole: bool = True) -> str:
+    """The format of an input whose first lines are `lines`; ImportFormatError if there is
+    none. `whole`: `lines` are all the input's (else only a prefix: a prefix of blank or
+    unrecognisable lines is "no recognisable line", not "empty input")."""
     limit = SCAN_LINES if skip_bad else None
     seen = 0
     for number, line in enumerate(lines, 1):
@@ -71,4 +77,9 @@ def detect_format(lines: list[str], path: str, *, skip_bad: bool = False) -> str
                 path=path,
                 line=number,
             )
+    if not whole:
+        raise ImportFormatError(
+            f"unknown format: no QMP, QEMU trace log or libvirt log line in its first {DETECT_BYTES >> 20} MiB",
+            path=path,
+        )
     raise ImportFormatError("empty input: no line to import", path=path)

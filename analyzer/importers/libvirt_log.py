@@ -81,17 +81,27 @@ class _LibvirtParser:
         return s
 
     def time_ns(self, m: re.Match[str]) -> int:
+        """The header's time in ns; ValueError for a date that does not exist (month 13,
+        February 30), a UTC offset beyond ±23:59, or a time beyond int64 ns."""
         day_second = m.group(1)
         epoch = self._seconds.get(day_second)
         if epoch is None:
-            epoch = calendar.timegm(time.strptime(day_second, "%Y-%m-%d %H:%M:%S"))
+            try:
+                epoch = calendar.timegm(time.strptime(day_second, "%Y-%m-%d %H:%M:%S"))
+            except (ValueError, OverflowError):
+                raise ValueError(f"no such date and time {day_second!r} in the line header") from None
             self._seconds[day_second] = epoch
+        if int(m.group(4)) > 23 or int(m.group(5)) > 59:
+            raise ValueError(f"UTC offset {m.group(3)}{m.group(4)}{m.group(5)} out of range in the line header")
         offset = int(m.group(4)) * 3600 + int(m.group(5)) * 60
         if m.group(3) == "+":
             epoch -= offset
         else:
             epoch += offset
-        return epoch * 1_000_000_000 + int(m.group(2).ljust(9, "0")[:9])
+        ns = epoch * 1_000_000_000 + int(m.group(2).ljust(9, "0")[:9])
+        if not -(1 << 63) <= ns < 1 << 63:
+            raise ValueError(f"time {day_second!r} in the line header is out of range (int64 ns: years 1678 to 2262)")
+        return ns
 
     def run(self) -> ParsedInput:
         policy = self.policy
@@ -115,7 +125,12 @@ class _LibvirtParser:
             if not sep:
                 message = text
             if message.startswith("QEMU_MONITOR_"):
-                self.monitor(number, line, self.time_ns(m), message)
+                try:
+                    ts = self.time_ns(m)
+                except ValueError as exc:
+                    policy.bad(number, line, str(exc))
+                    continue
+                self.monitor(number, line, ts, message)
             elif message.startswith('Line [{"QMP"'):
                 self.greeting(message)
             elif message.startswith("hostname: "):
@@ -132,7 +147,7 @@ class _LibvirtParser:
             return True
         if line.startswith('{"t"'):
             try:
-                obj = json.loads(line)
+                obj = parse_json(line.strip())
             except ValueError:
                 return False
             return isinstance(obj, dict) and {"t", "dir", "line"} <= obj.keys()

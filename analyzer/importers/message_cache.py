@@ -80,7 +80,7 @@ class MessageCache:
         if shape is None:
             return None
         tail = text[cut + 8 : -1]
-        if tail.isdigit() and tail.isascii() and (tail[0] != "0" or len(tail) == 1):
+        if tail.isdigit() and tail.isascii() and len(tail) <= 20 and (tail[0] != "0" or len(tail) == 1):
             return shape, int(tail)  # the usual counter id, without the JSON scanner
         try:
             return shape, parse_json(tail)
@@ -104,8 +104,8 @@ class MessageCache:
         if known is None:
             return None
         tail = record[cut + 10 : -3]
-        if not (tail.isdigit() and tail.isascii() and (tail[0] != "0" or len(tail) == 1)):
-            return None
+        if not (tail.isdigit() and tail.isascii() and len(tail) <= 20 and (tail[0] != "0" or len(tail) == 1)):
+            return None  # (a 5,000-digit id is for the full parser to refuse)
         return known[0], int(tail), f'{known[1]}, "id": {tail}}}'
 
     def remember_record(self, record: str, start: int, text: str) -> None:

@@ -2,18 +2,28 @@
 
 An output named ``*.parquet`` is one file with every VM; any other output is a directory of
 ``vm=<name>/part-0.parquet`` files (hive style, the name URI-encoded, so that a VM name can
-never name another path). Files are written atomically (`tracer.tracedir.write_table`).
+never name another path).
+
+Both go through :mod:`analyzer.outputs`, checked by :func:`check_output` before anything is
+parsed: never an input (or a directory holding one), never half written. A file is replaced
+atomically. A directory is built beside the target and renamed into place only when every VM
+is written; an existing directory is refused unless `replace` (``import --force``), and then
+swapped out whole, so the ``vm=*`` parts of an older import never mix with the new ones.
 """
 
 from __future__ import annotations
 
+import os
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
-from tracer.tracedir import write_table
+from analyzer import outputs
+from tracer.errors import OutputError
+from tracer.tracedir import parquet_bytes
 
 _QEMU_VERSION = b"blkreplay.qemu_version"
 
@@ -33,19 +43,66 @@ def one_table(tables: Sequence[pa.Table]) -> pa.Table:
     return out.replace_schema_metadata(meta)
 
 
-def write_tables(tables: Mapping[str, pa.Table], out: Path) -> list[str]:
-    """Write the tables of each VM (by name) to `out`; returns the files written."""
-    if out.suffix == ".parquet":
-        _write(one_table(list(tables.values())), out)
-        return [str(out)]
+@dataclass(frozen=True)
+class OutputPlan:
+    """Where an import goes, checked: one Parquet file, or a directory of one file per VM."""
+
+    path: Path
+    directory: bool
+    inputs: tuple[str, ...]
+    parents: bool = False
+    replace: bool = False
+
+
+def is_directory_output(out: str | os.PathLike[str]) -> bool:
+    """A ``.parquet`` name is one file; any other name is a directory of one file per VM."""
+    return not os.fspath(out).endswith(".parquet")
+
+
+def check_output(
+    out: str | os.PathLike[str],
+    *,
+    inputs: Iterable[str | os.PathLike[str]],
+    parents: bool = False,
+    replace: bool = False,
+) -> OutputPlan:
+    """`out` checked against the `inputs` and its place (see :mod:`analyzer.outputs`), before
+    any input is read; raises :class:`tracer.errors.OutputError`. Writes nothing."""
+    ins = tuple(os.fspath(i) for i in inputs)
+    if is_directory_output(out):
+        path = outputs.check_output_dir(out, inputs=ins, parents=parents, replace=replace)
+        return OutputPlan(path, True, ins, parents, replace)
+    path = outputs.check_output(out, inputs=ins, kind="parquet", parents=parents)
+    assert path is not None  # no stdout for a trace
+    return OutputPlan(path, False, ins, parents, replace)
+
+
+def write_tables(tables: Mapping[str, pa.Table], plan: OutputPlan) -> list[str]:
+    """Write the tables of each VM (by name) where `plan` says; returns the files written."""
+    if not plan.directory:
+        data = parquet_bytes(one_table(list(tables.values())))
+        outputs.write_output(plan.path, memoryview(data), inputs=plan.inputs, kind="parquet",
+                             parents=plan.parents)
+        return [str(plan.path)]
     files = []
-    for name, table in tables.items():
-        target = out / f"vm={urllib.parse.quote(name, safe='')}" / "part-0.parquet"
-        _write(table, target)
-        files.append(str(target))
+    with outputs.output_dir(plan.path, inputs=plan.inputs, parents=plan.parents,
+                            replace=plan.replace) as work:
+        for name, table in tables.items():
+            part = Path(f"vm={urllib.parse.quote(name, safe='')}") / "part-0.parquet"
+            _write_part(table, work, part, plan.path)
+            files.append(str(plan.path / part))
     return files
 
 
-def _write(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_table(table, path)
+def _write_part(table: pa.Table, work: Path, part: Path, final: Path) -> None:
+    """One VM's file inside the directory being built; a failure names the final output."""
+    data = parquet_bytes(table)
+    try:
+        (work / part).parent.mkdir()
+        with open(work / part, "wb") as f:  # a fresh directory: the rename of the whole is atomic
+            f.write(memoryview(data))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise OutputError(f"cannot write ({reason}); nothing written", path=final / part) from None

@@ -2,10 +2,13 @@
 
 Each step is its own module; this one runs them in order and keeps the bookkeeping:
 
-1. read the whole input (`lines.read_text`) and recognise its format (`detect`);
+1. open the input as a stream of bounded lines (`lines.read_text`) and recognise its format
+   from a bounded prefix (`detect`);
 2. parse it with that format's parser (`qmp`, `qemu_log`, `libvirt_log`) into parts, one per
    VM it shows, every bad line going through one `lines.LinePolicy`;
-3. give each part its VM and build one table per VM (`vm_tables`, `vm_groups`, `merge`);
+3. check every integer fits its column (`rows.first_out_of_range`), give each part its VM
+   and build one table per VM (`vm_tables`, `vm_groups`, `merge`), refusing one that
+   `check` would refuse;
 4. write them (`output`), only once every input has parsed: a bad input writes nothing.
 
 Parsing is Python per line and builds millions of small objects, so it runs with the cyclic
@@ -24,10 +27,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from analyzer.importers import libvirt_log, qemu_log, qmp
-from analyzer.importers.detect import FORMATS, detect_format
+from analyzer.importers.detect import DETECT_BYTES, FORMATS, detect_format
 from analyzer.importers.lines import InputText, LinePolicy, read_text
-from analyzer.importers.output import one_table, write_tables
-from analyzer.importers.rows import ParsedInput
+from analyzer.importers.output import check_output, one_table, write_tables
+from analyzer.importers.rows import ParsedInput, first_out_of_range
 from analyzer.importers.vm_tables import vm_tables
 from analyzer.progress import ProgressCallback
 from tracer.errors import ImportFormatError, InputError
@@ -107,15 +110,37 @@ def parse_input(
     """Read and parse one input into its parts (one per VM), without merging or writing."""
     if format != "auto" and format not in FORMATS:
         raise InputError(f"unknown format {format!r}; expected auto or one of: {', '.join(FORMATS)}")
-    text = read_text(path)
-    fmt = format if format != "auto" else detect_format(text.lines, text.path, skip_bad=skip_bad)
-    if not any(line.strip() for line in text.lines):
-        raise ImportFormatError("empty input: no line to import", path=text.path)
-    policy = LinePolicy(
-        text, fmt, skip_bad=skip_bad, progress=progress,
-        progress_base=progress_base, progress_total=progress_total,
-    )
-    return PARSERS[fmt](text, policy)
+    text = read_text(path, scan=False)
+    try:
+        if format != "auto":
+            fmt = format
+            if not any(line.strip() for line in text.iter_lines()):
+                raise ImportFormatError("empty input: no line to import", path=text.path)
+        else:  # from a bounded prefix: a huge file of junk is refused at its first megabytes
+            fmt = detect_format(
+                text.iter_lines(DETECT_BYTES), text.path, skip_bad=skip_bad, whole=text.size <= DETECT_BYTES,
+            )
+        text.scan()
+        policy = LinePolicy(
+            text, fmt, skip_bad=skip_bad, progress=progress,
+            progress_base=progress_base, progress_total=progress_total,
+        )
+        parsed = PARSERS[fmt](text, policy)
+    finally:
+        text.close()
+    _check_ranges(parsed)
+    return parsed
+
+
+def _check_ranges(parsed: ParsedInput) -> None:
+    """ImportFormatError naming the line of the first value no schema column can hold."""
+    for part in parsed.parts:
+        bad = first_out_of_range(part.rows)
+        if bad is not None:
+            line, column, value = bad
+            big = isinstance(value, int) and abs(value) >= 10**30
+            shown = f"about 2^{abs(value).bit_length() - 1}" if big else repr(value)[:30]
+            raise ImportFormatError(f"{column} {shown} is out of range for the trace", path=parsed.path, line=line)
 
 
 def read_input(
@@ -142,6 +167,8 @@ def import_traces(
     host: str | None = None,
     skip_bad: bool = False,
     progress: ProgressCallback | None = None,
+    parents: bool = False,
+    replace: bool = False,
 ) -> ImportSummary:
     """Import `inputs` (of one VM, or a libvirt log of several) and write schema v1 to `out`.
 
@@ -149,9 +176,14 @@ def import_traces(
     one file per VM, ``vm=<name>/part-0.parquet`` (hive style, the name URI-encoded). Nothing
     is written when any input is bad (unless `skip_bad`). `vm` names the VM of QMP and trace
     log inputs, and selects one VM of a libvirt log; `host` fills the host column.
+
+    `out` is checked before any input is read (:func:`analyzer.importers.output.check_output`):
+    never an input, parents created only with `parents`, an existing directory replaced (as a
+    whole, once the new one is complete) only with `replace`.
     """
     if not inputs:
         raise InputError("no input to import")
+    plan = check_output(out, inputs=inputs, parents=parents, replace=replace)
     sizes = [_size(p) for p in inputs]
     total = sum(sizes)
     parsed: list[ParsedInput] = []
@@ -168,12 +200,11 @@ def import_traces(
         tables = vm_tables(parsed, vm=vm, host=host)
     summaries = tuple(_summary(p) for p in parsed)
     del parsed  # the rows now live in `tables`
-    out_path = Path(out)
-    files = write_tables(tables, out_path)
+    files = write_tables(tables, plan)
     if progress is not None:
         progress(total, total)
     return ImportSummary(
-        inputs=summaries, out=str(out_path), files=tuple(files),
+        inputs=summaries, out=str(plan.path), files=tuple(files),
         vm_rows={name: t.num_rows for name, t in tables.items()},
     )
 

@@ -31,21 +31,26 @@ from __future__ import annotations
 import json
 import re
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from sys import intern
 
 from analyzer.importers.detect import QEMU_MESSAGE
 from analyzer.importers.json_scan import parse_json
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
 from analyzer.importers.qapi_events import EventNumbers
 from analyzer.importers.qmp_semantics import QmpState, event_time_ns
+from analyzer.importers.qmp_types import INT64_MAX as _INT64_MAX
+from analyzer.importers.qmp_types import INT64_MIN as _INT64_MIN
+from analyzer.importers.qmp_types import check_event
 from analyzer.importers.rows import ParsedInput, Part, Rows
 from tracer.schema import RUNSTATES
 
-_RUNSTATE = re.compile(r"current_run_state (\d+) \(([^)]*)\) new_state (\d+) \(([^)]*)\)")
-_RUNSTATE_OLD = re.compile(r"new state (\d+)")
-_RW_COMPLETE = re.compile(r"req (0x[0-9a-fA-F]+|\(nil\)) ret (-?\d+)")
-_EVENT_PTR = re.compile(r"event=(\d+) data=(0x[0-9a-fA-F]+|\(nil\))")
+# Numbers are at most 20 digits (int64 and beyond, never the 4,300 digits int() refuses).
+_RUNSTATE = re.compile(r"current_run_state (\d{1,20}) \(([^)]*)\) new_state (\d{1,20}) \(([^)]*)\)")
+_RUNSTATE_OLD = re.compile(r"new state (\d{1,20})\b")
+_RW_COMPLETE = re.compile(r"req (0x[0-9a-fA-F]{1,40}|\(nil\)) ret (-?\d{1,20})")
+_EVENT_PTR = re.compile(r"event=(\d{1,20}) data=(0x[0-9a-fA-F]+|\(nil\))")
 #: QEMU 2.x ``monitor_protocol_event`` carried the event name.
-_EVENT_NAMED = re.compile(r'event=(\d+) name "([^"]*)"')
+_EVENT_NAMED = re.compile(r'event=(\d{1,20}) name "([^"]*)"')
 #: QEMU 2.x ``handle_qmp_command`` carried only the command name.
 _CMD_NAMED = re.compile(r'cmd_name "([^"]*)"')
 
@@ -60,6 +65,7 @@ _UNDERSCORE_COMMANDS = frozenset(
     }
 )
 _RUNSTATE_NAMES = frozenset(RUNSTATES)
+_INT32_MIN = -(1 << 31)
 _PROGRESS_MASK = PROGRESS_EVERY - 1
 #: Dispatch markers: a line kept as a plain trace_event; a name that is no trace event.
 _BULK = object()
@@ -136,6 +142,7 @@ class _TraceLogParser:
         policy = self.policy
         encode = encode_basestring
         crlf = self.text.crlf
+        tids: dict[int | None, int | None] = {}
         for number, line in enumerate(self.text.lines, 1):
             if not number & _PROGRESS_MASK:
                 policy.progress(number)
@@ -159,6 +166,9 @@ class _TraceLogParser:
                 except ValueError:
                     self.other_line(number, line, None, None)
                     continue
+                if tid > _INT64_MAX or not _INT64_MIN <= ts <= _INT64_MAX:
+                    policy.bad(number, line, "TID or time out of range (they must fit in int64, the time in ns)")
+                    continue
                 space = line.find(" ", colon)
                 if space < 0:
                     name, args = line[colon + 1 :], ""
@@ -173,8 +183,8 @@ class _TraceLogParser:
             if handler is _BULK:
                 kind_append("trace_event")
                 ts_append(ts)
-                tid_append(tid)
-                name_append(name)
+                tid_append(tids.setdefault(tid, tid))  # one object per thread and per name:
+                name_append(intern(name))  # a million rows keep no million copies of them
                 payload_append('{"args": ' + encode(args) + "}")
                 line_append(number)
             elif handler is _NOT_AN_EVENT:
@@ -265,9 +275,18 @@ class _TraceLogParser:
             return
         ret = int(m.group(2))
         req = m.group(1)
+        if ret >= 0:  # "ret -0" is success, not errno 0 (which check refuses)
+            self.keep(number, tid, ts, name, args)
+            return
+        req_id = int(req, 16) if req.startswith("0x") else None
+        if ret <= _INT32_MIN or (req_id is not None and req_id >> 64):
+            self.policy.bad(number, line, "virtio_blk_rw_complete ret or req out of range (ret is an int32, req a 64-bit pointer)")
+            return
+        if req_id is not None and req_id > _INT64_MAX:  # a pointer with the top bit set: as int64
+            req_id -= 1 << 64
         self.rows.add(
             "io_complete", ts, number, tid=tid, name=name, payload=args_payload(args),
-            errno=-ret, req_id=int(req, 16) if req and req.startswith("0x") else None,
+            errno=-ret, req_id=req_id,
             op=self.req_op.get(req) if req else None,
         )
 
@@ -315,6 +334,11 @@ class _TraceLogParser:
             self.policy.bad(number, line, reason)
             return
         if "event" in msg:
+            try:
+                check_event(msg)  # before its name and time are used as a key
+            except ValueError as exc:
+                self.policy.bad(number, line, f"monitor_qmp_respond: {exc}")
+                return
             stamp = msg.get("timestamp")
             key = (msg.get("event"), json.dumps(stamp, sort_keys=True))
             if key in self.seen_events:  # the same event sent to another monitor
@@ -351,7 +375,7 @@ class _TraceLogParser:
             m = _CMD_NAMED.search(args)
             if m:
                 msg, text = {"execute": m.group(1)}, args_payload(args)
-        if isinstance(msg, dict) and ("execute" in msg or "exec-oob" in msg):
+        if isinstance(msg, dict) and isinstance(msg.get("execute", msg.get("exec-oob")), str):
             self.qmp.command(msg, text, ts, number, tid=tid, preset=False)
         else:  # QEMU traces the request as received: it may be no valid command
             self.keep(number, tid, ts, name, args)

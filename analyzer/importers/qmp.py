@@ -25,30 +25,48 @@ from analyzer.importers.json_scan import parse_json_exact, scan_string
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
 from analyzer.importers.message_cache import MessageCache
 from analyzer.importers.qmp_semantics import QmpState, event_time_ns
+from analyzer.importers.qmp_types import INT64_MAX, INT64_MIN
 from analyzer.importers.rows import ParsedInput, Part, Rows
 
 _POWERS = [10**k for k in range(10)]
 
 
 def seconds_to_ns(value: Any) -> int:
-    """Epoch seconds (JSON number text or int) -> ns, exactly (no float rounding)."""
+    """Epoch seconds (JSON number text or int) -> ns, exactly (no float rounding); ValueError
+    for anything else, and for a time whose ns do not fit in int64 (the ``ts_ns`` column)."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return value * 1_000_000_000
-    if not isinstance(value, str):
-        raise ValueError("time is not a number")
+        ns = value * 1_000_000_000
+    elif not isinstance(value, str):
+        raise ValueError(f"transcript time t is {_kind(value)}, expected a number")
+    else:
+        ns = _text_to_ns(value)
+    if not INT64_MIN <= ns <= INT64_MAX:
+        raise ValueError(f"transcript time t out of range: {str(value)[:40]} (seconds must fit in int64 ns)")
+    return ns
+
+
+def _text_to_ns(value: str) -> int:
     dot = value.find(".")
     digits = value[:dot] + value[dot + 1 :] if dot >= 0 else value
     places = len(value) - dot - 1 if dot >= 0 else 0
-    if places <= 9 and digits.isdigit():
+    if places <= 9 and digits.isdigit() and len(digits) <= 30:
         return int(digits) * _POWERS[9 - places]
     try:
-        return int(Decimal(value) * 1_000_000_000)
+        number = Decimal(value)
     except InvalidOperation:
-        raise ValueError(f"bad time {value!r}") from None
+        raise ValueError(f"bad transcript time t {value[:40]!r}") from None
+    if not number.is_finite() or number.adjusted() > 30:
+        raise ValueError(f"transcript time t out of range: {value[:40]} (seconds must fit in int64 ns)")
+    return int(number.scaleb(9))
+
+
+def _kind(value: Any) -> str:
+    return "an object" if isinstance(value, dict) else "an array" if isinstance(value, list) else (
+        "a boolean" if isinstance(value, bool) else "null" if value is None else "a string")
 
 
 #: A transcript record as the capture client writes it, up to the opening quote of "line".
-_RECORD = re.compile(r'\{"t": (\d+)(?:\.(\d{1,9}))?, "dir": "(?:send|recv)", "line": "')
+_RECORD = re.compile(r'\{"t": (\d{1,10})(?:\.(\d{1,9}))?, "dir": "(?:send|recv)", "line": "')
 
 
 def _reason(exc: ValueError) -> str:
@@ -102,7 +120,8 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
         try:
             obj = loads_exact(s)
         except ValueError as exc:
-            policy.bad(number, line, f"not JSON ({exc.msg} at column {exc.colno})")
+            reason = f"not JSON ({exc.msg} at column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            policy.bad(number, line, reason)
             continue
         if not isinstance(obj, dict):
             policy.bad(number, line, "not a JSON object")

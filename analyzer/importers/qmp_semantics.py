@@ -26,6 +26,7 @@ from collections import deque
 from typing import Any
 
 from analyzer.importers.message_cache import Shape
+from analyzer.importers.qmp_types import check_command, check_event, check_greeting, check_reply
 from analyzer.importers.rows import Rows
 from analyzer.importers.thread_hints import ThreadHints
 from tracer.qemu import EIO, ENOSPC, QemuVersion, version_from_qmp
@@ -127,6 +128,7 @@ def reply_fields(name: str | None, ret: Any) -> ReplyFields:
     ``query-block`` gives one row per device with its ``iostatus``, ``query-status`` one row
     with ``runstate``, anything else one row.
     """
+    check_reply(name, ret)  # ValueError for a field of the wrong type (qmp_types)
     if name == "query-block" and isinstance(ret, list) and ret:
         rows: list[tuple] = []
         learnt: list[tuple[str, str]] = []
@@ -229,6 +231,7 @@ class QmpState:
         raise ValueError("not a QMP message (no event, return, error, execute or QMP key)")
 
     def command(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> int:
+        check_command(msg)
         name = msg.get("execute", msg.get("exec-oob"))
         return self._command(name if isinstance(name, str) else None, _message_id_key(msg), text, ts, line, tid, preset)
 
@@ -323,6 +326,7 @@ class QmpState:
             self.announce(ret)
 
     def event(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> int:
+        check_event(msg)
         name = msg.get("event")
         name = name if isinstance(name, str) else None
         stamp = msg.get("timestamp")
@@ -338,6 +342,7 @@ class QmpState:
         )
 
     def greeting(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> None:
+        check_greeting(msg)
         self.announce(msg)
         thread = ("qemu", "unknown") if preset else (None, None)
         self.rows.add(

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from analyzer.importers.thread_hints import ThreadHints
 
 #: Sparse columns: schema columns that few rows fill, plus the internal fields above.
@@ -142,3 +144,43 @@ class ParsedInput:
     @property
     def rows(self) -> int:
         return sum(len(p.rows) for p in self.parts)
+
+
+#: Integer columns of `Rows` and the Arrow type each becomes (dense columns, then sparse ones).
+_DENSE_INTS = (("ts", "ts_ns", pa.int64()), ("tid", "tid", pa.int64()))
+_SPARSE_INTS = (("errno", "errno", pa.int32()), ("req_id", "req_id", pa.int64()), ("event_ts", "event_ts_ns", pa.int64()))
+
+
+def first_out_of_range(rows: Rows) -> tuple[int, str, Any] | None:
+    """(reading line, column, value) of the first integer that its schema column cannot hold
+    (a 2^70 timestamp, an errno beyond int32), else None.
+
+    The parsers check the values they make; this is the net under all of them, one C-level
+    conversion per column, so that no overflow reaches the table builder as a traceback.
+    """
+    for attr, column, type_ in _DENSE_INTS:
+        bad = _first_bad(getattr(rows, attr), type_)
+        if bad is not None:
+            return rows.line[bad], column, getattr(rows, attr)[bad]
+    for attr, column, type_ in _SPARSE_INTS:
+        values = rows.sparse[attr]
+        if not values:
+            continue
+        listed = list(values.values())
+        bad = _first_bad(listed, type_)
+        if bad is not None:
+            return rows.line[list(values)[bad]], column, listed[bad]
+    return None
+
+
+def _first_bad(values: list, type_: pa.DataType) -> int | None:
+    try:
+        pa.array(values, type_)
+        return None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+        pass
+    low, high = (-(1 << 31), (1 << 31) - 1) if type_ == pa.int32() else (-(1 << 63), (1 << 63) - 1)
+    for i, v in enumerate(values):  # only on the error path
+        if v is not None and not (isinstance(v, int) and low <= v <= high):
+            return i
+    return None

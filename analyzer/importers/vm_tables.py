@@ -19,6 +19,7 @@ from analyzer.importers.merge import SOURCE_ORDER, build_table, part_sort_key
 from analyzer.importers.rows import ParsedInput, Part
 from analyzer.importers.vm_groups import group_by_vm
 from tracer.errors import ImportFormatError
+from tracer.schema import validate
 
 
 def vm_tables(parsed: Sequence[ParsedInput], *, vm: str | None, host: str | None) -> dict[str, pa.Table]:
@@ -52,7 +53,24 @@ def vm_tables(parsed: Sequence[ParsedInput], *, vm: str | None, host: str | None
         if versions[name] is not None:
             vm_meta["qemu_version"] = versions[name]
         tables[name] = build_table(parts, name, host=vm_host, source=source, metadata=vm_meta)
+        _ensure_checkable(tables[name])
     return tables
+
+
+def _ensure_checkable(table: pa.Table) -> None:
+    """Refuse to write a table that `check` would refuse (the one schema validation both
+    use), naming the input line of the first offending row: an import writes what check
+    accepts, or nothing."""
+    problems = validate(table)
+    if not problems:
+        return
+    first = problems[0]
+    if first.row is None:
+        raise ImportFormatError(f"the imported rows break the trace schema: {first}")
+    src_file = table.column("src_file")[first.row].as_py()
+    src_line = table.column("src_line")[first.row].as_py()
+    col = f"{first.column}: " if first.column else ""
+    raise ImportFormatError(f"cannot be imported as a valid trace ({col}{first.message})", path=src_file, line=src_line)
 
 
 def _import_metadata(canonical: Sequence[ParsedInput]) -> dict[str, object]:

@@ -9,16 +9,23 @@ HTML (self-contained, with charts), Markdown (for a code-hosting site) or JSON::
     from analyzer.report import build_report, write_report
     report = build_report(["traces/sync-stop"], max_findings=20)
     write_report(report, "audit.html")          # format from the extension
+
+:func:`write_report` goes through :mod:`analyzer.outputs`: it never writes over (or into a
+recording among) the report's own inputs, replaces an existing report only by a complete new
+file with the umask's permissions, and turns every failure into one
+:class:`tracer.errors.OutputError` naming the output.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
+from analyzer import outputs
 from analyzer.report.build import assemble_report, build_report, rules_hash
 from analyzer.report.document import FORMATS, Report
+from tracer import tracedir
 from tracer.errors import BlkreplayError
 
 __all__ = [
@@ -66,20 +73,31 @@ def render(report: Report, fmt: str) -> bytes:
     raise BlkreplayError(f"unknown report format {fmt!r}; expected one of: {', '.join(FORMATS)}")
 
 
-def write_report(report: Report, out: str | Path, fmt: str | None = None) -> Path:
-    """Render and write atomically: an existing `out` is replaced only by a complete new file."""
-    out = Path(out)
+def write_report(
+    report: Report,
+    out: str | os.PathLike[str],
+    fmt: str | None = None,
+    *,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    parents: bool = False,
+) -> Path | None:
+    """Render and write atomically: an existing `out` is replaced only by a complete new file.
+
+    `out` is ``-`` for standard output (then `fmt` is needed); returns the path written, None
+    for stdout. The report's own input files, the recordings they belong to and `inputs`
+    (e.g. the paths as the user named them) are never written over or into. Missing parent
+    directories are created only with `parents`. Raises :class:`tracer.errors.OutputError`.
+    """
+    report_inputs = [*inputs, *report_input_paths(report)]
+    target = outputs.check_output(out, inputs=report_inputs, kind="report", parents=parents,
+                                  allow_stdout=True)
     data = render(report, format_for(out, fmt))
-    directory = out.parent if str(out.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return outputs.write_output(out if target is None else target, data, inputs=report_inputs,
+                                kind="report", parents=parents, allow_stdout=True)
+
+
+def report_input_paths(report: Report) -> list[str]:
+    """The files a report was built from, and the recording directories that hold them."""
+    paths = [i.path for i in report.provenance.inputs]
+    dirs = {os.path.dirname(p) for p in paths}
+    return [*paths, *sorted(d for d in dirs if d and tracedir.is_trace_dir(d))]

@@ -1,5 +1,11 @@
-"""The JSON audit report (`blkreplay.report/1`): the `check --format json` document as is,
-plus provenance, the rule table and every statistic, for machines and dashboards.
+"""The JSON audit report (`blkreplay.report/1`): the `check --format json` document, plus
+provenance, the rule table and every statistic, for machines and dashboards.
+
+Like the HTML and Markdown reports it lists at most ``max_findings`` findings per rule (the
+first in replay order), so that a trace with millions of findings does not make a report of
+gigabytes: ``check.findings`` holds the listed ones, ``check.summary`` stays exact, and
+``findings_omitted`` (beside ``max_findings``) says how many were left out. ``check --format
+json`` is the document with every finding.
 
 Keys keep a fixed order and floats never appear (times are integer ns), so the file is
 byte-identical for the same inputs.
@@ -7,11 +13,13 @@ byte-identical for the same inputs.
 
 from __future__ import annotations
 
+import copy
 import json as _json
 from typing import Any
 
 from analyzer.report.document import REPORT_SCHEMA, Report
 from analyzer.report.format import records
+from analyzer.result import CheckResult
 
 
 def report_document(report: Report) -> dict[str, Any]:
@@ -33,11 +41,13 @@ def report_document(report: Report) -> dict[str, Any]:
                 for i in prov.inputs
             ],
         },
-        "check": report.result.to_dict(),
+        "check": check_document(report),
+        "max_findings": report.max_findings,
+        "findings_omitted": len(report.result.findings) - report.listed_total,
         "rules": [
             {"id": s.rule.id, "title": s.rule.title, "severity": s.rule.severity,
              "guarantee": s.rule.guarantee, "applicable": s.applicable,
-             "findings": s.total if s.applicable else None}
+             "findings": s.total if s.applicable else None, "findings_omitted": s.omitted}
             for s in report.rules
         ],
         "statistics": {
@@ -54,6 +64,27 @@ def report_document(report: Report) -> dict[str, Any]:
             "clock_anomalies": records(integrity.clock_anomalies),
         },
     }
+
+
+def check_document(report: Report) -> dict[str, Any]:
+    """The `blkreplay.findings/1` document with only the listed findings (summary exact)."""
+    result = report.result
+    listed = {id(lf.finding) for s in report.rules for lf in s.listed}
+    doc = result.to_dict() if len(listed) == len(result.findings) else _without_findings(result)
+    doc["findings"] = [f.to_dict() for f in result.findings if id(f) in listed]
+    return doc
+
+
+def _without_findings(result: CheckResult) -> dict[str, Any]:
+    """``result.to_dict()`` without turning every finding into a dict first (there may be
+    millions: only the listed ones are wanted); same keys, same order."""
+    empty = copy.copy(result)
+    empty.findings = []
+    doc = empty.to_dict()
+    doc["verdict"] = result.verdict
+    doc["summary"]["findings"] = len(result.findings)
+    doc["summary"]["by_rule"] = result.by_rule
+    return doc
 
 
 def render_json(report: Report) -> bytes:

@@ -106,3 +106,27 @@ def test_existing_output_needs_force(tmp_path):
     again = run("-o", str(out), "--duration", "0.005", "-q")
     assert again.returncode == 2 and "exists and is not empty" in again.stderr
     assert run("-o", str(out), "--duration", "0.005", "-q", "--force").returncode == 0
+
+
+def test_force_replaces_only_a_recording(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("years of work\n")
+    done = run("-o", str(home), "--duration", "0.005", "-q", "--force")
+    assert done.returncode == 2
+    assert "holds files that are not a recording (thesis.tex, ...)" in done.stderr
+    assert (home / "thesis.tex").read_text() == "years of work\n"
+
+
+@pytest.mark.parametrize("case", ["missing-parent", "under-a-file", "empty", "a-file"])
+def test_a_bad_output_directory_is_one_line_before_recording(tmp_path, case):
+    (tmp_path / "file").write_text("x\n")
+    out = {"missing-parent": str(tmp_path / "a" / "b"), "under-a-file": str(tmp_path / "file" / "t"),
+           "empty": "", "a-file": str(tmp_path / "file")}[case]
+    done = run("-o", out, "--duration", "0.005", "-q")
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not (tmp_path / "a").exists()
+    if case == "missing-parent":
+        assert run("-o", out, "--duration", "0.005", "-q", "--parents").returncode == 0
+        assert read_manifest(out) is not None

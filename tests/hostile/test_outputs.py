@@ -344,8 +344,13 @@ _PLACES = ["missing-dir", "existing-dir", "trailing-slash", "under-a-file", "dee
            "proc", "proc-sys", "empty"]
 
 
-@pytest.mark.parametrize("place", _PLACES)
-@pytest.mark.parametrize("command", ["check", "report", "import"])
+# `import -o new/` names a new directory, import's directory output: a valid place (tested below)
+_BAD_OUTPUTS = [pytest.param(command, place, id=f"{command}-{place}")
+                for command in ("check", "report", "import") for place in _PLACES
+                if (command, place) != ("import", "trailing-slash")]
+
+
+@pytest.mark.parametrize("command,place", _BAD_OUTPUTS)
 def test_every_bad_output_is_one_line_and_exit_2(command, place, trace_file, tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
@@ -363,6 +368,13 @@ def test_every_bad_output_is_one_line_and_exit_2(command, place, trace_file, tmp
     if out:
         assert str(out).rstrip("/") in outcome.err_lines[0]
     assert sorted(os.listdir(work)) == before  # nothing created, no temporary file
+
+
+def test_import_into_a_new_directory_named_with_a_trailing_slash(tmp_path):
+    outcome = run_cli(["import", _log(tmp_path), "-o", f"{tmp_path}/new/", "-q"])
+    assert (outcome.code, outcome.err) == (0, "")
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["vm=vm0"]
+    assert leftovers(tmp_path) == []
 
 
 def test_check_output_beyond_the_file_size_limit(trace_file, tmp_path):
@@ -402,3 +414,258 @@ def test_import_into_an_existing_output_dir_does_not_mix_old_parts(tmp_path):
         assert not stale.exists()
     else:  # ... or refused, untouched
         assert stale.read_bytes() == b"stale"
+
+
+# ---------------------------------------------------------------------------------------------
+# capture -o: an earlier capture survives until a new one is complete
+# ---------------------------------------------------------------------------------------------
+
+
+def _capture(argv: list, sock: Path, *, greeting: bytes | None = None):
+    """`blkreplay capture --qmp unix:SOCK ARGV` against a fake QEMU that shuts down at once
+    (or greets with `greeting`: not QMP)."""
+    import threading
+
+    from tests.tracer.fake_qmp import FakeQmp, wait_for
+
+    kwargs = {} if greeting is None else {"greeting": greeting}
+    with FakeQmp(sock, **kwargs) as fake:
+        if greeting is None:
+            t = threading.Thread(
+                target=lambda: (wait_for(lambda: "query-status" in fake.sent_names()), fake.shutdown()),
+                daemon=True,
+            )
+            t.start()
+        outcome = run_cli(["capture", "--qmp", f"unix:{sock}", "--poll", "50", "--duration", "10", *argv])
+    return outcome
+
+
+def test_capture_keeps_an_earlier_transcript_when_the_endpoint_is_not_qmp(tmp_path):
+    old = tmp_path / "old.jsonl"
+    old.write_text('{"t": 1.0, "dir": "recv", "line": "{}"}\n')
+    with Unchanged(old):
+        outcome = _capture(["-o", old], tmp_path / "s", greeting=b"SSH-2.0-OpenSSH_9.2\r")
+    assert_contract(outcome)
+    assert outcome.code == 2 and "not a QMP monitor" in outcome.err_lines[0]
+    assert leftovers(tmp_path) == []
+
+
+def test_capture_replaces_an_earlier_transcript_only_when_complete(tmp_path):
+    old = tmp_path / "old.jsonl"
+    old.write_text("earlier capture\n")
+    with umask(0o027):
+        outcome = _capture(["-o", old, "-q"], tmp_path / "s")
+    assert (outcome.code, outcome.err) == (0, "")
+    lines = old.read_text().splitlines()
+    assert "earlier capture" not in lines and any("SHUTDOWN" in line for line in lines)
+    assert old.stat().st_mode & 0o777 == 0o640
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("place", ["missing-dir", "existing-dir", "under-a-file", "empty"])
+def test_capture_refuses_a_bad_output_before_connecting(place, tmp_path):
+    out, _ = _bad_place(tmp_path, place)
+    if place == "missing-dir":
+        out = tmp_path / "nope" / "c.jsonl"
+    # nothing listens there: a refused output must be said before any connection attempt
+    outcome = run_cli(["capture", "--qmp", f"unix:{tmp_path}/no.sock", "-o", out])
+    assert_contract(outcome)
+    assert outcome.code == 2 and "connect" not in outcome.err_lines[0]
+    if out:
+        assert str(out) in outcome.err_lines[0]
+    assert not (tmp_path / "nope").exists() and leftovers(tmp_path) == []
+
+
+def test_capture_into_an_existing_trace_directory_needs_force(tmp_path):
+    out = tmp_path / "vm0"
+    (out / "vm=old").mkdir(parents=True)
+    (out / "vm=old" / "part-0.parquet").write_bytes(b"stale")
+    outcome = run_cli(["capture", "--qmp", f"unix:{tmp_path}/no.sock", "-o", out])
+    assert_contract(outcome, names=out)
+    assert outcome.code == 2 and "--force" in outcome.err_lines[0]
+    outcome = _capture(["-o", out, "--force", "-q"], tmp_path / "s")
+    assert (outcome.code, outcome.err) == (0, "")
+    assert [p.name for p in out.iterdir()] == ["vm=vm0"]  # the stale VM is gone, not mixed in
+    assert (tmp_path / "vm0.qmp.jsonl").is_file()
+
+
+def test_capture_parents_only_when_asked(tmp_path):
+    out = tmp_path / "a" / "b" / "c.jsonl"
+    outcome = _capture(["-o", out, "--parents", "-q"], tmp_path / "s")
+    assert outcome.code == 0 and out.is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# '-' is standard output where the format allows it; umask everywhere
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["json", "junit", "text"])
+def test_check_dash_is_stdout(fmt, trace_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    outcome = run_cli(["check", trace_file, "-f", fmt, "-o", "-", "-q"])
+    assert outcome.code == 0, outcome.err
+    assert not (tmp_path / "-").exists()
+    if fmt == "json":
+        import json
+
+        assert json.loads(outcome.out)["verdict"] == "pass"
+    elif fmt == "junit":
+        assert outcome.out.startswith("<?xml")
+    else:
+        assert outcome.out.startswith("PASS")
+
+
+def test_report_dash_is_stdout_and_the_summary_goes_to_stderr(trace_file, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    outcome = run_cli(["report", trace_file, "-f", "json", "-o", "-"])
+    assert outcome.code == 0, outcome.err
+    assert json.loads(outcome.out)["schema"] == "blkreplay.report/1"
+    assert "written to standard output" in outcome.err
+    assert not (tmp_path / "-").exists()
+    outcome = run_cli(["report", trace_file, "-o", "-"])  # the format cannot come from '-'
+    assert_contract(outcome)
+    assert outcome.code == 2 and "--format" in outcome.err_lines[0]
+
+
+@pytest.mark.parametrize("command", ["import", "capture"])
+def test_dash_is_refused_where_the_output_is_a_trace(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = (["import", _log(tmp_path)] if command == "import"
+            else ["capture", "--qmp", f"unix:{tmp_path}/no.sock"])
+    outcome = run_cli([*argv, "-o", "-"])
+    assert_contract(outcome)
+    assert outcome.code == 2 and "standard output" in outcome.err_lines[0]
+    assert not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_every_command_output_gets_the_umasks_permissions(mask, mode, trace_file, tmp_path):
+    with umask(mask):
+        for argv in (["check", trace_file, "-f", "json", "-o", tmp_path / "f.json"],
+                     ["check", trace_file, "-o", tmp_path / "f.txt"],
+                     ["check", trace_file, "-f", "junit", "-o", tmp_path / "f.xml"],
+                     ["report", trace_file, "-o", tmp_path / "r.html"],
+                     ["report", trace_file, "-o", tmp_path / "r.md"],
+                     ["report", trace_file, "-o", tmp_path / "r.json"],
+                     ["import", _log(tmp_path), "-o", tmp_path / "t.parquet"],
+                     ["import", _log(tmp_path), "-o", tmp_path / "ds"]):
+            outcome = run_cli([*argv, "-q"])
+            assert outcome.code == 0, (argv, outcome.err)
+    for name in ("f.json", "f.txt", "f.xml", "r.html", "r.md", "r.json", "t.parquet",
+                 "ds/vm=vm0/part-0.parquet"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+    for directory in ("ds", "ds/vm=vm0"):
+        assert (tmp_path / directory).stat().st_mode & 0o777 == 0o777 & ~mask, directory
+
+
+def test_an_existing_output_keeps_its_content_when_the_command_fails(trace_file, tmp_path):
+    out = tmp_path / "f.json"
+    out.write_text("previous findings\n")
+    outcome = run_cli(["check", tmp_path / "missing.parquet", "-f", "json", "-o", out])
+    assert outcome.code == 2 and out.read_text() == "previous findings\n"
+    assert leftovers(tmp_path) == []
+
+
+def test_a_capture_can_be_watched_under_its_name_once_qmp_has_spoken(tmp_path):
+    import threading
+
+    from tests.tracer.fake_qmp import FakeQmp, wait_for
+
+    out = tmp_path / "live.jsonl"
+    out.write_text("earlier capture\n")
+    seen: list[bool] = []
+
+    def drive(fake: FakeQmp) -> None:
+        wait_for(lambda: "query-status" in fake.sent_names())
+        # the capture is running: its transcript is already the file under its name
+        seen.append(wait_for(lambda: "query-status" in out.read_text(), timeout=3))
+        fake.shutdown()
+
+    with FakeQmp(tmp_path / "s") as fake:
+        t = threading.Thread(target=drive, args=(fake,), daemon=True)
+        t.start()
+        outcome = run_cli(["capture", "--qmp", f"unix:{tmp_path}/s", "--poll", "50", "-o", out, "-q"])
+        t.join(5)
+    assert (outcome.code, seen) == (0, [True])
+    assert "earlier capture" not in out.read_text()
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("command", ["check", "report", "import", "import-dir"])
+def test_disk_full_is_one_line_for_every_command(command, trace_file, tmp_path):
+    with tmpfs(tmp_path / "small") as small:
+        name = {"check": "f.json", "report": "r.html", "import": "t.parquet", "import-dir": "ds"}[command]
+        out = small / name
+        if command != "import-dir":
+            out.write_text("old\n")
+        with contextlib.suppress(OSError), open(small / "filler", "wb") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        argv = {
+            "check": ["check", trace_file, "-f", "json", "-o", out],
+            "report": ["report", trace_file, "-o", out],
+        }.get(command, ["import", _log(tmp_path), "-o", out])
+        outcome = run_cli([*argv, "-q"])
+        assert_contract(outcome)
+        assert outcome.code == 2
+        assert str(out) in outcome.err_lines[0] and "No space left on device" in outcome.err_lines[0]
+        if command == "import-dir":
+            assert not out.exists()
+        else:
+            assert out.read_text() == "old\n"
+        left = sorted(p.name for p in small.iterdir())
+        assert left == (["filler"] if command == "import-dir" else sorted(["filler", name]))
+
+
+def test_a_non_parquet_output_named_parquet_is_refused_anywhere(trace_file, tmp_path):
+    ds = tmp_path / "dataset" / "vm=a"
+    ds.mkdir(parents=True)
+    for argv in (["check", trace_file, "-f", "json", "-o", ds / "findings.parquet"],
+                 ["report", trace_file, "-f", "md", "-o", ds / "notes.PARQUET"]):
+        outcome = run_cli(argv)
+        assert_contract(outcome, names=argv[-1])
+        assert outcome.code == 2 and "would be read as a trace" in outcome.err_lines[0]
+    assert list(ds.iterdir()) == []
+
+
+def test_import_force_replaces_an_existing_directory_as_a_whole(tmp_path):
+    out = tmp_path / "ds"
+    stale = out / "vm=old-vm" / "part-0.parquet"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"stale")
+    refused = run_cli(["import", _log(tmp_path), "-o", out, "-q"])
+    assert_contract(refused, names=out)
+    assert refused.code == 2 and "--force" in refused.err_lines[0] and stale.read_bytes() == b"stale"
+    replaced = run_cli(["import", _log(tmp_path), "-o", out, "-q", "--force"])
+    assert (replaced.code, replaced.err) == (0, "")
+    assert [p.name for p in out.iterdir()] == ["vm=vm0"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "trace.log"]  # no old copy left
+
+
+def test_import_force_never_replaces_a_directory_holding_its_input(tmp_path):
+    inside = tmp_path / "ds" / "trace.log"
+    inside.parent.mkdir()
+    inside.write_text(_log(tmp_path).read_text())
+    with Unchanged(tmp_path / "ds"):
+        outcome = run_cli(["import", inside, "-o", tmp_path / "ds", "--force"])
+    assert_contract(outcome, names=tmp_path / "ds")
+    assert outcome.code == 2 and "contains the input" in outcome.err_lines[0]
+
+
+@pytest.mark.parametrize("command", ["check", "report", "import", "import-dir"])
+def test_parents_are_created_only_with_the_flag(command, trace_file, tmp_path):
+    out = tmp_path / "a" / "b" / {"check": "f.json", "report": "r.html", "import": "t.parquet",
+                                  "import-dir": "ds"}[command]
+    argv = {"check": ["check", trace_file, "-f", "json"], "report": ["report", trace_file]}.get(
+        command, ["import", _log(tmp_path)])
+    refused = run_cli([*argv, "-o", out, "-q"])
+    assert_contract(refused, names=out)
+    assert refused.code == 2 and "does not exist" in refused.err_lines[0]
+    assert not (tmp_path / "a").exists()
+    done = run_cli([*argv, "-o", out, "-q", "--parents"])
+    assert done.code == 0, done.err
+    assert out.is_dir() if command == "import-dir" else out.is_file()

@@ -2,9 +2,12 @@
 `blkreplay capture`, and collect every file the run produced.
 
 Everything comes from Debian packages (installed by `.ci/install-qemu-rig.sh`):
-`qemu-system-x86_64`, the static busybox, and the cloud kernel package unpacked (not installed)
-into the rig cache: `$BLKREPLAY_RIG_DIR`, else `~/.cache/blkreplay-rig`, with the kernel under
-`kernel/`. :func:`find_tools` says in one sentence what is missing, for a pytest skip.
+`qemu-system-x86_64` (two builds: the system's QEMU 7.2, and QEMU 10.0 from bookworm-backports
+unpacked into the rig cache's `qemu-10.0/`, run with its own module directory and firmware so
+that it never loads the 7.2 modules), the static busybox, and the cloud kernel package unpacked
+(not installed) into the rig cache: `$BLKREPLAY_RIG_DIR`, else `~/.cache/blkreplay-rig`, with
+the kernel under `kernel/`. :func:`find_tools` says in one sentence what is missing, for a
+pytest skip (or a failure under ``BLKREPLAY_REQUIRE_QEMU=1``).
 
 The guest's `/init` loads the virtio modules (the package has no modules.dep; the order comes
 from each module's `depends=`), waits for `/dev/vda`, then in rounds writes and reads 64 KiB at
@@ -54,7 +57,28 @@ TRACE_EVENTS = (
     "blk_*",
 )
 
+#: A smaller set for the QEMU 10.0 scenarios (small logs to keep as test data): each event the
+#: importer reads, the QMP events with their JSON (`monitor_qmp_respond`).
+TRACE_EVENTS_SMALL = (
+    "runstate_set",
+    "vm_state_notify",
+    "vm_stop_flush_all",
+    "virtio_blk_handle_write",
+    "virtio_blk_handle_read",
+    "virtio_blk_rw_complete",
+    "monitor_protocol_event_*",
+    "monitor_qmp_respond",
+    "handle_qmp_command",
+    "qmp_exit_query_*",
+)
+
+#: The same with `monitor_protocol_event_*` alone: no `monitor_qmp_respond`, so the trace log
+#: names QMP events by their QAPIEvent number only (BLOCK_IO_ERROR is 17 in 10.0, 15 in 7.2)
+#: and carries no reply.
+TRACE_EVENTS_NUMBERS_ONLY = tuple(e for e in TRACE_EVENTS_SMALL if e != "monitor_qmp_respond")
+
 SECTORS_PER_ROUND = 2048  # round r works at sector r * 2048 (1 MiB apart)
+ROUND_BYTES = 64 * 1024  # each round writes and reads this much there
 DISK_BYTES = 64 * 1024 * 1024
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -69,21 +93,82 @@ def rig_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "blkreplay-rig"
 
 
+#: The QEMU versions the rig runs: the system's (Debian 12) and bookworm-backports' (private).
+QEMU_VERSIONS = ("7.2", "10.0")
+
+_HINT = "run .ci/install-qemu-rig.sh (as root) to install it"
+
+
+@dataclass(frozen=True)
+class QemuBuild:
+    """One QEMU to run: its binary, the arguments and environment it needs to find its own
+    firmware and modules, and the version it reported."""
+
+    version: str  # "7.2" | "10.0": major.minor
+    binary: Path
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    banner: str = ""  # first line of `--version`
+
+    def environ(self) -> dict[str, str]:
+        return {**os.environ, **dict(self.env)}
+
+
+def find_qemu(version: str) -> QemuBuild:
+    """The QEMU `version` ("7.2": the system's; "10.0": the private prefix the install script
+    unpacked from bookworm-backports), checked by running ``--version``, or raise
+    :class:`RigUnavailable`."""
+    if version == "7.2":
+        found = shutil.which("qemu-system-x86_64")
+        if found is None:
+            raise RigUnavailable(f"qemu-system-x86_64 (QEMU 7.2) is not installed; {_HINT}")
+        build = QemuBuild(version, Path(found))
+    elif version == "10.0":
+        prefix = rig_dir() / "qemu-10.0"
+        binary = prefix / "usr" / "bin" / "qemu-system-x86_64"
+        if not binary.is_file():
+            raise RigUnavailable(f"QEMU 10.0 is not unpacked in {prefix}; {_HINT}")
+        libs = [
+            str(d)
+            for d in (prefix / "lib" / "x86_64-linux-gnu", prefix / "usr" / "lib" / "x86_64-linux-gnu")
+            if any(d.glob("*.so*"))
+        ]
+        env = [("QEMU_MODULE_DIR", str(prefix / "usr" / "lib" / "x86_64-linux-gnu" / "qemu"))]
+        if libs:
+            env.append(("LD_LIBRARY_PATH", ":".join(libs)))
+        firmware = (prefix / "usr/share/qemu", prefix / "usr/share/seabios", prefix / "usr/lib/ipxe/qemu")
+        args = tuple(a for d in firmware for a in ("-L", str(d)))
+        build = QemuBuild(version, binary, args, tuple(env))
+    else:
+        raise ValueError(f"unknown rig QEMU version {version!r}; known: {', '.join(QEMU_VERSIONS)}")
+    try:
+        out = subprocess.run(
+            [str(build.binary), "--version"], capture_output=True, text=True, timeout=30,
+            env=build.environ(), check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RigUnavailable(f"{build.binary} --version failed: {exc}; {_HINT}") from exc
+    banner = out.stdout.splitlines()[0] if out.stdout else ""
+    if out.returncode != 0 or not banner.startswith(f"QEMU emulator version {version}."):
+        raise RigUnavailable(
+            f"{build.binary} is not QEMU {version} (--version: {banner or out.stderr.strip()!r}); {_HINT}"
+        )
+    return QemuBuild(build.version, build.binary, build.args, build.env, banner)
+
+
 @dataclass(frozen=True)
 class Tools:
-    qemu: Path
+    qemu: QemuBuild
     busybox: Path
     vmlinuz: Path
     modules: dict[str, Path]
 
 
-def find_tools() -> Tools:
-    """Locate QEMU, a static busybox, the kernel and its virtio modules, or raise
+def find_tools(version: str = "7.2") -> Tools:
+    """Locate QEMU `version`, a static busybox, the kernel and its virtio modules, or raise
     :class:`RigUnavailable` naming what is missing."""
-    hint = "run .ci/install-qemu-rig.sh (as root) to install it"
-    qemu = shutil.which("qemu-system-x86_64")
-    if qemu is None:
-        raise RigUnavailable(f"qemu-system-x86_64 is not installed; {hint}")
+    hint = _HINT
+    qemu = find_qemu(version)
     busybox = Path("/bin/busybox")
     if not busybox.is_file() or not _is_static(busybox):
         raise RigUnavailable(f"a static busybox (Debian busybox-static) is missing; {hint}")
@@ -102,7 +187,7 @@ def find_tools() -> Tools:
         modules[name] = found[0]
     if not os.access(vmlinuz, os.R_OK):
         raise RigUnavailable(f"{vmlinuz} is not readable")
-    return Tools(Path(qemu), busybox, vmlinuz, modules)
+    return Tools(qemu, busybox, vmlinuz, modules)
 
 
 def _is_static(path: Path) -> bool:
@@ -139,6 +224,17 @@ class Scenario:
     injects: tuple[Inject, ...]
     rounds: int = 6
     iothread: bool = True
+    #: `blkreplay capture --auto-cont`: ms from each I/O-error STOP to the capture's `cont`.
+    auto_cont_ms: int = 300
+    #: QEMU trace events enabled (`-trace enable=...`).
+    trace_events: tuple[str, ...] = TRACE_EVENTS
+    #: `blkreplay capture --poll`: ms between query-status/query-block polls.
+    poll_ms: int = 250
+    #: Bytes per guest request (`dd bs=`, O_DIRECT: one request each); 64 KiB a round in all.
+    request_bytes: int = 4096
+    #: Seconds the guest sleeps after each round (0: none). Over 1 s keeps each round's first
+    #: error out of the previous one's BLOCK_IO_ERROR throttle window (QEMU >= 9.2).
+    round_pause_s: float = 0.0
 
 
 def blkdebug_conf(injects: tuple[Inject, ...]) -> str:
@@ -175,17 +271,18 @@ fi
 log "/dev/vda present ($(cat /sys/block/vda/size) sectors)"
 r=1
 while [ $r -le @ROUNDS@ ]; do
-    blk=$((r * @SECTORS@ / 8))
+    blk=$((r * @SECTORS@ * 512 / @BS@))
     log "round $r write"
-    dd if=/dev/zero of=/dev/vda bs=4096 count=16 seek=$blk oflag=direct 2>/tmp/dd.err
+    dd if=/dev/zero of=/dev/vda bs=@BS@ count=@COUNT@ seek=$blk oflag=direct 2>/tmp/dd.err
     rc=$?
     grep -v 'records in' /tmp/dd.err
     log "round $r write rc=$rc"
     log "round $r read"
-    dd if=/dev/vda of=/dev/null bs=4096 count=16 skip=$blk iflag=direct 2>/tmp/dd.err
+    dd if=/dev/vda of=/dev/null bs=@BS@ count=@COUNT@ skip=$blk iflag=direct 2>/tmp/dd.err
     rc=$?
     grep -v 'records in' /tmp/dd.err
     log "round $r read rc=$rc"
+    @PAUSE@
     r=$((r+1))
 done
 log "done, uptime $(cut -d' ' -f1 /proc/uptime)"
@@ -193,11 +290,14 @@ poweroff -f
 """
 
 
-def init_script(rounds: int) -> str:
+def init_script(rounds: int, pause_s: float = 0.0, request_bytes: int = 4096) -> str:
     return (
         INIT_SCRIPT.replace("@MODULES@", " ".join(VIRTIO_MODULES))
         .replace("@ROUNDS@", str(rounds))
+        .replace("@PAUSE@", f"sleep {pause_s:g}" if pause_s > 0 else ":")
         .replace("@SECTORS@", str(SECTORS_PER_ROUND))
+        .replace("@BS@", str(request_bytes))
+        .replace("@COUNT@", str(ROUND_BYTES // request_bytes))
     )
 
 
@@ -219,7 +319,7 @@ def _cpio_entry(name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] =
     return out
 
 
-def build_initramfs(path: Path, tools: Tools, rounds: int) -> None:
+def build_initramfs(path: Path, tools: Tools, scenario: Scenario) -> None:
     """A gzip'd newc cpio: /init, a static busybox, the virtio modules, /dev/console."""
     entries: list[tuple[str, int, bytes, tuple[int, int]]] = [
         ("bin", 0o040755, b"", (0, 0)),
@@ -230,7 +330,12 @@ def build_initramfs(path: Path, tools: Tools, rounds: int) -> None:
         ("proc", 0o040755, b"", (0, 0)),
         ("sys", 0o040755, b"", (0, 0)),
         ("bin/busybox", 0o100755, tools.busybox.read_bytes(), (0, 0)),
-        ("init", 0o100755, init_script(rounds).encode(), (0, 0)),
+        (
+            "init",
+            0o100755,
+            init_script(scenario.rounds, scenario.round_pause_s, scenario.request_bytes).encode(),
+            (0, 0),
+        ),
     ]
     for name, ko in tools.modules.items():
         entries.append((f"lib/modules/{name}.ko", 0o100644, ko.read_bytes(), (0, 0)))
@@ -295,7 +400,8 @@ def qemu_cmdline(tools: Tools, scenario: Scenario, *, initrd: Path, mgmt_sock: P
     )
     device = "virtio-blk-pci,drive=drive0,id=vblk0"
     argv = [
-        str(tools.qemu),
+        str(tools.qemu.binary),
+        *tools.qemu.args,
         "-accel", "tcg",
         "-nodefaults",
         "-no-reboot",
@@ -315,7 +421,7 @@ def qemu_cmdline(tools: Tools, scenario: Scenario, *, initrd: Path, mgmt_sock: P
         argv += ["-object", "iothread,id=iothread0"]
         device += ",iothread=iothread0"
     argv += ["-drive", drive, "-device", device]
-    for event in TRACE_EVENTS:
+    for event in scenario.trace_events:
         argv += ["-trace", f"enable={event}"]
     return argv
 
@@ -325,11 +431,12 @@ def run_scenario(
     workdir: Path,
     tools: Tools,
     *,
-    auto_cont_ms: int = 300,
-    poll_ms: int = 250,
+    auto_cont_ms: int | None = None,
+    poll_ms: int | None = None,
     timeout_s: float = 90.0,
 ) -> RigRun:
-    """Boot `scenario` and record it with ``blkreplay capture -o trace --qemu-log trace.log``.
+    """Boot `scenario` and record it with ``blkreplay capture -o trace --qemu-log trace.log``
+    (``--auto-cont`` `auto_cont_ms`, ``--poll`` `poll_ms`; by default the scenario's).
 
     QEMU starts paused (``-S``); the guest is started with ``cont`` on the management monitor
     once the capture is recording, as libvirt starts its VMs, so the capture sees every event
@@ -337,17 +444,22 @@ def run_scenario(
     a guest that hangs is quit over the management monitor after `timeout_s`.
     """
     t0 = time.monotonic()
+    if auto_cont_ms is None:
+        auto_cont_ms = scenario.auto_cont_ms
+    if poll_ms is None:
+        poll_ms = scenario.poll_ms
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "blkdebug.conf").write_text(blkdebug_conf(scenario.injects))
     with (workdir / "disk.img").open("wb") as fh:
         fh.truncate(DISK_BYTES)
     initrd = workdir / "initramfs.gz"
-    build_initramfs(initrd, tools, scenario.rounds)
+    build_initramfs(initrd, tools, scenario)
     # unix socket paths are limited to 107 bytes: keep them short, outside tmp_path
     sock_dir = Path(tempfile.mkdtemp(prefix="blkrig-"))
     mgmt_sock, capture_sock = sock_dir / "mgmt.sock", sock_dir / "capture.sock"
     argv = qemu_cmdline(tools, scenario, initrd=initrd, mgmt_sock=mgmt_sock, capture_sock=capture_sock)
-    (workdir / "cmdline.txt").write_text(" ".join(_shell_quote(a) for a in argv) + "\n")
+    env_words = [f"{k}={v}" for k, v in tools.qemu.env]
+    (workdir / "cmdline.txt").write_text(" ".join(_shell_quote(a) for a in [*env_words, *argv]) + "\n")
     trace_log = workdir / "trace.log"
     trace_out = workdir / "trace"
     transcript = workdir / "trace.qmp.jsonl"
@@ -375,7 +487,10 @@ def run_scenario(
     qemu: subprocess.Popen | None = None
     try:
         with trace_log.open("wb") as err:
-            qemu = subprocess.Popen(argv, cwd=workdir, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
+            qemu = subprocess.Popen(
+                argv, cwd=workdir, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL,
+                env=tools.qemu.environ(),
+            )
             t_boot = time.monotonic()
             qemu_pid = qemu.pid
             # QEMU starts paused (-S); like management, start the guest once the capture is

@@ -1,130 +1,94 @@
-"""The whole chain with a real QEMU: QEMU -> `blkreplay capture` -> import -> check -> report.
+"""The whole chain with a real QEMU: QEMU -> `blkreplay capture` -> import -> check -> report,
+on every QEMU version the rig runs (`qemu_rig.QEMU_VERSIONS`: Debian 12's 7.2 and
+bookworm-backports' 10.0, unpacked beside it).
 
-Each scenario boots a busybox guest under TCG once (module-scoped fixture) whose `dd` rounds hit
-blkdebug-injected errors on a virtio-blk disk served by an iothread; `blkreplay capture
---auto-cont` records the extra QMP monitor and resumes every I/O-error stop, then imports its
-transcript merged with QEMU's trace log. The tests then judge what a user would look at:
-the transcript, the thread each event was queued on, the check verdict, the rendered report.
+Each scenario boots a busybox guest under TCG once per version (module-scoped fixture) whose `dd`
+rounds hit blkdebug-injected errors on a virtio-blk disk served by an iothread; `blkreplay
+capture --auto-cont` records the extra QMP monitor and resumes every I/O-error stop, then
+imports its transcript merged with QEMU's trace log. The tests then judge what a user would
+look at: the transcript, the thread each event was queued on, the check verdict, the rendered
+report. On QEMU 10.0 BLOCK_IO_ERROR is throttled (one a second per device, QEMU >= 9.2): the
+`cont` 300 ms after each stop makes the retried request's event held (sent late, keeping its
+original timestamp) or replaced (never sent), so the wire shows fewer events than errors;
+the trace log still shows every event queued.
 
 Marked `qemu` (deselect locally with ``-m 'not qemu'``); skipped with the reason when QEMU, the
-static busybox or the unpacked kernel are missing (`.ci/install-qemu-rig.sh` installs them).
+static busybox or the unpacked kernel are missing (`.ci/install-qemu-rig.sh` installs them),
+failed instead under ``BLKREPLAY_REQUIRE_QEMU=1``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import subprocess
 import sys
-from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.integration.qemu_rig import (
-    Inject,
-    RigRun,
-    RigUnavailable,
-    Scenario,
-    blkreplay_argv,
-    find_tools,
-    run_scenario,
+from tests.integration.captures import (
+    event_lines,
+    events,
+    messages,
+    qmp_ts,
+    queued_on,
+    replies,
+    throttled_events,
 )
+from tests.integration.conftest import known_false_alarm, rig_tools
+from tests.integration.qemu_rig import QEMU_VERSIONS, RigRun, blkreplay_argv, run_scenario
+from tests.integration.scenarios import BOTH, QAPI_EVENT_NUMBERS, THROTTLED, Expect
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
-EIO, ENOSPC = 5, 28
+CASES = [(version, name) for version in QEMU_VERSIONS for name in sorted(BOTH)]
 
-#: QAPI event numbers in QEMU 7.2's `monitor_protocol_event_queue event=N` trace lines.
-QAPI_EVENT_NUMBERS_7_2 = {"SHUTDOWN": 0, "STOP": 3, "RESUME": 4, "BLOCK_IO_ERROR": 15}
-
-
-@dataclass(frozen=True)
-class Expect:
-    scenario: Scenario
-    #: BLOCK_IO_ERROR(stop) -> STOP -> cont -> RESUME cycles.
-    stop_cycles: int
-    #: BLOCK_IO_ERROR with action report (no stop).
-    reported: int
-    #: io-status that query-block shows while stopped on an error.
-    stopped_iostatus: str
-    nospace: bool
-
-
-SCENARIOS = {
-    # werror/rerror=stop, EIO: a write failing 3 times (2 retries fail), another failing twice,
-    # one failed read: 6 stop/cont cycles, all retried successfully.
-    "eio-stop-iothread": Expect(
-        Scenario(
-            "eio-stop-iothread",
-            werror="stop",
-            rerror="stop",
-            injects=(
-                *(Inject("write", EIO, 3),) * 3,
-                *(Inject("write", EIO, 4),) * 2,
-                Inject("read", EIO, 5),
-            ),
-        ),
-        stop_cycles=6,
-        reported=0,
-        stopped_iostatus="failed",
-        nospace=False,
-    ),
-    # werror=enospc: ENOSPC stops (3 cycles), EIO is reported to the guest without a stop.
-    "enospc": Expect(
-        Scenario(
-            "enospc",
-            werror="enospc",
-            rerror="report",
-            injects=(*(Inject("write", ENOSPC, 3),) * 3, Inject("write", EIO, 4)),
-        ),
-        stop_cycles=3,
-        reported=1,
-        stopped_iostatus="nospace",
-        nospace=True,
-    ),
+#: (test, version, scenario) -> why today's rules fail a healthy capture (issue #11; strict
+#: xfail: delete the entry when the rules are fixed). They apply to runs where the throttle
+#: held or replaced an event (the trace log says; the 300 ms cont makes it likely, a loaded
+#: machine can space the errors over 1 s apart), see `known_throttle_false_alarm`.
+_RESET_ON_CONT = (
+    "#11 rules: iostatus-reset-on-cont false alarm on QEMU 10.0 ('query-block at seq N showed "
+    "'drive0' {} after cont ... with no new error of that device since'): the retried request "
+    "failed again and its BLOCK_IO_ERROR was held or replaced by the 1-second throttle"
+)
+FALSE_ALARMS = {
+    ("check", "10.0", "eio-stop-iothread"): _RESET_ON_CONT.format("failed"),
+    ("check", "10.0", "enospc"): _RESET_ON_CONT.format("nospace"),
+    # `blkreplay report` exits 1 on the same findings
+    ("report", "10.0", "eio-stop-iothread"): _RESET_ON_CONT.format("failed"),
+    ("report", "10.0", "enospc"): _RESET_ON_CONT.format("nospace"),
 }
 
 
-@pytest.fixture(scope="module")
-def tools():
-    try:
-        return find_tools()
-    except RigUnavailable as exc:
-        if os.environ.get("BLKREPLAY_REQUIRE_QEMU") == "1":  # .ci/run: never skip silently
-            pytest.fail(f"real QEMU rig unavailable but BLKREPLAY_REQUIRE_QEMU=1: {exc}")
-        pytest.skip(f"real QEMU rig unavailable: {exc}")
-
-
-@pytest.fixture(scope="module", params=sorted(SCENARIOS), ids=str)
-def case(request, tools, tmp_path_factory) -> tuple[Expect, RigRun]:
-    expect = SCENARIOS[request.param]
-    run = run_scenario(expect.scenario, tmp_path_factory.mktemp(request.param), tools)
-    print(f"\n[qemu rig] {request.param}: {run.wall_s:.1f} s wall {run.timings}", file=sys.stderr)
-    return expect, run
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}")
+def case(request, tmp_path_factory) -> tuple[str, Expect, RigRun]:
+    version, name = request.param
+    tools = rig_tools(version)
+    expect = BOTH[name]
+    run = run_scenario(expect.scenario, tmp_path_factory.mktemp(f"{version}-{name}"), tools)
+    print(f"\n[qemu rig] {version} {name}: {run.wall_s:.1f} s wall {run.timings}", file=sys.stderr)
+    return version, expect, run
 
 
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def messages(run: RigRun) -> list[tuple[float, str, dict]]:
-    """(t, dir, parsed message) of every complete transcript line."""
-    return [(r["t"], r["dir"], json.loads(r["line"])) for r in run.transcript_records() if not r.get("partial")]
-
-
-def events(run: RigRun) -> list[dict]:
-    return [m for _, d, m in messages(run) if d == "recv" and "event" in m]
+def known_throttle_false_alarm(request, test: str, version: str, run: RigRun, expect: Expect) -> None:
+    """Strict-xfail `test` for a FALSE_ALARMS entry when this run's trace log shows a
+    BLOCK_IO_ERROR held or replaced by the throttle (what the false alarm needs); a run
+    without one must pass."""
+    if throttled_events(run.trace_log, QAPI_EVENT_NUMBERS[version]):
+        known_false_alarm(request, FALSE_ALARMS, (test, version, expect.scenario.name))
 
 
 def stop_cycles(run: RigRun) -> list[tuple[dict, float, float, float]]:
-    """Each BLOCK_IO_ERROR(stop) -> STOP -> cont sent -> RESUME, as (event, t_stop, t_cont,
-    t_resume), checking the order on the wire as it goes."""
+    """Each BLOCK_IO_ERROR(stop) -> STOP -> cont sent -> RESUME as received, as (event, t_stop,
+    t_cont, t_resume), checking that order on the wire as it goes (QEMU without throttling)."""
     cycles = []
     pending: dict | None = None
     t_stop = t_cont = None
-    for t, d, m in messages(run):
+    for t, d, m in messages(run.transcript):
         name = m.get("event")
         if d == "send" and m.get("execute") == "cont":
             assert t_stop is not None, "cont sent without an I/O-error stop"
@@ -145,28 +109,27 @@ def stop_cycles(run: RigRun) -> list[tuple[dict, float, float, float]]:
     return cycles
 
 
-def replies(run: RigRun, command: str) -> list[tuple[float, object]]:
-    """(t, return value) of every reply to `command`, matched by id."""
-    names: dict[object, str] = {}
-    out = []
-    for t, d, m in messages(run):
-        if d == "send":
-            names[m.get("id")] = m.get("execute", "")
-        elif "return" in m and names.get(m.get("id")) == command:
-            out.append((t, m["return"]))
-    return out
+def cont_delays(run: RigRun) -> list[float]:
+    """Seconds from each I/O-error STOP received to the capture's next cont sent."""
+    delays, t_stop = [], None
+    for t, d, m in messages(run.transcript):
+        if m.get("event") == "STOP":
+            t_stop = t
+        elif d == "send" and m.get("execute") == "cont":
+            assert t_stop is not None, "cont sent without a STOP before it"
+            delays.append(t - t_stop)
+            t_stop = None
+    return delays
 
 
-def queued_on(run: RigRun) -> dict[str, set[int]]:
-    """Host thread ids each QMP event was queued on, from QEMU's trace log."""
-    by_number = {n: name for name, n in QAPI_EVENT_NUMBERS_7_2.items()}
-    out: dict[str, set[int]] = {}
-    pattern = re.compile(r"^(\d+)@[\d.]+:monitor_protocol_event_queue event=(\d+) ")
-    for line in run.trace_log.read_text(errors="replace").splitlines():
-        m = pattern.match(line)
-        if m and int(m.group(2)) in by_number:
-            out.setdefault(by_number[int(m.group(2))], set()).add(int(m.group(1)))
-    return out
+def raising_order(run: RigRun) -> list[str]:
+    """Event names sorted by their QMP timestamp (when QEMU raised them; a throttled event is
+    delivered late but keeps it), BLOCK_IO_ERROR named with its action."""
+    evs = sorted(events(run.transcript), key=qmp_ts)
+    return [
+        f"BLOCK_IO_ERROR({e['data']['action']})" if e["event"] == "BLOCK_IO_ERROR" else e["event"]
+        for e in evs
+    ]
 
 
 def imported(run: RigRun):
@@ -181,7 +144,7 @@ def imported(run: RigRun):
 
 
 def test_guest_ran_every_round_and_powered_off(case) -> None:
-    expect, run = case
+    _, expect, run = case
     console = run.console_log.read_text(errors="replace")
     assert run.qemu_rc == 0, run.diagnostics()
     assert f"GUEST: round {expect.scenario.rounds} read rc=" in console, run.diagnostics()
@@ -189,38 +152,62 @@ def test_guest_ran_every_round_and_powered_off(case) -> None:
 
 
 def test_capture_ended_on_shutdown_and_resumed_every_stop(case) -> None:
-    expect, run = case
+    version, expect, run = case
     assert run.capture_rc == 0, run.diagnostics()
-    names = [e["event"] for e in events(run)]
+    evs = events(run.transcript)
+    names = [e["event"] for e in evs]
     # recording from the start: management's cont of the paused guest, to the guest's poweroff
     assert names[0] == "RESUME"
     assert names[-1] == "SHUTDOWN"
-    cycles = stop_cycles(run)
-    assert len(cycles) == expect.stop_cycles, names
-    for bie, t_stop, t_cont, t_resume in cycles:
+    assert names.count("STOP") == names.count("RESUME") - 1 == expect.stop_cycles, names
+    delays = cont_delays(run)
+    assert len(delays) == expect.stop_cycles
+    assert all(0.299 <= d < 2.0 for d in delays), delays  # --auto-cont 300 (t rounded to 1 us)
+    bies = [e for e in evs if e["event"] == "BLOCK_IO_ERROR"]
+    for bie in bies:
         assert bie["data"]["device"] == "drive0"
-        assert bie["data"]["nospace"] is expect.nospace
-        assert 0.299 <= t_cont - t_stop < 2.0  # --auto-cont 300 (t is rounded to 1 us)
-        assert t_resume >= t_cont
-    reported = [e for e in events(run) if e["event"] == "BLOCK_IO_ERROR" and e["data"]["action"] == "report"]
-    assert len(reported) == expect.reported
-    assert names.count("STOP") == names.count("RESUME") - 1 == expect.stop_cycles
+        # nospace: ENOSPC stops (werror=enospc); the reported EIO is no ENOSPC
+        assert bie["data"]["nospace"] is (expect.nospace and bie["data"]["action"] == "stop")
+        if version == "10.0":  # since 9.2, the throttle key
+            assert bie["data"]["qom-path"] == "/machine/peripheral/vblk0/virtio-backend"
+    reported = [e for e in bies if e["data"]["action"] == "report"]
+    # QEMU raised one BLOCK_IO_ERROR per failed request (the trace log's queue lines) ...
+    queue = [w for _, w, n, _ in event_lines(run.trace_log, QAPI_EVENT_NUMBERS[version]) if n == "BLOCK_IO_ERROR"]
+    assert queue.count("queue") == expect.errors
+    # ... and in raising order each BLOCK_IO_ERROR(stop) comes right before its STOP
+    order = raising_order(run)
+    for i, name in enumerate(order):
+        if name == "BLOCK_IO_ERROR(stop)":
+            assert order[i + 1] == "STOP", order
+    if version in THROTTLED:
+        # throttled: fewer events on the wire than errors, never more; each one sent once
+        assert 1 <= len(bies) <= expect.errors
+        assert queue.count("emit") == len(bies)
+    else:
+        # not throttled: every event sent at once, arrival order is raising order
+        assert len(bies) == expect.errors and len(reported) == expect.reported
+        assert [e["event"] for e in sorted(evs, key=qmp_ts)] == names
+        cycles = stop_cycles(run)
+        assert len(cycles) == expect.stop_cycles, names
+        for _, t_stop, t_cont, t_resume in cycles:
+            assert 0.299 <= t_cont - t_stop < 2.0
+            assert t_resume >= t_cont
 
 
 def test_query_block_shows_the_error_iostatus_while_stopped(case) -> None:
-    expect, run = case
-    seen = [ret[0].get("io-status") for _, ret in replies(run, "query-block") if ret]
+    _, expect, run = case
+    seen = [ret[0].get("io-status") for _, ret in replies(run.transcript, "query-block") if ret]
     assert expect.stopped_iostatus in seen
     assert seen[-1] == "ok"  # cont reset it
-    status = {ret["status"] for _, ret in replies(run, "query-status")}
+    status = {ret["status"] for _, ret in replies(run.transcript, "query-status")}
     assert {"running", "io-error"} <= status
 
 
 def test_block_io_error_is_queued_on_the_iothread_and_stop_on_the_main_loop(case) -> None:
-    _, run = case
-    iothreads = {t["id"]: t["thread-id"] for _, ret in replies(run, "query-iothreads") for t in ret}
+    version, _, run = case
+    iothreads = {t["id"]: t["thread-id"] for _, ret in replies(run.transcript, "query-iothreads") for t in ret}
     assert set(iothreads) == {"iothread0"}
-    queued = queued_on(run)
+    queued = queued_on(run.trace_log, QAPI_EVENT_NUMBERS[version])
     assert queued["BLOCK_IO_ERROR"] == {iothreads["iothread0"]}
     main_loop = {run.qemu_pid}  # the main loop's thread id is QEMU's pid
     assert queued["STOP"] == main_loop
@@ -231,10 +218,14 @@ def test_block_io_error_is_queued_on_the_iothread_and_stop_on_the_main_loop(case
 
 
 def test_imported_trace_attributes_the_event_to_iothread0(case) -> None:
-    expect, run = case
+    version, expect, run = case
     rows = imported(run)
     bie = rows[(rows["kind"] == "qmp_event") & (rows["name"] == "BLOCK_IO_ERROR")]
-    assert len(bie) == expect.stop_cycles + expect.reported
+    on_wire = sum(e["event"] == "BLOCK_IO_ERROR" for e in events(run.transcript))
+    if version in THROTTLED:  # every event sent; those replaced may be rows too (trace log)
+        assert on_wire <= len(bie) <= expect.errors
+    else:
+        assert len(bie) == on_wire == expect.errors
     assert set(bie["thread"].astype(str)) == {"iothread0"}
     assert set(bie["thread_kind"].astype(str)) == {"iothread"}
     stops = rows[(rows["kind"] == "qmp_event") & (rows["name"] == "STOP")]
@@ -243,12 +234,13 @@ def test_imported_trace_attributes_the_event_to_iothread0(case) -> None:
     assert len(conts) == expect.stop_cycles + 1  # the capture's, and management's at start
 
 
-def test_check_passes_and_judged_the_error_path(case) -> None:
+def test_check_passes_and_judged_the_error_path(case, request) -> None:
     import analyzer
 
-    _, run = case
+    version, expect, run = case
+    known_throttle_false_alarm(request, "check", version, run, expect)
     result = analyzer.check([run.trace_out])
-    assert result.verdict == "pass", [f.message for f in result.findings]
+    assert result.verdict == "pass", [(f.rule, f.message) for f in result.findings]
     judged = {r.id for r in result.rules} - set(result.not_applicable)
     # a real judgement, not a vacuous pass: the ordering and thread rules applied
     assert {
@@ -259,8 +251,9 @@ def test_check_passes_and_judged_the_error_path(case) -> None:
     } <= judged
 
 
-def test_report_renders(case) -> None:
-    _, run = case
+def test_report_renders(case, request) -> None:
+    version, expect, run = case
+    known_throttle_false_alarm(request, "report", version, run, expect)
     html = run.workdir / "report.html"
     proc = subprocess.run(
         blkreplay_argv("report", str(run.trace_out), "-o", str(html), "--quiet"),

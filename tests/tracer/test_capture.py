@@ -467,7 +467,7 @@ def test_cli_trace_output_keeps_the_transcript_beside_it_and_imports_both(
     sock: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
     calls: list[tuple[list[Path], Path, bool]] = []
-    def fake_import(paths, out, *, skip_bad=False, progress=None):
+    def fake_import(paths, out, *, skip_bad=False, progress=None, **_output_options):
         calls.append((list(paths), Path(out), skip_bad))
         return SimpleNamespace(rows=42)
 

@@ -4,7 +4,8 @@ A VM with QEMU's run-state machine, a main loop holding the big lock, vCPUs issu
 iothreads completing it, block devices with rerror/werror policies and a sticky iostatus, fault
 injection, and a libvirt-like management client, all recording schema-v1 steps. Two modes:
 ``sim`` (deterministic discrete-event simulation, virtual clock, seeded scheduler; writes
-``truth.json``) and ``threads`` (real OS threads and clock).
+``truth.json``) and ``threads`` (real OS threads and clock). The QEMU release it follows is a
+setting (``qemu``: 7.2, or 9.2 / 10.0 with BLOCK_IO_ERROR throttled per qom-path).
 
 Public API::
 
@@ -15,6 +16,7 @@ Modules, each importing only those above it:
 - :mod:`~tracer.sim.variants`, :mod:`~tracer.sim.config`, :mod:`~tracer.sim.faults`: what a run
   is (the defect variants, SimConfig and scenario files, fault injection);
 - :mod:`~tracer.sim.sim_thread`: a model thread (a generator body), what it waits for, locks;
+- :mod:`~tracer.sim.throttle`: QEMU >= 9.2's rate limit on BLOCK_IO_ERROR (windows, held events);
 - :mod:`~tracer.sim.vm`: one QEMU process's state (devices, run state, QMP monitor);
 - :mod:`~tracer.sim.error_path`, :mod:`~tracer.sim.guest_io`, :mod:`~tracer.sim.main_loop`,
   :mod:`~tracer.sim.management`: what each thread does (a failed completion; vCPUs and

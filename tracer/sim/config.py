@@ -16,6 +16,13 @@ A scenario file is flat TOML: top-level keys are :class:`SimConfig` fields, and 
     errno = "ENOSPC"
     burst_len = 4
 
+``qemu`` picks the QEMU release whose behaviour the model follows (:data:`QEMU_VERSIONS`):
+``"7.2"`` (the default: BLOCK_IO_ERROR delivered at once), ``"9.2"`` / ``"10.0"`` (BLOCK_IO_ERROR
+throttled per ``qom-path``, ``event_throttle_ms`` apart, see :mod:`tracer.sim.throttle`; several
+iothreads per disk with ``vq_iothreads``). Settings added after the first release
+(:data:`LATER_FIELDS`) are left out of the trace metadata while they hold their defaults, so
+that a 7.2 run gives the bytes it always gave.
+
 Every value is checked here, once, so that the model can trust its configuration. A bad value
 raises :class:`FieldError` (a :class:`~tracer.errors.ScenarioError`) naming the field;
 :func:`load_scenario` turns it into a one-line message naming the file and the key.
@@ -33,13 +40,18 @@ from typing import Any
 
 from tracer.errors import FieldError, ScenarioError
 from tracer.schema import ERRNO_BY_NAME, ERRNO_NAMES
-from tracer.sim.variants import VARIANTS
+from tracer.sim.variants import VARIANT_TABLE, VARIANTS
 
 MODES = ("sim", "threads")
 WRITE_POLICIES = ("report", "ignore", "enospc", "stop")
 #: QEMU rejects rerror=enospc ("invalid read error action").
 READ_POLICIES = ("report", "ignore", "stop")
 FAULT_OPS = ("read", "write", "flush")
+#: QEMU releases the model can follow. 7.2: no event throttling; 9.2 and 10.0: BLOCK_IO_ERROR
+#: rate-limited to one a second per qom-path (commit 2155d2dd7f), `qom-path` in its data.
+QEMU_VERSIONS = ("7.2", "9.2", "10.0")
+#: QEMU's rate for BLOCK_IO_ERROR (monitor_qapi_event_conf), in ms.
+QEMU_THROTTLE_MS = 1000.0
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,16 @@ class SimConfig:
     retry_latency_us: float = 10.0
     #: Time `cont` spends resuming the vCPUs (the window in which resume-late races).
     vcpu_resume_us: float = 10.0
+    #: The QEMU release whose behaviour the model follows (QEMU_VERSIONS).
+    qemu: str = "7.2"
+    #: BLOCK_IO_ERROR throttle window per qom-path (QEMU >= 9.2 only); None: QEMU's 1000 ms.
+    #: The model's clock is compressed (cont after ~2 ms), so sweeps scale it down with it.
+    event_throttle_ms: float | None = None
+    #: iothread-vq-mapping (QEMU >= 9.0): each dataplane disk's queues spread over this many
+    #: iothreads (its own and the next ones), so retried requests fail on several threads.
+    vq_iothreads: int = 1
+    #: Disks attached with -blockdev (as libvirt does): BLOCK_IO_ERROR's `device` is "".
+    blockdev: bool = False
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -118,6 +140,15 @@ class SimConfig:
             raise FieldError("flush_fraction", "read_fraction + flush_fraction must be at most 1")
         if self.mode == "threads" and self.duration_s > 600:
             raise FieldError("duration_s", "threads mode runs in real time; at most 600 s")
+        if self.event_throttle_ms is not None and not self.throttled and self.event_throttle_ms > 0:
+            raise FieldError("event_throttle_ms", f"QEMU {self.qemu} does not throttle BLOCK_IO_ERROR (9.2 and later do)")
+        if self.vq_iothreads > 1 and self.qemu == "7.2":
+            raise FieldError("vq_iothreads", "iothread-vq-mapping needs QEMU 9.0 or later (qemu = 9.2 or 10.0)")
+        if self.vq_iothreads > max(1, min(self.iothreads, self.devices)):
+            raise FieldError("vq_iothreads", "at most as many as the iothreads of the VM (iothreads, capped by devices)")
+        only = VARIANT_TABLE[self.variant].only_qemu
+        if only is not None and self.qemu != only:
+            raise FieldError("variant", f"{self.variant} is a defect of QEMU {only}: set qemu = {only}")
 
     def replace(self, **overrides: Any) -> SimConfig:
         """A copy with `overrides` applied (None values are ignored), validated."""
@@ -127,10 +158,27 @@ class SimConfig:
         changes = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(self, **changes)
 
+    @property
+    def throttled(self) -> bool:
+        """Whether this QEMU rate-limits BLOCK_IO_ERROR (9.2 and later)."""
+        return self.qemu != "7.2"
+
+    @property
+    def throttle_ns(self) -> int:
+        """The BLOCK_IO_ERROR throttle window in ns (0: not throttled)."""
+        if not self.throttled:
+            return 0
+        ms = QEMU_THROTTLE_MS if self.event_throttle_ms is None else self.event_throttle_ms
+        return round(ms * 1_000_000)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, deterministic form (for the trace metadata)."""
+        """JSON-ready, deterministic form (for the trace metadata). Settings of
+        :data:`LATER_FIELDS` at their defaults are left out (older traces stay byte-identical)."""
         doc = dataclasses.asdict(self)
         doc["faults"] = [r.to_dict() for r in self.faults]
+        for name, default in LATER_FIELDS.items():
+            if doc[name] == default:
+                del doc[name]
         return doc
 
     def to_json(self) -> str:
@@ -139,6 +187,10 @@ class SimConfig:
     @property
     def errno_value(self) -> int:
         return ERRNO_BY_NAME[self.errno]
+
+
+#: Settings added after the first release, with the default that keeps the old behaviour.
+LATER_FIELDS: dict[str, Any] = {"qemu": "7.2", "event_throttle_ms": None, "vq_iothreads": 1, "blockdev": False}
 
 
 # ------------------------------------------------------------------------------ validation
@@ -219,6 +271,18 @@ def _check(name: str, value: Any) -> Any:
         return _choice(name, value, WRITE_POLICIES)
     if name == "rerror":
         return _choice(name, value, READ_POLICIES, "QEMU rejects rerror=enospc")
+    if name == "qemu":
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = f"{value:.1f}"  # TOML `qemu = 9.2` is a float
+        return _choice(name, value, QEMU_VERSIONS)
+    if name == "event_throttle_ms":
+        return None if value is None else _float(name, value, 0.0, 3_600_000.0)
+    if name == "vq_iothreads":
+        return _int(name, value, 1, 64)
+    if name == "blockdev":
+        if not isinstance(value, bool):
+            raise FieldError(name, f"expected true or false, got {value!r}")
+        return value
     if name == "faults":
         if isinstance(value, FaultRule):
             value = (value,)

@@ -14,6 +14,7 @@ from typing import Any
 
 from tracer import qemu
 from tracer.sim.sim_thread import SimThread, ThreadBody, wake
+from tracer.sim.throttle import Held, throttle_key
 from tracer.sim.variants import VARIANT_TABLE, Variant
 from tracer.sim.vm import OP_NAMES, VM, Device
 
@@ -40,7 +41,7 @@ def error_path(vm: VM, th: SimThread, dev: Device, rid: int, op: int, errno: int
     if action != "stop":
         _event(vm, th, dev, op, errno, E, action)
         return
-    dev.parked.append((rid, op))
+    dev.parked.append((rid, op, th))
     for needs_lock, needs_bql, steps in STOP_PATHS[vm.variant.name]:
         yield 0
         if needs_lock:
@@ -69,6 +70,9 @@ def _vmstop_prepare(vm: VM, th: SimThread, dev: Device, op: int, errno: int, E: 
 
 
 def _event(vm: VM, th: SimThread, dev: Device, op: int, errno: int, E: int, action: str = "stop") -> None:
+    if vm.throttle is not None:
+        _raise_throttled(vm, th, dev, op, errno, E, action)
+        return
     data: dict[str, Any] = {
         "qom-path": dev.qom_path,
         "device": dev.name,
@@ -83,6 +87,59 @@ def _event(vm: VM, th: SimThread, dev: Device, op: int, errno: int, E: int, acti
                   errno=errno, action=action, error_id=E, payload=json.dumps(data))
     vm.facts.append(("bie", seq, E, dev.name, action, vm.runstate == "running"))
     vm.monitor.deliver("BLOCK_IO_ERROR", action)
+
+
+def event_data(vm: VM, dev: Device, op: int, errno: int, action: str) -> dict[str, Any]:
+    """BLOCK_IO_ERROR's data as QEMU >= 9.2 sends it (field order of a real 10.0.2 capture).
+
+    `device` is the drive name ("" with -blockdev); 9.2.0 (variant `qom-path-swap`) swaps it
+    with `qom-path`."""
+    drive = "" if vm.cfg.blockdev else dev.name
+    device, qom_path = (dev.qom_path, drive) if vm.variant.swap_qom_path else (drive, dev.qom_path)
+    data: dict[str, Any] = {"device": device}
+    if dev.iostatus_enabled:
+        data["nospace"] = errno == qemu.ENOSPC
+    data["node-name"] = f"node-{dev.name}"
+    data["qom-path"] = qom_path
+    data["reason"] = qemu.errno_reason(errno)
+    data["operation"] = QMP_OPERATION[op]
+    data["action"] = action
+    return data
+
+
+def _raise_throttled(vm: VM, th: SimThread, dev: Device, op: int, errno: int, E: int, action: str) -> None:
+    """QEMU >= 9.2: raise BLOCK_IO_ERROR through the rate limit (:mod:`tracer.sim.throttle`).
+
+    The raise is recorded where QEMU's trace log shows it, on the raising thread: a
+    ``trace_event`` row ``monitor_protocol_event_queue`` with the event's columns. If no window
+    is open the ``qmp_event`` row follows at once (same unit, same thread); otherwise the event
+    is held and the main loop sends it when the window's timer fires (or never, if a newer one
+    replaces it or QEMU quits first)."""
+    now = vm.now
+    data = event_data(vm, dev, op, errno, action)
+    qop = QMP_OPERATION[op]
+    qseq = th.emit("trace_event", device=dev.name, op=qop, ts_ns=now, name="monitor_protocol_event_queue",
+                   errno=errno, action=action, error_id=E, payload=vm.queue_payload)
+    vm.facts.append(("bie", qseq, E, dev.name, action, vm.runstate == "running"))
+    held = Held(E, dev.name, qop, errno, action, json.dumps(data), now, qseq)
+    assert vm.throttle is not None
+    send, replaced = vm.throttle.offer(throttle_key(data), now, held)
+    if replaced is not None:
+        vm.facts.append(("bie_replaced", qseq, replaced.error_id))
+    if send:
+        send_event(vm, th, held)
+    else:
+        vm.facts.append(("bie_held", qseq, E))
+
+
+def send_event(vm: VM, th: SimThread, ev: Held) -> None:
+    """A BLOCK_IO_ERROR reaches the wire (monitor_qapi_event_emit) on `th`, with the QMP
+    timestamp it was raised with."""
+    seq = th.emit("qmp_event", device=ev.device, op=ev.op, ts_ns=vm.now, name="BLOCK_IO_ERROR",
+                  errno=ev.errno, action=ev.action, error_id=ev.error_id, payload=ev.payload,
+                  event_ts_ns=ev.raised_ns)
+    vm.facts.append(("bie_sent", seq, ev.error_id, ev.device, vm.variant.swap_qom_path))
+    vm.monitor.deliver("BLOCK_IO_ERROR", ev.action)
 
 
 def _vmstop_request(vm: VM, th: SimThread, dev: Device, op: int, errno: int, E: int) -> None:

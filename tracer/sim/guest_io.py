@@ -20,7 +20,8 @@ def vcpu_body(vm: VM, th: SimThread) -> ThreadBody:
     cfg = vm.cfg
     rnd = vm.rng.random
     names = [d.name for d in vm.devices]
-    workers = [d.worker for d in vm.devices]
+    me = vm.vcpus.index(th)
+    workers = [d.workers[me % len(d.workers)] for d in vm.devices]
     n = len(names)
     read_t = cfg.read_fraction
     flush_t = 1.0 - cfg.flush_fraction
@@ -49,14 +50,15 @@ def vcpu_body(vm: VM, th: SimThread) -> ThreadBody:
 
 
 def restart(vm: VM, th: SimThread, dev: Device) -> None:
-    """virtio_blk_dma_restart_bh: resubmit every parked request (same req_id)."""
-    reqs, dev.parked = dev.parked, []
+    """virtio_blk_dma_restart_bh: resubmit the requests parked on `th`'s queues (same req_id)."""
+    reqs = [p for p in dev.parked if p[2] is th]
+    dev.parked = [p for p in dev.parked if p[2] is not th]
     now = vm.now
     cfg = vm.cfg
     lo = int(cfg.retry_latency_us * 500)
     span = int(cfg.retry_latency_us * 1000)
     rnd = vm.rng.random
-    for rid, op in reqs:
+    for rid, op, _ in reqs:
         th.emit("io_submit", device=dev.name, req_id=rid, op=OP_NAMES[op], ts_ns=now, payload='{"retry":true}')
         heappush(th.heap, (now + lo + int(span * rnd()), rid, dev.index, op))
 

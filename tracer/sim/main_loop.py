@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from tracer.sim.error_path import send_event
 from tracer.sim.guest_io import complete_due
 from tracer.sim.sim_thread import DONE, IDLE, SimThread, ThreadBody
 from tracer.sim.vm import VM
@@ -29,7 +30,7 @@ def main_body(vm: VM, th: SimThread) -> ThreadBody:
     lock = vm.vmstop_lock
     while True:
         did = False
-        if cmds or (heap and heap[0][0] <= vm.now) or vm.shutdown_requested:
+        if cmds or (heap and heap[0][0] <= vm.now) or vm.shutdown_requested or vm.timer_due():
             while bql.owner is not None and bql.owner is not th:
                 yield bql
             bql.owner = th
@@ -40,6 +41,8 @@ def main_body(vm: VM, th: SimThread) -> ThreadBody:
                 _shutdown(vm, th)
                 yield DONE
                 return
+            elif vm.timer_due():
+                _event_timer(vm, th)
             else:
                 yield from complete_due(vm, th)
             bql.release(vm.now)
@@ -54,7 +57,8 @@ def main_body(vm: VM, th: SimThread) -> ThreadBody:
                 yield bql
             if vm.slot is not None:
                 _consume(vm, th)
-        if cmds or vm.slot is not None or vm.shutdown_requested or (heap and heap[0][0] <= vm.now):
+        if (cmds or vm.slot is not None or vm.shutdown_requested or (heap and heap[0][0] <= vm.now)
+                or vm.timer_due()):
             yield 0
         else:
             th.idle = True
@@ -73,9 +77,23 @@ def _consume(vm: VM, th: SimThread) -> None:
         vm.event(th, "STOP", X)
 
 
+def _event_timer(vm: VM, th: SimThread) -> None:
+    """monitor_qapi_event_handler: a throttle window's timer fired on the main loop; the event
+    it held (if any) reaches the wire now, with its original timestamp."""
+    assert vm.throttle is not None
+    fired = vm.throttle.fire(vm.now)
+    if fired is not None and fired[1] is not None:
+        send_event(vm, th, fired[1])
+
+
 def _shutdown(vm: VM, th: SimThread) -> None:
-    """End of the run: `quit` from the host (SHUTDOWN, then running -> shutdown)."""
-    th.emit("qmp_event", ts_ns=vm.now, name="SHUTDOWN", payload='{"guest": false, "reason": "host-qmp-quit"}')
+    """End of the run: `quit` from the host (SHUTDOWN, then running -> shutdown). Events still
+    held by the throttle are never sent."""
+    payload = '{"guest": false, "reason": "host-qmp-quit"}'
+    if vm.throttle is None:
+        th.emit("qmp_event", ts_ns=vm.now, name="SHUTDOWN", payload=payload)
+    else:
+        th.emit("qmp_event", ts_ns=vm.now, name="SHUTDOWN", payload=payload, event_ts_ns=vm.now)
     if vm.runstate == "running":
         vm.set_runstate(th, "shutdown", None)
     vm.done = True

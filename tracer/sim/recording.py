@@ -26,6 +26,10 @@ from tracer.sim.truth import TRUTH_NAME, broken_in_vm, truth_document, write_tru
 
 ProgressCallback = Callable[[int, int | None], None]
 
+#: The release a trace of `qemu = X` announces (importers' ``qemu_version``): the model follows
+#: 9.2 after the swap fix unless the variant is 9.2.0's own defect.
+QEMU_RELEASES = ({"9.2": "9.2", "10.0": "10.0"}, {"9.2": "9.2.0", "10.0": "10.0"})
+
 
 @dataclass(frozen=True)
 class RecordSummary:
@@ -44,7 +48,7 @@ class RecordSummary:
 
 def trace_metadata(config: SimConfig) -> dict[str, object]:
     """Key-value metadata of the trace: what produced it. No wall-clock time."""
-    return {
+    meta: dict[str, object] = {
         "seed": config.seed,
         "scenario": config.name,
         "variant": config.variant,
@@ -52,6 +56,9 @@ def trace_metadata(config: SimConfig) -> dict[str, object]:
         "blkreplay_version": __version__,
         "config": config.to_json(),
     }
+    if config.qemu != "7.2":  # 7.2 traces keep the bytes they always had
+        meta["qemu_version"] = QEMU_RELEASES[config.variant == "qom-path-swap"][config.qemu]
+    return meta
 
 
 def record(

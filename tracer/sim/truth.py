@@ -7,7 +7,15 @@ iostatus before and after a set, every iostatus at a query-status reply).
 
 Output: the set of ``(error_id, rule)`` broken in one VM. :func:`truth_document` assembles the
 ``blkreplay.truth/1`` document for a run. Only error-severity rules other than the integrity
-rules are listed (``stop-pending-at-end`` is a warning and is not).
+rules are listed (``stop-pending-at-end`` is a warning and is not), and the one warning the
+model can cause on purpose, ``qom-path-swapped`` (:data:`TRUTH_WARNINGS`).
+
+Throttled QEMU (>= 9.2): every guarantee is judged in *raising* order. The ``bie`` fact is the
+raise (the ``monitor_protocol_event_queue`` row on the raising thread), whatever happens to
+the event afterwards: sent at once, held and sent late by the main loop (after a STOP, a cont,
+its RESUME), replaced by a newer one and never sent, or never sent because QEMU quit. None of
+these is a violation; a violation at raising time (an event raised before its iostatus, a
+stop requested before its event) stays one however late the event arrives.
 
 Fact shapes (first element = kind)::
 
@@ -24,6 +32,8 @@ Fact shapes (first element = kind)::
     ("reset", seq, device)                         # iostatus_reset
     ("qb_reply", seq, cmd_seq, device, iostatus | None)
     ("qs_reply", seq, cmd_seq, runstate, all_enabled_iostatus_ok)
+    ("bie_sent", seq, E, device, swapped)          # >= 9.2: the event reaches the wire
+    ("bie_held", seq, E) / ("bie_replaced", seq, E_replaced)   # >= 9.2, not judged
 """
 
 from __future__ import annotations
@@ -53,6 +63,9 @@ TRUTH_RULES: tuple[str, ...] = (
     "action-matches-policy",
     "runstate-transition",
 )
+#: Warning rules ground truth speaks about: QEMU 9.2.0's swapped device / qom-path, once per
+#: BLOCK_IO_ERROR that reaches the wire swapped (its error id).
+TRUTH_WARNINGS: tuple[str, ...] = ("qom-path-swapped",)
 #: Rules that are not applicable to a trace without iostatus_set rows.
 NEEDS_IOSTATUS_SET = ("iostatus-before-event", "iostatus-before-stop")
 _JUDGED_THREADS = frozenset({"iothread", "worker", "mgmt"})
@@ -198,6 +211,9 @@ def broken_in_vm(facts: Sequence[tuple]) -> Broken:
                     out.add((bie[1], "query-matches-events"))
             elif boundary is not None and last_set_seq.get(device, -1) < boundary:
                 out.add((changed_by.get(device), "iostatus-reset-on-cont"))
+        elif kind == "bie_sent":
+            if fact[4]:
+                out.add((fact[2], "qom-path-swapped"))
         elif kind == "qs_reply":
             _, _, cmd_seq, state, model_all_ok = fact
             replayed_ok = all(v == "ok" for v in iostatus.values())

@@ -18,6 +18,9 @@ iostatus of an error that is about to stop the VM (see the notes in the README o
 
 `cont` differs by three switches (QEMU's ``qmp_cont`` + ``vm_start`` / ``vm_prepare_start``).
 
+`qom-path-swap` differs in the event's data only (QEMU 9.2.0's swapped ``device`` /
+``qom-path``); its ground truth names the warning rule ``qom-path-swapped``.
+
 `Variant.breaks` lists every rule a variant was seen to break over thousands of racy runs, its
 own guarantee first. Some are second-order: in `sync-stop` the failing thread waits for the BQL
 between the event and its ``vm_stop``, so a `stop` + `cont` can slip in (a RESUME between the
@@ -55,6 +58,16 @@ class Variant:
     #: What it reproduces, and the rules it can break (docs/rules.md ids).
     description: str
     breaks: tuple[str, ...]
+    #: QEMU 9.2.0: BLOCK_IO_ERROR carries the QOM path in `device` and the drive name in
+    #: `qom-path` (fixed in 10.0 by 107c551de0), and is throttled by that drive name.
+    swap_qom_path: bool = False
+    #: The one QEMU release (config `qemu`) the variant exists in; None: any.
+    only_qemu: str | None = None
+
+    @property
+    def default_qemu(self) -> str:
+        """The `qemu` setting to run the variant with when none is asked for."""
+        return self.only_qemu or "7.2"
 
 
 FIXED_STOP_PATH: tuple[AtomicSteps, ...] = (
@@ -129,6 +142,16 @@ VARIANT_TABLE: dict[str, Variant] = {
             "QEMU 2.1 to 2.12 (fixed by f056158d69): cont retries the parked requests before "
             "emitting RESUME",
             ("resume-before-retry-error",),
+        ),
+        Variant(
+            "qom-path-swap",
+            FIXED_STOP_PATH,
+            FIXED_CONT,
+            "QEMU 9.2.0 (fixed in 10.0 by 107c551de0): BLOCK_IO_ERROR's device and qom-path "
+            "swapped, so the throttle is per drive name (with -blockdev one bucket per VM)",
+            ("qom-path-swapped",),
+            swap_qom_path=True,
+            only_qemu="9.2",
         ),
     )
 }

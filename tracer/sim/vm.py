@@ -29,6 +29,7 @@ from tracer.recorder import Recorder
 from tracer.sim.config import FAULT_OPS, SimConfig
 from tracer.sim.faults import DeviceFaults
 from tracer.sim.sim_thread import INF, Lock, SimThread, wake
+from tracer.sim.throttle import EventThrottle
 from tracer.sim.variants import Variant, get_variant
 
 OP_NAMES = FAULT_OPS  # op codes: 0 read, 1 write, 2 flush
@@ -42,18 +43,22 @@ class Device:
     """A block device (virtio-blk + BlockBackend): policies, iostatus, parked requests."""
 
     __slots__ = ("faults", "index", "iostatus", "iostatus_enabled", "name", "parked", "policy",
-                 "qom_path", "worker")
+                 "qom_path", "worker", "workers")
 
-    def __init__(self, index: int, cfg: SimConfig, worker: SimThread, rnd: Callable[[], float]) -> None:
+    def __init__(self, index: int, cfg: SimConfig, workers: list[SimThread], rnd: Callable[[], float]) -> None:
         self.index = index
         self.name = f"drive{index}"
         self.qom_path = f"/machine/peripheral/virtio-disk{index}/virtio-backend"
-        self.worker = worker
+        #: The threads completing its requests: one, or with iothread-vq-mapping several (a
+        #: vCPU's queue is served by workers[vcpu % len(workers)]).
+        self.workers = workers
+        self.worker = workers[0]
         #: Policy per op code: reads follow rerror; writes and flushes werror.
         self.policy = (cfg.rerror, cfg.werror, cfg.werror)
         self.iostatus_enabled = qemu.iostatus_enabled(cfg.werror, cfg.rerror)
         self.iostatus = "ok"
-        self.parked: list[tuple[int, int]] = []
+        #: (req_id, op, the worker it failed on): a retry restarts in that queue's thread.
+        self.parked: list[tuple[int, int, SimThread]] = []
         self.faults = DeviceFaults(cfg, self.name, rnd)
 
 
@@ -142,10 +147,15 @@ class VM:
         self.mgmt_thread = bind("mgmt", "mgmt")
         self.monitor = Monitor(self, self.mgmt_thread)
         rnd = self.rng.random
+        n_io = len(self.iothreads)
         self.devices = [
-            Device(i, cfg, self.iothreads[i] if i < len(self.iothreads) else self.main, rnd)
+            Device(i, cfg, [self.iothreads[(i + j) % n_io] for j in range(cfg.vq_iothreads)]
+                   if i < n_io else [self.main], rnd)
             for i in range(cfg.devices)
         ]
+        #: QEMU >= 9.2: the BLOCK_IO_ERROR rate limit (None: every event sent at once).
+        self.throttle = EventThrottle(cfg.throttle_ns) if cfg.throttled else None
+        self.queue_payload = json.dumps({"event": "BLOCK_IO_ERROR", "rate": cfg.throttle_ns})
         self.enabled_devices = [d for d in self.devices if d.iostatus_enabled]
         self.main.next_work = self._main_next_work
         #: Scheduling order: fixed, so that the seeded choice is reproducible.
@@ -155,7 +165,14 @@ class VM:
         if self.monitor.commands or self.slot is not None or self.shutdown_requested:
             return self.now
         heap = self.main.heap
-        return heap[0][0] if heap else INF
+        head = heap[0][0] if heap else INF
+        if self.throttle is not None:
+            return min(head, self.throttle.next_timer())
+        return head
+
+    def timer_due(self) -> bool:
+        """Whether a BLOCK_IO_ERROR throttle timer is due (the main loop fires it)."""
+        return self.throttle is not None and self.throttle.next_timer() <= self.now
 
     def request_shutdown(self) -> None:
         """End of the run: the main loop shuts the VM down at its next idle point."""
@@ -179,7 +196,10 @@ class VM:
 
     def event(self, th: SimThread, name: str, error_id: int | None) -> None:
         """A QMP event without data (STOP, RESUME), delivered to management."""
-        seq = th.emit("qmp_event", ts_ns=self.now, name=name, error_id=error_id)
+        if self.throttle is None:
+            seq = th.emit("qmp_event", ts_ns=self.now, name=name, error_id=error_id)
+        else:  # QMP timestamps, as a >= 9.2 trace carries them (STOP and RESUME are never held)
+            seq = th.emit("qmp_event", ts_ns=self.now, name=name, error_id=error_id, event_ts_ns=self.now)
         if name == "STOP":
             self.stops += 1
             self.facts.append(("stop", seq, error_id))
@@ -193,10 +213,12 @@ class VM:
         now = self.now
         for dev in self.devices:
             if dev.parked:
-                tie = self.next_restart
-                self.next_restart = tie - 1
-                heappush(dev.worker.heap, (now, tie, dev.index, RESTART))
-                wake(dev.worker, now)
+                # each queue's parked requests restart in its own thread (71ee0cdd14)
+                for worker in dict.fromkeys(w for _, _, w in dev.parked):
+                    tie = self.next_restart
+                    self.next_restart = tie - 1
+                    heappush(worker.heap, (now, tie, dev.index, RESTART))
+                    wake(worker, now)
 
     def all_iostatus_ok(self) -> bool:
         return all(d.iostatus == "ok" for d in self.enabled_devices)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analyzer.cli import main
 from analyzer.importers import import_traces
-from tracer.errors import ImportFormatError, InputError
+from analyzer.importers import lines as lines_mod
+from analyzer.importers.json_scan import parse_json, parse_json_exact
+from tracer.errors import ImportFormatError, InputError, JSONBoundError
 from tracer.schema import read_metadata
 
 GOOD_TRACE = "10@1.000001:runstate_set current_run_state 6 (prelaunch) new_state 9 (running)\n"
@@ -118,3 +124,63 @@ def test_cli_bad_input_is_one_line_exit_2_nothing_written(write, tmp_path, capsy
     assert len(err.strip().splitlines()) == 1
     assert "trace.log, line 2" in err and "Traceback" not in err
     assert not out.exists()
+
+
+# -- the bounded reader (analyzer.importers.lines) and the bounded JSON (json_scan) ------------
+
+
+@settings(max_examples=60, derandomize=True, deadline=None)
+@given(st.lists(st.text(alphabet="ab\r\u00e9\u20ac", max_size=12), max_size=12), st.booleans(), st.integers(1, 9))
+def test_streamed_lines_are_the_file_split_at_newlines_whatever_the_chunk(parts, newline_at_end, chunk):
+    text = "\n".join(parts) + ("\n" if newline_at_end and parts else "")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.log"
+        path.write_bytes(text.encode("utf-8"))
+        old = lines_mod.CHUNK_BYTES
+        lines_mod.CHUNK_BYTES = chunk  # multi-byte characters and CRs split across chunks
+        try:
+            got = lines_mod.read_text(path)
+            expected = text.split("\n")
+            if expected and expected[-1] == "":
+                expected.pop()
+            assert list(got.lines) == expected
+            assert list(got.lines) == expected  # iterated again: read again from the file
+            assert len(got.lines) == len(expected)
+            assert got.unterminated == (bool(text) and not text.endswith("\n"))
+            assert got.crlf == ("\r" in text)
+            got.close()
+        finally:
+            lines_mod.CHUNK_BYTES = old
+
+
+def test_line_bound_is_exact_and_names_the_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(lines_mod, "MAX_LINE_BYTES", 10)
+    monkeypatch.setattr(lines_mod, "CHUNK_BYTES", 4)
+    ok = tmp_path / "ok.log"
+    ok.write_bytes(b"x" * 10 + b"\n" + b"y" * 10)
+    assert [len(line) for line in lines_mod.read_text(ok).lines] == [10, 10]
+    for content, line in [(b"a\nb\n" + b"x" * 11 + b"\nc\n", 3), (b"x" * 11, 1), (b"a\n" + b"x" * 30, 2)]:
+        bad = tmp_path / "bad.log"
+        bad.write_bytes(content)
+        with pytest.raises(InputError, match="line longer than") as exc:
+            list(lines_mod.read_text(bad).lines)
+        assert exc.value.line == line
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("[" * 100_000 + "]" * 100_000, "nested deeper"), ("[" * 65 + "]" * 65, "nested deeper"),
+     ('{"a": 1e400}', "out of range"), ('{"a": NaN}', "non-finite"), ('{"a": -Infinity}', "non-finite"),
+     ('"\\ud800"', "lone surrogate"), ('{"\\udc80": 1}', "lone surrogate"), ("9" * 5000, "too many digits")],
+)
+def test_bounded_json_refuses_with_a_value_error(text, reason):
+    for parse in (parse_json, parse_json_exact):
+        with pytest.raises(JSONBoundError, match=reason):
+            parse(text)
+    assert isinstance(JSONBoundError("x"), ValueError)
+
+
+def test_bounded_json_keeps_what_is_valid():
+    assert parse_json("[" * 64 + "]" * 64) is not None
+    assert parse_json('{"a": "\\u00e9\\ud83d\\ude00", "b": 1.5}') == {"a": "\u00e9\U0001f600", "b": 1.5}
+    assert parse_json_exact('{"t": 1795625380.571850}') == {"t": "1795625380.571850"}

@@ -140,7 +140,9 @@ def test_listings_are_capped_per_rule_and_totals_stay_exact(tmp_path):
     md = render(rep, "md").decode()
     assert "6 findings; the first 2 are listed, 4 more are left out" in md
     doc = json.loads(render(rep, "json"))
-    assert len(doc["check"]["findings"]) == 7 and doc["check"]["summary"]["by_rule"]["stop-follows-error"] == 6
+    # JSON is capped like the others: 2 of the 6 listed (+ the truncation warning), totals exact
+    assert len(doc["check"]["findings"]) == 3 and doc["check"]["summary"]["by_rule"]["stop-follows-error"] == 6
+    assert (doc["max_findings"], doc["findings_omitted"]) == (2, 4)
 
 
 # --- determinism ------------------------------------------------------------------------------

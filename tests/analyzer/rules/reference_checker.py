@@ -13,6 +13,22 @@ explicit searches. It shares no code with `analyzer.rules` (only the QEMU facts 
 
 `check_rows(rows)` returns the set of (rule, vm, error_id, seq-tuple) of every finding of the
 non-integrity rules.
+
+Throttled QEMU (>= 9.2, `check_rows(rows, throttled=True)`): BLOCK_IO_ERROR is rate-limited per
+qom-path, so on the wire an event may arrive after the STOP it caused, after the next cont and
+RESUME, or never (replaced); its QMP timestamp (`event_ts_ns`) stays the time it was raised.
+Every rule is judged in *raising* order, and a held, late or replaced event is never missing:
+
+* with error ids and ``monitor_protocol_event_queue`` rows (the simulator, a trace log): the
+  raise of error E is its queue row; it stands for the event (same columns) at that position,
+  and the ``qmp_event`` row of E (the delivery) is not judged; the evidence seq is the
+  delivery's (the event a user can look up), or the queue row's when the event was never sent;
+* without error ids: each BLOCK_IO_ERROR with a timestamp moves to just before the earliest
+  STOP / RESUME that arrived before it and carries a timestamp at least as late (STOP and RESUME
+  come from the main loop in order: a running maximum); its seq stays the evidence. The rules
+  that would read an *absent* event as evidence are not judged, since the event may have been
+  replaced: event-before-stop, resume-before-retry-error, and iostatus-reset-on-cont where no
+  iostatus rows show the retried request's error.
 """
 
 from __future__ import annotations
@@ -24,15 +40,62 @@ from tracer.qemu import ALLOWED_TRANSITIONS, ENOSPC, action_for
 Key = tuple[str, str, int | None, tuple[int, ...]]
 
 
-def check_rows(rows: list[dict]) -> set[Key]:
+QUEUE = "monitor_protocol_event_queue"
+#: Rules a throttled trace without error ids cannot judge (an absent event is no evidence).
+UNJUDGED_THROTTLED = ("event-before-stop", "resume-before-retry-error")
+
+
+def check_rows(rows: list[dict], throttled: bool = False) -> set[Key]:
     by_vm: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_vm[r["vm"]].append(r)
     out: set[Key] = set()
     for vm, vrows in by_vm.items():
         vrows = sorted(vrows, key=lambda r: r["seq"])
-        out |= _check_vm(vm, vrows)
+        if throttled:
+            vrows, lenient = raising_order(vrows)
+            out |= _check_vm(vm, vrows, lenient=lenient)
+        else:
+            out |= _check_vm(vm, vrows)
     return out
+
+
+def _is_bie(r: dict) -> bool:
+    return r["kind"] == "qmp_event" and r.get("name") == "BLOCK_IO_ERROR"
+
+
+def raising_order(rows: list[dict]) -> tuple[list[dict], bool]:
+    """One VM's rows (seq order) in the order BLOCK_IO_ERRORs were raised, and whether the
+    trace is judged leniently (no error ids: a replaced event is invisible)."""
+    raised = {r["error_id"] for r in rows
+              if r["kind"] == "trace_event" and r.get("name") == QUEUE and r.get("error_id") is not None}
+    if raised:
+        sent = {r["error_id"]: r["seq"] for r in rows if _is_bie(r) and r.get("error_id") in raised}
+        out = []
+        for r in rows:
+            if r["kind"] == "trace_event" and r.get("name") == QUEUE and r.get("error_id") is not None:
+                seq = sent.get(r["error_id"], r["seq"])
+                out.append({**r, "kind": "qmp_event", "name": "BLOCK_IO_ERROR", "seq": seq})
+            elif not (_is_bie(r) and r.get("error_id") in raised):
+                out.append(r)
+        return out, False
+    if any(r.get("error_id") is not None for r in rows):
+        return rows, False
+    order = list(range(len(rows)))
+    pos = {}
+    marks = []  # (index, running max of the timestamps of STOP / RESUME so far)
+    top = None
+    for i, r in enumerate(rows):
+        if r["kind"] == "qmp_event" and r.get("name") in ("STOP", "RESUME") and r.get("event_ts_ns") is not None:
+            top = r["event_ts_ns"] if top is None else max(top, r["event_ts_ns"])
+            marks.append((i, top))
+    for i, r in enumerate(rows):
+        if _is_bie(r) and r.get("event_ts_ns") is not None:
+            target = next((m for m, t in marks if t >= r["event_ts_ns"]), None)
+            if target is not None and target < i:
+                pos[i] = target
+    order.sort(key=lambda i: (pos.get(i, i), 0 if i in pos else 1, i))
+    return [rows[i] for i in order], True
 
 
 class _VM:
@@ -165,12 +228,16 @@ def _seqs(v: _VM, *idx: int | None) -> tuple[int, ...]:
     return tuple(sorted({v.get(i, "seq") for i in idx if i is not None}))
 
 
-def _check_vm(vm: str, rows: list[dict]) -> set[Key]:
+def _check_vm(vm: str, rows: list[dict], lenient: bool = False) -> set[Key]:
     v = _VM(rows)
     out: set[Key] = set()
+    unjudged = set(UNJUDGED_THROTTLED) if lenient else set()
+    if lenient and not v.has_io:
+        unjudged.add("iostatus-reset-on-cont")
 
     def add(rule: str, eid, *idx: int | None) -> None:
-        out.add((rule, vm, eid, _seqs(v, *idx)))
+        if rule not in unjudged:
+            out.add((rule, vm, eid, _seqs(v, *idx)))
 
     def judge(i: int) -> None:  # every rule, for row i
         e = v.get(i, "error_id")

@@ -12,7 +12,8 @@ import pytest
 
 from analyzer import check
 from tracer.sim import VARIANTS, SimConfig, record
-from tracer.sim.truth import TRUTH_RULES, read_truth
+from tracer.sim.truth import TRUTH_RULES, TRUTH_WARNINGS, read_truth
+from tracer.sim.variants import VARIANT_TABLE
 
 SEEDS = range(1, 13)
 
@@ -21,11 +22,67 @@ def findings_vs_truth(out: Path) -> tuple[set, set]:
     result = check([out])
     found = {(f.vm, f.error_id, f.rule) for f in result.findings
              if f.severity == "error" and f.rule in TRUTH_RULES}
-    truth = {(b["vm"], b["error_id"], b["rule"]) for b in read_truth(out / "truth.json")["broken"]}
+    truth = {(b["vm"], b["error_id"], b["rule"]) for b in read_truth(out / "truth.json")["broken"]
+             if b["rule"] in TRUTH_RULES}
     return found, truth
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+def _per_vm(keys: set) -> set:
+    return {(vm, rule) for vm, _, rule in keys}
+
+
+def throttled_findings_vs_truth(out: Path) -> tuple[set, set]:
+    """As `findings_vs_truth`, plus the warning qom-path-swapped compared per VM (as
+    benchmarks/accuracy_sweep.py does)."""
+    result = check([out])
+    found = {(f.vm, f.error_id, f.rule) for f in result.findings
+             if f.severity == "error" and f.rule in TRUTH_RULES}
+    found |= {(f.vm, None, f.rule) for f in result.findings if f.rule in TRUTH_WARNINGS}
+    truth = {(b["vm"], b["error_id"], b["rule"]) for b in read_truth(out / "truth.json")["broken"]}
+    truth = {(vm, None, rule) if rule in TRUTH_WARNINGS else (vm, e, rule) for vm, e, rule in truth}
+    return found, truth
+
+
+#: (qemu, variant) pairs whose findings do not equal ground truth yet: the analyzer's rules
+#: judge BLOCK_IO_ERROR where it arrives, not where it was raised (issue #11, the rules' part).
+#: Remove a pair when it passes (the strict xfail then fails).
+THROTTLED_PENDING = "issue #11: rules judge arrival order of throttled BLOCK_IO_ERROR"
+THROTTLED_FAILING: frozenset[tuple[str, str]] = frozenset(
+    (q, v) for q in ("9.2", "10.0") for v in VARIANTS if VARIANT_TABLE[v].only_qemu in (None, q)
+)
+THROTTLED_SEEDS = range(1, 5)
+
+
+def _throttled_pairs() -> list:
+    pairs = []
+    for qemu in ("9.2", "10.0"):
+        for v in VARIANTS:
+            only = VARIANT_TABLE[v].only_qemu
+            if only is not None and only != qemu:
+                continue
+            marks = [pytest.mark.xfail(strict=True, reason=THROTTLED_PENDING)] if (qemu, v) in THROTTLED_FAILING else []
+            pairs.append(pytest.param(qemu, v, marks=marks, id=f"{qemu}-{v}"))
+    return pairs
+
+
+@pytest.mark.parametrize(("qemu", "variant"), _throttled_pairs())
+def test_findings_equal_the_truth_on_throttled_qemu(tmp_path: Path, qemu: str, variant: str) -> None:
+    """QEMU 9.2 / 10.0: events held, delivered late (after STOP, cont, RESUME) and replaced;
+    the findings still equal ground truth, judged in raising order, and `fixed` is clean."""
+    broken_runs = 0
+    for seed in THROTTLED_SEEDS:
+        out = tmp_path / f"s{seed}"
+        extra = dict(blockdev=seed % 2 == 0) if qemu == "9.2" else dict(iothreads=2, vq_iothreads=1 + seed % 2)
+        record(SimConfig(seed=seed, variant=variant, vms=1, devices=2, qemu=qemu,
+                         event_throttle_ms=(2.0, 5.0, 20.0, 1000.0)[seed % 4], **{"iothreads": 1, **extra}), out)
+        found, truth = throttled_findings_vs_truth(out)
+        assert found == truth, (seed, sorted(found - truth), sorted(truth - found))
+        broken_runs += bool(truth)
+    if variant == "fixed":
+        assert broken_runs == 0
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if VARIANT_TABLE[v].only_qemu is None])
 def test_findings_equal_the_simulators_truth(tmp_path: Path, variant: str) -> None:
     broken_runs = 0
     for seed in SEEDS:
