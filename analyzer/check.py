@@ -118,6 +118,8 @@ def check(
         findings.extend(integrity_findings(trace.truncated))
     if "recording-intact" in ids:
         findings.extend(integrity_findings(trace.recording_problems()))
+    if "trace-empty" in ids:
+        findings.extend(integrity_findings(trace.empty))
     findings.sort(key=_order)
     frames = [r.episodes for r in results if len(r.episodes)]
     eps = (

@@ -12,9 +12,15 @@ from collections.abc import Iterable
 
 from analyzer.result import Finding
 from analyzer.rules.catalogue import RULES
-from analyzer.trace.integrity import ClockBackwards, RecordingProblem, RepeatedSeq, TruncatedInput
+from analyzer.trace.integrity import (
+    ClockBackwards,
+    EmptyTrace,
+    RecordingProblem,
+    RepeatedSeq,
+    TruncatedInput,
+)
 
-IntegrityFact = ClockBackwards | RepeatedSeq | TruncatedInput | RecordingProblem
+IntegrityFact = ClockBackwards | RepeatedSeq | TruncatedInput | RecordingProblem | EmptyTrace
 
 
 def findings(facts: Iterable[IntegrityFact]) -> list[Finding]:
@@ -27,6 +33,8 @@ def findings(facts: Iterable[IntegrityFact]) -> list[Finding]:
             out.append(repeated_seq(fact))
         elif isinstance(fact, RecordingProblem):
             out.append(recording_problem(fact))
+        elif isinstance(fact, EmptyTrace):
+            out.append(empty_trace(fact))
         else:
             out.extend(truncated_input(fact))
     return out
@@ -98,4 +106,15 @@ def recording_problem(fact: RecordingProblem) -> Finding:
         rule=info.id, severity=info.severity, vm="", device=None, error_id=None, seq=(),
         ts_ns=None, thread=None, message=f"{fact.directory}: {text}",
         src=(fact.directory if fact.segment is None else f"{fact.directory}/{fact.segment}",),
+    )
+
+
+def empty_trace(fact: EmptyTrace) -> Finding:
+    """trace-empty: one finding for the whole trace."""
+    info = RULES["trace-empty"]
+    names = ", ".join(fact.inputs[:3]) + (f" and {len(fact.inputs) - 3} more" if len(fact.inputs) > 3 else "")
+    return Finding(
+        rule=info.id, severity=info.severity, vm="", device=None, error_id=None, seq=(),
+        ts_ns=None, thread=None, message=f"{names}: no steps at all (0 rows): nothing was checked",
+        src=fact.inputs[:1],
     )

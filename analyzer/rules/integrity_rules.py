@@ -59,6 +59,17 @@ RECORDING_INTACT = Rule(
     ),
 )
 
+TRACE_EMPTY = Rule(
+    id="trace-empty",
+    severity="warning",
+    guarantee="integrity",
+    title="the trace holds steps",
+    explanation=(
+        "A trace of no steps at all (an import of a log without any QEMU event, a recording "
+        "that recorded nothing) cannot break a rule: a PASS would say nothing about QEMU."
+    ),
+)
+
 #: The rules the reader produces, in catalogue order.
 PRODUCED_BY_READER: tuple[Rule, ...] = (SEQ_UNIQUE, TS_MONOTONIC_PER_THREAD, TRACE_TRUNCATED,
-                                        RECORDING_INTACT)
+                                        RECORDING_INTACT, TRACE_EMPTY)

@@ -17,7 +17,8 @@ of whole VMs; `scan_unit` / `read_unit` read a unit into `Steps` and integrity f
   truncated or interrupted inputs, recordings that differ from their manifest);
   `analyzer.rules.integrity` words them as findings
 
-A trace of no steps at all is unusable input (exit 2), not a check that passes.
+A trace of no steps at all is read (an import of a log without QEMU events writes one), and
+`Trace.empty` says so: a check words it as a `trace-empty` warning, never a silent PASS.
 
 Nothing here knows the rules: which columns to read is the caller's `columns` argument.
 """

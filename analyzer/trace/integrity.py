@@ -58,6 +58,12 @@ class TruncatedInput(NamedTuple):
     interrupted: bool = False
 
 
+class EmptyTrace(NamedTuple):
+    """A trace of no steps at all: nothing was judged, which must not read as a pass."""
+
+    inputs: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class RecordingProblem:
     """A recorder directory that differs from what its manifest promises
@@ -74,7 +80,7 @@ class RecordingProblem:
 #: What reading a unit reports about its rows.
 StepFact = ClockBackwards | RepeatedSeq
 #: What the manifests of the inputs say about the recording.
-InputFact = TruncatedInput | RecordingProblem
+InputFact = TruncatedInput | RecordingProblem | EmptyTrace
 
 
 def clock_back(thread: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -27,7 +27,7 @@ from analyzer.trace.files import (
     read_row_group,
     sha256,
 )
-from analyzer.trace.integrity import RecordingProblem, TruncatedInput
+from analyzer.trace.integrity import EmptyTrace, RecordingProblem, TruncatedInput
 from analyzer.trace.sources import PathArg, expand
 from tracer import tracedir
 from tracer.errors import InputError
@@ -96,6 +96,13 @@ class Trace:
                 if rg.file in incomplete:
                     groups[self.files[rg.file].group].update(rg.vms)
         return [TruncatedInput(g, tuple(sorted(v)), g in interrupted) for g, v in sorted(groups.items())]
+
+    @property
+    def empty(self) -> list[EmptyTrace]:
+        """[EmptyTrace(inputs)] when the trace holds no step at all, else []."""
+        if self.rows:
+            return []
+        return [EmptyTrace(tuple(sorted({f.group for f in self.files})))]
 
     def recording_problems(self) -> list[RecordingProblem]:
         """How each recorder directory among the inputs differs from its manifest (missing,
@@ -178,8 +185,9 @@ def load(paths: PathArg | Sequence[PathArg], *, unit_rows: int = UNIT_ROWS) -> T
     """Validate and plan the trace at `paths` (files, directories, globs).
 
     Raises :class:`~tracer.errors.InputError` (a subclass naming the file and the problem) for
-    anything unusable, and for a trace of no steps at all: a check of nothing would pass
-    silently, so an empty input is exit 2, not a PASS. Reads only Parquet footers and, where the statistics do not tell, the
+    anything unusable. A trace of no steps at all is usable (an import of a log without QEMU
+    events writes one) but never a silent PASS: `Trace.empty` is the fact a check words as a
+    `trace-empty` warning. Reads only Parquet footers and, where the statistics do not tell, the
     `vm` column; the steps themselves are read by :func:`analyzer.trace.read_unit`.
     """
     if isinstance(paths, str | os.PathLike):
@@ -194,10 +202,6 @@ def load(paths: PathArg | Sequence[PathArg], *, unit_rows: int = UNIT_ROWS) -> T
         if tf.group != tf.path:  # a segment of a recorder directory
             recordings.add(tf.group)
     rows = sum(f.rows for f in files)
-    if not rows:
-        single = len({f.group for f in files}) == 1
-        raise InputError(f"no steps to check ({'0 rows' if single else f'0 rows in {len(files)} files'})",
-                         path=files[0].group if single else files[0].path)
     units = pack_units(groups, unit_rows)
     vms = sorted({v for u in units for v in u.vms})
     hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blkreplay-sha256")

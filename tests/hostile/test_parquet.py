@@ -80,11 +80,16 @@ def test_an_unknown_schema_version(tmp_path, one_vm):
     bad(run_cli(["check", p]), p, says="unsupported trace schema version '99'")
 
 
-def test_a_zero_row_trace_is_exit_2_not_a_silent_pass(tmp_path, one_vm):
+def test_a_zero_row_trace_is_a_warning_not_a_silent_pass(tmp_path, one_vm):
     p = write_parquet(one_vm.slice(0, 0), tmp_path / "zero.parquet")
-    for argv in (["check", p], ["report", p, "-o", tmp_path / "r.html"], ["replay", p]):
-        bad(run_cli(argv), p, says="no steps to check (0 rows)")
-    assert not (tmp_path / "r.html").exists()
+    doc = check_json(run_cli(["check", p, "-f", "json"]))
+    assert [(f["rule"], f["severity"]) for f in doc["findings"]] == [("trace-empty", "warning")]
+    assert doc["summary"]["steps"] == 0 and "zero.parquet" in doc["findings"][0]["message"]
+    for argv in (["report", p, "-o", tmp_path / "r.html"], ["replay", p]):
+        out = run_cli(argv)
+        assert_contract(out)
+        assert out.code == 0, out.err
+    assert "trace-empty" in (tmp_path / "r.html").read_text()
 
 
 @pytest.mark.parametrize("cut", [0, 4, 100, -8, -1])
