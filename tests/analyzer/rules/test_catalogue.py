@@ -126,7 +126,8 @@ def test_catalogue_order_is_the_order_of_the_rule_modules() -> None:
         "stop-pending-at-end", "resume-before-retry-error", "vm-stop-thread",
         "query-matches-events", "query-matches-runstate", "iostatus-reset-on-cont",
         "action-matches-policy", "runstate-transition", "event-names-unknown", "qom-path-swapped",
-        "seq-unique", "ts-monotonic-per-thread", "trace-truncated",
+        "seq-unique", "ts-monotonic-per-thread", "trace-truncated", "recording-intact",
+        "trace-empty",
     ]
     assert list(RULES) == list(RULE_IDS)
 
