@@ -202,6 +202,16 @@ def test_report_of_an_altered_recording_lists_the_finding(recording, tmp_path):
     assert "recording-intact" in text and "seg-000000.parquet" in text
 
 
+
+def test_replay_of_an_altered_recording_says_so_before_its_steps(recording):
+    (recording / "seg-000001.parquet").unlink()
+    out = run_cli(["replay", recording, "-f", "jsonl"])
+    assert_contract(out)
+    assert out.code == 0, out.err
+    [line] = [ln for ln in out.err.splitlines() if "recording-intact" in ln]
+    assert line.startswith("blkreplay replay: error: recording-intact: ") and "seg-000001.parquet" in line
+    assert out.out  # the steps that are there are still shown
+
 # ---------------------------------------------------------------------------------------------
 # Incomplete recordings: a warning, the run is cut short but what is there is intact
 # ---------------------------------------------------------------------------------------------
