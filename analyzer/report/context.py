@@ -223,10 +223,12 @@ def context_windows(
             spans[i] = (pos, offset + np.searchsorted(union, pos))
         shown.append(union + start)
         offset += len(union)
+    if not shown:  # no listed finding names a step (recording-intact, trace-truncated)
+        return out
     view = replay_view(steps, batch, np.concatenate(shown), _marks(all_findings, rule_order), rows)
     by_device = devices(batch)
-    for i, (pos, rows) in spans.items():
+    for i, (pos, at) in spans.items():
         vm_code = batch.vm_names.index(listed[i].vm)
         columns = [IOSTATUS_PREFIX + batch.device_names[d] for d in by_device.get(vm_code, [])]
-        out[i] = _window(view.iloc[rows].reset_index(drop=True), listed[i], pos, columns)
+        out[i] = _window(view.iloc[at].reset_index(drop=True), listed[i], pos, columns)
     return out
