@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import itertools
 import shlex
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -93,16 +94,18 @@ class UnitSteps:
     steps: pd.DataFrame
 
 
-#: fn(vms) -> the units holding any of `vms` (None: every unit), read one at a time, each
-#: restricted to `vms` when given.
-UnitReader = Callable[[Collection[str] | None], Iterator[UnitSteps]]
+#: fn(vms, skip) -> the units holding any of `vms` (None: every unit) but those whose VMs are
+#: one of the sets in `skip`, read one at a time, each restricted to `vms` when given.
+UnitReader = Callable[[Collection[str] | None, Collection[frozenset[str]]], Iterator[UnitSteps]]
 
 
 def frame_units(steps: pd.DataFrame) -> UnitReader:
     """A whole steps frame as one unit (tests, and callers that already hold the steps)."""
 
-    def read(vms: Collection[str] | None) -> Iterator[UnitSteps]:
+    def read(vms: Collection[str] | None, skip: Collection[frozenset[str]] = ()) -> Iterator[UnitSteps]:
         names = frozenset(str(v) for v in steps["vm"].unique()) if len(steps) else frozenset()
+        if names in skip:
+            return
         if vms is None:
             yield UnitSteps(names, len(steps), steps)
         elif names & set(vms):
@@ -112,18 +115,33 @@ def frame_units(steps: pd.DataFrame) -> UnitReader:
     return read
 
 
-def trace_units(trace: Trace) -> UnitReader:
-    """The units of a loaded trace, each read when its turn comes (memory: one unit)."""
+@dataclass(frozen=True)
+class TraceUnits:
+    """The units of a loaded trace as a `UnitReader`, each read when its turn comes and let go
+    before the next is read (memory: one unit)."""
 
-    def read(vms: Collection[str] | None) -> Iterator[UnitSteps]:
+    trace: Trace
+
+    @property
+    def rows(self) -> int:
+        return self.trace.rows
+
+    def __call__(self, vms: Collection[str] | None,
+                 skip: Collection[frozenset[str]] = ()) -> Iterator[UnitSteps]:
         wanted = None if vms is None else set(vms)
-        for unit in trace.units:
+        for unit in self.trace.units:
             if wanted is not None and not wanted.intersection(unit.vms):
                 continue
-            steps = source.read_unit_steps(trace, unit, vms=None if wanted is None else sorted(wanted))
+            if frozenset(unit.vms) in skip:
+                continue
+            steps = source.read_unit_steps(self.trace, unit, vms=None if wanted is None else sorted(wanted))
             yield UnitSteps(frozenset(unit.vms), len(steps), steps)
+            del steps
 
-    return read
+
+def trace_units(trace: Trace) -> TraceUnits:
+    """The units of a loaded trace, read one at a time (see :class:`TraceUnits`)."""
+    return TraceUnits(trace)
 
 
 def _only(steps: pd.DataFrame, vms: set[str]) -> pd.DataFrame:
@@ -186,6 +204,8 @@ def assemble_report(
     read = frame_units(steps) if isinstance(steps, pd.DataFrame) else steps
     if isinstance(steps, pd.DataFrame):
         total_rows = len(steps)
+    elif total_rows is None and isinstance(steps, TraceUnits):
+        total_rows = steps.rows
     sections, listed = _sections(result, max_findings)
     order = [r.id for r in result.rules]
 
@@ -193,7 +213,9 @@ def assemble_report(
     facts: list[stats.StepFacts] = []
     windows: list[ContextWindow | None] = [None] * len(listed)
     advance = _counted(statistics_progress, total_rows or 0)
-    for unit in read(None):
+    last: UnitSteps | None = None  # the final unit, kept for the timeline
+    seen = 0
+    for unit in read(None, ()):
         facts.append(stats.step_facts(unit.steps))
         mine = [i for i, f in enumerate(listed) if f.vm in unit.vms]
         if mine and contexts is None:
@@ -205,6 +227,10 @@ def assemble_report(
             for i, w in zip(mine, found, strict=True):
                 windows[i] = w
         advance(unit.rows)
+        seen += unit.rows
+        if seen == total_rows:
+            last = unit
+        del unit  # gone before the next unit is read
     if contexts is not None and listed:
         windows = contexts(listed)
     sections = _attach_contexts(sections, {id(f): w for f, w in zip(listed, windows, strict=True)})
@@ -235,12 +261,22 @@ def assemble_report(
     timeline_rows = int(summary.loc[summary["vm"].isin(chosen), "steps"].sum()) if len(summary) else 0
     advance = _counted(timeline_progress, timeline_rows)
     intervals, markers = [], []
-    for unit in (read(chosen) if chosen else iter(())):
+    # The unit read last is still here: drawn from it first (a trace of one big VM is read
+    # once), then dropped before any other unit is read.
+    held = [] if last is None or not chosen else [
+        UnitSteps(last.vms, int(last.steps["vm"].isin(chosen).sum()), _only(last.steps, set(chosen)))]
+    skip = [last.vms] if held else []
+    last = None
+    for unit in itertools.chain(held, read(chosen, skip) if chosen else ()):
+        if not unit.rows:
+            continue
+        held.clear()
         batch = source.as_steps(unit.steps.iloc[source.state_rows(unit.steps)])
         intervals.append(stats.runstate_intervals(batch, chosen_eps, vms=chosen,
                                                   bounds=steps_facts.ts))
         markers.append(stats.timeline_markers(unit.steps))
         advance(unit.rows)
+        del unit, batch  # gone before the next unit is read
     nothing = source.empty_steps()
     timeline = Timeline(
         vms=chosen,

@@ -95,7 +95,10 @@ class _Column:
                 arr = pc.dictionary_encode(arr.cast(pa.string()))
             local = arr.dictionary.cast(pa.string()).to_pylist()
             lookup = np.array([self._code(v) for v in local] + [-1], dtype=np.int32)
-            self.buf[at] = lookup[pc.fill_null(arr.indices, len(local)).to_numpy(zero_copy_only=False)]
+            if arr.null_count == 0 and (lookup[:-1] == np.arange(len(local))).all():
+                self.buf[at] = arr.indices.to_numpy(zero_copy_only=False)  # same codes: no lookup
+            else:
+                self.buf[at] = lookup[pc.fill_null(arr.indices, len(local)).to_numpy(zero_copy_only=False)]
             return
         arr = arr.cast(COLUMN_BY_NAME[self.name].type)
         if self.nullable:
