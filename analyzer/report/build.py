@@ -1,8 +1,17 @@
 """Assembling a :class:`~analyzer.report.document.Report` from a check result and the trace.
 
-`build_report` does the I/O: it loads the trace once, checks it and reads the step columns the
-report needs from that same loaded trace; `assemble_report` is the pure part (statistics,
-context windows, timeline), so that renderers can be tested on results built by hand.
+`build_report` does the I/O: it loads the trace once and checks it; `assemble_report` then reads
+the steps the report needs *unit by unit* (the units `check` uses, sets of whole VMs:
+`analyzer.trace.plan`), so that memory follows one unit, never the trace (issue #13):
+
+1. statistics: each unit leaves only its :class:`~analyzer.report.stats.StepFacts` (a few
+   rows per VM, one per integrity problem) and the context windows of the listed findings of
+   its VMs (at most ``--max-findings`` per rule), replayed from its state rows only;
+2. timeline: the few VMs it draws are read again (the unit still held from step 1 is not).
+
+Facts of disjoint VMs merge into exactly the facts of all their steps, so the report is the
+same bytes however the trace splits into units (``tests/analyzer/report/test_units.py``).
+`assemble_report` also takes one frame of every step (tests build them by hand).
 """
 
 from __future__ import annotations

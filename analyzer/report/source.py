@@ -1,13 +1,16 @@
-"""Reading the step columns a report needs, once per report, and the same rows as a `Steps`.
+"""Reading the step columns a report needs, one unit at a time, and the same rows as a `Steps`.
 
 The check itself (`analyzer.check`) reads the trace its own way and keeps only what the rules
-need; the report additionally needs a few columns of every step, for the timeline, the
-integrity facts and the replay view around each listed finding. It reads them from the trace
-the check ran on (one `load`: one validation, one plan, one hashing of the inputs).
+need; the report additionally needs a few columns of every step, for the per-VM statistics, the
+integrity facts and the replay view around each listed finding. :func:`read_unit_steps` reads
+them for one unit of the trace the check ran on (one `load`: one validation, one plan, one
+hashing of the inputs), into numpy arrays and categoricals: a few dozen bytes a step, no Python
+or Arrow string per step. :func:`read_steps` reads every unit at once (small traces, tests).
 
 The statistics count and group those rows as a pandas frame; the replayed state of the context
 windows and the run-state timeline comes from `analyzer.state`, which reads a `Steps` batch:
-:func:`as_steps` encodes the frame's rows as one, position for position.
+:func:`as_steps` encodes a frame's rows as one, position for position, and :func:`state_rows`
+picks the rows a replayed state can depend on (successful I/O, the bulk, is left out).
 """
 
 from __future__ import annotations
