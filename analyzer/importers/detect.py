@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from analyzer.importers.json_scan import parse_json
 from tracer.errors import ImportFormatError
 
-FORMATS = ("qmp", "qemu-log", "libvirt-log")
+FORMATS = ("qmp", "qemu-log", "libvirt-log", "domain-log", "virsh-events")
 
 #: How much of an input `detect_format` is given to look at (a first line may be a long reply).
 DETECT_BYTES = 32 << 20
@@ -28,6 +28,15 @@ TRACE_PREFIXED = re.compile(r"\d+@\d+\.\d+:[A-Za-z_]\w*")
 TRACE_PLAIN = re.compile(r"[a-z][a-z0-9]*_[a-z0-9_]*(?: |$)")
 #: A QEMU message on the same stderr (error_report / warn_report), optionally timestamped.
 QEMU_MESSAGE = re.compile(r"(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z )?qemu[\w.+-]*: ")
+#: libvirt's own lines in a per-domain QEMU log (``/var/log/libvirt/qemu/NAME.log``).
+DOMAIN_HEAD = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d{4}: "
+    r"(?:starting up libvirt version: |Domain id=\d+ is tainted|shutting down, reason=)"
+)
+#: A QEMU command line (a ``cmdline`` file, the start of one in a domain log).
+COMMAND_LINE = re.compile(r"(?:\S*/)?(?:qemu-system-[\w.-]+|qemu-kvm) +-\w")
+#: ``virsh event --loop [--timestamp]``: ``[TIME: ]event 'NAME' for domain 'VM'``.
+VIRSH_EVENT = re.compile(r"(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d{4}: )?event '[\w-]+' for domain '")
 
 
 def is_qmp_message(obj: object) -> bool:
@@ -52,7 +61,15 @@ def classify_line(line: str) -> str | None:
         return "qmp" if is_qmp_message(obj) else None
     if LIBVIRT_HEAD.match(s):
         return "libvirt-log"
-    if TRACE_PREFIXED.match(s) or QEMU_MESSAGE.match(s) or TRACE_PLAIN.match(s):
+    if DOMAIN_HEAD.match(s):
+        return "domain-log"
+    if VIRSH_EVENT.match(s):
+        return "virsh-events"
+    if TRACE_PREFIXED.match(s) or QEMU_MESSAGE.match(s):
+        return "qemu-log"
+    if COMMAND_LINE.match(s):
+        return "domain-log"
+    if TRACE_PLAIN.match(s):
         return "qemu-log"
     return None
 
@@ -72,14 +89,15 @@ def detect_format(lines: Iterable[str], path: str, *, skip_bad: bool = False, wh
         seen += 1
         if limit is None or seen >= limit:
             raise ImportFormatError(
-                "unknown format: not QMP JSON, a QEMU trace log or a libvirt daemon log "
+                "unknown format: not QMP JSON, a QEMU trace log, a libvirt daemon or per-domain log, "
+                "a QEMU command line or virsh event output "
                 f"(line starts {line[:60]!r})",
                 path=path,
                 line=number,
             )
     if not whole:
         raise ImportFormatError(
-            f"unknown format: no QMP, QEMU trace log or libvirt log line in its first {DETECT_BYTES >> 20} MiB",
+            f"unknown format: no QMP, QEMU trace log, libvirt log or virsh event line in its first {DETECT_BYTES >> 20} MiB",
             path=path,
         )
     raise ImportFormatError("empty input: no line to import", path=path)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from analyzer.importers import libvirt_log, qemu_log, qmp
+from analyzer.importers import domain_log, libvirt_log, qemu_log, qmp, virsh_events
 from analyzer.importers.detect import DETECT_BYTES, FORMATS, detect_format
 from analyzer.importers.lines import InputText, LinePolicy, read_text
 from analyzer.importers.output import check_output, one_table, write_tables
@@ -40,6 +40,8 @@ PARSERS: dict[str, Callable[[InputText, LinePolicy], ParsedInput]] = {
     "qmp": qmp.parse,
     "qemu-log": qemu_log.parse,
     "libvirt-log": libvirt_log.parse,
+    "domain-log": domain_log.parse,
+    "virsh-events": virsh_events.parse,
 }
 
 
