@@ -18,6 +18,7 @@ garbage collector paused (`_no_cycle_collection`).
 from __future__ import annotations
 
 import gc
+import glob
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -108,19 +109,23 @@ def parse_input(
     progress: ProgressCallback | None = None,
     progress_base: int = 0,
     progress_total: int | None = None,
+    stdin_name: str | None = None,
 ) -> ParsedInput:
-    """Read and parse one input into its parts (one per VM), without merging or writing."""
+    """Read and parse one input into its parts (one per VM), without merging or writing.
+
+    `path` may be compressed (`compressed`: named by its logical name) or ``-``, standard
+    input, named `stdin_name` (default `lines.STDIN_NAME`)."""
     if format != "auto" and format not in FORMATS:
         raise InputError(f"unknown format {format!r}; expected auto or one of: {', '.join(FORMATS)}")
-    text = read_text(path, scan=False)
+    text = read_text(path, scan=False, stdin_name=stdin_name, skip_bad=skip_bad)
     try:
         if format != "auto":
             fmt = format
             if not any(line.strip() for line in text.iter_lines()):
-                raise ImportFormatError("empty input: no line to import", path=text.path)
+                raise ImportFormatError("empty input: no line to import", path=text.source)
         else:  # from a bounded prefix: a huge file of junk is refused at its first megabytes
             fmt = detect_format(
-                text.iter_lines(DETECT_BYTES), text.path, skip_bad=skip_bad, whole=text.size <= DETECT_BYTES,
+                text.iter_lines(DETECT_BYTES), text.source, skip_bad=skip_bad, whole=text.size <= DETECT_BYTES,
             )
         text.scan()
         policy = LinePolicy(
@@ -171,6 +176,7 @@ def import_traces(
     progress: ProgressCallback | None = None,
     parents: bool = False,
     replace: bool = False,
+    stdin_name: str | None = None,
 ) -> ImportSummary:
     """Import `inputs` (of one VM, or a libvirt log of several) and write schema v1 to `out`.
 
@@ -185,7 +191,9 @@ def import_traces(
     """
     if not inputs:
         raise InputError("no input to import")
-    plan = check_output(out, inputs=inputs, parents=parents, replace=replace)
+    if sum(str(p) == "-" for p in inputs) > 1:
+        raise InputError("standard input (-) given more than once")
+    plan = check_output(out, inputs=[p for p in inputs if str(p) != "-"], parents=parents, replace=replace)
     sizes = [_size(p) for p in inputs]
     total = sum(sizes)
     parsed: list[ParsedInput] = []
@@ -195,7 +203,7 @@ def import_traces(
             parsed.append(
                 parse_input(
                     p, format, skip_bad=skip_bad, progress=progress,
-                    progress_base=base, progress_total=total,
+                    progress_base=base, progress_total=total, stdin_name=stdin_name,
                 )
             )
             base += size
@@ -209,6 +217,23 @@ def import_traces(
         inputs=summaries, out=str(plan.path), files=tuple(files),
         vm_rows={name: t.num_rows for name, t in tables.items()},
     )
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
+    """`inputs` with every glob pattern (``*``, ``?``, ``[``) that names no file expanded, in
+    sorted order (a shell that did not expand it: quoted, or Windows); a pattern matching
+    nothing is an InputError. ``-`` (standard input) stays."""
+    out: list[str] = []
+    for p in inputs:
+        name = str(p)
+        if name == "-" or os.path.lexists(name) or not glob.has_magic(name):
+            out.append(name)
+            continue
+        found = sorted(glob.glob(name))
+        if not found:
+            raise InputError("no file matches this pattern", path=name)
+        out += found
+    return out
 
 
 def _size(path: str | Path) -> int:
