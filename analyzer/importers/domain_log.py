@@ -124,14 +124,6 @@ def _text(value: object) -> str | None:
     return None
 
 
-class BadOption(ValueError):
-    """An option whose value cannot be read, and the input line it is on (if known)."""
-
-    def __init__(self, message: str, line: int | None) -> None:
-        super().__init__(message)
-        self.line = line
-
-
 @dataclass
 class CommandLine:
     """The block configuration one QEMU command line gives."""
@@ -172,7 +164,8 @@ def parse_command_line(argv: list[str], lines: list[int] | None = None) -> Comma
                 if props.get("drive") is not None:
                     devices.append((props, lines[k] if lines else None))
         except ValueError as exc:
-            raise BadOption(f"-{opt} {value[:60]!r}: {exc}", lines[k + 1] if lines else None) from None
+            # (message, the input line of the option's value)
+            raise ValueError(f"-{opt} {value[:60]!r}: {exc}", lines[k + 1] if lines else None) from None
     for props, line in devices:
         fact = _device(props, drives, nodes, out.node_map)
         fact["line"] = line
@@ -297,8 +290,8 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
         try:
             cmd = parse_command_line(*_argv(pending))
         except ValueError as exc:
-            at = getattr(exc, "line", None) or first_line
-            policy.bad(at, pending[0][1][:200], f"QEMU command line: {exc}")
+            at = exc.args[1] if len(exc.args) > 1 and exc.args[1] else first_line
+            policy.bad(at, pending[0][1][:200], f"QEMU command line: {exc.args[0]}")
             return
         finally:
             pending.clear()
