@@ -34,7 +34,7 @@ DOMAIN_HEAD = re.compile(
     r"(?:starting up libvirt version: |Domain id=\d+ is tainted|shutting down, reason=)"
 )
 #: A QEMU command line (a ``cmdline`` file, the start of one in a domain log).
-COMMAND_LINE = re.compile(r"(?:\S*/)?(?:qemu-system-[\w.-]+|qemu-kvm) +-\w")
+COMMAND_LINE = re.compile(r"(?:^|\s)(?:\S*/)?(?:qemu-system-[\w.-]+|qemu-kvm) +-\w")
 #: ``virsh event --loop [--timestamp]``: ``[TIME: ]event 'NAME' for domain 'VM'``.
 VIRSH_EVENT = re.compile(r"(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d{4}: )?event '[\w-]+' for domain '")
 
@@ -67,7 +67,7 @@ def classify_line(line: str) -> str | None:
         return "virsh-events"
     if TRACE_PREFIXED.match(s) or QEMU_MESSAGE.match(s):
         return "qemu-log"
-    if COMMAND_LINE.match(s):
+    if COMMAND_LINE.search(s):  # also a ``ps`` line, its columns before the binary
         return "domain-log"
     if TRACE_PLAIN.match(s):
         return "qemu-log"

@@ -329,8 +329,12 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
         if m is not None:
             message = m.group(6)
             if _STARTING.match(message):
+                try:
+                    start_ts = header_ns(m)
+                except ValueError:  # a date that does not exist (month 13)
+                    policy.bad(number, line, f"not a valid time {m.group(1)!r}")
+                    continue
                 boot += 1
-                start_ts = header_ns(m)
                 v = _QEMU_VERSION.search(message)
                 if v is not None and part.qemu_version is None:
                     part.qemu_version = v.group(1)

@@ -60,7 +60,11 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
         if m is None:
             policy.bad(number, line, "not a virsh event line (expected \"[TIME: ]event 'NAME' for domain 'VM': ...\")")
             continue
-        ts = header_ns(m) if m.group(1) else None
+        try:
+            ts = header_ns(m) if m.group(1) else None
+        except ValueError:  # a date that does not exist (month 13)
+            policy.bad(number, line, f"not a valid time {m.group(1)!r}")
+            continue
         event, domain, rest = m.group(6), m.group(7), m.group(8) or ""
         part = parts.get(domain)
         if part is None:

@@ -196,3 +196,38 @@ def test_a_broken_json_option_is_one_line_naming_the_file_and_line(write):
     message = str(exc.value)
     assert message.startswith(f"{path}, line 4: QEMU command line: -device ") and "not valid JSON" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("name", [DOMAIN_LOG, "virsh-events.log"])
+def test_mangled_host_logs_give_rows_or_one_input_error_never_a_crash(samples_dir, tmp_path, name):
+    """Seeded mutations of the real domain log and virsh output (bytes flipped, lines cut,
+    doubled, reordered): each parses, or fails with an InputError (exit 2), never otherwise."""
+    import random
+
+    from analyzer.importers.vm_tables import vm_tables
+    from tracer.errors import InputError
+
+    original = (_folder(samples_dir, "libvirt-11.3") / name).read_bytes()
+    rng = random.Random(14)
+    path = tmp_path / name
+    for _ in range(150):
+        lines = original.split(b"\n")
+        for _ in range(rng.randint(1, 4)):
+            k = rng.randrange(len(lines))
+            what = rng.randrange(4)
+            if what == 0 and lines[k]:
+                j = rng.randrange(len(lines[k]))
+                lines[k] = lines[k][:j] + bytes([rng.choice(b"'\"{},=\\ \x00\xff:-")]) + lines[k][j + 1 :]
+            elif what == 1:
+                lines[k] = lines[k][: rng.randrange(len(lines[k]) + 1)]
+            elif what == 2:
+                lines.insert(k, lines[rng.randrange(len(lines))])
+            else:
+                del lines[k]
+        path.write_bytes(b"\n".join(lines))
+        for skip in (False, True):
+            try:
+                parsed = parse_input(path, skip_bad=skip)
+                vm_tables([parsed], vm=None, host=None)
+            except InputError as exc:
+                assert "\n" not in str(exc)
