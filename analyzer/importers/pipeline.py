@@ -4,7 +4,8 @@ Each step is its own module; this one runs them in order and keeps the bookkeepi
 
 1. open the input as a stream of bounded lines (`lines.read_text`) and recognise its format
    from a bounded prefix (`detect`);
-2. parse it with that format's parser (`qmp`, `qemu_log`, `libvirt_log`) into parts, one per
+2. parse it with that format's parser (`qmp`, `qemu_log`, `libvirt_log`, `domain_log`,
+   `virsh_events`; a compressed input decompressed first, `compressed`) into parts, one per
    VM it shows, every bad line going through one `lines.LinePolicy`;
 3. check every integer fits its column (`rows.first_out_of_range`), give each part its VM
    and build one table per VM (`vm_tables`, `vm_groups`, `merge`), refusing one that
@@ -158,10 +159,11 @@ def read_input(
     host: str | None = None,
     skip_bad: bool = False,
     progress: ProgressCallback | None = None,
+    stdin_name: str | None = None,
 ) -> pa.Table:
     """One input as a schema-v1 table (every VM it holds, each with seq 0..)."""
     with _no_cycle_collection():
-        parsed = parse_input(path, format, skip_bad=skip_bad, progress=progress)
+        parsed = parse_input(path, format, skip_bad=skip_bad, progress=progress, stdin_name=stdin_name)
         return one_table(list(vm_tables([parsed], vm=vm, host=host).values()))
 
 
