@@ -1,7 +1,8 @@
 """Recognising an input's format from its content, and judging single lines.
 
 The first non-empty line decides (with ``--skip-bad``, the first recognisable one among the
-first `SCAN_LINES`). Each line type has one cheap test, so the same function also tells, for
+first `SCAN_LINES`), except that QEMU stderr followed, within `SCAN_LINES`, by libvirt's own
+lines is a per-domain log (a rotated one starts anywhere). Each line type has one cheap test, so the same function also tells, for
 a line a parser rejects, whether it belongs to another format (a mixed file) or to none.
 """
 
@@ -74,16 +75,26 @@ def classify_line(line: str) -> str | None:
     return None
 
 
+def _domain_lines_follow(lines: Iterable[str]) -> bool:
+    """Whether one of the next `SCAN_LINES` lines is libvirt's own line of a domain log."""
+    return any(DOMAIN_HEAD.match(line) for line, _ in zip(lines, range(SCAN_LINES), strict=False))
+
+
 def detect_format(lines: Iterable[str], path: str, *, skip_bad: bool = False, whole: bool = True) -> str:
     """The format of an input whose first lines are `lines`; ImportFormatError if there is
     none. `whole`: `lines` are all the input's (else only a prefix: a prefix of blank or
     unrecognisable lines is "no recognisable line", not "empty input")."""
     limit = SCAN_LINES if skip_bad else None
     seen = 0
-    for number, line in enumerate(lines, 1):
+    it = iter(lines)
+    for number, line in enumerate(it, 1):
         if not line.strip():
             continue
         fmt = classify_line(line)
+        if fmt == "qemu-log":
+            # A rotated per-domain log (NAME.log.1) may start with QEMU's stderr: libvirt's
+            # own lines further on tell it from a trace log.
+            return "domain-log" if _domain_lines_follow(it) else fmt
         if fmt is not None:
             return fmt
         seen += 1

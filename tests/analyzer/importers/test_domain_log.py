@@ -231,3 +231,15 @@ def test_mangled_host_logs_give_rows_or_one_input_error_never_a_crash(samples_di
                 vm_tables([parsed], vm=None, host=None)
             except InputError as exc:
                 assert "\n" not in str(exc)
+
+
+def test_a_rotated_domain_log_starting_with_qemu_stderr_is_still_a_domain_log(samples_dir, tmp_path):
+    lines = (_folder(samples_dir, "libvirt-11.3") / DOMAIN_LOG).read_text().splitlines()
+    terminating = next(i for i, x in enumerate(lines) if "terminating on signal" in x)
+    rotated = tmp_path / (DOMAIN_LOG + ".1")
+    rotated.write_text("\n".join(lines[terminating:] + lines) + "\n")
+    parsed = parse_input(rotated)
+    assert parsed.format == "domain-log"
+    assert [p.source for p in parsed.parts] == ["domain-log", "qemu-log"]
+    # a trace log alone stays a trace log
+    assert parse_input(samples_dir / "qemu-10.0" / "a-stop-eio-dataplane" / "trace.log").format == "qemu-log"
