@@ -209,8 +209,9 @@ class Steps:
         id, device, op, errno and action, on the raising thread; the ``qmp_event`` row of the
         same error id is only its delivery (at once, late from the main loop, or never: held
         and replaced, or still held when QEMU quit). The rules judge the raise: the queue row
-        becomes the BLOCK_IO_ERROR (kind qmp_event, its own seq and thread) and the delivery
-        row of that error id is dropped. An error id without a queue row keeps its event row.
+        becomes the BLOCK_IO_ERROR (kind qmp_event, at its own position, thread and time, but
+        named in evidence by the delivery's seq, the row a user finds on the wire) and the
+        delivery row of that error id is dropped. An error id without a queue row keeps its event row.
         Without such rows the batch itself is returned.
         """
         queue = self.is_named("trace_event", "monitor_protocol_event_queue") & self.has_eid
@@ -230,6 +231,18 @@ class Steps:
         out.kind[q] = K["qmp_event"]
         out.name[q] = code
         out.evt[q] = out.ts[q]
+        # Evidence names the event row a user finds on the wire (its delivery), else the raise.
+        # Replies are tied to their commands first: seqs are no longer sorted afterwards.
+        _ = out.cmd_index
+        d = np.flatnonzero(delivered)
+        qi = np.flatnonzero(q)
+        if len(d) and len(qi):
+            order = np.argsort(key[d], kind="stable")
+            sorted_keys = key[d][order]
+            want = out.vm[qi].astype(np.int64) * width + (out.eid[qi] + 1)
+            at = np.minimum(np.searchsorted(sorted_keys, want), len(d) - 1)
+            hit = sorted_keys[at] == want
+            out.seq[qi[hit]] = self.seq[d[order[at[hit]]]]
         return out
 
     # ------------------------------------------------------------------ emission order

@@ -43,13 +43,11 @@ def throttled_findings_vs_truth(out: Path) -> tuple[set, set]:
     return found, truth
 
 
-#: (qemu, variant) pairs whose findings do not equal ground truth yet: the analyzer's rules
-#: judge BLOCK_IO_ERROR where it arrives, not where it was raised (issue #11, the rules' part).
-#: Remove a pair when it passes (the strict xfail then fails).
-THROTTLED_PENDING = "issue #11: rules judge arrival order of throttled BLOCK_IO_ERROR"
-THROTTLED_FAILING: frozenset[tuple[str, str]] = frozenset(
-    (q, v) for q in ("9.2", "10.0") for v in VARIANTS if VARIANT_TABLE[v].only_qemu in (None, q)
-)
+#: (qemu, variant) pairs whose findings do not equal ground truth yet. Remove a pair when it
+#: passes (the strict xfail then fails).
+THROTTLED_PENDING = ("qom-path-swapped: a simulated trace records the swapped fields only in the "
+                     "event's payload, which the rules do not read (no marker row as an import has)")
+THROTTLED_FAILING: frozenset[tuple[str, str]] = frozenset({("9.2", "qom-path-swap")})
 THROTTLED_SEEDS = range(1, 5)
 
 

@@ -252,14 +252,7 @@ def test_vectorized_rules_agree_with_the_reference(tmp_path: Path, program, impo
 #: Rules the vectorized checker does not yet judge as the reference does on throttled traces
 #: (issue #11: the analyzer's rules for throttled QEMU); each is a strict xfail below. Remove a
 #: line when its rule agrees (the strict xfail then fails).
-THROTTLED_DISAGREE: dict[str, str] = {
-    "event-before-stop": "a held event arriving after its STOP (or a replaced one) reads as a STOP "
-                         "before its BLOCK_IO_ERROR",
-    "query-matches-events": "misses a BLOCK_IO_ERROR raised before the query-block command but held "
-                            "until after its reply",
-    "iostatus-reset-on-cont": "QMP only: failed after a cont whose retried request's event was held "
-                              "or replaced reads as a lost reset",
-}
+THROTTLED_DISAGREE: dict[str, str] = {}
 
 #: Every non-integrity rule the reference checker implements.
 REFERENCE_RULES = (
@@ -384,7 +377,6 @@ def test_a_real_violation_stays_one_when_throttled() -> None:
     assert ("iostatus-before-event", "vm0", 2, (set_seq, sent["seq"])) in check_rows(rows, throttled=True)
 
 
-@pytest.mark.xfail(strict=True, reason="iostatus-before-event judges the delivered event, not its raise")
 def test_the_rules_find_a_held_event_raised_before_its_iostatus(tmp_path: Path) -> None:
     """The vectorized rules agree with the reference on the trace of the test above."""
     b = TraceBuilder()
