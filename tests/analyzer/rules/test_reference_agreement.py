@@ -260,13 +260,18 @@ REFERENCE_RULES = (
     "stop-pending-at-end", "resume-before-retry-error", "vm-stop-thread", "query-matches-events",
     "query-matches-runstate", "iostatus-reset-on-cont", "action-matches-policy", "runstate-transition",
 )
+THROTTLE_WINDOW_NS = 1_000_000_000
 THROTTLED_EXAMPLES = int(os.environ.get("BLKREPLAY_THROTTLED_EXAMPLES", "200"))
 
 
 def _throttled_case(program, window_rows: int, sim_like: bool, dataplane: bool) -> list[dict]:
     iothreads = {"drive0": "iothread0" if dataplane else None, "drive1": None}
     rows = build(program, iothreads)
-    rows = throttle(rows, window_rows * 1000, raise_rows=sim_like)
+    # QEMU's window is 1 s, and so are the rules' window excuses: rows are spaced so that one
+    # window spans about `window_rows` of them.
+    scale = THROTTLE_WINDOW_NS // (window_rows * 1000)
+    rows = [{**r, "ts_ns": r["ts_ns"] * scale} for r in rows]
+    rows = throttle(rows, THROTTLE_WINDOW_NS, raise_rows=sim_like)
     return rows if sim_like else as_import(rows, qmp_only=True)
 
 
