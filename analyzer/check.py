@@ -116,6 +116,10 @@ def check(
     findings = [f for r in results for f in r.findings if f.rule not in skip]
     if "trace-truncated" in ids:
         findings.extend(integrity_findings(trace.truncated))
+    if "recording-intact" in ids:
+        findings.extend(integrity_findings(trace.recording_problems()))
+    if "trace-empty" in ids:
+        findings.extend(integrity_findings(trace.empty))
     findings.sort(key=_order)
     frames = [r.episodes for r in results if len(r.episodes)]
     eps = (

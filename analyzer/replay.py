@@ -29,6 +29,7 @@ from analyzer.rules.integrity import findings as integrity_findings
 from analyzer.state import devices, iostatus, iostatus_names, pending, run_state, runstate_names
 from analyzer.steps import NULL, Steps
 from analyzer.trace import PathArg, Trace, UnitData, load, read_unit
+from analyzer.trace.files import read_row_group
 
 #: Columns of the replay view before the per-device io-status columns ``iostatus:<device>``.
 REPLAY_COLUMNS: tuple[str, ...] = (
@@ -210,21 +211,54 @@ def steps_around(
     """The replay view of `context` steps before and after step `seq` of `vm` (by position in
     the VM's replay order, so gaps in seq do not shrink the window)."""
     trace = _trace(paths_or_trace)
-    seqs = _vm_seqs(trace, vm)
-    if not len(seqs):
+    bounds = _cached(("window", id(trace), vm, seq, context), lambda: _window(trace, vm, seq, context), trace)
+    if bounds is None:
         return replay(trace, vm=vm, from_seq=seq, to_seq=seq)
-    p = int(np.searchsorted(seqs, seq))
-    lo = seqs[max(p - context, 0)]
-    hi = seqs[min(p + context, len(seqs) - 1)]
-    return replay(trace, vm=vm, from_seq=int(lo), to_seq=int(hi))
+    return replay(trace, vm=vm, from_seq=bounds[0], to_seq=bounds[1])
 
 
-def _vm_seqs(trace: Trace, vm: str) -> np.ndarray:
-    def make() -> np.ndarray:
-        t = trace.table(vm=vm, columns=["vm", "seq"])
-        return np.unique(t.column("seq").to_numpy())
+def _extreme(values: np.ndarray, k: int, *, largest: bool) -> np.ndarray:
+    """The `k` largest (or smallest) distinct `values`, sorted: a partition, then a unique of
+    the few left (a unique of a million seqs per row group costs seconds)."""
+    n = len(values)
+    if n > k:
+        part = np.partition(values, n - k)[n - k:] if largest else np.partition(values, k - 1)[:k]
+        out = np.unique(part)
+        if len(out) < k:  # repeated seqs among them: decide over all values
+            out = np.unique(values)
+    else:
+        out = np.unique(values)
+    return out[-k:] if largest else out[:k]
 
-    return _cached(("seqs", id(trace), vm), make, trace)
+
+def _window(trace: Trace, vm: str, seq: int, context: int) -> tuple[int, int] | None:
+    """(first, last) seq of the window of `context` steps either side of `seq` in `vm`'s replay
+    order, or None when the VM has no steps.
+
+    Streams the VM's `seq` column row group by row group, keeping only the `context` largest
+    seqs below `seq` and the `context` + 1 smallest from `seq` on: memory is one row group's
+    seqs, never the VM's (20 M steps would otherwise be materialized to show 21)."""
+    unit = trace.unit_of(vm)
+    below = np.zeros(0, dtype=np.int64)
+    above = np.zeros(0, dtype=np.int64)
+    for rg in unit.row_groups:
+        if vm not in rg.vms:
+            continue
+        shared = len(rg.vms) > 1
+        t = read_row_group(trace.files[rg.file], rg.index, ["seq", "vm"] if shared else ["seq"], rg.count)
+        s = np.asarray(t.column("seq").to_numpy(), dtype=np.int64)
+        if shared:
+            s = s[np.asarray(pc.equal(t.column("vm").cast(pa.string()), vm).to_numpy(zero_copy_only=False),
+                             dtype=bool)]
+        del t
+        if context:
+            below = _extreme(np.concatenate([below, s[s < seq]]), context, largest=True)
+        above = _extreme(np.concatenate([above, s[s >= seq]]), context + 1, largest=False)
+    if not len(below) and not len(above):
+        return None
+    lo = int(below[0]) if len(below) else int(above[0])
+    hi = int(above[-1]) if len(above) else int(below[-1])
+    return lo, hi
 
 
 __all__ = [

@@ -177,6 +177,9 @@ EXIT_FINDINGS = 1
 EXIT_ERROR = BlkreplayError.exit_code
 #: A bug in blkreplay (an exception nobody raised on purpose): "internal error, please report".
 EXIT_INTERNAL = 3
+#: `blkreplay rules test`: a rule file's own examples did not give what they expect (the
+#: rule is wrong, not the trace), so not 1.
+EXIT_TESTS_FAILED = 4
 #: Interrupted (Ctrl-C), as a shell reports SIGINT.
 EXIT_INTERRUPTED = 130
 #: Standard output closed early (``blkreplay check | head``), as a shell reports SIGPIPE: not

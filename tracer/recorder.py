@@ -17,7 +17,8 @@ Design, and why:
 - Interruption: a ``close`` while an exception propagates (Ctrl-C's KeyboardInterrupt reaching
   a ``finally``, an error in the producer) or ``close(interrupted=True)`` still flushes
   everything buffered, but writes the manifest as ``"complete": false, "interrupted": true``:
-  a run cut short is never passed off as a finished one. SIGTERM kills without cleanup by
+  a run cut short is never passed off as a finished one. Steps emitted after an interrupted
+  close (by producer threads the interrupt did not reach) are dropped silently. SIGTERM kills without cleanup by
   default (no manifest: the trace reads as truncated); inside :func:`sigterm_as_interrupt` it
   is handled like Ctrl-C.
 - Determinism: with ``flush_interval=None`` segments are cut by row count only, so a
@@ -361,7 +362,10 @@ class Recorder:
             if locked:
                 self._hand_over()
             self._closed = True
-            self._buf = _ClosedBuffer()
+            # After an interrupted close the producer's threads may still be running (Ctrl-C
+            # reaches the main thread only): their late steps are dropped, not a traceback
+            # per thread; the manifest says the recording was cut short.
+            self._buf = _DiscardingBuffer() if interrupted else _ClosedBuffer()
             self._queue.put(None)
         finally:
             if locked:
@@ -474,6 +478,13 @@ class _ClosedBuffer(list):
 
     def __len__(self) -> int:
         return 0
+
+
+class _DiscardingBuffer(_ClosedBuffer):
+    """Stands in for the step buffer after an interrupted close: late steps are dropped."""
+
+    def extend(self, values: Any) -> None:
+        return None
 
 
 def _checked(details: dict[str, Any]) -> dict[str, Any]:

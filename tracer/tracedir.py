@@ -291,12 +291,17 @@ class TraceProblem:
 
     @property
     def severity(self) -> Literal["error", "warning"]:
-        """``warning`` for an extra segment (data added, none lost), ``error`` otherwise."""
-        return "warning" if self.kind == "segment-extra" else "error"
+        """Always ``error``: a segment missing or altered loses or changes data, and an extra
+        (unlisted) one is read and judged with the recording although it is not part of it (a
+        foreign segment dropped into the directory changes the verdict)."""
+        return "error"
 
 
 def verify_trace_dir(
-    trace_dir: str | Path, *, digests: Mapping[str, str] | None = None
+    trace_dir: str | Path,
+    *,
+    digests: Mapping[str, str] | None = None,
+    rows: Mapping[str, int] | None = None,
 ) -> list[TraceProblem]:
     """Check a trace directory's segments against its ``manifest.json``; [] when they agree.
 
@@ -309,7 +314,8 @@ def verify_trace_dir(
 
     Cheap: one pass over each segment's bytes (1 MiB at a time) plus its Parquet footer;
     `digests` (segment name -> SHA-256 hex, e.g. from hashing done anyway for provenance)
-    skips the hashing of those segments.
+    skips the hashing of those segments, `rows` (segment name -> row count, from footers read
+    anyway) the reading of their footers.
     """
     d = Path(trace_dir)
     try:
@@ -332,7 +338,7 @@ def verify_trace_dir(
             problems.append(TraceProblem("segment-duplicate", name, "listed more than once"))
             continue
         listed.add(name)
-        problems.extend(_verify_segment(d / name, root, seg, digests))
+        problems.extend(_verify_segment(d / name, root, seg, digests, rows))
     if total != manifest.rows:
         problems.append(TraceProblem(
             "rows-total", None, f"manifest says {manifest.rows} rows, its segments add up to {total}"
@@ -354,7 +360,8 @@ def _plain_name(name: str) -> bool:
 
 
 def _verify_segment(
-    path: Path, root: str, seg: Segment, digests: Mapping[str, str] | None
+    path: Path, root: str, seg: Segment, digests: Mapping[str, str] | None,
+    known_rows: Mapping[str, int] | None,
 ) -> list[TraceProblem]:
     name = seg.file
     if not os.path.lexists(path):
@@ -365,7 +372,9 @@ def _verify_segment(
     try:
         if not stat.S_ISREG(os.stat(real).st_mode):
             return [TraceProblem("segment-unreadable", name, "not a regular file")]
-        rows = pq.read_metadata(real).num_rows
+        rows = known_rows.get(name) if known_rows is not None else None
+        if rows is None:
+            rows = pq.read_metadata(pa.OSFile(os.fsencode(real))).num_rows
         digest = digests.get(name) if digests is not None else None
         if digest is None:
             digest = sha256_file(real)

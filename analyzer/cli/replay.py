@@ -14,6 +14,8 @@ import typer
 from analyzer import load, replay, steps_around
 from analyzer.cli import console
 from analyzer.render import REPLAY_FORMATS, print_replay, render_jsonl
+from analyzer.rules.integrity import findings as integrity_findings
+from analyzer.text import terminal
 from tracer.errors import InputError, check_format
 
 
@@ -40,6 +42,9 @@ def register(app: typer.Typer) -> None:
         and "info status" would have answered at any step."""
         check_format(fmt, REPLAY_FORMATS)
         trace = load([str(p) for p in paths])
+        # A damaged or interrupted recording is said before its steps are shown, on stderr.
+        for f in integrity_findings([*trace.truncated, *trace.recording_problems()]):
+            console.err.print(f"blkreplay replay: {f.severity}: {f.rule}: {terminal(f.message)}")
         if around is not None:
             if vm is None:
                 if len(trace.vms) != 1:

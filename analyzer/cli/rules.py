@@ -16,6 +16,7 @@ from analyzer.lang import lint
 from analyzer.lang.examples import run_examples
 from analyzer.lang.listing import entries, explain, show
 from analyzer.text import printable
+from tracer.errors import EXIT_TESTS_FAILED
 
 RuleFiles = Annotated[
     list[Path] | None,
@@ -81,7 +82,7 @@ def register(app: typer.Typer) -> None:
     def test_command(
         files: Annotated[list[Path], typer.Argument(help="Rule files with 'tests:'.", show_default=False)],
     ) -> None:
-        """Run rule files against the example traces beside them; exit 1 if one fails."""
+        """Run rule files against the example traces beside them; exit 4 if one fails."""
         failed = 0
         total = 0
         for f in files:
@@ -91,4 +92,4 @@ def register(app: typer.Typer) -> None:
                 console.out.out(printable(r.describe()), highlight=False)
         console.out.out(f"{total - failed} passed, {failed} failed", highlight=False)
         if failed:
-            raise typer.Exit(1)
+            raise typer.Exit(EXIT_TESTS_FAILED)

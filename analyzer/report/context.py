@@ -203,6 +203,8 @@ def context_windows(
             spans[i] = (pos, offset + np.searchsorted(union, pos))
         shown.append(union + start)
         offset += len(union)
+    if not shown:  # no listed finding names a step (recording-intact, trace-truncated)
+        return out
     view = replay_view(steps, batch, np.concatenate(shown), _marks(all_findings, rule_order))
     by_device = devices(batch)
     for i, (pos, rows) in spans.items():

@@ -6,13 +6,19 @@ lack), a glob, or several of these. `load` validates every file and plans the wo
 of whole VMs; `scan_unit` / `read_unit` read a unit into `Steps` and integrity facts.
 
 * `sources`   - which Parquet files the arguments name (globs, recorder dirs, partitions)
-* `files`     - one Parquet file: footer validation, reading a row group
+* `files`     - one Parquet file: the one door of Parquet input (footer and row-group
+  validation: duplicate columns, schema version, UTF-8, integer ranges, hive partitions),
+  reading row groups through one open file per file and thread
 * `plan`      - `load`, the `Trace` and its `Unit` s of whole VMs
 * `arrow`     - Arrow columns as integer codes (`Interner`)
 * `decode`    - a unit's row groups as validated code arrays
 * `scan`      - streaming a unit into `Steps` batches (`UnitData`)
 * `integrity` - the facts about the recording itself (repeated seqs, clocks going back,
-  truncated inputs); `analyzer.rules.integrity` words them as findings
+  truncated or interrupted inputs, recordings that differ from their manifest);
+  `analyzer.rules.integrity` words them as findings
+
+A trace of no steps at all is read (an import of a log without QEMU events writes one), and
+`Trace.empty` says so: a check words it as a `trace-empty` warning, never a silent PASS.
 
 Nothing here knows the rules: which columns to read is the caller's `columns` argument.
 """
@@ -21,6 +27,7 @@ from analyzer.trace.arrow import Interner
 from analyzer.trace.files import RowGroup, TraceFile
 from analyzer.trace.integrity import (
     ClockBackwards,
+    RecordingProblem,
     RepeatedSeq,
     StepFact,
     TruncatedInput,
@@ -35,6 +42,7 @@ __all__ = [
     "ClockBackwards",
     "Interner",
     "PathArg",
+    "RecordingProblem",
     "RepeatedSeq",
     "RowGroup",
     "StepFact",

@@ -5,10 +5,25 @@ problem, yet read as little as possible: a file is judged by its footer (schema,
 row-group statistics) and, only where the statistics do not say which VMs a row group holds,
 its `vm` column. Reading a row group later fills in the columns its hive partition directories
 name (``vm=b/``), so the rest of the analyzer never knows how the steps were laid out.
+
+This is the one door of Parquet input: whatever a file holds, what passes it is a table of
+schema v1's types, and what does not is a :class:`~tracer.errors.InputError` naming the file,
+the row group or row, the column and what is wrong (exit 2). Checked in the footer: duplicated
+column names, column types, the schema version, a hive ``vm=x`` directory against the file's
+`vm` column. Checked on every row group read: invalid UTF-8 in string columns (on the
+dictionaries, so a clean column costs next to nothing) and integers beyond their schema type
+(a ``uint64`` seq >= 2^63 would wrap to a negative seq), cast to the schema's types.
+
+Files are opened by their bytes path (a file name need not be UTF-8) and kept open, one
+`ParquetFile` per file and thread (`_OpenFiles`): a row group is read without re-parsing a
+footer that grows with the row groups, so reading is linear in their number.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +38,7 @@ from analyzer.trace.arrow import dictionary
 from analyzer.trace.sources import SourceFile, partition_values
 from tracer import tracedir
 from tracer.errors import TraceFormatError, TraceSchemaError, first_line
-from tracer.schema import read_metadata, validate
+from tracer.schema import COLUMN_BY_NAME, SCHEMA_VERSION, read_metadata, validate
 
 
 @dataclass(frozen=True)
@@ -40,22 +55,40 @@ class TraceFile:
     columns: frozenset[str]
     rows: int
     info: InputInfo
+    #: The recorder stopped before the run ended (its manifest says ``"interrupted": true``).
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)
 class RowGroup:
+    """A unit of reading: one Parquet row group, or `count` consecutive tiny ones read at once."""
+
     file: int
     index: int
     rows: int
     #: Row number of the group's first row within its file.
     offset: int
     vms: tuple[str, ...]
+    #: Consecutive Parquet row groups from `index` on that this one stands for.
+    count: int = 1
+
+
+#: Consecutive row groups smaller than this are read together, up to this many rows and
+#: `COALESCE_GROUPS` groups a read: a file of a million one-row row groups is read in a
+#: thousand reads, not a million (Arrow allocates per column chunk, hence the second bound).
+COALESCE_ROWS = 65_536
+COALESCE_GROUPS = 1_024
+
+
+def _os_path(path: Path | str) -> bytes:
+    """The path as bytes: Arrow encodes str paths as UTF-8, which a non-UTF-8 name is not."""
+    return os.fsencode(path)
 
 
 def open_parquet(path: Path | str) -> pq.ParquetFile:
     """The Parquet file at `path`, or a `TraceFormatError` saying why it is not one."""
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(pa.OSFile(_os_path(path)))
     except (pa.ArrowException, OSError) as exc:
         hint = ""
         if Path(path).suffix in (".jsonl", ".json", ".log", ".txt"):
@@ -63,13 +96,57 @@ def open_parquet(path: Path | str) -> pq.ParquetFile:
         raise TraceFormatError(f"not a readable Parquet file ({first_line(exc)}){hint}", path=path) from None
 
 
+class _OpenFiles(threading.local):
+    """Per thread, the last few Parquet files read, kept open with their parsed footers.
+
+    Per thread because a `ParquetFile` is not safe to share between threads reading at once
+    (the check reads units in threads, each with a read-ahead thread). A file is reopened when
+    it changed on disk (inode, size or mtime), so a cached footer never describes other bytes.
+    """
+
+    SIZE = 8
+
+    def __init__(self) -> None:
+        self.files: OrderedDict[str, tuple[tuple[int, int, int], pq.ParquetFile]] = OrderedDict()
+
+    def get(self, path: str) -> pq.ParquetFile:
+        try:
+            st = os.stat(_os_path(path))
+        except OSError as exc:
+            raise TraceFormatError(f"unreadable ({first_line(exc)})", path=path) from None
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        hit = self.files.get(path)
+        if hit is not None and hit[0] == key:
+            self.files.move_to_end(path)
+            return hit[1]
+        pf = open_parquet(path)
+        self.files[path] = (key, pf)
+        while len(self.files) > self.SIZE:
+            self.files.popitem(last=False)
+        return pf
+
+
+_OPEN = _OpenFiles()
+
+
+def parquet_file(path: str) -> pq.ParquetFile:
+    """The open `ParquetFile` of `path` for this thread (opened once, footer parsed once)."""
+    return _OPEN.get(path)
+
+
 def open_trace_file(source: SourceFile, file_index: int) -> tuple[TraceFile, list[RowGroup]]:
     """Validate one file's footer; its `TraceFile` and non-empty row groups (numbered as file
     `file_index` of the trace)."""
-    path, group, complete = source
+    path, group, complete, interrupted = source
     pf = open_parquet(path)
     schema = pf.schema_arrow
-    partition = {k: v for k, v in partition_values(path).items() if k not in schema.names}
+    seen: set[str] = set()
+    for name in schema.names:
+        if name in seen:
+            raise TraceSchemaError(f"column '{name}': appears {schema.names.count(name)} times", path=path)
+        seen.add(name)
+    given = partition_values(path)
+    partition = {k: v for k, v in given.items() if k not in schema.names}
     structure = schema.empty_table()
     for key in partition:
         structure = structure.append_column(key, pa.array([], pa.string()))
@@ -79,6 +156,11 @@ def open_trace_file(source: SourceFile, file_index: int) -> tuple[TraceFile, lis
         col = f"column '{first.column}': " if first.column else ""
         raise TraceSchemaError(f"{col}{first.message}", path=path)
     meta = read_metadata(schema)
+    version = meta.get("schema_version")
+    if version is not None and version != SCHEMA_VERSION:
+        raise TraceSchemaError(
+            f"unsupported trace schema version {version[:40]!r} (this blkreplay reads version "
+            f"{SCHEMA_VERSION})", path=path)
     if meta.get("truncated", "").lower() == "true":
         complete = False
     md = pf.metadata
@@ -92,7 +174,7 @@ def open_trace_file(source: SourceFile, file_index: int) -> tuple[TraceFile, lis
         metadata=meta,
     )
     tf = TraceFile(str(path), group, complete, tuple(sorted(partition.items())),
-                   frozenset(schema.names), md.num_rows, info)
+                   frozenset(schema.names), md.num_rows, info, interrupted)
     rgs: list[RowGroup] = []
     offset = 0
     vm_col = schema.get_field_index("vm") if "vm" in schema.names else -1
@@ -102,52 +184,89 @@ def open_trace_file(source: SourceFile, file_index: int) -> tuple[TraceFile, lis
             if vm_col < 0:
                 vms: tuple[str, ...] = (partition["vm"],)
             else:
-                vms = _row_group_vms(pf, md, i, vm_col, path)
+                vms = _row_group_vms(pf, md, i, vm_col, path, offset)
+                if "vm" in given and vms != (given["vm"],):
+                    other = next(v for v in vms if v != given["vm"])
+                    raise TraceSchemaError(
+                        f"column 'vm': the file's vm {other!r} disagrees with its directory "
+                        f"vm={given['vm']} (row group {i})", path=path, row=offset)
             rgs.append(RowGroup(file_index, i, rows, offset, vms))
         offset += rows
-    return tf, rgs
+    return tf, coalesce(rgs)
 
 
-def _row_group_vms(pf: pq.ParquetFile, md: pq.FileMetaData, i: int, vm_col: int, path: Path) -> tuple[str, ...]:
+def coalesce(groups: list[RowGroup]) -> list[RowGroup]:
+    """Runs of consecutive tiny row groups of one file as one `RowGroup` each (at most
+    `COALESCE_ROWS` rows), so that the cost per read (Arrow's, and the decoding's numpy calls)
+    is paid per ~64k rows, not per row group."""
+    out: list[RowGroup] = []
+    for g in groups:
+        last = out[-1] if out else None
+        if (last is not None and g.rows < COALESCE_ROWS and last.rows + g.rows <= COALESCE_ROWS
+                and last.count < COALESCE_GROUPS
+                and last.file == g.file and last.index + last.count == g.index):
+            vms = last.vms if g.vms == last.vms else tuple(sorted(set(last.vms) | set(g.vms)))
+            out[-1] = RowGroup(last.file, last.index, last.rows + g.rows, last.offset, vms,
+                               last.count + g.count)
+        else:
+            out.append(g)
+    return out
+
+
+def _row_group_vms(pf: pq.ParquetFile, md: pq.FileMetaData, i: int, vm_col: int, path: Path,
+                   offset: int) -> tuple[str, ...]:
     """The VMs of a row group: from its statistics when min == max, else from the column."""
     stats = md.row_group(i).column(vm_col).statistics
-    if stats is not None and stats.has_min_max and stats.null_count == 0 and stats.min == stats.max:
-        value = stats.min
-        return (value.decode() if isinstance(value, bytes) else str(value),)
     try:
-        col = pf.read_row_group(i, columns=["vm"]).column("vm")
+        if stats is not None and stats.has_min_max and stats.null_count == 0 and stats.min == stats.max:
+            value = stats.min
+            return (value.decode() if isinstance(value, bytes) else str(value),)
+    except UnicodeDecodeError:
+        pass  # not UTF-8: read the column, which names the row
+    try:
+        table = pf.read_row_group(i, columns=["vm"])
     except (pa.ArrowException, OSError) as exc:
         raise TraceFormatError(f"unreadable row group {i} ({first_line(exc)})", path=path) from None
+    table = _checked_strings(table, str(path), i, offset)
+    col = table.column("vm")
     if col.null_count:
         row = int(pc.index(pc.is_null(col), True).as_py())
         raise TraceSchemaError(f"column 'vm': null in required column ({col.null_count} rows)",
-                               path=path, row=_file_row(md, i) + row)
+                               path=path, row=offset + row)
     idx, values = dictionary(col)
     used = np.flatnonzero(np.bincount(idx, minlength=len(values)))
     return tuple(sorted({str(values[i]) for i in used}))
 
 
-def _file_row(md: pq.FileMetaData, rg: int) -> int:
-    return sum(md.row_group(j).num_rows for j in range(rg))
+def _offset(tf: TraceFile, index: int) -> int:
+    """Row number of row group `index`'s first row in its file (for error messages only)."""
+    md = parquet_file(tf.path).metadata
+    return sum(md.row_group(j).num_rows for j in range(index))
 
 
 def sha256(path: str) -> str:
     """The file's sha256 (hex), or a `TraceFormatError` when it cannot be read."""
     try:
-        return tracedir.sha256_file(path)
+        return tracedir.sha256_file(_os_path(path))
     except OSError as exc:
         raise TraceFormatError(f"unreadable ({first_line(exc)})", path=path) from None
 
 
-def read_row_group(tf: TraceFile, index: int, columns: Sequence[str]) -> pa.Table:
-    """Row group `index` of `tf`: those of `columns` the file holds, then those its partition
-    directories give (as one-value dictionary columns)."""
-    pf = open_parquet(tf.path)
-    present = [c for c in columns if c in tf.columns]
+def read_row_group(tf: TraceFile, index: int, columns: Sequence[str], count: int = 1) -> pa.Table:
+    """Row group `index` of `tf` (and the `count` - 1 after it): those of `columns` the file
+    holds, validated (UTF-8, integer ranges) and cast to the schema's types, then those its
+    partition directories give (as one-value dictionary columns)."""
+    pf = parquet_file(tf.path)
+    present = [c for c in dict.fromkeys(columns) if c in tf.columns]
     try:
-        table = pf.read_row_group(index, columns=present)
+        if count == 1:
+            table = pf.read_row_group(index, columns=present)
+        else:
+            table = pf.read_row_groups(range(index, index + count), columns=present)
     except (pa.ArrowException, OSError) as exc:
         raise TraceFormatError(f"unreadable row group {index} ({first_line(exc)})", path=tf.path) from None
+    table = _checked_strings(table, tf.path, index, None, tf)
+    table = _checked_integers(table, tf, index)
     n = table.num_rows
     for key, value in tf.partition:
         if key in columns:
@@ -156,15 +275,109 @@ def read_row_group(tf: TraceFile, index: int, columns: Sequence[str]) -> pa.Tabl
     return table
 
 
-def may_hold(tf: TraceFile, index: int, lo: int | None, hi: int | None) -> bool:
+def _fail(path: str, message: str, index: int, row: int, offset: int | None,
+          tf: TraceFile | None) -> TraceSchemaError:
+    if offset is None:
+        offset = _offset(tf, index) if tf is not None else 0
+    return TraceSchemaError(f"{message} (row group {index})", path=path, row=offset + row)
+
+
+def _checked_strings(table: pa.Table, path: str, index: int, offset: int | None,
+                     tf: TraceFile | None = None) -> pa.Table:
+    """`table`, or the error naming the first row of a string column that is not UTF-8.
+
+    Parquet stores strings as bytes and Arrow does not check them on reading; a name that is
+    not UTF-8 (a Latin-1 VM name) would otherwise raise deep inside the analysis or be shown
+    as U+FFFD. Dictionary columns are checked on their dictionaries."""
+    for name in table.column_names:
+        col = table.column(name)
+        typ = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+        if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
+            continue
+        start = 0
+        for chunk in col.chunks:
+            values = chunk.dictionary if pa.types.is_dictionary(chunk.type) else chunk
+            try:
+                values.validate(full=True)
+            except pa.ArrowInvalid:
+                bad = _first_invalid_utf8(values)
+                if pa.types.is_dictionary(chunk.type):
+                    idx = chunk.indices.to_numpy(zero_copy_only=False)
+                    row = int(np.argmax(idx == bad))
+                else:
+                    row = bad
+                raw = _as_binary(values)[bad].as_py()
+                raise _fail(path, f"column '{name}': not UTF-8 text ({raw[:40]!r})",
+                            index, start + row, offset, tf) from None
+            start += len(chunk)
+    return table
+
+
+def _as_binary(values: pa.Array) -> pa.Array:
+    return values.view(pa.binary() if pa.types.is_string(values.type) else pa.large_binary())
+
+
+def _first_invalid_utf8(values: pa.Array) -> int:
+    """Index of the first value of a string array that is not valid UTF-8."""
+    for i, v in enumerate(_as_binary(values).to_pylist()):  # only on the error path, over a dictionary
+        if v is not None:
+            try:
+                v.decode("utf-8")
+            except UnicodeDecodeError:
+                return i
+    return 0
+
+
+def _checked_integers(table: pa.Table, tf: TraceFile, index: int) -> pa.Table:
+    """`table` with every integer column of a type other than its schema type cast to it, or
+    the error naming the first row whose value does not fit (a uint64 seq >= 2^63, an errno
+    beyond int32)."""
+    for pos, name in enumerate(table.column_names):
+        spec = COLUMN_BY_NAME.get(name)
+        col = table.column(name)
+        if spec is None or not pa.types.is_integer(spec.type) or col.type == spec.type:
+            continue
+        if not pa.types.is_integer(col.type):
+            continue  # null columns (all null) are left as they are
+        info = np.iinfo(spec.type.to_pandas_dtype())
+        try:
+            cast = col.cast(spec.type, safe=True)
+        except pa.ArrowInvalid:
+            out = []
+            if _fits(int(info.max), col.type):
+                out.append(pc.greater(col, pa.scalar(int(info.max), col.type)))
+            if _fits(int(info.min), col.type):
+                out.append(pc.less(col, pa.scalar(int(info.min), col.type)))
+            mask = out[0] if len(out) == 1 else pc.or_(*out)
+            row = int(pc.index(pc.fill_null(mask, False), True).as_py())
+            raise _fail(tf.path, f"column '{name}': value {col[max(row, 0)].as_py()} out of range "
+                        f"for {spec.type} ({col.type} column)", index, max(row, 0), None, tf) from None
+        table = table.set_column(pos, name, cast)
+    return table
+
+
+def _fits(value: int, typ: pa.DataType) -> bool:
+    info = np.iinfo(typ.to_pandas_dtype())
+    return info.min <= value <= info.max
+
+
+def may_hold(tf: TraceFile, rg: RowGroup, lo: int | None, hi: int | None) -> bool:
     """Whether a row group may hold seqs in [lo, hi], by its statistics (True when unknown)."""
     if lo is None and hi is None:
         return True
-    md = open_parquet(tf.path).metadata
+    md = parquet_file(tf.path).metadata
     names = [md.schema.column(i).name for i in range(md.num_columns)]
     if "seq" not in names:
         return True
-    stats = md.row_group(index).column(names.index("seq")).statistics
-    if stats is None or not stats.has_min_max:
-        return True
-    return not ((lo is not None and stats.max < lo) or (hi is not None and stats.min > hi))
+    seq = names.index("seq")
+    for index in range(rg.index, rg.index + rg.count):
+        stats = md.row_group(index).column(seq).statistics
+        if stats is None or not stats.has_min_max:
+            return True
+        try:
+            low, high = int(stats.min), int(stats.max)
+        except (TypeError, ValueError):
+            return True
+        if not ((lo is not None and high < lo) or (hi is not None and low > hi)):
+            return True
+    return False

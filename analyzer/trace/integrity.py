@@ -1,10 +1,14 @@
 """Integrity facts of a trace: what reading it reveals about the recording itself.
 
-Three things can be wrong with a trace as a recording rather than with the QEMU behaviour it
+Four things can be wrong with a trace as a recording rather than with the QEMU behaviour it
 shows: a step recorded twice (the same (vm, seq) in two files), a thread's clock going back,
-and an input cut short. They are decided while reading, over every row (the rules only see the
-rows they need), and handed on as plain facts; `analyzer.rules.integrity` words them as the
-findings of the `seq-unique`, `ts-monotonic-per-thread` and `trace-truncated` rules.
+an input cut short (no manifest, or one marked incomplete by an interrupted recorder), and a
+recording that is not what its manifest lists (a segment missing, altered, added, foreign, or
+named outside the directory). The first two are decided while reading, over every row (the
+rules only see the rows they need), the last two from the manifests (`Trace.truncated`,
+`Trace.recording_problems`); all are handed on as plain facts, and `analyzer.rules.integrity`
+words them as the findings of the `seq-unique`, `ts-monotonic-per-thread`, `trace-truncated`
+and `recording-intact` rules.
 
 The array functions here are pure, over whole columns, so any table of steps can use them.
 """
@@ -50,10 +54,33 @@ class TruncatedInput(NamedTuple):
 
     group: str
     vms: tuple[str, ...]
+    #: Its manifest says the recorder was interrupted (rather than: no manifest at all).
+    interrupted: bool = False
+
+
+class EmptyTrace(NamedTuple):
+    """A trace of no steps at all: nothing was judged, which must not read as a pass."""
+
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RecordingProblem:
+    """A recorder directory that differs from what its manifest promises
+    (`tracer.tracedir.verify_trace_dir`)."""
+
+    directory: str
+    #: `tracer.tracedir.ProblemKind`: segment-missing, segment-sha256, segment-extra, ...
+    kind: str
+    #: The segment as the manifest lists it (or as found), None for the manifest as a whole.
+    segment: str | None
+    detail: str
 
 
 #: What reading a unit reports about its rows.
 StepFact = ClockBackwards | RepeatedSeq
+#: What the manifests of the inputs say about the recording.
+InputFact = TruncatedInput | RecordingProblem | EmptyTrace
 
 
 def clock_back(thread: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -27,8 +27,9 @@ from analyzer.trace.files import (
     read_row_group,
     sha256,
 )
-from analyzer.trace.integrity import TruncatedInput
+from analyzer.trace.integrity import EmptyTrace, RecordingProblem, TruncatedInput
 from analyzer.trace.sources import PathArg, expand
+from tracer import tracedir
 from tracer.errors import InputError
 from tracer.schema import COLUMN_BY_NAME, COLUMNS
 
@@ -58,6 +59,8 @@ class Trace:
     vms: list[str]
     rows: int
     _digests: list[Future[str]] | None = field(default=None, repr=False, compare=False)
+    #: The recorder directories among the inputs (each verified against its manifest).
+    recordings: tuple[str, ...] = ()
 
     @property
     def inputs(self) -> list[InputInfo]:
@@ -81,15 +84,44 @@ class Trace:
     def truncated(self) -> list[TruncatedInput]:
         """(input, VMs it holds) for every input without a completion mark, sorted."""
         groups: dict[str, set[str]] = {}
-        for fi, f in enumerate(self.files):
-            if f.complete:
-                continue
-            vms = groups.setdefault(f.group, set())
-            for u in self.units:
-                for rg in u.row_groups:
-                    if rg.file == fi:
-                        vms.update(rg.vms)
-        return [TruncatedInput(g, tuple(sorted(v))) for g, v in sorted(groups.items())]
+        interrupted: set[str] = set()
+        incomplete = {fi for fi, f in enumerate(self.files) if not f.complete}
+        for fi in incomplete:
+            f = self.files[fi]
+            groups.setdefault(f.group, set())
+            if f.interrupted:
+                interrupted.add(f.group)
+        for u in self.units:
+            for rg in u.row_groups:
+                if rg.file in incomplete:
+                    groups[self.files[rg.file].group].update(rg.vms)
+        return [TruncatedInput(g, tuple(sorted(v)), g in interrupted) for g, v in sorted(groups.items())]
+
+    @property
+    def empty(self) -> list[EmptyTrace]:
+        """[EmptyTrace(inputs)] when the trace holds no step at all, else []."""
+        if self.rows:
+            return []
+        return [EmptyTrace(tuple(sorted({f.group for f in self.files})))]
+
+    def recording_problems(self) -> list[RecordingProblem]:
+        """How each recorder directory among the inputs differs from its manifest (missing,
+        altered, unlisted or outside segments, row counts), in directory order; [] when every
+        one matches. The SHA-256 of each segment is the one hashed for the inputs' provenance
+        (`inputs`), so verifying costs no second read of the data."""
+        if not self.recordings:
+            return []
+        digest_of = {f.path: i.sha256 for f, i in zip(self.files, self.inputs, strict=True)}
+        rows_of = {f.path: f.rows for f in self.files}
+        out: list[RecordingProblem] = []
+        for d in self.recordings:
+            names = {os.path.basename(p): p for p in digest_of if os.path.dirname(p) == d}
+            problems = tracedir.verify_trace_dir(
+                d, digests={n: digest_of[p] for n, p in names.items() if digest_of[p]},
+                rows={n: rows_of[p] for n, p in names.items()},
+            )
+            out.extend(RecordingProblem(d, p.kind, p.segment, p.detail) for p in problems)
+        return out
 
     def unit_of(self, vm: str) -> Unit:
         for u in self.units:
@@ -120,9 +152,9 @@ class Trace:
             for rg in u.row_groups:
                 if vm is not None and vm not in rg.vms:
                     continue
-                if not may_hold(self.files[rg.file], rg.index, from_seq, to_seq):
+                if not may_hold(self.files[rg.file], rg, from_seq, to_seq):
                     continue
-                t = read_row_group(self.files[rg.file], rg.index, read)
+                t = read_row_group(self.files[rg.file], rg.index, read, rg.count)
                 mask = None
                 if vm is not None and len(rg.vms) > 1:
                     mask = pc.equal(t.column("vm").cast(pa.string()), vm)
@@ -134,34 +166,50 @@ class Trace:
                     t = t.filter(mask)
                 parts.append(plain(t))
         if not parts:
-            return pa.table({c: pa.array([], pa.string() if COLUMN_BY_NAME[c].is_string else COLUMN_BY_NAME[c].type)
-                             for c in cols})
+            return pa.table({c: pa.array([], _plain_type(c)) for c in cols})
         table = pa.concat_tables(parts, promote_options="permissive")
         order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in ("vm", "seq", "ts_ns")])
-        return table.take(order).select(cols)
+        table = table.take(order)
+        for c in cols:  # an optional column no file has (device, cmd_seq, ...): all null
+            if c not in table.column_names:
+                table = table.append_column(c, pa.nulls(table.num_rows, _plain_type(c)))
+        return table.select(cols)
+
+
+def _plain_type(column: str) -> pa.DataType:
+    spec = COLUMN_BY_NAME[column]
+    return pa.string() if spec.is_string else spec.type
 
 
 def load(paths: PathArg | Sequence[PathArg], *, unit_rows: int = UNIT_ROWS) -> Trace:
     """Validate and plan the trace at `paths` (files, directories, globs).
 
     Raises :class:`~tracer.errors.InputError` (a subclass naming the file and the problem) for
-    anything unusable. Reads only Parquet footers and, where the statistics do not tell, the
+    anything unusable. A trace of no steps at all is usable (an import of a log without QEMU
+    events writes one) but never a silent PASS: `Trace.empty` is the fact a check words as a
+    `trace-empty` warning. Reads only Parquet footers and, where the statistics do not tell, the
     `vm` column; the steps themselves are read by :func:`analyzer.trace.read_unit`.
     """
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     files: list[TraceFile] = []
     groups: list[RowGroup] = []
+    recordings: set[str] = set()
     for source in expand(paths):
         tf, rgs = open_trace_file(source, len(files))
         files.append(tf)
         groups.extend(rgs)
+        if tf.group != tf.path:  # a segment of a recorder directory
+            recordings.add(tf.group)
+    rows = sum(f.rows for f in files)
     units = pack_units(groups, unit_rows)
     vms = sorted({v for u in units for v in u.vms})
     hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blkreplay-sha256")
     digests = [hasher.submit(sha256, f.path) for f in files]
     hasher.shutdown(wait=False)
-    return Trace(files, units, vms, sum(f.rows for f in files), digests)
+    with_manifest = tuple(sorted(d for d in recordings
+                                 if os.path.lexists(os.path.join(d, tracedir.MANIFEST_NAME))))
+    return Trace(files, units, vms, rows, digests, with_manifest)
 
 
 def pack_units(groups: list[RowGroup], unit_rows: int) -> list[Unit]:

@@ -77,7 +77,7 @@ def scan_unit(
     reported = 0
 
     def read(i: int) -> pa.Table:
-        return read_row_group(trace.files[groups[i].file], groups[i].index, reader.columns)
+        return read_row_group(trace.files[groups[i].file], groups[i].index, reader.columns, groups[i].count)
 
     # Read the next row group while this one is checked (Parquet decoding releases the GIL).
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -380,7 +380,7 @@ def _read_sorted(trace: Trace, unit: Unit, columns: Sequence[str]) -> UnitData:
     state = _Streaming(reader)
     tables, cores = [], []
     for rg in unit.row_groups:
-        table = read_row_group(trace.files[rg.file], rg.index, reader.columns)
+        table = read_row_group(trace.files[rg.file], rg.index, reader.columns, rg.count)
         tables.append((rg, table))
         cores.append(reader.core(rg, table))
     seq, ts = (np.concatenate([c[k] for c in cores]) for k in ("seq", "ts_ns"))

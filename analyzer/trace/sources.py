@@ -33,6 +33,8 @@ class SourceFile(NamedTuple):
     group: str
     #: Whether that input is complete (a recorder directory's manifest says so).
     complete: bool
+    #: Its manifest says the recorder was stopped (Ctrl-C, SIGTERM, an error) before the end.
+    interrupted: bool = False
 
 
 def expand(paths: Iterable[PathArg]) -> list[SourceFile]:
@@ -70,17 +72,18 @@ def _files_of(p: Path) -> list[SourceFile]:
         dirs.sort()
         rootp = Path(root)
         recorder = tracedir.is_trace_dir(rootp)
-        complete = True
+        complete, interrupted = True, False
         if recorder:
             manifest = tracedir.read_manifest(rootp)
             complete = manifest is not None and manifest.complete
+            interrupted = manifest is not None and manifest.interrupted
         for name in sorted(files):
             if not name.endswith(".parquet") or name.startswith("."):
                 continue
             f = rootp / name
             is_segment = recorder and name.startswith(tracedir.SEGMENT_PREFIX)
             found.append(SourceFile(f, str(rootp) if is_segment else str(f),
-                                    complete if is_segment else True))
+                                    complete if is_segment else True, interrupted and is_segment))
     if not found:
         raise InputError("no Parquet files in this directory", path=p)
     return found
@@ -94,5 +97,10 @@ def partition_values(path: Path) -> dict[str, str]:
             key, _, value = part.partition("=")
             col = COLUMN_BY_NAME.get(key)
             if col is not None and col.is_string:
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise InputError(f"partition directory {key}=... is not UTF-8 text",
+                                     path=path.parent) from None
                 out[key] = value
     return out

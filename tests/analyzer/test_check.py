@@ -154,11 +154,16 @@ def test_findings_of_imported_rows_point_at_the_original_lines(tmp_path: Path) -
     assert check([path]).to_dict()["findings"][0]["src"] == list(f.src)
 
 
-def test_an_empty_trace_is_checked_and_replayed(capsys, tmp_path: Path) -> None:
+def test_an_empty_trace_is_checked_and_replayed_but_not_a_silent_pass(capsys, tmp_path: Path) -> None:
+    # A check of no steps used to PASS silently (issue #12): a trace-empty warning says so.
     path = tmp_path / "empty.parquet"
     tracedir.write_table(TraceBuilder().table(), path)
     result = check([path])
-    assert (result.steps, result.vms, result.findings, result.verdict) == (0, 0, [], "pass")
+    assert (result.steps, result.vms, result.verdict) == (0, 0, "pass")
+    [f] = result.findings
+    assert (f.rule, f.severity) == ("trace-empty", "warning") and "empty.parquet" in f.message
     assert len(result.episodes) == 0
     code, out, _ = run(capsys, "replay", str(path), "-f", "jsonl")
     assert code == 0 and out == ""
+    code, out, _ = run(capsys, "check", str(path))
+    assert code == 0 and "trace-empty" in out

@@ -108,7 +108,7 @@ def test_rules_test_runs_the_examples(capsys):
     assert out.splitlines()[-1] == "6 passed, 0 failed"
 
 
-def test_rules_test_failing_example_exits_1(capsys, tmp_path):
+def test_rules_test_failing_example_exits_4_not_the_findings_status(capsys, tmp_path):
     (tmp_path / "t.jsonl").write_text(
         '{"seq": 0, "ts_ns": 0, "vm": "v", "thread": "main", "thread_kind": "main", "kind": "qmp_event", "name": "STOP"}\n',
         encoding="utf-8")
@@ -117,7 +117,7 @@ def test_rules_test_failing_example_exits_1(capsys, tmp_path):
                     "    scope: vm\n    absent: {what: {event: STOP}}\ntests:\n  - trace: t.jsonl\n",
                     encoding="utf-8")
     code, out, _ = run(["rules", "test", str(path)], capsys)
-    assert code == 1
+    assert code == 4
     assert out.splitlines() == [f"{path}:9:5: FAILED: t.jsonl: no-stop: expected 0, found 1", "0 passed, 1 failed"]
 
 

@@ -191,3 +191,64 @@ def test_sigkill_mid_recording_leaves_readable_segments_and_no_manifest(tmp_path
     assert result.findings[0].severity == "warning"
     assert result.verdict == "pass"
     assert result.steps == table.num_rows
+
+
+def _wait_for_segment(out: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if out.is_dir() and tracedir.segment_paths(out):
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the recorder ended before writing a segment: {proc.communicate()}")
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail("no segment written in time")
+
+
+@pytest.mark.parametrize("mode", ["sim", "threads"])
+def test_ctrl_c_during_blkreplay_record_marks_the_recording_interrupted(tmp_path, mode):
+    """A Ctrl-C'd `blkreplay record` must not write "complete": true (issue #12): its manifest
+    says incomplete and interrupted, lists exactly the segments on disk, and a check reports
+    the recording as cut short (trace-truncated) without any recording-intact finding."""
+    exe = Path(sys.executable).parent / "blkreplay"
+    if not exe.exists():
+        pytest.skip("the blkreplay console script is not installed")
+    out = tmp_path / "rec"
+    proc = subprocess.Popen(
+        [str(exe), "record", "-o", str(out), "--mode", mode, "--vms", "4", "--duration", "600"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    _wait_for_segment(out, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+
+    manifest = tracedir.read_manifest(out)
+    assert manifest is not None and not manifest.complete and manifest.interrupted
+    assert [s.file for s in manifest.segments] == [p.name for p in tracedir.segment_paths(out)]
+    assert tracedir.verify_trace_dir(out) == []  # what it holds is intact
+
+    from analyzer import check
+
+    result = check([out])
+    rules = {f.rule for f in result.findings}
+    assert "trace-truncated" in rules and "recording-intact" not in rules
+    truncated = [f for f in result.findings if f.rule == "trace-truncated"]
+    assert all("interrupted" in f.message and f.severity == "warning" for f in truncated)
+    assert result.steps == manifest.rows
+
+
+def test_an_exception_in_the_producer_closes_the_recording_as_interrupted(tmp_path):
+    out = tmp_path / "t"
+    with pytest.raises(KeyboardInterrupt), Recorder(out, source="sim", flush_interval=None) as rec:
+        rec.emit("vm_start", thread="main", thread_kind="main", ts_ns=1)
+        raise KeyboardInterrupt
+    manifest = tracedir.read_manifest(out)
+    assert (manifest.complete, manifest.interrupted, manifest.rows) == (False, True, 1)
+    # ... and a clean close still writes the manifest bytes it always had
+    rec = Recorder(tmp_path / "clean", source="sim", flush_interval=None)
+    rec.emit("vm_start", thread="main", thread_kind="main", ts_ns=1)
+    rec.close()
+    text = (tmp_path / "clean" / tracedir.MANIFEST_NAME).read_text()
+    assert '"complete": true' in text and "interrupted" not in text

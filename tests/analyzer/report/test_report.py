@@ -201,10 +201,14 @@ def test_report_of_a_trace_without_errors_or_steps(tmp_path):
     b.start("vm0")
     quiet = b.write(tmp_path / "quiet.parquet")
     write_table(empty_table(), tmp_path / "empty.parquet")
+    # A trace of no steps is not audited as a silent PASS: a trace-empty warning says so.
+    empty = build_report([tmp_path / "empty.parquet"])
+    assert [f.rule for f in empty.result.findings] == ["trace-empty"]
+    assert "nothing was checked" in render(empty, "html").decode()
     for path in (quiet, tmp_path / "empty.parquet"):
         rep = build_report([path])
         html = render(rep, "html").decode()
-        assert "No findings" in html and "No error actions in this trace." in html
+        assert ("No findings" in html) == (path == quiet) and "No error actions in this trace." in html
         assert "No latency histogram" in html
         assert "No error actions in this trace." in render(rep, "md").decode()
         assert json.loads(render(rep, "json"))["statistics"]["errors"] == []

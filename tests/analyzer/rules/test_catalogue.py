@@ -117,7 +117,7 @@ def test_every_rule_function_and_declaration_is_in_the_catalogue() -> None:
     assert {r.id for r in declared} == INTEGRITY_RULES
     assert from_functions | INTEGRITY_RULES == set(RULE_IDS)
     assert not from_functions & INTEGRITY_RULES
-    assert len(RULE_IDS) == len(set(RULE_IDS)) == 17
+    assert len(RULE_IDS) == len(set(RULE_IDS)) == 19
 
 
 def test_catalogue_order_is_the_order_of_the_rule_modules() -> None:
@@ -126,7 +126,8 @@ def test_catalogue_order_is_the_order_of_the_rule_modules() -> None:
         "stop-pending-at-end", "resume-before-retry-error", "vm-stop-thread",
         "query-matches-events", "query-matches-runstate", "iostatus-reset-on-cont",
         "action-matches-policy", "runstate-transition", "event-names-unknown", "qom-path-swapped",
-        "seq-unique", "ts-monotonic-per-thread", "trace-truncated",
+        "seq-unique", "ts-monotonic-per-thread", "trace-truncated", "recording-intact",
+        "trace-empty",
     ]
     assert list(RULES) == list(RULE_IDS)
 

@@ -186,3 +186,38 @@ def test_only_the_columns_rules_need_are_read() -> None:
     assert "payload" not in cols and "req_id" not in cols and "host" not in cols
     assert {"seq", "ts_ns", "vm", "thread", "kind"} <= set(cols)
     assert "thread_kind" not in columns_for(["iostatus-before-event"])
+
+
+def test_tiny_row_groups_are_read_together_within_bounds(tmp_path: Path, monkeypatch) -> None:
+    """Consecutive tiny row groups become one read (linear in row groups, not one footer
+    parse each), never more than COALESCE_ROWS rows or COALESCE_GROUPS groups, every Parquet
+    row group exactly once and in order."""
+    from analyzer.trace import files
+
+    monkeypatch.setattr(files, "COALESCE_GROUPS", 4)
+    a, b = broken_trace("vm-a"), broken_trace("vm-b")
+    table = from_pylist(a.rows + b.rows, "sim")
+    tracedir.write_table(table, tmp_path / "t.parquet", row_group_size=3)
+    trace = load([tmp_path / "t.parquet"])
+    groups = [g for u in trace.units for g in u.row_groups]
+    covered = [i for g in sorted(groups, key=lambda g: g.index) for i in range(g.index, g.index + g.count)]
+    assert covered == list(range(pq.ParquetFile(tmp_path / "t.parquet").metadata.num_row_groups))
+    assert max(g.count for g in groups) == 4 and sum(g.rows for g in groups) == table.num_rows
+    assert sorted(trace.vms) == ["vm-a", "vm-b"]
+    tracedir.write_table(table, tmp_path / "one.parquet")
+    assert doc(check([tmp_path / "t.parquet"])) == doc(check([tmp_path / "one.parquet"]))
+
+
+def test_recording_problems_are_facts_of_the_loaded_trace(tmp_path: Path) -> None:
+    table = broken_trace().table()
+    d = write_dir(table, tmp_path / "rec", segment_rows=10)
+    assert load([d]).recording_problems() == []
+    (d / "seg-000001.parquet").unlink()
+    shutil_copy = (d / "seg-000000.parquet").read_bytes()
+    (d / "seg-000099.parquet").write_bytes(shutil_copy)
+    facts = load([d]).recording_problems()
+    assert [(f.kind, f.segment) for f in facts] == [
+        ("segment-missing", "seg-000001.parquet"), ("segment-extra", "seg-000099.parquet")]
+    assert all(f.directory == str(d) for f in facts)
+    found = by_rule(check([d]), "recording-intact")
+    assert [f.severity for f in found] == ["error", "error"]
