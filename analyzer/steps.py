@@ -197,6 +197,54 @@ class Steps:
         c = cumcount(mask)
         return (c[self.vend] - c[self.vstart]) > 0
 
+    # ------------------------------------------------------------------ raising order
+
+    @cached_property
+    def raised(self) -> Steps:
+        """This batch with every BLOCK_IO_ERROR at its *raise* (docs/rules.md §2, traces with
+        error ids).
+
+        A producer that records the throttle (the simulator of QEMU >= 9.2) marks each raise
+        with a ``trace_event`` row ``monitor_protocol_event_queue`` carrying the event's error
+        id, device, op, errno and action, on the raising thread; the ``qmp_event`` row of the
+        same error id is only its delivery (at once, late from the main loop, or never: held
+        and replaced, or still held when QEMU quit). The rules judge the raise: the queue row
+        becomes the BLOCK_IO_ERROR (kind qmp_event, at its own position, thread and time, but
+        named in evidence by the delivery's seq, the row a user finds on the wire) and the
+        delivery row of that error id is dropped. An error id without a queue row keeps its event row.
+        Without such rows the batch itself is returned.
+        """
+        queue = self.is_named("trace_event", "monitor_protocol_event_queue") & self.has_eid
+        if not queue.any():
+            return self
+        width = np.int64(max(int(self.eid.max(initial=0)), 0) + 2)
+        key = self.vm.astype(np.int64) * width + (self.eid + 1)
+        delivered = self.event("BLOCK_IO_ERROR") & self.has_eid & np.isin(key, key[queue])
+        out = self.take(np.flatnonzero(~delivered))
+        names = self.names
+        code = self.name_code("BLOCK_IO_ERROR")
+        if code < 0:
+            names = [*names, "BLOCK_IO_ERROR"]
+            code = len(names) - 1
+        out.names = names
+        q = queue[~delivered]
+        out.kind[q] = K["qmp_event"]
+        out.name[q] = code
+        out.evt[q] = out.ts[q]
+        # Evidence names the event row a user finds on the wire (its delivery), else the raise.
+        # Replies are tied to their commands first: seqs are no longer sorted afterwards.
+        _ = out.cmd_index
+        d = np.flatnonzero(delivered)
+        qi = np.flatnonzero(q)
+        if len(d) and len(qi):
+            order = np.argsort(key[d], kind="stable")
+            sorted_keys = key[d][order]
+            want = out.vm[qi].astype(np.int64) * width + (out.eid[qi] + 1)
+            at = np.minimum(np.searchsorted(sorted_keys, want), len(d) - 1)
+            hit = sorted_keys[at] == want
+            out.seq[qi[hit]] = self.seq[d[order[at[hit]]]]
+        return out
+
     # ------------------------------------------------------------------ emission order
 
     @cached_property
@@ -214,11 +262,11 @@ class Steps:
         *earlier* than it moves forward past it (a correct QEMU cannot deliver an event before
         a STOP that was raised before it: STOP is never held). Nothing else moves. When
         nothing moves, the batch itself is returned (the common case, and every simulated
-        trace: it carries no event timestamps).
+        trace: its BLOCK_IO_ERRORs carry error ids and sit at their raise, `raised`).
         """
         ident = self.idx
         is_bie = self.event("BLOCK_IO_ERROR")
-        bie = is_bie & self.throttle & (self.evt >= 0)
+        bie = is_bie & self.throttle & (self.evt >= 0) & ~self.has_eid
         if not bie.any():
             return self, ident
         b = np.flatnonzero(bie)

@@ -52,6 +52,13 @@ KINDS = (
     # Added in v1 beyond the base list: any other traced event of a real source (a QEMU trace
     # log line we keep by name, with its arguments in `payload`).
     "trace_event",
+    # Added in v1 for host logs (additive): a block device's configuration from a QEMU command
+    # line (libvirt's per-domain log): device, op and the policy (werror / rerror) for it;
+    # the rest (qom-path, node names, iothread) in `payload`.
+    "device_config",
+    # An event as the management layer delivered it (`virsh event`: lifecycle, io-error,
+    # io-error-reason, ...), named in `name` with libvirt's event name.
+    "mgmt_event",
 )
 
 OPS = ("read", "write", "flush", "discard")
@@ -79,7 +86,10 @@ RUNSTATES = (
     "colo",
 )
 
-SOURCES = ("sim", "threads", "qmp", "qemu-log", "libvirt-log", "simpletrace", "merged", "capture")
+SOURCES = (
+    "sim", "threads", "qmp", "qemu-log", "libvirt-log", "simpletrace", "merged", "capture",
+    "domain-log", "virsh-events",
+)
 
 # ---------------------------------------------------------------------------------------------
 # Columns
@@ -120,7 +130,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("iostatus", DICT_STRING, False, "device I/O status", IOSTATUSES),
     Column("runstate", DICT_STRING, False, "new run state (QEMU RunState name)", RUNSTATES),
     Column("prev_runstate", DICT_STRING, False, "run state before a transition", RUNSTATES),
-    Column("name", DICT_STRING, False, "QMP event or command name"),
+    Column("name", DICT_STRING, False, "QMP event or command name (mgmt_event: libvirt's event name)"),
     Column("error_id", pa.int64(), False, "correlates all steps of one error action"),
     Column("payload", pa.string(), False, "extra data as JSON text"),
     # Added in v1 beyond the base list:

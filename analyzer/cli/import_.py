@@ -12,6 +12,7 @@ import typer
 
 from analyzer.cli import console
 from analyzer.importers import FORMATS, ImportSummary, import_traces
+from analyzer.importers.pipeline import expand_inputs
 from analyzer.text import terminal
 from tracer.errors import check_format
 
@@ -42,8 +43,10 @@ def register(app: typer.Typer) -> None:
             list[Path],
             typer.Argument(
                 metavar="INPUT...",
-                help="QMP transcript or stream, QEMU trace log, libvirt debug log; "
-                "several inputs of one VM merge into one trace.",
+                help="QMP transcript or stream, QEMU trace log, libvirt debug log, libvirt "
+                "per-domain QEMU log or QEMU command line, virsh event output; gzip, bzip2, xz "
+                "or zstd compressed; - for standard input; globs are expanded. Several inputs "
+                "of one VM merge into one trace.",
             ),
         ],
         out: Annotated[
@@ -91,13 +94,20 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--parents", help="Create missing parent directories of the output.")
         ] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
+        stdin_name: Annotated[
+            str | None,
+            typer.Option("--stdin-name", metavar="NAME",
+                         help="Name of standard input (-) in src_file and the metadata "
+                         "(default <stdin>)."),
+        ] = None,
     ) -> None:
         """Import what a real QEMU and its management wrote, as a trace `check` can audit."""
         check_format(format, CHOICES)
         with console.progress_bar("importing", quiet=quiet, unit="bytes") as progress:
             summary = import_traces(
-                [str(p) for p in inputs], out, format=format, vm=vm, host=host,
+                expand_inputs(inputs), out, format=format, vm=vm, host=host,
                 skip_bad=skip_bad, progress=progress, parents=parents, replace=force,
+                stdin_name=stdin_name,
             )
         if not quiet:
             for line in _describe(summary):

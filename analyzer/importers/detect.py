@@ -1,7 +1,8 @@
 """Recognising an input's format from its content, and judging single lines.
 
 The first non-empty line decides (with ``--skip-bad``, the first recognisable one among the
-first `SCAN_LINES`). Each line type has one cheap test, so the same function also tells, for
+first `SCAN_LINES`), except that QEMU stderr followed, within `SCAN_LINES`, by libvirt's own
+lines is a per-domain log (a rotated one starts anywhere). Each line type has one cheap test, so the same function also tells, for
 a line a parser rejects, whether it belongs to another format (a mixed file) or to none.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 from analyzer.importers.json_scan import parse_json
 from tracer.errors import ImportFormatError
 
-FORMATS = ("qmp", "qemu-log", "libvirt-log")
+FORMATS = ("qmp", "qemu-log", "libvirt-log", "domain-log", "virsh-events")
 
 #: How much of an input `detect_format` is given to look at (a first line may be a long reply).
 DETECT_BYTES = 32 << 20
@@ -28,6 +29,15 @@ TRACE_PREFIXED = re.compile(r"\d+@\d+\.\d+:[A-Za-z_]\w*")
 TRACE_PLAIN = re.compile(r"[a-z][a-z0-9]*_[a-z0-9_]*(?: |$)")
 #: A QEMU message on the same stderr (error_report / warn_report), optionally timestamped.
 QEMU_MESSAGE = re.compile(r"(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z )?qemu[\w.+-]*: ")
+#: libvirt's own lines in a per-domain QEMU log (``/var/log/libvirt/qemu/NAME.log``).
+DOMAIN_HEAD = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d{4}: "
+    r"(?:starting up libvirt version: |Domain id=\d+ is tainted|shutting down, reason=)"
+)
+#: A QEMU command line (a ``cmdline`` file, the start of one in a domain log).
+COMMAND_LINE = re.compile(r"(?:^|\s)(?:\S*/)?(?:qemu-system-[\w.-]+|qemu-kvm) +-\w")
+#: ``virsh event --loop [--timestamp]``: ``[TIME: ]event 'NAME' for domain 'VM'``.
+VIRSH_EVENT = re.compile(r"(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d{4}: )?event '[\w-]+' for domain '")
 
 
 def is_qmp_message(obj: object) -> bool:
@@ -52,9 +62,22 @@ def classify_line(line: str) -> str | None:
         return "qmp" if is_qmp_message(obj) else None
     if LIBVIRT_HEAD.match(s):
         return "libvirt-log"
-    if TRACE_PREFIXED.match(s) or QEMU_MESSAGE.match(s) or TRACE_PLAIN.match(s):
+    if DOMAIN_HEAD.match(s):
+        return "domain-log"
+    if VIRSH_EVENT.match(s):
+        return "virsh-events"
+    if TRACE_PREFIXED.match(s) or QEMU_MESSAGE.match(s):
+        return "qemu-log"
+    if COMMAND_LINE.search(s):  # also a ``ps`` line, its columns before the binary
+        return "domain-log"
+    if TRACE_PLAIN.match(s):
         return "qemu-log"
     return None
+
+
+def _domain_lines_follow(lines: Iterable[str]) -> bool:
+    """Whether one of the next `SCAN_LINES` lines is libvirt's own line of a domain log."""
+    return any(DOMAIN_HEAD.match(line) for line, _ in zip(lines, range(SCAN_LINES), strict=False))
 
 
 def detect_format(lines: Iterable[str], path: str, *, skip_bad: bool = False, whole: bool = True) -> str:
@@ -63,23 +86,29 @@ def detect_format(lines: Iterable[str], path: str, *, skip_bad: bool = False, wh
     unrecognisable lines is "no recognisable line", not "empty input")."""
     limit = SCAN_LINES if skip_bad else None
     seen = 0
-    for number, line in enumerate(lines, 1):
+    it = iter(lines)
+    for number, line in enumerate(it, 1):
         if not line.strip():
             continue
         fmt = classify_line(line)
+        if fmt == "qemu-log":
+            # A rotated per-domain log (NAME.log.1) may start with QEMU's stderr: libvirt's
+            # own lines further on tell it from a trace log.
+            return "domain-log" if _domain_lines_follow(it) else fmt
         if fmt is not None:
             return fmt
         seen += 1
         if limit is None or seen >= limit:
             raise ImportFormatError(
-                "unknown format: not QMP JSON, a QEMU trace log or a libvirt daemon log "
+                "unknown format: not QMP JSON, a QEMU trace log, a libvirt daemon or per-domain log, "
+                "a QEMU command line or virsh event output "
                 f"(line starts {line[:60]!r})",
                 path=path,
                 line=number,
             )
     if not whole:
         raise ImportFormatError(
-            f"unknown format: no QMP, QEMU trace log or libvirt log line in its first {DETECT_BYTES >> 20} MiB",
+            f"unknown format: no QMP, QEMU trace log, libvirt log or virsh event line in its first {DETECT_BYTES >> 20} MiB",
             path=path,
         )
     raise ImportFormatError("empty input: no line to import", path=path)

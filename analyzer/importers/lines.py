@@ -12,7 +12,14 @@ a line:
   must be text: silently turning Latin-1 into U+FFFD would change what a finding names);
 - only regular files are read in place. A pipe or socket (``<(zcat log.gz)``, ``/dev/stdin``)
   is copied to a temporary file as it is read, with the same line bound, so that it can be
-  read twice; a character or block device (``/dev/zero``, a terminal) is refused.
+  read twice; a character or block device (``/dev/zero``, a terminal) is refused;
+- ``-`` is standard input (copied like a pipe), named `STDIN_NAME` or the name given;
+- a compressed input (gzip, bzip2, xz, zstd: `compressed`, recognised from its magic bytes,
+  whatever its name) is decompressed into a temporary file the same way, and named by its
+  logical name (``x.log.gz`` -> ``x.log``). Damaged or cut compressed data is one
+  :class:`~tracer.errors.ImportFormatError` naming the file and the first line it could not
+  give; with ``--skip-bad`` the lines before it are imported and the rest counted as one
+  skipped line of a truncated input.
 
 Every parser reports a bad line through `LinePolicy.bad`: without ``--skip-bad`` that raises
 :class:`~tracer.errors.ImportFormatError` naming the file and line (the CLI prints it as one
@@ -31,6 +38,13 @@ from itertools import chain
 from pathlib import Path
 from typing import IO
 
+from analyzer.importers.compressed import (
+    DECOMPRESS_ERRORS,
+    codec_of,
+    decompressing,
+    describe,
+    logical_name,
+)
 from analyzer.importers.detect import classify_line
 from analyzer.progress import ProgressCallback
 from tracer.errors import ImportFormatError, InputError
@@ -43,6 +57,8 @@ MAX_LINE_BYTES = 16 << 20
 CHUNK_BYTES = 4 << 20
 #: Largest input read from a pipe or socket (copied to a temporary file as it is read).
 MAX_STREAM_BYTES = 64 << 30
+#: The name (``src_file``) of standard input when none is given.
+STDIN_NAME = "<stdin>"
 
 
 class _Lines:
@@ -62,8 +78,13 @@ class _Lines:
 class InputText:
     """An input file's identity (path, sha256, size, line count) and its lines, streamed."""
 
-    def __init__(self, path: str, handle: IO[bytes], *, size: int) -> None:
+    def __init__(self, path: str, handle: IO[bytes], *, size: int, source: str | None = None) -> None:
+        #: The input's name in rows and metadata (a compressed file's logical name).
         self.path = path
+        #: The file as the user gave it, for messages (``x.log.gz``, ``-``).
+        self.source = source or path
+        #: (line, reason) where damaged compressed data ended the text (with skip_bad).
+        self.damage: tuple[int, str] | None = None
         self._handle = handle
         #: Size in bytes (of the file, or of what a pipe gave).
         self.size = size
@@ -142,7 +163,7 @@ class InputText:
     def _bound(self, length: int, number: int) -> None:
         if length > MAX_LINE_BYTES:
             raise InputError(
-                f"line longer than {MAX_LINE_BYTES >> 20} MiB: not a log or QMP line", path=self.path, line=number
+                f"line longer than {MAX_LINE_BYTES >> 20} MiB: not a log or QMP line", path=self.source, line=number
             )
 
     def _decode(self, block: bytes, number: int) -> list[str]:
@@ -165,10 +186,15 @@ class InputText:
         return out
 
 
-def read_text(path: str | Path, *, scan: bool = True) -> InputText:
-    """Open `path` for streaming its lines, and (`scan`) read its sha256 and line count
-    (`InputText.scan`). Inputs are never modified. The caller closes it (`InputText.close`)."""
+def read_text(
+    path: str | Path, *, scan: bool = True, stdin_name: str | None = None, skip_bad: bool = False,
+) -> InputText:
+    """Open `path` (``-``: standard input, named `stdin_name`) for streaming its lines, and
+    (`scan`) read its sha256 and line count (`InputText.scan`). Inputs are never modified.
+    The caller closes it (`InputText.close`)."""
     name = str(path)
+    if name == "-":
+        return _open_stdin(stdin_name or STDIN_NAME, scan=scan, skip_bad=skip_bad)
     try:
         st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
@@ -184,23 +210,83 @@ def read_text(path: str | Path, *, scan: bool = True) -> InputText:
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", path=name) from None
     try:
-        size = st.st_size
         if not stat.S_ISREG(st.st_mode):  # a pipe or socket: keep a copy to read it again
-            handle = _spool(handle, name)
-            size = handle.seek(0, os.SEEK_END)
-        text = InputText(name, handle, size=size)
-        return text.scan() if scan else text
+            handle, _ = _spool(handle, name)
+        return _opened(handle, name, name, scan=scan, skip_bad=skip_bad)
     except BaseException:
         handle.close()
         raise
 
 
-def _spool(stream: IO[bytes], name: str) -> IO[bytes]:
-    """A temporary copy of a stream, refusing a line beyond `MAX_LINE_BYTES` as it goes."""
+def _open_stdin(name: str, *, scan: bool, skip_bad: bool) -> InputText:
+    """Standard input, copied as it is read (a terminal is refused: nothing to import)."""
+    try:
+        fd = os.dup(0)
+    except OSError as exc:
+        raise InputError(f"cannot read standard input: {exc.strerror or exc}", path="-") from None
+    stream = os.fdopen(fd, "rb")
+    if stream.isatty():
+        stream.close()
+        raise InputError("standard input is a terminal, not a file to import", path="-")
+    handle, _ = _spool(stream, "-")
+    try:
+        return _opened(handle, name, "-", scan=scan, skip_bad=skip_bad)
+    except BaseException:
+        handle.close()
+        raise
+
+
+def _opened(handle: IO[bytes], name: str, source: str, *, scan: bool, skip_bad: bool) -> InputText:
+    """The `InputText` of a seekable `handle`, decompressed first if its magic bytes say so."""
+    handle.seek(0)
+    head = handle.read(8)
+    handle.seek(0)
+    codec = codec_of(head)
+    damage = None
+    if codec is not None:
+        plain, damage = _spool(decompressing(handle, codec), source, codec=codec, skip_bad=skip_bad)
+        handle.close()
+        handle, name = plain, logical_name(name, codec) if source != "-" else name
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(0)
+    text = InputText(name, handle, size=size, source=source)
+    text.damage = damage
+    return text.scan() if scan else text
+
+
+def _spool(
+    stream: IO[bytes], name: str, *, codec: str | None = None, skip_bad: bool = False,
+) -> tuple[IO[bytes], tuple[int, str] | None]:
+    """A temporary copy of a stream, refusing a line beyond `MAX_LINE_BYTES` as it goes.
+
+    `codec`: the stream decompresses; data it cannot decompress is an ImportFormatError at
+    the first line it could not give, or (`skip_bad`) the end of the copy, cut after its last
+    whole line, returned as (line, reason)."""
     copy = tempfile.TemporaryFile()  # noqa: SIM115 (returned)
+    damage = None
+    # A decompressor's read1 gives what it has decompressed so far, so the lines before
+    # damaged data are kept (read(n) would lose its whole chunk to the error).
+    # pyarrow's zstd stream has no read1: small reads lose at most 64 KiB before the damage.
+    read = stream.read
+    if codec is not None:
+        read = getattr(stream, "read1", None) or (lambda _n: stream.read(1 << 16))
     try:
         total = run = lines = 0
-        while chunk := stream.read(CHUNK_BYTES):
+        while True:
+            try:
+                chunk = read(CHUNK_BYTES)
+            except DECOMPRESS_ERRORS as exc:
+                if codec is None:
+                    raise
+                reason = describe(codec, exc)
+                if not skip_bad:
+                    raise ImportFormatError(reason, path=name, line=lines + 1) from None
+                copy.truncate(total - run)
+                copy.seek(0, os.SEEK_END)
+                damage = (lines + 1, reason)
+                break
+            if not chunk:
+                break
             total += len(chunk)
             if total > MAX_STREAM_BYTES:
                 raise InputError(f"more than {MAX_STREAM_BYTES >> 30} GiB from a pipe", path=name)
@@ -220,7 +306,7 @@ def _spool(stream: IO[bytes], name: str) -> IO[bytes]:
         raise
     finally:
         stream.close()
-    return copy
+    return copy, damage
 
 
 class LinePolicy:
@@ -236,7 +322,7 @@ class LinePolicy:
         progress_base: int = 0,
         progress_total: int | None = None,
     ) -> None:
-        self.path = text.path
+        self.path = text.source
         self.fmt = fmt
         self.skip_bad = skip_bad
         self.skipped = 0
@@ -248,6 +334,9 @@ class LinePolicy:
         self._size = text.size
         self._nlines = max(text.line_count, 1)
         text.on_bad = self.bad
+        if text.damage is not None:  # only with skip_bad: the rest of a damaged compressed input
+            self.skipped += 1
+            self.truncated = True
 
     def bad(self, number: int, line: str, reason: str) -> None:
         """Line `number` cannot be imported because of `reason`."""
@@ -268,4 +357,4 @@ class LinePolicy:
             self._progress(self._base + self._size * number // self._nlines, self._total)
 
 
-__all__ = ["MAX_LINE_BYTES", "InputText", "LinePolicy", "read_text"]
+__all__ = ["MAX_LINE_BYTES", "STDIN_NAME", "InputText", "LinePolicy", "read_text"]

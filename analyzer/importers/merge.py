@@ -36,7 +36,7 @@ from analyzer.importers.rows import Part
 from analyzer.importers.thread_hints import ThreadHints, attribute
 from tracer.schema import COLUMNS, schema_with_metadata
 
-SOURCE_ORDER = {"qemu-log": 0, "qmp": 1, "libvirt-log": 2}
+SOURCE_ORDER = {"qemu-log": 0, "qmp": 1, "libvirt-log": 2, "domain-log": 3, "virsh-events": 4}
 
 #: Fields a merged row takes from its partner when it has none itself.
 _DATA_FIELDS = ("device", "op", "errno", "action", "iostatus", "runstate", "cmd_ref", "node", "qom",
@@ -157,7 +157,7 @@ def build_table(
         "req_id": scattered("req_id", pa.int64()),
         "op": scattered("op", pa.string()),
         "errno": scattered("errno", pa.int32()),
-        "policy": pa.nulls(m, pa.string()),
+        "policy": scattered("policy", pa.string()),
         "action": scattered("action", pa.string()),
         "iostatus": scattered("iostatus", pa.string()),
         "runstate": scattered("runstate", pa.string()),

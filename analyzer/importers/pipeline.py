@@ -4,7 +4,8 @@ Each step is its own module; this one runs them in order and keeps the bookkeepi
 
 1. open the input as a stream of bounded lines (`lines.read_text`) and recognise its format
    from a bounded prefix (`detect`);
-2. parse it with that format's parser (`qmp`, `qemu_log`, `libvirt_log`) into parts, one per
+2. parse it with that format's parser (`qmp`, `qemu_log`, `libvirt_log`, `domain_log`,
+   `virsh_events`; a compressed input decompressed first, `compressed`) into parts, one per
    VM it shows, every bad line going through one `lines.LinePolicy`;
 3. check every integer fits its column (`rows.first_out_of_range`), give each part its VM
    and build one table per VM (`vm_tables`, `vm_groups`, `merge`), refusing one that
@@ -18,6 +19,7 @@ garbage collector paused (`_no_cycle_collection`).
 from __future__ import annotations
 
 import gc
+import glob
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from analyzer.importers import libvirt_log, qemu_log, qmp
+from analyzer.importers import domain_log, libvirt_log, qemu_log, qmp, virsh_events
 from analyzer.importers.detect import DETECT_BYTES, FORMATS, detect_format
 from analyzer.importers.lines import InputText, LinePolicy, read_text
 from analyzer.importers.output import check_output, one_table, write_tables
@@ -40,6 +42,8 @@ PARSERS: dict[str, Callable[[InputText, LinePolicy], ParsedInput]] = {
     "qmp": qmp.parse,
     "qemu-log": qemu_log.parse,
     "libvirt-log": libvirt_log.parse,
+    "domain-log": domain_log.parse,
+    "virsh-events": virsh_events.parse,
 }
 
 
@@ -106,19 +110,23 @@ def parse_input(
     progress: ProgressCallback | None = None,
     progress_base: int = 0,
     progress_total: int | None = None,
+    stdin_name: str | None = None,
 ) -> ParsedInput:
-    """Read and parse one input into its parts (one per VM), without merging or writing."""
+    """Read and parse one input into its parts (one per VM), without merging or writing.
+
+    `path` may be compressed (`compressed`: named by its logical name) or ``-``, standard
+    input, named `stdin_name` (default `lines.STDIN_NAME`)."""
     if format != "auto" and format not in FORMATS:
         raise InputError(f"unknown format {format!r}; expected auto or one of: {', '.join(FORMATS)}")
-    text = read_text(path, scan=False)
+    text = read_text(path, scan=False, stdin_name=stdin_name, skip_bad=skip_bad)
     try:
         if format != "auto":
             fmt = format
             if not any(line.strip() for line in text.iter_lines()):
-                raise ImportFormatError("empty input: no line to import", path=text.path)
+                raise ImportFormatError("empty input: no line to import", path=text.source)
         else:  # from a bounded prefix: a huge file of junk is refused at its first megabytes
             fmt = detect_format(
-                text.iter_lines(DETECT_BYTES), text.path, skip_bad=skip_bad, whole=text.size <= DETECT_BYTES,
+                text.iter_lines(DETECT_BYTES), text.source, skip_bad=skip_bad, whole=text.size <= DETECT_BYTES,
             )
         text.scan()
         policy = LinePolicy(
@@ -151,10 +159,11 @@ def read_input(
     host: str | None = None,
     skip_bad: bool = False,
     progress: ProgressCallback | None = None,
+    stdin_name: str | None = None,
 ) -> pa.Table:
     """One input as a schema-v1 table (every VM it holds, each with seq 0..)."""
     with _no_cycle_collection():
-        parsed = parse_input(path, format, skip_bad=skip_bad, progress=progress)
+        parsed = parse_input(path, format, skip_bad=skip_bad, progress=progress, stdin_name=stdin_name)
         return one_table(list(vm_tables([parsed], vm=vm, host=host).values()))
 
 
@@ -169,6 +178,7 @@ def import_traces(
     progress: ProgressCallback | None = None,
     parents: bool = False,
     replace: bool = False,
+    stdin_name: str | None = None,
 ) -> ImportSummary:
     """Import `inputs` (of one VM, or a libvirt log of several) and write schema v1 to `out`.
 
@@ -183,7 +193,9 @@ def import_traces(
     """
     if not inputs:
         raise InputError("no input to import")
-    plan = check_output(out, inputs=inputs, parents=parents, replace=replace)
+    if sum(str(p) == "-" for p in inputs) > 1:
+        raise InputError("standard input (-) given more than once")
+    plan = check_output(out, inputs=[p for p in inputs if str(p) != "-"], parents=parents, replace=replace)
     sizes = [_size(p) for p in inputs]
     total = sum(sizes)
     parsed: list[ParsedInput] = []
@@ -193,7 +205,7 @@ def import_traces(
             parsed.append(
                 parse_input(
                     p, format, skip_bad=skip_bad, progress=progress,
-                    progress_base=base, progress_total=total,
+                    progress_base=base, progress_total=total, stdin_name=stdin_name,
                 )
             )
             base += size
@@ -207,6 +219,23 @@ def import_traces(
         inputs=summaries, out=str(plan.path), files=tuple(files),
         vm_rows={name: t.num_rows for name, t in tables.items()},
     )
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
+    """`inputs` with every glob pattern (``*``, ``?``, ``[``) that names no file expanded, in
+    sorted order (a shell that did not expand it: quoted, or Windows); a pattern matching
+    nothing is an InputError. ``-`` (standard input) stays."""
+    out: list[str] = []
+    for p in inputs:
+        name = str(p)
+        if name == "-" or os.path.lexists(name) or not glob.has_magic(name):
+            out.append(name)
+            continue
+        found = sorted(glob.glob(name))
+        if not found:
+            raise InputError("no file matches this pattern", path=name)
+        out += found
+    return out
 
 
 def _size(path: str | Path) -> int:

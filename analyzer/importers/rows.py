@@ -34,6 +34,7 @@ SPARSE = (
     "req_id",
     "op",
     "errno",
+    "policy",
     "action",
     "iostatus",
     "runstate",

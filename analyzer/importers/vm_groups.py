@@ -15,6 +15,8 @@ from tracer.errors import InputError
 
 #: VM name for QMP / trace-log inputs that do not name their VM (no --vm, no query-name).
 DEFAULT_VM = "vm0"
+#: Formats whose parts name their VM (libvirt's domain name, a command line's ``-name``).
+NAMING_FORMATS = frozenset({"libvirt-log", "domain-log", "virsh-events"})
 
 
 def group_by_vm(parsed: Sequence[ParsedInput], vm: str | None) -> dict[str, list[Part]]:
@@ -28,7 +30,7 @@ def group_by_vm(parsed: Sequence[ParsedInput], vm: str | None) -> dict[str, list
     unnamed: list[Part] = []
     for p in parsed:
         for part in p.parts:
-            if p.format == "libvirt-log":
+            if p.format in NAMING_FORMATS:
                 named.setdefault(part.vm or DEFAULT_VM, []).append(part)
             else:
                 unnamed.append(part)

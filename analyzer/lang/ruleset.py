@@ -70,7 +70,9 @@ class RuleSet:
         return {c for r in self.rules for c in r.columns}
 
     def run(self, steps: Steps) -> list[Finding]:
-        """Every finding of every rule over one batch of whole VMs."""
+        """Every finding of every rule over one batch of whole VMs, each BLOCK_IO_ERROR at its
+        raise as the built-in rules read it (`Steps.raised`)."""
+        steps = steps.raised
         cache: dict[Pred, np.ndarray] = {}
         out: list[Finding] = []
         for r in self.rules:

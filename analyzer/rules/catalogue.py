@@ -130,9 +130,11 @@ def columns_for(rule_ids: Sequence[str]) -> tuple[str, ...]:
 
 def run(steps: Steps, rule_ids: Sequence[str]) -> list[Finding]:
     """Every finding of the rules `rule_ids` decided over a batch of whole VMs, rule by rule in
-    the order of `rule_ids` (the integrity rules come with the batch from the reader)."""
+    the order of `rule_ids` (the integrity rules come with the batch from the reader).
+    BLOCK_IO_ERRORs are judged where they were raised (`Steps.raised`)."""
     for rid in rule_ids:
         rule(rid)
+    steps = steps.raised
     wanted = set(rule_ids)
     called: set[int] = set()
     out: list[Finding] = []

@@ -29,7 +29,8 @@ def findings(
     """One Finding of `rule` per position k of the parallel arrays.
 
     `evidence`: arrays of row indices (-1: absent) whose seqs are the finding's evidence (shown
-    in replay order, de-duplicated). `device`: device codes (-1: none). `error_id`: error ids
+    in seq order, de-duplicated: a BLOCK_IO_ERROR judged at its raise is named by its
+    delivery's seq, `Steps.raised`). `device`: device codes (-1: none). `error_id`: error ids
     (`NO_EID`: none; see :func:`eids`), or None for a rule whose findings never carry one.
     `message(k, rows)` builds the text from the sorted evidence rows.
     """
@@ -53,7 +54,7 @@ def findings(
                 vm=steps.vm_names[int(steps.vm[first])],
                 device=steps.device_names[dev] if dev >= 0 else None,
                 error_id=eid,
-                seq=tuple(int(steps.seq[r]) for r in rows),
+                seq=tuple(sorted({int(steps.seq[r]) for r in rows})),
                 ts_ns=int(steps.ts[first]),
                 thread=steps.thread_names[int(steps.thread[first])],
                 message=message(k, rows),

@@ -5,8 +5,8 @@ These are warnings about the input, not about QEMU's error path: the importer ma
 could not read as it was meant (`analyzer.importers.qapi_events.unnamed`,
 `analyzer.importers.qmp_semantics.SWAPPED_MARKER`, both `qmp_event` rows whose name starts
 with ``#``, which no QAPI event name does) and these rules say so once per VM, so that a user
-knows why other rules stayed silent or how a device was named. Simulated traces never carry
-such rows.
+knows why other rules stayed silent or how a device was named. The simulator writes the
+same marker after each event of its 9.2.0 swap variant (`qom-path-swap`).
 """
 
 from __future__ import annotations
@@ -100,15 +100,20 @@ def event_names_unknown(s: Steps, rule: RuleInfo) -> list[Finding]:
 def qom_path_swapped(s: Steps, rule: RuleInfo) -> list[Finding]:
     """One warning per VM whose BLOCK_IO_ERRORs came with device and qom-path swapped."""
     first, counts = _first_per_vm(s, _marked(s, lambda name: name == SWAPPED_MARKER))
-    # The BLOCK_IO_ERROR the marker follows (same input line, just before it).
+    # The BLOCK_IO_ERROR the marker follows (same input line, just before it); with error ids
+    # (the simulator) the one of the marker's error, which `Steps.raised` judges at its raise.
     event = np.where(first > 0, first - 1, NULL) if len(first) else first
+    if len(first):
+        own = s.by_eid(s.event("BLOCK_IO_ERROR")).first(s.vm[first], s.eid[first], s.has_eid[first])
+        event = np.where(own >= 0, own, event)
 
     def message(k: int, _: list[int]) -> str:
         n = int(counts[k])
         more = f" (and {n - 1} more)" if n > 1 else ""
         device = s.text("device", int(first[k])) or "?"
+        shown = event[k] if event[k] >= 0 else first[k]
         return (
-            f"BLOCK_IO_ERROR at seq {int(s.seq[first[k]])}{more} carried the QOM path in "
+            f"BLOCK_IO_ERROR at seq {int(s.seq[shown])}{more} carried the QOM path in "
             f"'device' and the drive name in 'qom-path' (QEMU 9.2.0's swapped fields, fixed in "
             f"10.0): read as device '{device}'. libvirt matches disks by these fields and "
             f"misses such events"

@@ -150,6 +150,12 @@ class RowGroupDecoder:
             if len(ioc):
                 failed = np.asarray(pc.is_valid(errno).to_numpy(zero_copy_only=False), dtype=bool)
                 keep |= failed & (out["kind"] == ioc[0])
+        # A trace_event tied to an error (the simulator's monitor_protocol_event_queue row: the
+        # raise of a throttled BLOCK_IO_ERROR) is read by the rules (`analyzer.steps.raised`).
+        tev = np.flatnonzero(out["kind_map"] == K["trace_event"])
+        if len(tev) and "error_id" in table.column_names and table.column("error_id").null_count < n:
+            tied = np.asarray(pc.is_valid(table.column("error_id")).to_numpy(zero_copy_only=False), dtype=bool)
+            keep |= tied & (out["kind"] == tev[0])
         out["keep"] = keep
         return out
 

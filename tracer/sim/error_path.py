@@ -18,6 +18,11 @@ from tracer.sim.throttle import Held, throttle_key
 from tracer.sim.variants import VARIANT_TABLE, Variant
 from tracer.sim.vm import OP_NAMES, VM, Device
 
+#: The row that marks a BLOCK_IO_ERROR sent with QEMU 9.2.0's swapped device / qom-path, as the
+#: importer writes it (`analyzer.importers.qmp_semantics.SWAPPED_MARKER`; tracer cannot import
+#: analyzer).
+SWAPPED_MARKER = "#qom-path-swapped"
+
 #: BLOCK_IO_ERROR's `operation` (a flush fails as a write in virtio-blk).
 QMP_OPERATION = ("read", "write", "write")
 
@@ -139,6 +144,11 @@ def send_event(vm: VM, th: SimThread, ev: Held) -> None:
                   errno=ev.errno, action=ev.action, error_id=ev.error_id, payload=ev.payload,
                   event_ts_ns=ev.raised_ns)
     vm.facts.append(("bie_sent", seq, ev.error_id, ev.device, vm.variant.swap_qom_path))
+    if vm.variant.swap_qom_path:
+        # The row's `device` is the drive, read swapped back as an importer reads 9.2.0's
+        # fields; like the importer, mark it for `qom-path-swapped` (docs/rules.md §3).
+        th.emit("qmp_event", device=ev.device, ts_ns=vm.now, name=SWAPPED_MARKER,
+                error_id=ev.error_id, payload=ev.payload, event_ts_ns=ev.raised_ns)
     vm.monitor.deliver("BLOCK_IO_ERROR", ev.action)
 
 

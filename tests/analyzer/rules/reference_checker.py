@@ -23,12 +23,17 @@ Every rule is judged in *raising* order, and a held, late or replaced event is n
   raise of error E is its queue row; it stands for the event (same columns) at that position,
   and the ``qmp_event`` row of E (the delivery) is not judged; the evidence seq is the
   delivery's (the event a user can look up), or the queue row's when the event was never sent;
-* without error ids: each BLOCK_IO_ERROR with a timestamp moves to just before the earliest
-  STOP / RESUME that arrived before it and carries a timestamp at least as late (STOP and RESUME
-  come from the main loop in order: a running maximum); its seq stays the evidence. The rules
-  that would read an *absent* event as evidence are not judged, since the event may have been
-  replaced: event-before-stop, resume-before-retry-error, and iostatus-reset-on-cont where no
-  iostatus rows show the retried request's error.
+* without error ids (docs/rules.md §2 *emission order*): a BLOCK_IO_ERROR with a timestamp
+  moves back to just before the first other row raised at or after it (rows' times taken as a
+  running maximum in arrival order: a STOP / RESUME by its `event_ts_ns`, any other row by its
+  `ts_ns`); one that arrived before a STOP / RESUME raised earlier than it moves forward past
+  it. Its seq stays the evidence. A held event may have been replaced, so the rules that read
+  an *absent* event as evidence are excused within a throttle window (1 s + 0.1 s of slack):
+  event-before-stop and resume-before-retry-error when a BLOCK_IO_ERROR of the device arrived
+  within a window before the STOP; iostatus-reset-on-cont (judged in arrival order, without
+  iostatus rows) when a BLOCK_IO_ERROR of the device arrived within a window before the cont
+  and was raised no later than the reply, or arrived after the reply raised before it, or a
+  failed io_complete of the device (or of no named device) lies between the cont and the reply.
 """
 
 from __future__ import annotations
@@ -41,8 +46,8 @@ Key = tuple[str, str, int | None, tuple[int, ...]]
 
 
 QUEUE = "monitor_protocol_event_queue"
-#: Rules a throttled trace without error ids cannot judge (an absent event is no evidence).
-UNJUDGED_THROTTLED = ("event-before-stop", "resume-before-retry-error")
+#: QEMU >= 9.2's BLOCK_IO_ERROR rate (1 s), plus slack for the clocks of different sources.
+WINDOW_NS = 1_000_000_000 + 100_000_000
 
 
 def check_rows(rows: list[dict], throttled: bool = False) -> set[Key]:
@@ -53,8 +58,12 @@ def check_rows(rows: list[dict], throttled: bool = False) -> set[Key]:
     for vm, vrows in by_vm.items():
         vrows = sorted(vrows, key=lambda r: r["seq"])
         if throttled:
-            vrows, lenient = raising_order(vrows)
-            out |= _check_vm(vm, vrows, lenient=lenient)
+            raised, lenient = raising_order(vrows)
+            if lenient:  # iostatus-reset-on-cont without ids: arrival order, window excuses
+                out |= {k for k in _check_vm(vm, raised, lenient=True) if k[0] != "iostatus-reset-on-cont"}
+                out |= {k for k in _check_vm(vm, vrows, lenient=True) if k[0] == "iostatus-reset-on-cont"}
+            else:
+                out |= _check_vm(vm, raised)
         else:
             out |= _check_vm(vm, vrows)
     return out
@@ -83,17 +92,31 @@ def raising_order(rows: list[dict]) -> tuple[list[dict], bool]:
         return rows, False
     order = list(range(len(rows)))
     pos = {}
+
+    def time(r: dict) -> int:
+        return r["event_ts_ns"] if r["kind"] == "qmp_event" and r.get("event_ts_ns") is not None else r["ts_ns"]
+
+    others = []  # (index, running max of the raising times of the rows that are no BIE)
     marks = []  # (index, running max of the timestamps of STOP / RESUME so far)
-    top = None
+    top = mtop = None
     for i, r in enumerate(rows):
+        if _is_bie(r):
+            continue
+        top = time(r) if top is None else max(top, time(r))
+        others.append((i, top))
         if r["kind"] == "qmp_event" and r.get("name") in ("STOP", "RESUME") and r.get("event_ts_ns") is not None:
-            top = r["event_ts_ns"] if top is None else max(top, r["event_ts_ns"])
-            marks.append((i, top))
+            mtop = r["event_ts_ns"] if mtop is None else max(mtop, r["event_ts_ns"])
+            marks.append((i, mtop))
     for i, r in enumerate(rows):
         if _is_bie(r) and r.get("event_ts_ns") is not None:
-            target = next((m for m, t in marks if t >= r["event_ts_ns"]), None)
-            if target is not None and target < i:
-                pos[i] = target
+            t = r["event_ts_ns"]
+            back = next((j for j, m in others if m >= t), None)
+            if back is not None and back < i:
+                pos[i] = back
+                continue
+            ahead = next((j for j, m in marks if m >= t), None)
+            if ahead is not None and ahead > i and any(i < j < ahead for j, _ in marks):
+                pos[i] = ahead
     order.sort(key=lambda i: (pos.get(i, i), 0 if i in pos else 1, i))
     return [rows[i] for i in order], True
 
@@ -216,6 +239,37 @@ class _VM:
             return c, c is None
         return self.eid_first(lambda i: self.is_(i, "vm_stop"), e), False
 
+    def window_open(self, i: int, device) -> bool:
+        """A BLOCK_IO_ERROR of `device` arrived within a throttle window before row i (then
+        the row's own event may have been held and replaced)."""
+        b = self.find_last(lambda j: self.event(j, "BLOCK_IO_ERROR") and self.get(j, "device") == device, i)
+        return device is not None and b is not None and self.get(b, "ts_ns") + WINDOW_NS >= self.get(i, "ts_ns")
+
+    def retry_may_have_failed(self, i: int, start: int) -> bool:
+        """Reply row i shows the device not ok after the cont at `start`: the retried request
+        may have failed again with its event held or replaced, or the trace shows it failing."""
+        d = self.get(i, "device")
+
+        def failed(j: int) -> bool:
+            return self.is_(j, "io_complete") and (self.get(j, "errno") or 0) > 0
+
+        if self.find(lambda j: failed(j) and self.get(j, "device") in (d, None), start, i) is not None:
+            return True
+
+        def bie_of_d(j: int) -> bool:
+            return self.event(j, "BLOCK_IO_ERROR") and self.get(j, "device") == d
+
+        def raised(j: int) -> int:
+            t = self.get(j, "event_ts_ns")
+            return self.get(j, "ts_ns") if t is None else t
+
+        last = self.find_last(bie_of_d, i)
+        if (last is not None and self.get(last, "ts_ns") + WINDOW_NS >= self.get(start, "ts_ns")
+                and raised(last) <= self.get(i, "ts_ns")):
+            return True
+        nxt = self.find(bie_of_d, i)
+        return nxt is not None and self.get(nxt, "event_ts_ns") is not None and raised(nxt) <= self.get(i, "ts_ns")
+
     def iostatus_before(self, device, at: int) -> str:
         last = self.find_last(lambda i: self.get(i, "kind") in ("iostatus_set", "iostatus_reset")
                               and self.get(i, "device") == device, at)
@@ -231,13 +285,9 @@ def _seqs(v: _VM, *idx: int | None) -> tuple[int, ...]:
 def _check_vm(vm: str, rows: list[dict], lenient: bool = False) -> set[Key]:
     v = _VM(rows)
     out: set[Key] = set()
-    unjudged = set(UNJUDGED_THROTTLED) if lenient else set()
-    if lenient and not v.has_io:
-        unjudged.add("iostatus-reset-on-cont")
 
     def add(rule: str, eid, *idx: int | None) -> None:
-        if rule not in unjudged:
-            out.add((rule, vm, eid, _seqs(v, *idx)))
+        out.add((rule, vm, eid, _seqs(v, *idx)))
 
     def judge(i: int) -> None:  # every rule, for row i
         e = v.get(i, "error_id")
@@ -268,7 +318,8 @@ def _check_vm(vm: str, rows: list[dict], lenient: bool = False) -> set[Key]:
                           and v.find(lambda j: v.event(j, "STOP"), prev_r) == i)
                 if (v.find(v.bie_stop, lo, i) is None and b is not None and not served
                         and v.find(lambda j: v.is_(j, "qmp_command", "stop"), lo, i) is None
-                        and not v.known_not_io_error(i, b)):
+                        and not v.known_not_io_error(i, b)
+                        and not (lenient and v.window_open(i, v.get(b, "device")))):
                     add("event-before-stop", None, i, b)
         # stop-follows-error / stop-pending-at-end / resume-before-retry-error (ids)
         if v.bie_stop(i) and v.running_before(i):
@@ -294,6 +345,8 @@ def _check_vm(vm: str, rows: list[dict], lenient: bool = False) -> set[Key]:
                         nr is not None and ns is not None
                         and v.find(v.bie_stop, nr, ns) is None
                         and v.find(lambda j: v.is_(j, "qmp_command", "stop"), nr, ns) is None
+                        and v.find(lambda j: v.is_(j, "qmp_reply", "query-status")
+                                   and v.get(j, "runstate") not in (None, "running"), i, nr) is None
                         and not v.known_not_io_error(ns, v.find(lambda j: v.event(j, "RESUME"), ns))
                     )
                     if nr is None:
@@ -306,7 +359,8 @@ def _check_vm(vm: str, rows: list[dict], lenient: bool = False) -> set[Key]:
             s1 = v.find(lambda j: v.event(j, "STOP"), i)
             if (b is not None and s1 is not None and v.find(v.bie_stop, i, s1) is None
                     and v.find(lambda j: v.is_(j, "qmp_command", "stop"), i, s1) is None
-                    and not v.known_not_io_error(s1, v.find(lambda j: v.event(j, "RESUME"), s1))):
+                    and not v.known_not_io_error(s1, v.find(lambda j: v.event(j, "RESUME"), s1))
+                    and not (lenient and v.window_open(s1, v.get(b, "device")))):
                 add("resume-before-retry-error", None, b, i, s1)
         # vm-stop-thread
         if v.is_(i, "vm_stop") and v.get(i, "thread_kind") in ("iothread", "worker", "mgmt"):
@@ -360,7 +414,8 @@ def _check_vm(vm: str, rows: list[dict], lenient: bool = False) -> set[Key]:
                 else:
                     start = cc if cc is not None else cr
                     nc = v.find(lambda j: v.is_(j, "qmp_command", "cont"), start)
-                    if v.find(lambda j: v.bie_stop(j) and v.get(j, "device") == d, start, nc) is None:
+                    if (v.find(lambda j: v.bie_stop(j) and v.get(j, "device") == d, start, nc) is None
+                            and not (lenient and v.retry_may_have_failed(i, start))):
                         add("iostatus-reset-on-cont", None, cr, i)
         # action-matches-policy
         if v.is_(i, "error_action"):

@@ -43,13 +43,6 @@ def throttled_findings_vs_truth(out: Path) -> tuple[set, set]:
     return found, truth
 
 
-#: (qemu, variant) pairs whose findings do not equal ground truth yet: the analyzer's rules
-#: judge BLOCK_IO_ERROR where it arrives, not where it was raised (issue #11, the rules' part).
-#: Remove a pair when it passes (the strict xfail then fails).
-THROTTLED_PENDING = "issue #11: rules judge arrival order of throttled BLOCK_IO_ERROR"
-THROTTLED_FAILING: frozenset[tuple[str, str]] = frozenset(
-    (q, v) for q in ("9.2", "10.0") for v in VARIANTS if VARIANT_TABLE[v].only_qemu in (None, q)
-)
 THROTTLED_SEEDS = range(1, 5)
 
 
@@ -60,8 +53,7 @@ def _throttled_pairs() -> list:
             only = VARIANT_TABLE[v].only_qemu
             if only is not None and only != qemu:
                 continue
-            marks = [pytest.mark.xfail(strict=True, reason=THROTTLED_PENDING)] if (qemu, v) in THROTTLED_FAILING else []
-            pairs.append(pytest.param(qemu, v, marks=marks, id=f"{qemu}-{v}"))
+            pairs.append(pytest.param(qemu, v, id=f"{qemu}-{v}"))
     return pairs
 
 
@@ -136,3 +128,35 @@ def test_real_qemu_captures_pass(tmp_path: Path, samples_dir: Path) -> None:
     dataplane = check([tmp_path / "dataplane-both.parquet"])
     assert len(dataplane.episodes) == 6
     assert dataplane.episodes["seq_stop"].notna().all()
+
+
+def test_the_simulators_swap_marker_is_the_importers() -> None:
+    """qom-path-swapped reads one marker, whether an import or the simulator wrote it."""
+    from analyzer.importers.qmp_semantics import SWAPPED_MARKER
+    from tracer.sim.error_path import SWAPPED_MARKER as SIM_MARKER
+
+    assert SIM_MARKER == SWAPPED_MARKER
+
+
+def test_a_held_event_is_judged_at_its_raise(tmp_path: Path) -> None:
+    """On QEMU 10.0 with the event-first defect (BLOCK_IO_ERROR raised before the io-status is
+    set), events the throttle replaced are still found, by the raise: the findings name errors
+    whose event never reached the wire as well as errors whose event was sent."""
+    out = tmp_path / "t"
+    record(SimConfig(seed=1, variant="event-first", vms=1, devices=2, qemu="10.0", iothreads=1,
+                     event_throttle_ms=1000.0), out)
+    found, truth = throttled_findings_vs_truth(out)
+    assert found == truth
+    rows = pq_rows(out)
+    sent = {r["error_id"] for r in rows if r["kind"] == "qmp_event" and r["name"] == "BLOCK_IO_ERROR"}
+    raised = {r["error_id"] for r in rows if r["kind"] == "trace_event"
+              and r["name"] == "monitor_protocol_event_queue"}
+    judged = {e for _, e, rule in found if rule == "iostatus-before-event"}
+    assert judged - sent, "no finding for a replaced (never sent) event"
+    assert judged & sent and judged <= raised
+
+
+def pq_rows(out: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return [r for f in sorted(out.rglob("*.parquet")) for r in pq.read_table(f).to_pylist()]
