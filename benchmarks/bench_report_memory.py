@@ -6,6 +6,7 @@ of 1 VM, and 5 M steps of 100 VMs), runs each command in a child process and pri
 time and peak RSS (``os.wait4`` rusage of that child only), and the ratios report / check.
 
     .venv/bin/python benchmarks/bench_report_memory.py [--steps 5000000] [--vms 1,100] [--keep DIR]
+        [--blkreplay PATH]
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=5_000_000)
     ap.add_argument("--vms", default="1,100", help="comma-separated VM counts, one trace each")
     ap.add_argument("--keep", type=Path, help="keep the traces (and reuse them) under this directory")
+    ap.add_argument("--blkreplay", help="the command to measure (default: this venv's blkreplay), "
+                                        "e.g. another checkout's, for before/after figures")
     args = ap.parse_args(argv)
-    exe = str(Path(sys.executable).with_name("blkreplay"))
+    exe = args.blkreplay or str(Path(sys.executable).with_name("blkreplay"))
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-report-mem-"))
     print(f"{'trace':>22} {'command':>12} {'seconds':>8} {'peak MB':>8}")
     try:
