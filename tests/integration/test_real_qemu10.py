@@ -27,9 +27,9 @@ import pytest
 
 from analyzer.cli import main
 from tests.integration.captures import (
+    cont_delays,
     event_lines,
     events,
-    messages,
     qmp_ts,
     throttled_events,
     write_events_jsonl,
@@ -182,18 +182,6 @@ def test_the_capture_shows_what_the_scenario_is_for(capture) -> None:
         assert names == [e["event"] for e in sorted(evs, key=qmp_ts)]
         assert all(0.299 <= d < 2.0 for d in conts), conts
 
-
-def cont_delays(transcript: Path) -> list[float]:
-    """Seconds from each STOP received to the capture's next cont sent."""
-    delays, t_stop = [], None
-    for t, d, m in messages(transcript):
-        if m.get("event") == "STOP":
-            t_stop = t
-        elif d == "send" and m.get("execute") == "cont":
-            assert t_stop is not None, "cont sent without a STOP before it"
-            delays.append(t - t_stop)
-            t_stop = None
-    return delays
 
 
 # -- every input form checks clean ----------------------------------------------------------------
