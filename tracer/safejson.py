@@ -25,18 +25,20 @@ MAX_DEPTH = 64
 MAX_CHARS = 64 << 20
 
 
-def _reject_constant(name: str) -> float:
+def reject_constant(name: str) -> float:
+    """``parse_constant`` hook: NaN and Infinity are not JSON numbers a trace may hold."""
     raise JSONBoundError(f"non-finite number {name}")
 
 
-def _finite_float(text: str) -> float:
+def finite_float(text: str) -> float:
+    """``parse_float`` hook: a float that overflows (``1e400``) is refused, not read as inf."""
     value = float(text)
     if not math.isfinite(value):
         raise JSONBoundError(f"number out of range: {text[:40]}")
     return value
 
 
-_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_float=finite_float, parse_constant=reject_constant)
 
 
 def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH, max_chars: int = MAX_CHARS) -> object:

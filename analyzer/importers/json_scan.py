@@ -17,12 +17,11 @@ and one substring test per document.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from typing import Any
 
 from tracer.errors import JSONBoundError
-from tracer.safejson import check_tree
+from tracer.safejson import check_tree, finite_float, reject_constant
 
 #: Deepest nesting accepted (QMP messages are a few levels deep; query-block about 6).
 MAX_DEPTH = 64
@@ -50,20 +49,9 @@ def check_text(value: str) -> None:
         ) from None
 
 
-def _reject_constant(name: str) -> float:
-    raise JSONBoundError(f"non-finite number {name}")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise JSONBoundError(f"number out of range: {text[:40]}")
-    return value
-
-
 def _finite_text(text: str) -> str:
     """A number with a fraction or exponent kept as its text, once it is known to be finite."""
-    _finite_float(text)
+    finite_float(text)
     return text
 
 
@@ -95,8 +83,8 @@ def _document_parser(decoder: json.JSONDecoder) -> Callable[[str], Any]:
     return parse
 
 
-_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
-_EXACT = json.JSONDecoder(parse_float=_finite_text, parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_float=finite_float, parse_constant=reject_constant)
+_EXACT = json.JSONDecoder(parse_float=_finite_text, parse_constant=reject_constant)
 
 #: Parse one JSON document (no surrounding whitespace).
 parse_json = _document_parser(_DECODER)

@@ -107,8 +107,11 @@ def query_matches_runstate(s: Steps, rule: RuleInfo) -> list[Finding]:
     """query-status answered io-error while every iostatus-enabled device was ok."""
     rows = np.flatnonzero(s.reply("query-status") & (s.runstate == RS["io-error"]))
     with_io = vm_has(s, iostatus_rows(s), rows)
-    # With iostatus rows: the replayed io-status at the reply.
-    io_rows = rows[with_io]
+    # With iostatus rows: the replayed io-status at the reply. An io-status row that names no
+    # device (a trace without a `device` column) cannot say which device stayed failed, so its
+    # VM's replies are not judged this way: "every device ok" would hold vacuously.
+    unnamed = vm_has(s, iostatus_rows(s) & (s.device < 0), rows)
+    io_rows = rows[with_io & ~unnamed]
     io_bad = io_rows[_all_enabled_ok(s, io_rows)]
     # Without: a later query-block (before any cont, stop or RESUME) shows every device with an
     # io-status ok.

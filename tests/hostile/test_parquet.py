@@ -237,6 +237,19 @@ def test_report_and_replay_of_a_trace_lacking_an_optional_column(tmp_path, sampl
     assert [r["seq"] for r in rows] == [197, 198, 199, 200, 201, 202, 203]
 
 
+
+@pytest.mark.parametrize("variant", ["fixed", "qemu-10.0", "no-reset", "sync-stop"])
+def test_a_trace_without_a_device_column_gains_no_error_finding(tmp_path, variant):
+    """Without `device` an io-status row names no device: 'every device ok' must not hold
+    vacuously (it made 5 false query-matches-runstate errors on the clean `fixed` sample)."""
+    seg = SAMPLE.parent / variant / "seg-000000.parquet"
+    table = pq.read_table(seg)
+    p = write_parquet(table.drop(["device"]).replace_schema_metadata(table.schema.metadata), tmp_path / "t.parquet")
+    def errors(path):
+        return {(f["rule"], str(f["seq"])) for f in check_json(run_cli(["check", path, "-f", "json"]))["findings"]
+                if f["severity"] == "error"}
+    assert errors(p) <= errors(seg.parent)
+
 # ---------------------------------------------------------------------------------------------
 # Many tiny row groups: the same result, read in linear time (benchmarks/bench_rowgroups.py)
 # ---------------------------------------------------------------------------------------------

@@ -90,3 +90,16 @@ def throttled_events(trace_log: Path, numbers: dict[str, int]) -> int:
         elif what == "emit":
             pending.pop(key, None)
     return held_or_replaced + sum(pending.values())
+
+
+def cont_delays(transcript: Path) -> list[float]:
+    """Seconds from each (I/O-error) STOP received to the capture's next cont sent."""
+    delays, t_stop = [], None
+    for t, d, m in messages(transcript):
+        if m.get("event") == "STOP":
+            t_stop = t
+        elif d == "send" and m.get("execute") == "cont":
+            assert t_stop is not None, "cont sent without a STOP before it"
+            delays.append(t - t_stop)
+            t_stop = None
+    return delays

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.integration.captures import (
+    cont_delays,
     event_lines,
     events,
     messages,
@@ -98,18 +99,6 @@ def stop_cycles(run: RigRun) -> list[tuple[dict, float, float, float]]:
     return cycles
 
 
-def cont_delays(run: RigRun) -> list[float]:
-    """Seconds from each I/O-error STOP received to the capture's next cont sent."""
-    delays, t_stop = [], None
-    for t, d, m in messages(run.transcript):
-        if m.get("event") == "STOP":
-            t_stop = t
-        elif d == "send" and m.get("execute") == "cont":
-            assert t_stop is not None, "cont sent without a STOP before it"
-            delays.append(t - t_stop)
-            t_stop = None
-    return delays
-
 
 def raising_order(run: RigRun) -> list[str]:
     """Event names sorted by their QMP timestamp (when QEMU raised them; a throttled event is
@@ -149,7 +138,7 @@ def test_capture_ended_on_shutdown_and_resumed_every_stop(case) -> None:
     assert names[0] == "RESUME"
     assert names[-1] == "SHUTDOWN"
     assert names.count("STOP") == names.count("RESUME") - 1 == expect.stop_cycles, names
-    delays = cont_delays(run)
+    delays = cont_delays(run.transcript)
     assert len(delays) == expect.stop_cycles
     assert all(0.299 <= d < 2.0 for d in delays), delays  # --auto-cont 300 (t rounded to 1 us)
     bies = [e for e in evs if e["event"] == "BLOCK_IO_ERROR"]

@@ -27,9 +27,9 @@ import pytest
 
 from analyzer.cli import main
 from tests.integration.captures import (
+    cont_delays,
     event_lines,
     events,
-    messages,
     qmp_ts,
     throttled_events,
     write_events_jsonl,
@@ -164,13 +164,17 @@ def test_the_capture_shows_what_the_scenario_is_for(capture) -> None:
         assert sorted(conts)[len(conts) // 2] <= 0.3, conts
         assert len(bies) < expect.errors  # some replaced, never sent
         assert throttled_events(capture.trace_log, NUMBERS) >= expect.errors - len(bies)
-        assert held  # one held, sent by the main loop when the window closed ...
         late = [
             e for i, e in enumerate(evs)
             if e["event"] == "BLOCK_IO_ERROR"
             and any(s["event"] == "STOP" and qmp_ts(s) > qmp_ts(e) for s in evs[:i])
         ]
-        assert late  # ... after its STOP, keeping its (earlier) original timestamp
+        if capture.source == "saved" or held:
+            # one held, sent by the main loop when the window closed, after its STOP, keeping
+            # its (earlier) original timestamp. A live run on a loaded machine can instead
+            # have every later event replaced and QEMU quit before the window closes: the
+            # saved capture pins the held case, the live one only what cannot vary.
+            assert held and late
     else:
         # numbers only: no monitor_qmp_respond JSON in the trace log, just event numbers
         text = capture.trace_log.read_text(errors="replace")
@@ -182,18 +186,6 @@ def test_the_capture_shows_what_the_scenario_is_for(capture) -> None:
         assert names == [e["event"] for e in sorted(evs, key=qmp_ts)]
         assert all(0.299 <= d < 2.0 for d in conts), conts
 
-
-def cont_delays(transcript: Path) -> list[float]:
-    """Seconds from each STOP received to the capture's next cont sent."""
-    delays, t_stop = [], None
-    for t, d, m in messages(transcript):
-        if m.get("event") == "STOP":
-            t_stop = t
-        elif d == "send" and m.get("execute") == "cont":
-            assert t_stop is not None, "cont sent without a STOP before it"
-            delays.append(t - t_stop)
-            t_stop = None
-    return delays
 
 
 # -- every input form checks clean ----------------------------------------------------------------
