@@ -18,11 +18,16 @@ from analyzer.text import terminal
 from tracer.errors import check_format
 
 
-def _command(paths: list[Path], output: str, fmt: str, max_findings: int, timestamp: bool) -> str:
+def _command(paths: list[Path], output: str, fmt: str, max_findings: int, timestamp: bool,
+             rule_files: list[Path], only_file: bool) -> str:
     """The canonical command line that reproduces this report (printed in it)."""
     args = ["blkreplay", "report", *(str(p) for p in paths), "-o", str(output), "--format", fmt]
     if max_findings != 50:
         args += ["--max-findings", str(max_findings)]
+    for f in rule_files:
+        args += ["--rules-file", str(f)]
+    if only_file:
+        args.append("--only-file")
     if timestamp:
         args.append("--timestamp")
     return shlex.join(args)
@@ -55,6 +60,14 @@ def register(app: typer.Typer) -> None:
         parents: Annotated[
             bool, typer.Option("--parents", help="Create missing parent directories of --output.")
         ] = False,
+        rule_files: Annotated[
+            list[Path] | None,
+            typer.Option("--rules-file", metavar="FILE", show_default=False,
+                         help="A rule file (docs/rules-language.md) to run too; repeatable."),
+        ] = None,
+        only_file: Annotated[
+            bool, typer.Option("--only-file", help="Run only the rules of the --rules-file files.")
+        ] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
     ) -> None:
         """Write an audit report (HTML, Markdown or JSON).
@@ -65,14 +78,17 @@ def register(app: typer.Typer) -> None:
             check_format(fmt, FORMATS)
         kind = format_for(output, fmt)
         # refused before the check runs, not after
-        outputs.check_output(output, inputs=paths, kind="report", parents=parents, allow_stdout=True)
-        command = _command(paths, output, kind, max_findings, timestamp)
+        files = list(rule_files or [])  # inputs too: -o never writes over a rule file
+        outputs.check_output(output, inputs=[*paths, *files], kind="report", parents=parents,
+                             allow_stdout=True)
+        command = _command(paths, output, kind, max_findings, timestamp, files, only_file)
         phases = (("checking", "steps"), ("statistics", "steps"), ("timeline", "steps"))
         with console.progress_phases(*phases, quiet=quiet) as (checking, statistics, timeline):
             rep = build_report(paths, max_findings=max_findings, timestamp=timestamp,
                                command=command, progress=checking,
-                               statistics_progress=statistics, timeline_progress=timeline)
-        written = write_report(rep, output, kind, inputs=paths, parents=parents)
+                               statistics_progress=statistics, timeline_progress=timeline,
+                               rule_files=files, only_files=only_file)
+        written = write_report(rep, output, kind, inputs=[*paths, *files], parents=parents)
         if not quiet:  # on stderr when the report itself is on stdout
             shown = console.out if written is not None else console.err
             shown.print(summary(rep, written, kind))

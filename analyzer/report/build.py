@@ -56,10 +56,15 @@ def rules_hash(rules: Sequence[RuleInfo]) -> str:
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
-def default_command(paths: Sequence[str | Path], max_findings: int) -> str:
+def default_command(paths: Sequence[str | Path], max_findings: int,
+                    rule_files: Sequence[str | Path] = (), only_files: bool = False) -> str:
     args = ["blkreplay", "report", *(str(p) for p in paths)]
     if max_findings != 50:
         args += ["--max-findings", str(max_findings)]
+    for f in rule_files:
+        args += ["--rules-file", str(f)]
+    if only_files:
+        args.append("--only-file")
     return shlex.join(args)
 
 
@@ -313,8 +318,13 @@ def build_report(
     progress: ProgressCallback | None = None,
     statistics_progress: ProgressCallback | None = None,
     timeline_progress: ProgressCallback | None = None,
+    rule_files: Sequence[str | Path] = (),
+    only_files: bool = False,
 ) -> Report:
     """Check `paths` and gather everything an audit report shows.
+
+    `rule_files` (docs/rules-language.md) are run beside the built-in rules, or alone with
+    `only_files`, exactly as :func:`analyzer.check` runs them.
 
     `command` is the command line printed as the way to reproduce the report (default: the
     equivalent `blkreplay report` call). No wall-clock time is recorded unless `timestamp`.
@@ -323,7 +333,8 @@ def build_report(
     """
     paths = [str(p) for p in paths]
     trace = load(paths)
-    result = check(trace, progress=progress)
+    files = [str(f) for f in rule_files]
+    result = check(trace, progress=progress, rule_files=files, only_files=only_files)
     generated_at = (
         _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         if timestamp else None
@@ -332,7 +343,7 @@ def build_report(
         result,
         trace_units(trace),
         max_findings=max_findings,
-        command=command or default_command(paths, max_findings),
+        command=command or default_command(paths, max_findings, files, only_files),
         generated_at=generated_at,
         statistics_progress=statistics_progress,
         timeline_progress=timeline_progress,

@@ -208,3 +208,18 @@ def test_output_never_overwrites_a_rule_file(capsys, tmp_path):
     assert (code, out) == (2, "")
     assert len(err.strip().splitlines()) == 1 and str(path) in err
     assert path.read_text(encoding="utf-8") == builtin_text()
+
+
+def test_report_with_a_rule_file_lists_its_rules_and_findings(capsys, tmp_path):
+    out = tmp_path / "r.json"
+    code, _, _ = run(["report", str(TRACES / "no-reset"), "--rules-file", str(EXAMPLES), "-f", "json",
+                      "-o", str(out), "-q"], capsys)
+    assert code == 1
+    doc = json.loads(out.read_text())
+    text = out.read_text()
+    assert "no-resume-while-failing" in text and "--rules-file" in doc["provenance"]["command"]
+    only = tmp_path / "only.json"
+    code, _, _ = run(["report", str(TRACES / "fixed"), "--rules-file", str(EXAMPLES), "--only-file",
+                      "-f", "json", "-o", str(only), "-q"], capsys)
+    assert code == 0
+    assert "iostatus-before-event" not in only.read_text()
