@@ -339,9 +339,16 @@ def _one_chunk(table: pa.Table) -> pa.Table:
 
 def _fail(path: str, message: str, index: int, row: int, offset: int | None,
           tf: TraceFile | None) -> TraceSchemaError:
-    if offset is None:
-        offset = _offset(tf, index) if tf is not None else 0
-    return TraceSchemaError(f"{message} (row group {index})", path=path, row=offset + row)
+    """The error at `row` of a read starting at row group `index`, naming the Parquet row
+    group that holds the row (a read of consecutive tiny row groups spans many)."""
+    if offset is None and tf is not None:
+        md = parquet_file(tf.path).metadata
+        offset = _offset(tf, index)
+        while index + 1 < md.num_row_groups and row >= md.row_group(index).num_rows:
+            row -= md.row_group(index).num_rows
+            offset += md.row_group(index).num_rows
+            index += 1
+    return TraceSchemaError(f"{message} (row group {index})", path=path, row=(offset or 0) + row)
 
 
 def _checked_strings(table: pa.Table, path: str, index: int, offset: int | None,
