@@ -168,6 +168,52 @@ def test_unusable_input_names_the_file_and_the_problem(tmp_path: Path, mutate, e
     assert str(path) in str(exc.value) and words in str(exc.value)
 
 
+@pytest.mark.parametrize(("mutate", "error", "words"), [
+    (lambda t: t.set_column(t.schema.get_field_index("kind"), "kind",
+                            pa.array(["io_submit"] * (t.num_rows - 7) + ["bogus"] * 7)),
+     TraceSchemaError, "unknown value 'bogus'"),
+    (lambda t: t.set_column(t.schema.get_field_index("errno"), "errno",
+                            pa.array([None] * (t.num_rows - 3) + [-5, None, None], pa.int32())),
+     TraceSchemaError, "errno must be positive"),
+    (lambda t: t.set_column(t.schema.get_field_index("device"), "device",
+                            pa.array([b"drive0"] * 20 + [b"dr\xffve"] + [b"drive0"] * (t.num_rows - 21),
+                                     pa.binary()).cast(pa.string(), safe=False)),
+     TraceSchemaError, "not UTF-8"),
+    (lambda t: t.set_column(t.schema.get_field_index("seq"), "seq",
+                            pa.array([*range(30), 29, *range(30, t.num_rows - 1)], pa.int64())),
+     TraceSchemaError, "duplicate seq 29 within vm 'vm0'"),
+])
+def test_one_row_row_groups_name_the_same_row(tmp_path: Path, mutate, error, words) -> None:
+    """A bad value met in a read of many tiny row groups (read together, combined into one
+    chunk) names the same row as in a file of one row group, and the row group holding it."""
+    table = mutate(broken_trace().table())
+    messages = []
+    for size in (None, 1):
+        path = tmp_path / f"bad-{size}.parquet"
+        pq.write_table(table, path, row_group_size=size)
+        with pytest.raises(error) as exc:
+            check([path])
+        assert str(path) in str(exc.value) and words in str(exc.value)
+        messages.append(str(exc.value).replace(str(path), "FILE"))
+    row = [m.split("row ")[1].split()[0].rstrip(":,") for m in messages]
+    assert row[0] == row[1], messages
+    if "(row group " in messages[1]:
+        assert messages[1].endswith(f"(row group {row[1]})"), messages
+
+
+def test_a_file_rewritten_in_place_is_read_anew(tmp_path: Path) -> None:
+    """Footers are parsed once per process and shared by planning and reading; a file
+    rewritten under the same path is not judged by its old footer."""
+    path = tmp_path / "t.parquet"
+    first, second = broken_trace("vm-a").table(), broken_trace("vm-b").table().slice(0, 20)
+    pq.write_table(first, path, row_group_size=1)
+    assert doc(check([path])) == doc(check([path]))
+    pq.write_table(second, path, row_group_size=1)
+    pq.write_table(second, tmp_path / "fresh.parquet", row_group_size=1)
+    assert doc(check([path])) == doc(check([tmp_path / "fresh.parquet"]))
+    assert load([path]).vms == ["vm-b"]
+
+
 def test_missing_and_non_parquet_inputs(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file or directory"):
         load([tmp_path / "nope.parquet"])
