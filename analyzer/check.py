@@ -22,7 +22,7 @@ from analyzer.progress import ProgressCallback
 from analyzer.result import CheckResult, Finding
 from analyzer.rules import RULE_IDS, applicable, columns_for, run, select
 from analyzer.rules.integrity import findings as integrity_findings
-from analyzer.trace import PathArg, Trace, Unit, UnitData, load, scan_unit
+from analyzer.trace import PathArg, Trace, Unit, UnitData, load, release_footers, scan_unit
 from tracer.errors import InputError
 from tracer.schema import COLUMN_NAMES
 
@@ -104,9 +104,12 @@ def check(
     columns = tuple(c for c in COLUMN_NAMES if c in wanted)
     fn = partial(analyze_unit, rule_ids=ids, columns=columns, extra=extra)
     # The input is loaded (and judged usable) before a cluster is started or reached.
-    with dask_cluster(scheduler) if scheduler is not None else nullcontext() as client:
-        results = map_units(fn, trace, trace.units, engine="dask" if scheduler else engine or "local",
-                            workers=workers, progress=progress, client=client)
+    try:
+        with dask_cluster(scheduler) if scheduler is not None else nullcontext() as client:
+            results = map_units(fn, trace, trace.units, engine="dask" if scheduler else engine or "local",
+                                workers=workers, progress=progress, client=client)
+    finally:  # a long-lived process (a notebook) keeps no parsed footer of a big file alive
+        release_footers()
     present: set[str] = set()
     for r in results:
         present |= r.present

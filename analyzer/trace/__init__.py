@@ -24,7 +24,7 @@ Nothing here knows the rules: which columns to read is the caller's `columns` ar
 """
 
 from analyzer.trace.arrow import Interner
-from analyzer.trace.files import RowGroup, TraceFile
+from analyzer.trace.files import RowGroup, TraceFile, release_footers
 from analyzer.trace.integrity import (
     ClockBackwards,
     RecordingProblem,
@@ -54,5 +54,6 @@ __all__ = [
     "clock_back",
     "load",
     "read_unit",
+    "release_footers",
     "scan_unit",
 ]

@@ -182,6 +182,17 @@ class _OpenFiles(threading.local):
 _OPEN = _OpenFiles()
 
 
+def release_footers() -> None:
+    """Drop the process's cached footers and this thread's open files.
+
+    Called when a whole command's reading is done (`analyzer.check`), so that a notebook that
+    checked a file of 200,000 row groups does not keep its ~4 GB footer alive afterwards. The
+    reading threads' own open files go with their threads."""
+    with _FOOTERS.lock:
+        _FOOTERS.footers.clear()
+    _OPEN.files.clear()
+
+
 def parquet_file(path: str) -> pq.ParquetFile:
     """The open `ParquetFile` of `path` for this thread (opened once, footer parsed once)."""
     return _OPEN.get(path)

@@ -267,3 +267,12 @@ def test_recording_problems_are_facts_of_the_loaded_trace(tmp_path: Path) -> Non
     assert all(f.directory == str(d) for f in facts)
     found = by_rule(check([d]), "recording-intact")
     assert [f.severity for f in found] == ["error", "error"]
+
+
+def test_a_check_keeps_no_parsed_footer_alive_after_it_returns():
+    """A notebook that checked a file of 200,000 row groups must not hold its ~4 GB footer."""
+    from analyzer.trace import files
+
+    sample = Path(__file__).resolve().parents[3] / "traces" / "sample"
+    check([sample])
+    assert not files._FOOTERS.footers and not files._OPEN.files
