@@ -150,6 +150,26 @@ def build_rows(
             out[at[kept]] = found[kept]
         return pa.array(out, type_)
 
+    def scattered_dictionary(col: str) -> pa.DictionaryArray:
+        """A sparse string column straight to its dictionary column: no column of `m` strings.
+
+        The dictionary is in order of first appearance in output order, as encoding the
+        whole column would make it."""
+        values = sparse.get(col, {})
+        at = position[np.fromiter(values, np.int64, len(values))]
+        found = np.empty(len(values), dtype=object)
+        found[:] = list(values.values())
+        kept = at >= 0
+        at, found = at[kept], found[kept]
+        by_row = np.argsort(at, kind="stable")
+        encoded = pa.array(found[by_row], pa.string()).dictionary_encode()
+        indices = np.zeros(m, dtype=np.int32)
+        missing = np.ones(m, dtype=bool)
+        codes = encoded.indices
+        indices[at[by_row]] = codes.fill_null(0).to_numpy()
+        missing[at[by_row]] = codes.is_null().to_numpy(zero_copy_only=False)
+        return pa.DictionaryArray.from_arrays(pa.array(indices, mask=missing), encoded.dictionary)
+
     cmd_seq = np.zeros(m, dtype=np.int64)
     has_cmd = np.zeros(m, dtype=bool)
     refs = sparse.get("cmd_ref", {})
@@ -176,15 +196,15 @@ def build_rows(
         "thread": thread,
         "thread_kind": thread_kind,
         "kind": dense("kind"),
-        "device": scattered("device", pa.string()),
+        "device": scattered_dictionary("device"),
         "req_id": scattered("req_id", pa.int64()),
-        "op": scattered("op", pa.string()),
+        "op": scattered_dictionary("op"),
         "errno": scattered("errno", pa.int32()),
-        "policy": scattered("policy", pa.string()),
-        "action": scattered("action", pa.string()),
-        "iostatus": scattered("iostatus", pa.string()),
-        "runstate": scattered("runstate", pa.string()),
-        "prev_runstate": scattered("prev_runstate", pa.string()),
+        "policy": scattered_dictionary("policy"),
+        "action": scattered_dictionary("action"),
+        "iostatus": scattered_dictionary("iostatus"),
+        "runstate": scattered_dictionary("runstate"),
+        "prev_runstate": scattered_dictionary("prev_runstate"),
         "name": dense("name"),
         "error_id": pa.nulls(m, pa.int64()),
         "payload": pa.nulls(m, pa.string()),  # placeholder: `VmRows.batches` fills it

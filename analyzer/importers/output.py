@@ -116,30 +116,53 @@ def _write_parquet(table: pa.Table | VmRows, sink: BinaryIO | outputs.OutputFile
     if not isinstance(table, VmRows):
         sink.write(memoryview(parquet_bytes(table)))
         return
-    with pq.ParquetWriter(pa.PythonFile(_Sink(sink), mode="w"), table.table.schema, **PARQUET_OPTIONS) as writer:
-        for group in table.batches(ROW_GROUP_ROWS):
-            writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
+    adapter = _Sink(sink)
+    try:
+        with pq.ParquetWriter(pa.PythonFile(adapter, mode="w"), table.table.schema, **PARQUET_OPTIONS) as writer:
+            for group in table.batches(ROW_GROUP_ROWS):
+                writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
+        adapter.drain()
+    except Exception:
+        if adapter.error is not None:  # the output's own error (disk full), not pyarrow's wrapping
+            raise adapter.error from None
+        raise
 
 
 class _Sink:
-    """A write-only file for pyarrow over `OutputFile` (whose errors name the output)."""
+    """A write-only file for pyarrow over `OutputFile`, handing it pieces of at least
+    `PIECE` bytes: pyarrow writes a few bytes at a time, and a failed small write (disk full)
+    would leave data in the file's buffer that fails again when the file is discarded."""
 
+    PIECE = 1 << 20
     closed = False
 
     def __init__(self, file: BinaryIO | outputs.OutputFile) -> None:
         self._file = file
         self._at = 0
+        self._pending = bytearray()
+        self.error: Exception | None = None
 
     def write(self, data: bytes | memoryview) -> int:
-        self._file.write(data)
+        self._pending += data
         self._at += len(data)
+        if len(self._pending) >= self.PIECE:
+            self.drain()
         return len(data)
+
+    def drain(self) -> None:
+        """Hand everything written so far to the file."""
+        pending, self._pending = self._pending, bytearray()
+        try:
+            self._file.write(pending)
+        except Exception as exc:
+            self.error = exc
+            raise
 
     def tell(self) -> int:
         return self._at
 
     def flush(self) -> None:
-        self._file.flush()
+        pass  # `drain` once the file is complete; the caller flushes the file
 
     def close(self) -> None:  # the caller closes the file
         pass
