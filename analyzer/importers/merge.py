@@ -23,8 +23,7 @@ command.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from operator import itemgetter
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +34,9 @@ from analyzer.importers.qmp_semantics import qdev_name
 from analyzer.importers.rows import Part
 from analyzer.importers.thread_hints import ThreadHints, attribute
 from tracer.schema import COLUMNS, schema_with_metadata
+
+#: Output rows turned from Python objects into Arrow at a time (see `build_table`).
+CHUNK_ROWS = 65_536
 
 SOURCE_ORDER = {"qemu-log": 0, "qmp": 1, "libvirt-log": 2, "domain-log": 3, "virsh-events": 4}
 
@@ -47,37 +49,45 @@ def part_sort_key(part: Part) -> tuple:
     return (SOURCE_ORDER.get(part.source, 9), part.sha256, part.path)
 
 
-def build_table(
+def build_rows(
     parts: Sequence[Part],
     vm: str,
     *,
     host: str | None,
     source: str,
     metadata: Mapping[str, Any] | None = None,
-) -> pa.Table:
-    """The schema-v1 table of one VM from its parts (any order: they are sorted here)."""
+    chunk_rows: int | None = None,
+) -> VmRows:
+    """The schema-v1 rows of one VM from its parts (any order: they are sorted here).
+
+    The parts are consumed: their row lists are emptied as the rows move into the table, in
+    chunks of `chunk_rows` output rows (default `CHUNK_ROWS`), so that a VM's rows are never
+    held twice (as Python objects and in Arrow) but for one chunk. The table is the same
+    whatever the chunk size."""
     parts = sorted(parts, key=lambda p: (p.order, *part_sort_key(p)))
     offsets = np.cumsum([0] + [len(p.rows) for p in parts])
     n = int(offsets[-1])
+    chunk = max(1, int(CHUNK_ROWS if chunk_rows is None else chunk_rows))
 
-    kind: list[str] = []
-    ts: list[int] = []
-    tid: list[int | None] = []
-    name: list[str | None] = []
-    payload: list[str | None] = []
-    line: list[int] = []
+    # The dense columns as pointer arrays (what the parts' lists held, which are emptied):
+    # a chunk of output rows set to None frees its Python objects once it is in Arrow.
+    kind, tid, name, payload = (np.empty(n, dtype=object) for _ in range(4))
+    ts_arr = np.empty(n, dtype=np.int64)
+    line_arr = np.empty(n, dtype=np.int64)
     part_of = np.empty(n, dtype=np.int64)
     sparse: dict[str, dict[int, Any]] = {}
     for p_i, part in enumerate(parts):
         off = int(offsets[p_i])
         rows = part.rows
-        kind += rows.kind
-        ts += rows.ts  # type: ignore[arg-type]
-        tid += rows.tid
-        name += rows.name
-        payload += rows.payload
-        line += rows.line
-        part_of[off : off + len(rows)] = p_i
+        end = off + len(rows)
+        for target, values in ((kind, rows.kind), (tid, rows.tid), (name, rows.name), (payload, rows.payload)):
+            target[off:end] = values
+            values.clear()
+        ts_arr[off:end] = rows.ts
+        line_arr[off:end] = rows.line
+        rows.ts.clear()
+        rows.line.clear()
+        part_of[off:end] = p_i
         for col, values in rows.sparse.items():
             if col not in sparse and off == 0:
                 # The first part's own dict when nothing here writes to it (one part: no
@@ -95,25 +105,38 @@ def build_table(
     alias = np.arange(n, dtype=np.int64)
     if len(parts) > 1:  # one input keeps a message seen twice: nothing to merge
         _match(parts, offsets, sparse, alias, name, payload)
-        _match_numbered(parts, offsets, sparse, alias, kind, ts, name)
+        _match_numbered(parts, offsets, sparse, alias, kind, ts_arr, name)
     _resolve_devices(parts, sparse)
 
     keep = alias == np.arange(n)
-    ts_arr = np.asarray(ts, dtype=np.int64)
-    line_arr = np.asarray(line, dtype=np.int64)
     idx = np.nonzero(keep)[0]
     order = idx[np.lexsort((idx, line_arr[idx], part_of[idx], ts_arr[idx]))]
     m = len(order)
     position = np.full(n, -1, dtype=np.int64)
     position[order] = np.arange(m)
-    in_order = _reorder(order, n)
+
+    # Every column but payload goes to Arrow whole (numbers, and dictionary-encoded kind and
+    # name: a few bytes a row, one dictionary for the VM as before); the strings of `kind`,
+    # `tid` and `name` leave Python one chunk at a time. Payload, the bulk, stays Python strings
+    # in output order until its row group is written (`VmRows.batches`).
+    dense_types = {"kind": pa.string(), "tid": pa.int64(), "name": pa.string()}
+    dense_values = {"kind": kind, "tid": tid, "name": name}
+    dense_chunks: dict[str, list[pa.Array]] = {col: [] for col in dense_types}
+    for start in range(0, m, chunk):
+        at = order[start : start + chunk]
+        for col, values in dense_values.items():
+            dense_chunks[col].append(pa.array(values[at], dense_types[col]))
+            values[at] = None
+    del kind, tid, name, dense_values
+    payload_sorted = payload[order]
+    del payload
+
+    def dense(col: str) -> pa.ChunkedArray:
+        return pa.chunked_array(dense_chunks.pop(col), dense_types[col])
 
     hints = ThreadHints()
     for part in parts:
         hints.update(part.hints)
-
-    def dense(values: list, type_: pa.DataType) -> pa.Array:
-        return pa.array(in_order(values), type_)
 
     def scattered(col: str, type_: pa.DataType) -> pa.Array:
         """A sparse column in output order, placed with numpy (no Python loop over its values)."""
@@ -127,6 +150,26 @@ def build_table(
             out[at[kept]] = found[kept]
         return pa.array(out, type_)
 
+    def scattered_dictionary(col: str) -> pa.DictionaryArray:
+        """A sparse string column straight to its dictionary column: no column of `m` strings.
+
+        The dictionary is in order of first appearance in output order, as encoding the
+        whole column would make it."""
+        values = sparse.get(col, {})
+        at = position[np.fromiter(values, np.int64, len(values))]
+        found = np.empty(len(values), dtype=object)
+        found[:] = list(values.values())
+        kept = at >= 0
+        at, found = at[kept], found[kept]
+        by_row = np.argsort(at, kind="stable")
+        encoded = pa.array(found[by_row], pa.string()).dictionary_encode()
+        indices = np.zeros(m, dtype=np.int32)
+        missing = np.ones(m, dtype=bool)
+        codes = encoded.indices
+        indices[at[by_row]] = codes.fill_null(0).to_numpy()
+        missing[at[by_row]] = codes.is_null().to_numpy(zero_copy_only=False)
+        return pa.DictionaryArray.from_arrays(pa.array(indices, mask=missing), encoded.dictionary)
+
     cmd_seq = np.zeros(m, dtype=np.int64)
     has_cmd = np.zeros(m, dtype=bool)
     refs = sparse.get("cmd_ref", {})
@@ -137,7 +180,7 @@ def build_table(
         cmd_seq[at[kept]] = cmd_at[kept]
         has_cmd[at[kept]] = True
 
-    tid_arr = dense(tid, pa.int64())
+    tid_arr = dense("tid")
     thread_names, thread_kinds = attribute(tid_arr, hints)
     thread = _coalesce(scattered("thread", pa.string()), thread_names, "qemu")
     thread_kind = _coalesce(scattered("thread_kind", pa.string()), thread_kinds, "unknown")
@@ -152,19 +195,19 @@ def build_table(
         "host": pa.nulls(m, pa.string()) if host is None else pa.array([host] * m, pa.string()),
         "thread": thread,
         "thread_kind": thread_kind,
-        "kind": dense(kind, pa.string()),
-        "device": scattered("device", pa.string()),
+        "kind": dense("kind"),
+        "device": scattered_dictionary("device"),
         "req_id": scattered("req_id", pa.int64()),
-        "op": scattered("op", pa.string()),
+        "op": scattered_dictionary("op"),
         "errno": scattered("errno", pa.int32()),
-        "policy": scattered("policy", pa.string()),
-        "action": scattered("action", pa.string()),
-        "iostatus": scattered("iostatus", pa.string()),
-        "runstate": scattered("runstate", pa.string()),
-        "prev_runstate": scattered("prev_runstate", pa.string()),
-        "name": dense(name, pa.string()),
+        "policy": scattered_dictionary("policy"),
+        "action": scattered_dictionary("action"),
+        "iostatus": scattered_dictionary("iostatus"),
+        "runstate": scattered_dictionary("runstate"),
+        "prev_runstate": scattered_dictionary("prev_runstate"),
+        "name": dense("name"),
         "error_id": pa.nulls(m, pa.int64()),
-        "payload": dense(payload, pa.string()),
+        "payload": pa.nulls(m, pa.string()),  # placeholder: `VmRows.batches` fills it
         "tid": tid_arr,
         "cmd_seq": pa.array(cmd_seq, pa.int64(), mask=~has_cmd),
         "src_file": pa.DictionaryArray.from_arrays(pa.array(path_index[part_of[order]]), paths),
@@ -176,23 +219,58 @@ def build_table(
         arr = columns[col.name]
         if pa.types.is_dictionary(col.type) and not pa.types.is_dictionary(arr.type):
             arr = arr.dictionary_encode()
-        arrays.append(arr.cast(col.type))
-    return pa.Table.from_arrays(arrays, schema=schema_with_metadata(source, metadata))
+        arr = arr.cast(col.type)
+        arrays.append(arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr)
+    table = pa.Table.from_arrays(arrays, schema=schema_with_metadata(source, metadata))
+    return VmRows(table, payload_sorted)
 
 
-def _reorder(order: np.ndarray, n: int) -> Callable[[list], Sequence]:
-    """Put a column list of `n` rows in output `order` before it becomes an Arrow array.
+class VmRows:
+    """One VM's rows in output order, ready to write: every column in Arrow, but payload.
 
-    Reordering the Python list (pointers only) and converting once costs much less than
-    converting in reading order and then taking: a second copy of a million payloads.
-    When the rows are already in order (a transcript), the list is converted as it is.
+    Payloads (most of a VM's bytes) stay the Python strings the parsers made until their
+    row group is written: `batches` turns one group at a time into Arrow and drops the Python
+    strings, so that a VM is never held both ways but for one row group. `table` holds no
+    payload; `validate` can check it (payload is a free string column).
     """
-    if len(order) == n and (n == 0 or bool((order == np.arange(n)).all())):
-        return lambda values: values
-    if len(order) < 2:
-        indices = order.tolist()
-        return lambda values: [values[i] for i in indices]
-    return itemgetter(*order.tolist())
+
+    def __init__(self, table: pa.Table, payload: np.ndarray) -> None:
+        self.table = table
+        self._payload = payload
+        self._column = table.schema.get_field_index("payload")
+
+    @property
+    def num_rows(self) -> int:
+        return self.table.num_rows
+
+    def batches(self, rows: int) -> Iterator[pa.Table]:
+        """The whole table, `rows` rows at a time (each column one array); single use."""
+        payload, self._payload = self._payload, None
+        if payload is None:
+            raise RuntimeError("the rows of this VM were already taken")
+        for start in range(0, max(self.num_rows, 1), rows):
+            part = self.table.slice(start, rows)
+            values = pa.array(payload[start : start + rows], pa.string())
+            payload[start : start + rows] = None
+            yield part.set_column(self._column, self.table.schema.field(self._column), values)
+
+    def to_table(self) -> pa.Table:
+        """The whole table in one piece (for `read_input`, and several VMs in one file)."""
+        parts = list(self.batches(max(self.num_rows, 1)))
+        return parts[0]
+
+
+def build_table(
+    parts: Sequence[Part],
+    vm: str,
+    *,
+    host: str | None,
+    source: str,
+    metadata: Mapping[str, Any] | None = None,
+    chunk_rows: int | None = None,
+) -> pa.Table:
+    """The schema-v1 table of one VM from its parts (consumed; see `build_rows`)."""
+    return build_rows(parts, vm, host=host, source=source, metadata=metadata, chunk_rows=chunk_rows).to_table()
 
 
 def _coalesce(preset: pa.Array, derived: pa.Array, default: str) -> pa.Array:
@@ -268,9 +346,7 @@ def _match_numbered(
     numbered: list[int] = []
     stamped: list[int] = []
     for p_i, part in enumerate(parts):
-        off = int(offsets[p_i])
-        for local in range(len(part.rows)):
-            g = off + local
+        for g in range(int(offsets[p_i]), int(offsets[p_i + 1])):  # (the part's lists are emptied)
             if kind[g] != "qmp_event" or alias[g] != g:
                 continue
             if part.source == "qemu-log" and g not in keys:

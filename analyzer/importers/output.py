@@ -18,12 +18,15 @@ import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from analyzer import outputs
+from analyzer.importers.merge import VmRows
 from tracer.errors import OutputError
-from tracer.tracedir import parquet_bytes
+from tracer.tracedir import PARQUET_OPTIONS, parquet_bytes
 
 _QEMU_VERSION = b"blkreplay.qemu_version"
 
@@ -77,12 +80,22 @@ def check_output(
     return OutputPlan(path, False, ins, parents, replace)
 
 
-def write_tables(tables: Mapping[str, pa.Table], plan: OutputPlan) -> list[str]:
-    """Write the tables of each VM (by name) where `plan` says; returns the files written."""
+#: Rows of a Parquet row group (pyarrow's default, what `tracer.tracedir.parquet_bytes` writes):
+#: an import holds at most one group of a VM's payloads both as Python strings and in Arrow.
+ROW_GROUP_ROWS = 1 << 20
+
+
+def write_tables(tables: Mapping[str, pa.Table | VmRows], plan: OutputPlan) -> list[str]:
+    """Write the tables of each VM (by name) where `plan` says; returns the files written.
+
+    A `VmRows` is streamed to the file one row group at a time (the same bytes as writing
+    its whole table); several VMs in one file are put together whole first (`one_table`)."""
     if not plan.directory:
-        data = parquet_bytes(one_table(list(tables.values())))
-        outputs.write_output(plan.path, memoryview(data), inputs=plan.inputs, kind="parquet",
-                             parents=plan.parents)
+        with outputs.open_output(plan.path, inputs=plan.inputs, kind="parquet", parents=plan.parents) as f:
+            if len(tables) == 1:
+                _write_parquet(next(iter(tables.values())), f)
+            else:
+                _write_parquet(one_table([_whole(t) for t in tables.values()]), f)
         return [str(plan.path)]
     files = []
     with outputs.output_dir(plan.path, inputs=plan.inputs, parents=plan.parents,
@@ -94,13 +107,73 @@ def write_tables(tables: Mapping[str, pa.Table], plan: OutputPlan) -> list[str]:
     return files
 
 
-def _write_part(table: pa.Table, work: Path, part: Path, final: Path) -> None:
+def _whole(table: pa.Table | VmRows) -> pa.Table:
+    return table.to_table() if isinstance(table, VmRows) else table
+
+
+def _write_parquet(table: pa.Table | VmRows, sink: BinaryIO | outputs.OutputFile) -> None:
+    """`table` as one Parquet file into `sink`, as `tracer.tracedir.parquet_bytes` makes it."""
+    if not isinstance(table, VmRows):
+        sink.write(memoryview(parquet_bytes(table)))
+        return
+    adapter = _Sink(sink)
+    try:
+        with pq.ParquetWriter(pa.PythonFile(adapter, mode="w"), table.table.schema, **PARQUET_OPTIONS) as writer:
+            for group in table.batches(ROW_GROUP_ROWS):
+                writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
+        adapter.drain()
+    except Exception:
+        if adapter.error is not None:  # the output's own error (disk full), not pyarrow's wrapping
+            raise adapter.error from None
+        raise
+
+
+class _Sink:
+    """A write-only file for pyarrow over `OutputFile`, handing it pieces of at least
+    `PIECE` bytes: pyarrow writes a few bytes at a time, and a failed small write (disk full)
+    would leave data in the file's buffer that fails again when the file is discarded."""
+
+    PIECE = 1 << 20
+    closed = False
+
+    def __init__(self, file: BinaryIO | outputs.OutputFile) -> None:
+        self._file = file
+        self._at = 0
+        self._pending = bytearray()
+        self.error: Exception | None = None
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._pending += data
+        self._at += len(data)
+        if len(self._pending) >= self.PIECE:
+            self.drain()
+        return len(data)
+
+    def drain(self) -> None:
+        """Hand everything written so far to the file."""
+        pending, self._pending = self._pending, bytearray()
+        try:
+            self._file.write(pending)
+        except Exception as exc:
+            self.error = exc
+            raise
+
+    def tell(self) -> int:
+        return self._at
+
+    def flush(self) -> None:
+        pass  # `drain` once the file is complete; the caller flushes the file
+
+    def close(self) -> None:  # the caller closes the file
+        pass
+
+
+def _write_part(table: pa.Table | VmRows, work: Path, part: Path, final: Path) -> None:
     """One VM's file inside the directory being built; a failure names the final output."""
-    data = parquet_bytes(table)
     try:
         (work / part).parent.mkdir()
         with open(work / part, "wb") as f:  # a fresh directory: the rename of the whole is atomic
-            f.write(memoryview(data))
+            _write_parquet(table, f)
             f.flush()
             os.fsync(f.fileno())
     except OSError as exc:

@@ -33,7 +33,7 @@ from analyzer.importers.detect import DETECT_BYTES, FORMATS, detect_format
 from analyzer.importers.lines import InputText, LinePolicy, read_text
 from analyzer.importers.output import check_output, one_table, write_tables
 from analyzer.importers.rows import ParsedInput, first_out_of_range
-from analyzer.importers.vm_tables import vm_tables
+from analyzer.importers.vm_tables import vm_rows, vm_tables
 from analyzer.progress import ProgressCallback
 from tracer.errors import ImportFormatError, InputError
 
@@ -209,9 +209,10 @@ def import_traces(
                 )
             )
             base += size
-        tables = vm_tables(parsed, vm=vm, host=host)
-    summaries = tuple(_summary(p) for p in parsed)
-    del parsed  # the rows now live in `tables`
+        counts = [p.rows for p in parsed]  # before the tables consume the rows
+        tables = vm_rows(parsed, vm=vm, host=host)  # (names each part's VM)
+    summaries = tuple(_summary(p, rows) for p, rows in zip(parsed, counts, strict=True))
+    del parsed  # the rows now live in `tables`, written one row group at a time
     files = write_tables(tables, plan)
     if progress is not None:
         progress(total, total)
@@ -246,9 +247,9 @@ def _size(path: str | Path) -> int:
         return 0
 
 
-def _summary(p: ParsedInput) -> InputSummary:
+def _summary(p: ParsedInput, rows: int) -> InputSummary:
     return InputSummary(
-        path=p.path, format=p.format, sha256=p.sha256, lines=p.lines, rows=p.rows,
+        path=p.path, format=p.format, sha256=p.sha256, lines=p.lines, rows=rows,
         skipped=p.skipped, truncated=p.truncated,
         vms=tuple(sorted({part.vm for part in p.parts if part.vm is not None})),
     )

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from analyzer.importers.merge import SOURCE_ORDER, build_table, part_sort_key
+from analyzer.importers.merge import SOURCE_ORDER, VmRows, build_rows, part_sort_key
 from analyzer.importers.rows import ParsedInput, Part
 from analyzer.importers.vm_groups import group_by_vm
 from tracer.errors import ImportFormatError
@@ -24,7 +24,13 @@ from tracer.schema import validate
 
 
 def vm_tables(parsed: Sequence[ParsedInput], *, vm: str | None, host: str | None) -> dict[str, pa.Table]:
-    """Group the parts by VM and build one table per VM (sorted by VM name).
+    """`vm_rows` as whole tables."""
+    return {name: rows.to_table() for name, rows in vm_rows(parsed, vm=vm, host=host).items()}
+
+
+def vm_rows(parsed: Sequence[ParsedInput], *, vm: str | None, host: str | None) -> dict[str, VmRows]:
+    """Group the parts by VM and build the rows of each VM (sorted by VM name), checked as
+    `check` would; the parts are consumed (`merge.build_rows`).
 
     `vm` names the VM of QMP / trace-log inputs and selects one VM of a libvirt log; `host`
     fills the host column (else the host a libvirt log names).
@@ -57,8 +63,8 @@ def vm_tables(parsed: Sequence[ParsedInput], *, vm: str | None, host: str | None
         vm_meta = dict(metadata)
         if versions[name] is not None:
             vm_meta["qemu_version"] = versions[name]
-        tables[name] = build_table(parts, name, host=vm_host, source=source, metadata=vm_meta)
-        _ensure_checkable(tables[name])
+        tables[name] = build_rows(parts, name, host=vm_host, source=source, metadata=vm_meta)
+        _ensure_checkable(tables[name].table)  # every column but payload, which has no rule
     return tables
 
 
