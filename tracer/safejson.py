@@ -76,17 +76,18 @@ def check_tree(value: object, max_depth: int, *, check_strings: bool) -> None:
                 raise JSONBoundError(f"nested deeper than {max_depth} levels")
             for key, item in node.items():
                 if check_strings:
-                    _check_string(key)
+                    check_text(key)
                 stack.append((item, depth + 1))
         elif isinstance(node, list):
             if depth >= max_depth:
                 raise JSONBoundError(f"nested deeper than {max_depth} levels")
             stack.extend((item, depth + 1) for item in node)
         elif check_strings and isinstance(node, str):
-            _check_string(node)
+            check_text(node)
 
 
-def _check_string(text: str) -> None:
+def check_text(text: str) -> None:
+    """JSONBoundError when `text` holds a lone surrogate (it cannot be written as UTF-8)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:

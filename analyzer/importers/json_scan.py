@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tracer.errors import JSONBoundError
-from tracer.safejson import check_tree, finite_float, reject_constant
+from tracer.safejson import check_text, check_tree, finite_float, reject_constant
 
 #: Deepest nesting accepted (QMP messages are a few levels deep; query-block about 6).
 MAX_DEPTH = 64
@@ -37,16 +37,6 @@ def scan_string(text: str, end: int) -> tuple[str, int]:
     if not value.isascii():
         check_text(value)
     return value, after
-
-
-def check_text(value: str) -> None:
-    """JSONBoundError when `value` holds a lone surrogate (it cannot be written as UTF-8)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise JSONBoundError(
-            f"string holds a lone surrogate escape (\\u{ord(value[exc.start]):04x})"
-        ) from None
 
 
 def _finite_text(text: str) -> str:
