@@ -31,7 +31,7 @@ def sock(tmp_path: Path) -> Path:
 
 
 def capture_with(fake: FakeQmp, out: Path, driver: Callable[[FakeQmp], None] | None = None,
-                 *extra: str) -> Outcome:
+                 *extra: str, duration: int = 20) -> Outcome:
     """Run `blkreplay capture -q` on `fake`, `driver(fake)` acting as QEMU once polled."""
     thread = None
     if driver is not None:
@@ -40,7 +40,7 @@ def capture_with(fake: FakeQmp, out: Path, driver: Callable[[FakeQmp], None] | N
                 driver(fake)
         thread = threading.Thread(target=drive, daemon=True)
         thread.start()
-    outcome = run_cli(["capture", "--qmp", fake.endpoint, "-o", out, "-q", "--duration", "20", *extra])
+    outcome = run_cli(["capture", "--qmp", fake.endpoint, "-o", out, "-q", "--duration", str(duration), *extra])
     if thread is not None:
         thread.join(5)
     return outcome
@@ -76,7 +76,9 @@ def test_a_line_beyond_16_mib_ends_the_capture_with_one_line(sock: Path, tmp_pat
     def flood(fake: FakeQmp) -> None:
         fake.event("STOP")
         fake.send_raw(b'{"event": "', terminate=False)
-        deadline = time.monotonic() + 15
+        # generous: a loaded CI machine reads slowly, and the capture must see all 17 MiB
+        # before its --duration ends (else it ends normally, with a partial last line)
+        deadline = time.monotonic() + 100
         pieces = 0
         while pieces < 17 * 4 and time.monotonic() < deadline:  # the fake's socket times out in
             try:                                                 # 0.1 s: a busy reader gets more
@@ -88,7 +90,7 @@ def test_a_line_beyond_16_mib_ends_the_capture_with_one_line(sock: Path, tmp_pat
                 return
 
     with FakeQmp(sock) as fake:
-        outcome = capture_with(fake, out, flood)
+        outcome = capture_with(fake, out, flood, duration=120)
     assert outcome.code == 2, outcome.err or outcome.crash
     assert_contract(outcome)
     assert "longer than 16 MiB" in outcome.err
