@@ -35,7 +35,7 @@ from analyzer.importers.rows import Part
 from analyzer.importers.thread_hints import ThreadHints, attribute
 from tracer.schema import COLUMNS, schema_with_metadata
 
-#: Output rows turned from Python objects into Arrow at a time (see `build_table`).
+#: Output rows turned from Python objects into Arrow at a time (see `build_rows`).
 CHUNK_ROWS = 65_536
 
 SOURCE_ORDER = {"qemu-log": 0, "qmp": 1, "libvirt-log": 2, "domain-log": 3, "virsh-events": 4}
@@ -259,18 +259,6 @@ class VmRows:
         parts = list(self.batches(max(self.num_rows, 1)))
         return parts[0]
 
-
-def build_table(
-    parts: Sequence[Part],
-    vm: str,
-    *,
-    host: str | None,
-    source: str,
-    metadata: Mapping[str, Any] | None = None,
-    chunk_rows: int | None = None,
-) -> pa.Table:
-    """The schema-v1 table of one VM from its parts (consumed; see `build_rows`)."""
-    return build_rows(parts, vm, host=host, source=source, metadata=metadata, chunk_rows=chunk_rows).to_table()
 
 
 def _coalesce(preset: pa.Array, derived: pa.Array, default: str) -> pa.Array:
