@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from analyzer.outage import Incident
+
 Severity = Literal["error", "warning"]
 Verdict = Literal["pass", "fail"]
 
@@ -49,6 +51,10 @@ class Finding:
     message: str
     #: "file:line" of each offending step where the trace was imported from real output.
     src: tuple[str, ...] = ()
+    #: The VM's host (the trace's `host` column) and run (see `analyzer.trace`), where known:
+    #: a VM is identified by (run, host, vm), since VM names repeat across a fleet.
+    host: str | None = None
+    run: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +121,8 @@ class CheckResult:
     vms: int
     #: One row per error action (see analyzer.replay.EPISODE_COLUMNS).
     episodes: pd.DataFrame
+    #: Correlated io-error pauses across VMs and hosts (`analyzer.outage`), by start time.
+    incidents: list[Incident] = field(default_factory=list)
 
     @property
     def verdict(self) -> Verdict:
