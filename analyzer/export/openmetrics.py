@@ -14,9 +14,10 @@ Every family is a gauge: the values describe one exported trace, and the next ex
 another recording) may well be lower, which a counter must never be; and a gauge reads the
 same in OpenMetrics and in the Prometheus text format the textfile collector parses (an
 OpenMetrics counter's ``_total`` samples would lose their type there). Order is fixed
-(families as listed here, samples by label values), so the same check gives the same bytes. Control and bidi characters in names from
-the trace are shown as visible escapes (`analyzer.text.printable`) before the OpenMetrics
-escaping, so that ``cat`` of the file cannot drive a terminal.
+(families as listed here, samples by label values), so the same check gives the same bytes.
+Control and bidi characters in names from the trace are shown as visible escapes
+(`analyzer.text.printable`) before the OpenMetrics escaping, so that ``cat`` of the file
+cannot drive a terminal.
 
 What is counted comes from the episodes table (`analyzer.episodes`): an io error is an error
 episode; a pause is a distinct STOP that served error episodes; time paused sums STOP ->

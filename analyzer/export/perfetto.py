@@ -167,6 +167,7 @@ def _header(pb: Any, spans: dict[str, VmSpan], hosts: list[str | None],
         p = _packet(pb)
         d = p.track_descriptor
         d.uuid = _vm_uuid(n_hosts, vm_index[vm])
+        d.parent_uuid = _host_uuid(host_pid[span.host])
         d.thread.pid = host_pid[span.host]
         d.thread.tid = _vm_uuid(n_hosts, vm_index[vm])
         d.thread.thread_name = printable(vm)
