@@ -27,6 +27,7 @@ bidi character reaches the viewer). The protos are the `perfetto` package's (ext
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -34,7 +35,16 @@ import numpy as np
 
 from analyzer import outputs
 from analyzer.episodes import episodes
-from analyzer.export.source import NO_HOST, ExportSource, VmSpan, input_paths, resolve, scan_vms, vm_rows, vm_spans
+from analyzer.export.source import (
+    NO_HOST,
+    ExportSource,
+    VmSpan,
+    input_paths,
+    resolve,
+    scan_vms,
+    vm_rows,
+    vm_spans,
+)
 from analyzer.export.spool import Spool
 from analyzer.export.summary import ExportSummary
 from analyzer.steps import Steps
@@ -49,15 +59,16 @@ CHUNK_PACKETS = 4096
 #: Track uuids: hosts from 1, VMs after them (both in sorted order: deterministic).
 _FLOW_VM_SHIFT = 40
 
+#: The module of the `perfetto` package's generated Trace protos.
+PROTOS = "perfetto.protos.perfetto.trace.perfetto_trace_pb2"
 NEEDS_EXTRA = "the perfetto export needs the 'export' extra: pip install 'blkreplay[export]'"
 
 
 def _protos() -> Any:
     try:
-        from perfetto.protos.perfetto.trace import perfetto_trace_pb2
+        return importlib.import_module(PROTOS)
     except ImportError:
         raise InputError(NEEDS_EXTRA) from None
-    return perfetto_trace_pb2
 
 
 def available() -> bool:

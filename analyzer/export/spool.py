@@ -21,7 +21,7 @@ class Spool:
 
     def __init__(self) -> None:
         try:
-            self._file = tempfile.TemporaryFile(prefix="blkreplay-export-")
+            self._file = tempfile.TemporaryFile(prefix="blkreplay-export-")  # noqa: SIM115 (closed by close())
         except OSError as exc:
             raise OutputError(f"cannot create a temporary file ({exc.strerror or exc})",
                               path=tempfile.gettempdir()) from None

@@ -35,11 +35,26 @@ import pyarrow.parquet as pq
 
 from analyzer import outputs
 from analyzer.episodes import EPISODE_COLUMNS
-from analyzer.export.source import ExportSource, VmSpan, input_paths, resolve, scan_vms, vm_rows, vm_spans
+from analyzer.export.source import (
+    ExportSource,
+    VmSpan,
+    input_paths,
+    resolve,
+    scan_vms,
+    vm_rows,
+    vm_spans,
+)
 from analyzer.export.spool import Spool
 from analyzer.export.summary import ExportSummary
 from analyzer.result import CheckResult
-from analyzer.state import iostatus, iostatus_names, iostatus_rows, run_state, runstate_names, runstate_sources
+from analyzer.state import (
+    iostatus,
+    iostatus_names,
+    iostatus_rows,
+    run_state,
+    runstate_names,
+    runstate_sources,
+)
 from analyzer.steps import VOCABULARIES, Steps
 from analyzer.timefmt import WALL_CLOCK_MIN_NS
 from tracer.errors import OutputError
