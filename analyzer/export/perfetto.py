@@ -214,7 +214,7 @@ def _vm_pieces(pb: Any, s: Steps, spans: dict[str, VmSpan], vm_index: dict[str, 
     for vm, rows in vm_rows(s):
         uuid = _vm_uuid(n_hosts, vm_index[vm])
         lo, hi = rows.start, rows.stop
-        mine = instants[(instants >= lo) & (instants < hi)]
+        mine = instants[np.searchsorted(instants, lo):np.searchsorted(instants, hi)]
         items: list[tuple[int, int, int, Any]] = []
         flows = 0
         for r in mine.tolist():
@@ -237,7 +237,7 @@ def _vm_pieces(pb: Any, s: Steps, spans: dict[str, VmSpan], vm_index: dict[str, 
                 e.terminating_flow_ids.append(fid)
             items.append((ts, _INSTANT, seq, p))
         pauses = 0
-        sel = (starts >= lo) & (starts < hi)
+        sel = slice(np.searchsorted(starts, lo), np.searchsorted(starts, hi))
         for a, b in zip(starts[sel].tolist(), ends[sel].tolist(), strict=True):
             t0 = int(s.ts[a])
             t1 = int(s.ts[b]) if b >= 0 else max(spans[vm].last_ns, t0)

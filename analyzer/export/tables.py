@@ -209,11 +209,9 @@ def state_rows(s: Steps, spans: dict[str, VmSpan]) -> Iterator[tuple[str, pa.Tab
         "device": device_names[np.where(has_dev & (dev >= 0), dev, len(device_names) - 1)],
         "iostatus": io,
     }
-    vm_of = s.vm[rows]
-    for vm, part in vm_rows(s):
-        code = s.vm[part.start]
-        sel = np.flatnonzero(vm_of == code)
-        if not len(sel):
+    for vm, part in vm_rows(s):  # rows are sorted: each VM's are one slice of them
+        sel = slice(np.searchsorted(rows, part.start), np.searchsorted(rows, part.stop))
+        if sel.start == sel.stop:
             continue
         ts = columns["ts_ns"][sel]
         host = spans[vm].host if vm in spans else None
@@ -221,8 +219,8 @@ def state_rows(s: Steps, spans: dict[str, VmSpan]) -> Iterator[tuple[str, pa.Tab
             "ts_ns": pa.array(ts, pa.int64()),
             "time": _times(ts),
             "seq": pa.array(columns["seq"][sel], pa.int64()),
-            "vm": pa.array([vm] * len(sel), pa.string()),
-            "host": pa.array([host] * len(sel), pa.string()),
+            "vm": pa.array([vm] * len(ts), pa.string()),
+            "host": pa.array([host] * len(ts), pa.string()),
             **{c: pa.array(columns[c][sel].tolist(), pa.string())
                for c in ("kind", "name", "runstate", "device", "iostatus")},
         }, schema=STATE_SCHEMA)
