@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer import outputs
-from analyzer.export.source import ExportSource, input_paths, resolve, vm_spans
+from analyzer.export.source import ExportSource, all_inputs, input_paths, resolve, vm_spans
 from analyzer.export.summary import ExportSummary
 from analyzer.result import CheckResult
 from analyzer.text import printable
@@ -202,7 +202,7 @@ def openmetrics(
     spans = vm_spans(src.require_trace())
     fams = families(src.result, {v: s.host for v, s in spans.items()})
     text = render(fams)
-    outputs.write_output(out, text, inputs=[*inputs, *(i.path for i in src.result.inputs)], kind="text",
+    outputs.write_output(out, text, inputs=all_inputs(inputs, src), kind="text",
                          parents=parents, allow_stdout=True)
     return ExportSummary("openmetrics", str(out), {
         "families": len(fams), "samples": sum(len(f.samples) for f in fams), "vms": len(spans)})

@@ -39,6 +39,7 @@ from analyzer.export.source import (
     NO_HOST,
     ExportSource,
     VmSpan,
+    all_inputs,
     input_paths,
     resolve,
     scan_vms,
@@ -113,8 +114,8 @@ def perfetto(
                 counts[k] += v
         header = list(_header(pb, spans, hosts, host_pid, vm_index))
         counts["packets"] += len(header)
-        all_inputs = [*inputs, *(i.path for i in src.result.inputs)]
-        with outputs.open_output(out, inputs=all_inputs, kind="report", parents=parents) as f:
+        every_input = all_inputs(inputs, src)
+        with outputs.open_output(out, inputs=every_input, kind="report", parents=parents) as f:
             for chunk in _chunks(pb, header):
                 f.write(chunk)
             for _, data in spool.pieces():

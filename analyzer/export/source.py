@@ -30,6 +30,7 @@ from analyzer.rules import RULE_IDS, columns_for
 from analyzer.steps import Steps
 from analyzer.trace import PathArg, Trace, load, release_footers, scan_unit
 from analyzer.trace.files import read_row_group
+from tracer import tracedir
 
 #: What an export accepts: a check result (its inputs are read again where the export needs
 #: the steps), a loaded trace, or paths as `analyzer.load` takes them.
@@ -83,12 +84,22 @@ def resolve(source: ExportSource, *, need_trace: bool) -> Source:
     return Source(check(trace), trace, paths)
 
 
+def all_inputs(given: list[str], src: Source) -> list[str]:
+    """What the final write is checked against: the inputs as given, every file read and
+    the recording directories holding them (a CheckResult names only the files)."""
+    recordings = list(src.trace.recordings) if src.trace is not None else []
+    return [*given, *(i.path for i in src.result.inputs), *recordings]
+
+
 def input_paths(source: ExportSource) -> list[str]:
     """The paths an output must never be (or lie inside): the inputs as given."""
-    if isinstance(source, CheckResult):
-        return [i.path for i in source.inputs]
+    if isinstance(source, CheckResult):  # its files, and the recordings that hold them
+        files = [i.path for i in source.inputs]
+        dirs = sorted({os.path.dirname(p) for p in files
+                       if os.path.lexists(os.path.join(os.path.dirname(p), tracedir.MANIFEST_NAME))})
+        return [*files, *dirs]
     if isinstance(source, Trace):
-        return [f.path for f in source.files]
+        return [f.path for f in source.files] + list(source.recordings)
     given = [source] if isinstance(source, str | os.PathLike) else list(source)
     return [os.fspath(p) for p in given]
 

@@ -38,6 +38,7 @@ from analyzer.episodes import EPISODE_COLUMNS
 from analyzer.export.source import (
     ExportSource,
     VmSpan,
+    all_inputs,
     input_paths,
     resolve,
     scan_vms,
@@ -256,11 +257,11 @@ def tables(
     trace = src.require_trace()
     spans = vm_spans(trace)
     counts: dict[str, int] = {}
-    all_inputs = [*inputs, *(i.path for i in src.result.inputs)]
+    every_input = all_inputs(inputs, src)
     with Spool() as spool:
         for vm, table in scan_vms(trace, lambda s: list(state_rows(s, spans))):
             spool.add(vm, _ipc(table))  # type: ignore[arg-type]
-        with outputs.output_dir(out_dir, inputs=all_inputs, parents=parents, replace=replace) as work:
+        with outputs.output_dir(out_dir, inputs=every_input, parents=parents, replace=replace) as work:
             for name, table in (("episodes", episodes_table(src.result, spans)),
                                 ("incidents", incidents_table(src.result)),
                                 ("findings", findings_table(src.result, spans))):

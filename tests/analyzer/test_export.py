@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from analyzer.outage import Incident
 from analyzer.timefmt import WALL_CLOCK_MIN_NS
 from tests.analyzer.builders import TraceBuilder, write_dir
 from tracer import tracedir
-from tracer.errors import InputError
+from tracer.errors import InputError, OutputError
 from tracer.schema import from_pylist
 
 pb = pytest.importorskip("perfetto.protos.perfetto.trace.perfetto_trace_pb2")
@@ -348,3 +349,14 @@ def test_the_label_escaping_itself():
 
     assert escape_label('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
     assert escape_label(None) == ""
+
+
+@pytest.mark.parametrize("fmt, name", [("perfetto", "x.pftrace"), ("openmetrics", "x.prom"),
+                                       ("parquet", "tables")])
+def test_a_result_never_writes_into_the_recording_it_came_from(fmt, name, tmp_path):
+    rec = tmp_path / "rec"
+    shutil.copytree(TRACES / "fixed", rec)
+    before = sorted(p.name for p in rec.iterdir())
+    with pytest.raises(OutputError, match="input"):
+        export.export(analyzer.check([rec]), rec / name, to=fmt)
+    assert sorted(p.name for p in rec.iterdir()) == before
