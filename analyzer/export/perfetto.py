@@ -241,7 +241,8 @@ def _vm_pieces(pb: Any, s: Steps, spans: dict[str, VmSpan], vm_index: dict[str, 
         sel = slice(np.searchsorted(starts, lo), np.searchsorted(starts, hi))
         for a, b in zip(starts[sel].tolist(), ends[sel].tolist(), strict=True):
             t0 = int(s.ts[a])
-            t1 = int(s.ts[b]) if b >= 0 else max(spans[vm].last_ns, t0)
+            # never before its start, even where the trace's clock goes back (late events)
+            t1 = max(int(s.ts[b]) if b >= 0 else spans[vm].last_ns, t0)
             begin = _packet(pb, t0)
             e = begin.track_event
             e.type = pb.TrackEvent.Type.TYPE_SLICE_BEGIN

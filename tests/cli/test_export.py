@@ -106,3 +106,31 @@ def test_hostile_names_in_the_summary_are_escaped(tmp_path, capsys):
     out = tmp_path / "x\x1b[31m.prom"
     code, _, err = run(["export", path, "--to", "openmetrics", "-o", out], capsys)
     assert code == 0 and "\x1b" not in err and "\\x1b" in err
+
+
+@pytest.mark.parametrize("to, name", [("perfetto", "x.pftrace"), ("openmetrics", "x.prom"),
+                                      ("parquet", "tables")])
+def test_outputs_get_the_umasks_permissions(to, name, tmp_path, capsys):
+    import os
+
+    old = os.umask(0o077)
+    try:
+        code, _, _ = run(["export", TRACES / "fixed", "--to", to, "-o", tmp_path / name, "-q"], capsys)
+    finally:
+        os.umask(old)
+    assert code == 0
+    out = tmp_path / name
+    files = list(out.iterdir()) if out.is_dir() else [out]
+    assert {f.stat().st_mode & 0o777 for f in files} == {0o600}
+    if out.is_dir():
+        assert out.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_failed_export_keeps_the_old_metrics_file(tmp_path, capsys):
+    prom = tmp_path / "blkreplay.prom"
+    prom.write_text("# old\n")
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 nope")
+    code, _, _ = run(["export", bad, "--to", "openmetrics", "-o", prom], capsys)
+    assert code == 2 and prom.read_text() == "# old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet", "blkreplay.prom"]
