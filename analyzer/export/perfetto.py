@@ -57,7 +57,7 @@ from tracer.errors import InputError
 SEQUENCE_ID = 1
 #: Packets per serialized chunk (one chunk is what memory holds while writing).
 CHUNK_PACKETS = 4096
-#: Track uuids: hosts from 1, VMs after them (both in sorted order: deterministic).
+#: A flow's id: the VM's index (in sorted order) above these bits, its error's seq + 1 below.
 _FLOW_VM_SHIFT = 40
 
 #: The module of the `perfetto` package's generated Trace protos.
@@ -112,11 +112,10 @@ def perfetto(
             spool.add(vm, data)
             for k, v in tally.items():
                 counts[k] += v
-        header = list(_header(pb, spans, hosts, host_pid, vm_index))
-        counts["packets"] += len(header)
+        counts["packets"] += 1 + len(hosts) + len(spans)  # the header: start, hosts, VMs
         every_input = all_inputs(inputs, src)
         with outputs.open_output(out, inputs=every_input, kind="report", parents=parents) as f:
-            for chunk in _chunks(pb, header):
+            for chunk in _chunks(pb, _header(pb, spans, hosts, host_pid, vm_index)):
                 f.write(chunk)
             for _, data in spool.pieces():
                 f.write(data)
@@ -140,6 +139,9 @@ def _packet(pb: Any, ts: int | None = None) -> Any:
     if ts is not None:
         p.timestamp = max(int(ts), 0)
     return p
+
+
+# Track uuids: hosts from 1 (uuid = pid), VMs after them (uuid = tid), both in sorted order.
 
 
 def _host_uuid(pid: int) -> int:
