@@ -140,6 +140,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("src_line", pa.int64(), False, "1-based line in src_file of an imported row"),
     Column("event_ts_ns", pa.int64(), False,
            "on a qmp_event: the emission time the event carries (its QMP timestamp), Unix ns"),
+    # Added in v1 (additive) for fleets, where VM names repeat: a VM is identified by
+    # (run, host, vm). Null: the run is the recorder directory the file belongs to, else none.
+    Column("run", DICT_STRING, False, "run identity (one recording / test run), where VM names repeat"),
 )
 
 COLUMN_BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
@@ -302,6 +305,11 @@ def _check_vocabulary(col: Column, arr: pa.ChunkedArray) -> list[Problem]:
     ]
 
 
+def _string_codes(col: pa.ChunkedArray) -> np.ndarray:
+    """Dictionary indices of a plain string column (equal strings, equal codes)."""
+    return pc.dictionary_encode(col).combine_chunks().indices.to_numpy(zero_copy_only=False)
+
+
 def _first_duplicate_seq(table: pa.Table) -> tuple[int, str, int] | None:
     """(row, vm, seq) of the first row whose (vm, seq) appeared before, or None."""
     n = table.num_rows
@@ -310,7 +318,12 @@ def _first_duplicate_seq(table: pa.Table) -> tuple[int, str, int] | None:
     vm = table.column("vm")
     if pa.types.is_dictionary(vm.type):
         vm = vm.cast(pa.string())
-    vm_codes = pc.dictionary_encode(vm).combine_chunks().indices.to_numpy(zero_copy_only=False)
+    vm_codes = _string_codes(vm).astype(np.int64)
+    # A VM is (run, host, vm): vm0 of two hosts in one file may repeat each other's seqs.
+    for name in ("host", "run"):
+        if name in table.column_names and table.column(name).null_count < n:
+            other = _string_codes(pc.fill_null(table.column(name).cast(pa.string()), ""))
+            vm_codes = np.unique(np.stack([vm_codes, other]), axis=1, return_inverse=True)[1].ravel()
     seq = table.column("seq").to_numpy().astype(np.int64, copy=False)
     order = np.lexsort((np.arange(n), seq, vm_codes))
     s_vm, s_seq = vm_codes[order], seq[order]

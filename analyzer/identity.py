@@ -1,0 +1,83 @@
+"""A VM's identity: (run, host, vm), as one opaque string *key*.
+
+VM names repeat across a fleet: ``vm0`` runs on many hosts, in many runs, on many days. A VM is
+therefore identified by (run, host, vm) everywhere the analyzer groups steps by VM: planning
+(`analyzer.trace.files.RowGroup.vms`, `analyzer.trace.Unit.vms`), decoding (the unit's VM codes),
+the rules' batches (`analyzer.steps.Steps.vm_names`), findings, episodes and report statistics.
+Where the host and the run come from is `analyzer.trace`'s business (a `host` / `run` column or
+hive partition directory, a recorder directory); this module only owns the key.
+
+Internally the identity travels as one string, so that every structure that was keyed by the
+VM name keeps working unchanged: the key of a VM with no host and no run *is* its name (every
+trace without hosts or runs reads and prints byte for byte as before), any other key is a
+composite that
+
+* can never equal a VM name: it starts with a lone surrogate (U+DFFF), which no text decoded
+  from UTF-8 holds (Parquet strings are checked to be UTF-8, partition directories too), so a
+  composite that leaked into an output would fail loudly rather than print something wrong;
+* is injective for any characters in the parts (NUL is escaped as NUL U+0001, parts are joined
+  by NUL NUL);
+* sorts as (run, host, vm) among composites, deterministically.
+
+Null and "" mean the same: no host, no run. `split` is the inverse of `make`; `label` words a
+key for messages (never a key itself: that may hold the surrogate).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+_MARK = "\udfff"
+_SEP = "\x00\x00"
+
+
+class Identity(NamedTuple):
+    """A VM's identity, parts as shown (None: not known / not given)."""
+
+    vm: str
+    host: str | None = None
+    run: str | None = None
+
+
+def _escape(part: str) -> str:
+    return part.replace("\x00", "\x00\x01")
+
+
+def _unescape(part: str) -> str:
+    return part.replace("\x00\x01", "\x00")
+
+
+def make(vm: str, host: str | None = None, run: str | None = None) -> str:
+    """The key of VM `vm` on `host` in `run` (None or "" for either: none)."""
+    if not host and not run:
+        return vm
+    return _MARK + _SEP.join((_escape(run or ""), _escape(host or ""), _escape(vm)))
+
+
+def is_composite(key: str) -> bool:
+    """Whether `key` names a host or a run (is not a bare VM name)."""
+    return key.startswith(_MARK)
+
+
+def split(key: str) -> Identity:
+    """(vm, host, run) of a key made by `make`."""
+    if not key.startswith(_MARK):
+        return Identity(key)
+    run, host, vm = key[1:].split(_SEP)
+    return Identity(_unescape(vm), _unescape(host) or None, _unescape(run) or None)
+
+
+def label(key: str) -> str:
+    """A key in words, for messages: ``vm0`` or ``vm0 (host h1, run r2)``."""
+    ident = split(key)
+    extra = [f"{k} {v}" for k, v in (("host", ident.host), ("run", ident.run)) if v]
+    return ident.vm + (f" ({', '.join(extra)})" if extra else "")
+
+
+def sort_key(key: str) -> tuple[str, str, str]:
+    """(run, host, vm) of a key, "" for none: the order of identities in every output."""
+    ident = split(key)
+    return ident.run or "", ident.host or "", ident.vm
+
+
+__all__ = ["Identity", "is_composite", "label", "make", "sort_key", "split"]
