@@ -74,10 +74,16 @@ def label(key: str) -> str:
     return ident.vm + (f" ({', '.join(extra)})" if extra else "")
 
 
+def display(vm: str, host: str | None = None, run: str | None = None) -> str:
+    """The `label` of (vm, host, run): how a report names a VM in its per-VM tables (the VM's
+    name alone when the trace names no host or run for it)."""
+    return label(make(vm, host, run))
+
+
 def sort_key(key: str) -> tuple[str, str, str]:
     """(run, host, vm) of a key, "" for none: the order of identities in every output."""
     ident = split(key)
     return ident.run or "", ident.host or "", ident.vm
 
 
-__all__ = ["Identity", "is_composite", "label", "make", "sort_key", "split"]
+__all__ = ["Identity", "display", "is_composite", "label", "make", "sort_key", "split"]
