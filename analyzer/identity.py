@@ -25,7 +25,10 @@ key for messages (never a key itself: that may hold the surrogate).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
+
+from tracer.errors import InputError
 
 _MARK = "\udfff"
 _SEP = "\x00\x00"
@@ -80,10 +83,32 @@ def display(vm: str, host: str | None = None, run: str | None = None) -> str:
     return label(make(vm, host, run))
 
 
+def resolve(keys: Sequence[str], vm: str, host: str | None = None, run: str | None = None) -> str:
+    """The one key of `keys` for VM `vm` (on `host`, in `run` when given), or an `InputError`
+    saying that no VM matches, or that several do (listing them: give a host or a run)."""
+    found = [k for k in keys if _matches(split(k), vm, host, run)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        wanted = display(vm, host, run)
+        raise InputError(f"no VM named {wanted!r} in the trace (VMs: {', '.join(label(k) for k in keys[:10])}"
+                         f"{', ...' if len(keys) > 10 else ''})")
+    choices = "; ".join(label(k) for k in sorted(found, key=sort_key)[:10])
+    more = f" and {len(found) - 10} more" if len(found) > 10 else ""
+    need = "--host" if host is None and len({split(k).host for k in found}) > 1 else "--run"
+    raise InputError(f"VM {vm!r} is in the trace {len(found)} times: {choices}{more}; choose one "
+                     f"with {need}")
+
+
+def _matches(ident: Identity, vm: str, host: str | None, run: str | None) -> bool:
+    return (ident.vm == vm and (host is None or (ident.host or "") == host)
+            and (run is None or (ident.run or "") == run))
+
+
 def sort_key(key: str) -> tuple[str, str, str]:
     """(run, host, vm) of a key, "" for none: the order of identities in every output."""
     ident = split(key)
     return ident.run or "", ident.host or "", ident.vm
 
 
-__all__ = ["Identity", "display", "is_composite", "label", "make", "sort_key", "split"]
+__all__ = ["Identity", "display", "is_composite", "label", "make", "resolve", "sort_key", "split"]

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analyzer import identity
 from analyzer.result import InputInfo
 from analyzer.trace.arrow import plain
-from analyzer import identity
 from analyzer.trace.files import (
     IDENTITY_COLUMNS,
     RowGroup,
