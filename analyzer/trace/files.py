@@ -243,6 +243,10 @@ def open_trace_file(source: SourceFile, file_index: int, run: str | None = None
         complete=complete,
         metadata=meta,
     )
+    if "run" in given and "run" in schema.names:
+        # Every file written since the `run` column exists has one, mostly null: a run=
+        # directory names the run of its null rows (a value that contradicts it is an error).
+        run = given["run"]
     tf = TraceFile(str(path), group, complete, tuple(sorted(partition.items())),
                    frozenset(schema.names), md.num_rows, info, interrupted, run)
     rgs: list[RowGroup] = []
