@@ -96,6 +96,12 @@ class Finding:
             pairs.append(("thread", self.thread))
         return pairs
 
+    @property
+    def vm_label(self) -> str:
+        """The VM with its host and run, for a table's VM column: ``vm0 (host h1)``; the name
+        alone when the trace names neither (raw: every renderer escapes it)."""
+        return identity.display(self.vm, self.host, self.run)
+
     def sort_key(self) -> tuple:
         return (self.run or "", self.host or "", self.vm, self.seq[0] if self.seq else -1, self.rule,
                 self.seq)

@@ -158,7 +158,7 @@ class TraceUnits:
 
 def _shown(f: Finding) -> str:
     """How the report's per-VM tables name the finding's VM (`analyzer.identity.display`)."""
-    return identity.display(f.vm, f.host, f.run)
+    return f.vm_label
 
 
 def _labelled(episodes: pd.DataFrame) -> pd.DataFrame:
