@@ -213,7 +213,6 @@ def build_rows(
         "src_file": pa.DictionaryArray.from_arrays(pa.array(path_index[part_of[order]]), paths),
         "src_line": pa.array(line_arr[order]),
         "event_ts_ns": scattered("event_ts", pa.int64()),
-        "run": pa.nulls(m, pa.string()),
     }
     arrays = []
     for col in COLUMNS:

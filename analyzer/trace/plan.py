@@ -35,7 +35,7 @@ from analyzer.trace.integrity import EmptyTrace, RecordingProblem, TruncatedInpu
 from analyzer.trace.sources import PathArg, SourceFile, expand
 from tracer import tracedir
 from tracer.errors import InputError, TraceSchemaError
-from tracer.schema import COLUMN_BY_NAME, COLUMNS
+from tracer.schema import COLUMN_BY_NAME, COLUMNS, describe_type, wrong_type
 
 #: Target rows per unit when packing small VMs together (bounds memory and per-unit overhead).
 UNIT_ROWS = 4_000_000
@@ -207,7 +207,7 @@ def load(paths: PathArg | Sequence[PathArg], *, unit_rows: int = UNIT_ROWS) -> T
     # Two recorder directories are two runs (`analyzer.identity`); one alone names none, so a
     # trace of one recording reads as it always did.
     recorders = {s.group for s in sources if s.group != str(s.path)}
-    types: dict[str, tuple[str, str]] = {}
+    types: dict[str, tuple[pa.DataType, str]] = {}
     for source in sources:
         _same_types(source, types)
         run = source.group if len(recorders) > 1 and source.group in recorders else None
@@ -227,34 +227,23 @@ def load(paths: PathArg | Sequence[PathArg], *, unit_rows: int = UNIT_ROWS) -> T
     return Trace(files, units, vms, rows, digests, with_manifest)
 
 
-def _type_class(t: pa.DataType) -> str | None:
-    """What a column's type is for the schema (string, integer, ...), None for all-null."""
-    if pa.types.is_null(t):
-        return None
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "string"
-    if pa.types.is_integer(t):
-        return "integer"
-    return str(t)
-
-
-def _same_types(source: SourceFile, seen: dict[str, tuple[str, str]]) -> None:
-    """The error when `source` holds a schema column of another type than an earlier file of
-    the dataset (naming both): `seen` maps column -> (type class, first file holding it)."""
+def _same_types(source: SourceFile, seen: dict[str, tuple[pa.DataType, str]]) -> None:
+    """The error when `source` holds a schema column of a type the schema rejects while an
+    earlier file of the dataset holds it as it should (naming both files); `seen` maps column
+    -> (type, first file holding it with an accepted type)."""
     schema = shared_parquet(str(source.path))[1].schema_arrow
     for name, typ in zip(schema.names, schema.types, strict=True):
-        if name not in COLUMN_BY_NAME:
+        problem = wrong_type(name, typ)
+        if problem is None:
+            if name in COLUMN_BY_NAME:
+                seen.setdefault(name, (typ, str(source.path)))
             continue
-        cls = _type_class(typ)
-        if cls is None:
-            continue
-        first = seen.setdefault(name, (cls, str(source.path)))
-        if first[0] != cls:
+        if name in seen:
+            first_type, first = seen[name]
             raise TraceSchemaError(
-                f"column '{name}': type {cls} here, but {first[0]} in {first[1]}: the files "
-                f"of one trace must agree on each column's type", path=source.path)
+                f"column '{name}': {problem}, but {first} of the same trace has "
+                f"{describe_type(first_type)}: "
+                f"the files of one trace must agree on each column's type", path=source.path)
 
 
 def pack_units(groups: list[RowGroup], unit_rows: int) -> list[Unit]:

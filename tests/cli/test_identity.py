@@ -121,5 +121,6 @@ def test_files_disagreeing_on_a_column_type_are_one_line_naming_both(tmp_path: P
     code, out, err = run(["check", tmp_path / "ds"], capsys)
     assert (code, out) == (2, "")
     assert err.strip().splitlines() == [
-        f"blkreplay: error: {bad}: column 'device': type integer here, but string in {good}: the "
-        f"files of one trace must agree on each column's type"]
+        f"blkreplay: error: {bad}: column 'device': wrong type int64, expected dictionary<string>, but "
+        f"{good} of the same trace has dictionary<string>: the files "
+        f"of one trace must agree on each column's type"]
