@@ -395,8 +395,13 @@ def _read_sorted(trace: Trace, unit: Unit, columns: Sequence[str]) -> UnitData:
     repeated, copied = _repeated_seqs(trace, reader.enc, rows)
     clock = _clock_backwards_sorted(reader.enc, rows, copied)
     state.integrity.extend(_fold_clock_backs(reader.enc, repeated, clock))
-    for (rg, table), core in zip(tables, cores, strict=True):
-        state.keep_rows(rg, table, core, np.flatnonzero(core["keep"]))
+    again = _second_copies(rows, copied)
+    for i, ((rg, table), core) in enumerate(zip(tables, cores, strict=True)):
+        keep = core["keep"]
+        if again is not None:  # a step recorded twice is judged once (its seq-unique says so)
+            keep = keep.copy()
+            keep[rows.local[again[rows.which[again] == i]]] = False
+        state.keep_rows(rg, table, core, np.flatnonzero(keep))
     state.rows = len(seq)
     return state.finish()
 
@@ -421,6 +426,15 @@ def _clock_backwards_sorted(enc: UnitCodes, rows: _Sorted, copied: np.ndarray | 
             ts=int(rows.ts[c]), src=tuple(x for x in (rows.src(a), rows.src(c)) if x is not None),
         ))
     return out
+
+
+def _second_copies(rows: _Sorted, copied: np.ndarray | None) -> np.ndarray | None:
+    """Positions (in `rows`' order) of every occurrence of a repeated (vm, seq) but its first
+    in replay order (ties: the file first by path), None when no seq is repeated."""
+    if copied is None:
+        return None
+    first = np.concatenate([[True], (rows.vm[1:] != rows.vm[:-1]) | (rows.seq[1:] != rows.seq[:-1])])
+    return np.flatnonzero(copied & ~first)
 
 
 def _fold_clock_backs(enc: UnitCodes, repeated: list[RepeatedSeq],
