@@ -29,9 +29,10 @@ def run(argv, capsys):
     return code, out.out, out.err
 
 
-@pytest.fixture
-def two_hosts(libvirt_log: Path, tmp_path: Path, capsys) -> Path:
+@pytest.fixture(params=["libvirt-9.0", "libvirt-11.3"])
+def two_hosts(request, samples_dir: Path, tmp_path: Path, capsys) -> Path:
     """The same libvirt log imported for host h1 and for host h2, as a hive dataset."""
+    libvirt_log = samples_dir / request.param / "a-stop-eio" / "libvirtd.log"
     ds = tmp_path / "ds"
     for host in ("h1", "h2"):
         code, _, err = run(["import", libvirt_log, "--host", host, "-o", ds / f"host={host}" / "t.parquet",
