@@ -25,8 +25,10 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from analyzer import identity
 from analyzer.check import check
 from analyzer.progress import ProgressCallback
 from analyzer.report import context, source, stats
@@ -144,13 +146,30 @@ class TraceUnits:
                  skip: Collection[frozenset[str]] = ()) -> Iterator[UnitSteps]:
         wanted = None if vms is None else set(vms)
         for unit in self.trace.units:
-            if wanted is not None and not wanted.intersection(unit.vms):
+            labels = frozenset(identity.label(k) for k in unit.vms)  # as the report names VMs
+            if wanted is not None and not wanted.intersection(labels):
                 continue
-            if frozenset(unit.vms) in skip:
+            if labels in skip:
                 continue
             steps = source.read_unit_steps(self.trace, unit, vms=None if wanted is None else sorted(wanted))
-            yield UnitSteps(frozenset(unit.vms), len(steps), steps)
+            yield UnitSteps(labels, len(steps), steps)
             del steps
+
+
+def _shown(f: Finding) -> str:
+    """How the report's per-VM tables name the finding's VM (`analyzer.identity.display`)."""
+    return f.vm_label
+
+
+def _labelled(episodes: pd.DataFrame) -> pd.DataFrame:
+    """The episodes with `vm` the label of each VM's identity, so that per-VM statistics never
+    merge vm0 of two hosts or runs (unchanged when the trace names no host or run)."""
+    if not len(episodes) or "host" not in episodes or (episodes["host"].isna().all() and episodes["run"].isna().all()):
+        return episodes
+    parts = episodes[["vm", "host", "run"]].astype(object).fillna("")
+    codes, combos = pd.MultiIndex.from_frame(parts).factorize()
+    names = np.array([identity.display(v, h or None, r or None) for v, h, r in combos], dtype=object)
+    return episodes.assign(vm=names[codes])
 
 
 def trace_units(trace: Trace) -> TraceUnits:
@@ -214,7 +233,7 @@ def assemble_report(
     trace is ever held at once. `statistics_progress` / `timeline_progress` get
     ``(rows done, rows in all)`` of each pass; `total_rows`: the rows of every unit, if known.
     """
-    episodes = result.episodes
+    episodes = _labelled(result.episodes)
     read = frame_units(steps) if isinstance(steps, pd.DataFrame) else steps
     if isinstance(steps, pd.DataFrame):
         total_rows = len(steps)
@@ -231,9 +250,9 @@ def assemble_report(
     seen = 0
     for unit in read(None, ()):
         facts.append(stats.step_facts(unit.steps))
-        mine = [i for i, f in enumerate(listed) if f.vm in unit.vms]
+        mine = [i for i, f in enumerate(listed) if _shown(f) in unit.vms]
         if mine and contexts is None:
-            shown = _only(unit.steps, {listed[i].vm for i in mine})
+            shown = _only(unit.steps, {_shown(listed[i]) for i in mine})
             rows = source.state_rows(shown)
             found = context.context_windows(shown, source.as_steps(shown.iloc[rows]),
                                             [listed[i] for i in mine], result.findings, order,
@@ -251,7 +270,7 @@ def assemble_report(
     steps_facts = stats.merge_facts(facts)
 
     summary = stats.vm_summary(episodes, steps_facts)
-    findings_per_vm = dict(sorted(Counter(f.vm for f in result.findings).items()))
+    findings_per_vm = dict(sorted(Counter(_shown(f) for f in result.findings).items()))
     statistics = Statistics(
         vms=summary,
         errors=stats.errors_by_kind(episodes),

@@ -23,11 +23,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analyzer import identity
 from analyzer.report.context import VIEW_COLUMNS
 from analyzer.report.stats import STEP_COLUMNS
 from analyzer.steps import NULL, OPEN_STRINGS, VOCABULARIES, Steps
 from analyzer.trace import Trace, Unit, load
-from analyzer.trace.files import read_row_group
+from analyzer.trace.files import RowGroup, read_row_group, row_keys
 from tracer.schema import COLUMN_BY_NAME
 
 #: Every column a report reads: the statistics' and the replay view's, in schema order.
@@ -145,11 +146,13 @@ def read_unit_steps(
     """
     read = list(dict.fromkeys([*columns, "vm", "seq", "ts_ns"]))
     wanted = None if vms is None else set(vms)
-    groups = [rg for rg in unit.row_groups if wanted is None or wanted.intersection(rg.vms)]
+    groups = [rg for rg in unit.row_groups
+              if wanted is None or wanted.intersection(identity.label(k) for k in rg.vms)]
     gathered = {c: _Column(c, sum(rg.rows for rg in groups)) for c in read}
     for rg in groups:
-        t = read_row_group(trace.files[rg.file], rg.index, read)
-        if wanted is not None and not wanted.issuperset(rg.vms):
+        t = _labelled(read_row_group(trace.files[rg.file], rg.index, [*read, "host", "run"], rg.count),
+                      rg, trace.files[rg.file].run)
+        if wanted is not None and not wanted.issuperset(identity.label(k) for k in rg.vms):
             t = t.filter(pc.is_in(t.column("vm").cast(pa.string()), pa.array(sorted(wanted))))
         for c, col in gathered.items():
             col.add(t.column(c) if c in t.column_names else None, t.num_rows)
@@ -163,6 +166,17 @@ def read_unit_steps(
     order = None if _in_order(*keys) else np.lexsort(tuple(reversed(keys)))
     del keys
     return pd.DataFrame({c: gathered[c].series(order) for c in columns})
+
+
+def _labelled(table: pa.Table, rg: RowGroup, run: str | None) -> pa.Table:
+    """`table` with its `vm` column the label of each row's identity (`analyzer.identity`):
+    vm0 of two hosts or runs are two VMs of the report. Unchanged without hosts and runs."""
+    if all(not identity.is_composite(k) for k in rg.vms):
+        return table
+    idx, keys = row_keys(table, run)
+    labels = pa.array([identity.label(k) for k in keys], pa.string())
+    vm = pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32()), labels)
+    return table.set_column(table.column_names.index("vm"), "vm", vm)
 
 
 def empty_steps(columns: Sequence[str] = REPORT_COLUMNS) -> pd.DataFrame:
