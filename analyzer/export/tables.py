@@ -130,8 +130,7 @@ def episodes_table(result: CheckResult, spans: dict[str, VmSpan]) -> pa.Table:
             else [spans[v].host if v in spans else None for v in eps["vm"].tolist()])
     cols: dict[str, pa.Array] = {}
     fields = []
-    for c in ["vm", "host", *[c for c in EPISODE_COLUMNS if c != "vm"],
-              *[c for c in eps.columns if c not in EPISODE_COLUMNS and c != "host"]]:
+    for c in dict.fromkeys(["vm", "host", *EPISODE_COLUMNS, *eps.columns]):
         if c == "host":
             cols[c] = pa.array(host, pa.string())
         else:
