@@ -28,7 +28,17 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from analyzer.importers import domain_log, journald, kubevirt, libvirt_log, monitor_event, qemu_log, qmp, stap, virsh_events
+from analyzer.importers import (
+    domain_log,
+    journald,
+    kubevirt,
+    libvirt_log,
+    monitor_event,
+    qemu_log,
+    qmp,
+    stap,
+    virsh_events,
+)
 from analyzer.importers.detect import DETECT_BYTES, FORMATS, detect_format
 from analyzer.importers.lines import InputText, LinePolicy, read_text
 from analyzer.importers.output import check_output, one_table, write_tables

@@ -246,7 +246,7 @@ def monitor_events(path: Path, domain: str, *, timestamp: bool = False) -> str:
             out.append(f"{t}.{stamp['microseconds'] // 1000:03d}+0000: event {msg['event']} for domain '{domain}': {data}")
         else:
             out.append(f"event {msg['event']} at {stamp['seconds']}.{stamp['microseconds']:06d} for domain '{domain}': {data}")
-    out.append("events received: %d" % len(out))
+    out.append(f"events received: {len(out)}")
     return "\n".join(out) + "\n"
 
 
