@@ -333,6 +333,8 @@ def _clock(text: InputText) -> tuple[int, int] | None:
     for line in text.lines:
         m = SHORT.match(line)
         if m is None:
+            if SHORT_ISO.match(line):  # short-iso-precise: every line says its time
+                return None
             h = _HEADER_YEAR.match(line)
             if h and h.group(2) == "UTC" and header_year is None:
                 header_year = int(h.group(1))
@@ -381,9 +383,9 @@ def _year_of(epoch: int) -> str:
 def parse_short(text: InputText, policy: LinePolicy) -> ParsedInput:
     """``journalctl -o short-precise`` or ``short-iso-precise`` -> the libvirt daemon's rows."""
     journal = _Journal(text, policy, "journal-short")
-    clock = None
-    clock_known = False
-    year = offset = 0
+    # a pass of its own, before the lines are read (one stream of the input at a time)
+    clock = _clock(text)
+    year, offset = clock or (0, 0)
     last_month = 0
     carrying = False  # the record being continued is a libvirt one
     prefix = 0
@@ -430,16 +432,9 @@ def parse_short(text: InputText, policy: LinePolicy) -> ParsedInput:
                 off = 0 if tz == "Z" else (1 if tz[0] == "+" else -1) * (int(tz[1:3]) * 3600 + int(tz[-2:]) * 60)
                 epoch = _local_epoch(int(y), int(mo), int(d), hh, mm, ss) - off
             else:
-                if not clock_known:
-                    clock, clock_known = _clock(text), True
-                    if clock is None:
-                        policy.bad(number, line, "journalctl short-precise prints no year and no time zone, and no QMP "
-                                   "event tells them: export with -o short-iso-precise (or json, export)")
-                        carrying = False
-                        clock = (0, 0)
-                        continue
-                    year, offset = clock
-                if clock == (0, 0):
+                if clock is None:
+                    policy.bad(number, line, "journalctl short-precise prints no year and no time zone, and no QMP "
+                               "event tells them: export with -o short-iso-precise (or json, export)")
                     carrying = False
                     continue
                 month = _MONTHS.get(m.group(1), 0)
