@@ -68,8 +68,9 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
             continue
         if obj.get("kind") == "Domain":
             name, namespace = _text(obj, "name"), _text(obj, "namespace")
-            if name and f"{namespace}_{name}" not in domains:
-                domains.append(f"{namespace}_{name}" if namespace else name)
+            domain = f"{namespace}_{name}" if namespace else name
+            if domain and domain not in domains:
+                domains.append(domain)
         if obj.get("subcomponent") != "libvirt":
             continue
         msg = _text(obj, "msg")
