@@ -25,7 +25,8 @@ each naming the journal's own line (``src_line``), and the host its record names
 
 Records of libvirt's daemons (``SYSLOG_IDENTIFIER`` / ``_COMM`` libvirtd or virtqemud, or a
 ``LIBVIRT_SOURCE`` field) are read; the rest of the journal is not a libvirt log and is left.
-A ``MESSAGE`` that is a whole libvirt log line (the daemon's stderr) is kept as it is; a bare
+A ``MESSAGE`` that is a whole libvirt log line (the daemon's stderr, ``_TRANSPORT=stdout``: one
+record per line, so the next records without a head are its continuation) is kept as it is; a bare
 message (libvirt's journald output: ``MESSAGE``, ``PRIORITY``, ``CODE_FUNC``, ``CODE_LINE``)
 gets the head libvirt would have written, timed by the record (``_SOURCE_REALTIME_TIMESTAMP``,
 else ``__REALTIME_TIMESTAMP``: microseconds, UTC). The ``host`` is the records' ``_HOSTNAME``
@@ -55,7 +56,7 @@ DAEMONS = frozenset({"libvirtd", "virtqemud"})
 #: The fields a record is read for (the rest of a record is skipped).
 _FIELDS = frozenset({
     "MESSAGE", "__REALTIME_TIMESTAMP", "_SOURCE_REALTIME_TIMESTAMP", "_HOSTNAME",
-    "SYSLOG_IDENTIFIER", "_COMM", "PRIORITY", "CODE_FUNC", "CODE_LINE", "_PID", "TID", "LIBVIRT_SOURCE",
+    "SYSLOG_IDENTIFIER", "_COMM", "PRIORITY", "CODE_FUNC", "CODE_LINE", "_PID", "TID", "LIBVIRT_SOURCE", "_TRANSPORT",
 })
 _FIELD_NAME = re.compile(rb"[A-Z0-9_]+")
 _MONTHS = {m: k for k, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
@@ -113,6 +114,9 @@ class _Journal:
         if not self.same_host(number, line, fields.get("_HOSTNAME")):
             return
         if LIBVIRT_HEAD.match(message):  # the daemon's stderr: a whole libvirt log line
+            self.carried.add(message.rstrip("\n"), msg_line)
+            return
+        if fields.get("_TRANSPORT") == "stdout":  # the next line of that stderr: a continuation
             self.carried.add(message.rstrip("\n"), msg_line)
             return
         stamp = fields.get("_SOURCE_REALTIME_TIMESTAMP") or fields.get("__REALTIME_TIMESTAMP") or ""

@@ -11,6 +11,8 @@ tool's source:
   ``-o export`` (systemd's JOURNAL_EXPORT_FORMATS: a message holding ``\\r`` or a newline is a
   binary field) and ``-a -o short-precise`` (UTC) / ``short-iso-precise``; records of other
   programs are interleaved, as in a real journal;
+- `journal_json_stderr`: the same log as the journal holds the daemon's stderr (one record
+  per line, ``_TRANSPORT=stdout``), as ``journalctl -a -o json``;
 - `kubevirt`: the same log as a virt-launcher pod prints it (KubeVirt's
   ``LogLibvirtLogLine``: split at ``": "``, debug shown as info, each line trimmed);
 - `stap`: QEMU 7.2's ``a-stop-eio-dataplane/trace.log`` as ``qemu-trace-stap run`` prints it
@@ -131,6 +133,20 @@ def journal_json(path: Path, host: str = "host-a") -> tuple[str, dict[int, int]]
             for k in range(r.lines):
                 where[r.line + k] = len(lines)
     return "\n".join(lines) + "\n", where
+
+
+def journal_json_stderr(path: Path, host: str = "host-a") -> str:
+    """``journalctl -a -o json`` of a daemon whose stderr the journal captured
+    (``log_outputs="1:stderr"`` under systemd): one record per line of the log, as it is,
+    ``_TRANSPORT=stdout``; line k of the log is line k of the rendering."""
+    out = []
+    for k, line in enumerate(path.read_text().split("\n")[:-1]):
+        message = line if _printable(line) else list(line.encode())
+        out.append(json.dumps({"__CURSOR": f"s=1;i={k:x}", "__REALTIME_TIMESTAMP": str(1795625738065000 + k),
+                               "PRIORITY": "6", "SYSLOG_IDENTIFIER": "libvirtd", "MESSAGE": message,
+                               "_PID": "13346", "_COMM": "libvirtd", "_HOSTNAME": host, "_TRANSPORT": "stdout"},
+                              separators=(",", ":")))
+    return "\n".join(out) + "\n"
 
 
 def journal_export(path: Path, host: str = "host-a") -> tuple[bytes, dict[int, int]]:

@@ -56,6 +56,13 @@ def test_journal_json_imports_as_the_libvirt_log(original, libvirt_log, tmp_path
     _same_as_original(original, path, where, tmp_path)
 
 
+def test_journal_of_the_daemons_stderr_imports_as_the_libvirt_log(original, libvirt_log, tmp_path):
+    path = tmp_path / "journal.json"
+    path.write_text(derive.journal_json_stderr(libvirt_log))
+    lines = libvirt_log.read_text().count("\n")
+    _same_as_original(original, path, {k: k for k in range(1, lines + 1)}, tmp_path)
+
+
 def test_journal_export_imports_as_the_libvirt_log(original, libvirt_log, tmp_path):
     data, where = derive.journal_export(libvirt_log)
     assert b"MESSAGE\n" in data  # binary fields: the \r\n of the QMP commands
