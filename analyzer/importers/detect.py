@@ -4,6 +4,11 @@ The first non-empty line decides (with ``--skip-bad``, the first recognisable on
 first `SCAN_LINES`), except that QEMU stderr followed, within `SCAN_LINES`, by libvirt's own
 lines is a per-domain log (a rotated one starts anywhere). Each line type has one cheap test, so the same function also tells, for
 a line a parser rejects, whether it belongs to another format (a mixed file) or to none.
+Host-side renderings are recognised the same way: a JSON object by its keys (a journal
+record's ``__REALTIME_TIMESTAMP``, a KubeVirt record's ``component`` / ``level`` / ``msg``, else
+QMP), a journal export by its ``__CURSOR=`` fields, journalctl's short formats, SystemTap's
+``PID@NANOSECONDS name`` and virsh qemu-monitor-event's ``event NAME ... for domain`` by their
+heads; `BASE_FORMAT` says which plain format each carries.
 """
 
 from __future__ import annotations
