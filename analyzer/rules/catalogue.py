@@ -20,6 +20,7 @@ from types import ModuleType
 from analyzer.result import Finding, RuleInfo
 from analyzer.rules import (
     action_matches_policy,
+    cross_layer,
     input_fidelity,
     integrity_rules,
     ordering,
@@ -40,6 +41,7 @@ RULE_MODULES: tuple[ModuleType, ...] = (
     action_matches_policy,
     runstate_transition,
     input_fidelity,
+    cross_layer,
 )
 
 #: Columns every check reads: replay order, integrity, evidence, episodes.
