@@ -48,7 +48,7 @@ _VM_NAME = re.compile(r"\bvm[=:](0x[0-9a-fA-F]+)[ ,]+name[=:]'?([^'\s,)]+)")
 #: state it then reports (`mgmt_event` rows named after the handler, `runstate` the state).
 _HANDLED = re.compile(
     r"(qemuProcessHandle(?:IOError|Stop|Resume)):\d+ : Transitioned guest (\S+) "
-    r"(?:to paused state (?:due to IO error|, ?reason '?([^,']*))|into running state)"
+    r"(?:to paused state(?: due to IO error|, reason '?([^,']*))|into running state)"
 )
 _SEND_FD = re.compile(r"\s+fd=-?\d+\s*$")
 _IO_LEN = re.compile(r" ?len=\d+\s*$")

@@ -360,8 +360,8 @@ def libvirt_delivers_events(s: Steps, rule: RuleInfo) -> list[Finding]:
     def message(k: int, _: list[int]) -> str:
         r = int(row[k])
         name = s.text("name", r)
-        want = ("an io-error event" if name == "BLOCK_IO_ERROR"
-                else "a lifecycle 'Resumed' event")
+        want = ("io-error event" if name == "BLOCK_IO_ERROR"
+                else "lifecycle 'Resumed' event")
         return (f"libvirt received {name} (seq {_seq(s, r)}) but the virsh event output shows "
                 f"no {want} for it within {DELAY // 1_000_000_000} s: its clients never heard of it")
 
