@@ -93,8 +93,8 @@ LIBVIRT_RULES = {r.id for r in catalogue.catalogue() if r.guarantee == "libvirt"
 
 
 def test_libvirt_rules_are_the_cross_layer_rules() -> None:
-    assert LIBVIRT_RULES == {"libvirt-reports-io-error", "libvirt-event-has-cause",
-                             "libvirt-delivers-events"}
+    assert {"libvirt-reports-io-error", "libvirt-event-has-cause",
+                             "libvirt-delivers-events"} == LIBVIRT_RULES
 
 
 def test_input_rules_are_warnings_about_imports() -> None:
