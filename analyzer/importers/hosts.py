@@ -20,9 +20,11 @@ Where the host comes from, first that applies:
 2. ``--host NAME`` (no ``{`` and no ``re:``): every input's.
 3. What the input says: a libvirt daemon log names its host at start-up
    (``info : hostname: NAME``, `libvirt_log`).
-4. An input that names none (virsh events, a domain log, a QMP transcript, a trace log) takes
-   the host of the inputs *in the same directory* that name one, when they all name the same
-   one; else it has none.
+4. An input that names none (virsh events, a QMP transcript, a trace log) takes the host of
+   the inputs *in the same directory* that name one, when they all name the same one; else
+   the import's host, when all the others name the same one (one host's files, wherever they
+   lie: they merge as without hosts); else the host of the only inputs that hold a VM of a
+   name it names (virsh events name their domain); else it has none.
 """
 
 from __future__ import annotations
@@ -102,11 +104,24 @@ def assign_hosts(
         for d, h in zip(where, chosen, strict=True):
             if h is not None and d is not None:
                 beside.setdefault(d, set()).add(h)
+        known = {h for h in chosen if h is not None}
+        hosts_of_vm: dict[str, set[str]] = {}
+        for p, h in zip(parsed, chosen, strict=True):
+            if h is not None:
+                for part in p.parts:
+                    if part.vm is not None:
+                        hosts_of_vm.setdefault(part.vm, set()).add(h)
         for i, d in enumerate(where):
-            if chosen[i] is None and d is not None:
-                hosts = beside.get(d, set())
-                if len(hosts) == 1:
-                    chosen[i] = next(iter(hosts))
+            if chosen[i] is not None:
+                continue
+            hosts = beside.get(d, set()) if d is not None else set()
+            if len(hosts) != 1:
+                hosts = known
+            if len(hosts) != 1:
+                names = {part.vm for part in parsed[i].parts if part.vm is not None}
+                hosts = set().union(*(hosts_of_vm.get(n, set()) for n in names)) if names else set()
+            if len(hosts) == 1:
+                chosen[i] = next(iter(hosts))
     for p, h in zip(parsed, chosen, strict=True):
         for part in p.parts:
             part.host = h

@@ -146,12 +146,37 @@ def test_a_fleet_output_never_replaces_its_inputs(samples_dir, tmp_path):
     assert {p: p.read_bytes() for p in inputs} == before
 
 
-def test_inputs_without_a_host_sit_beside_the_hosts(samples_dir, tmp_path, dataplane):
+def test_one_hosts_files_merge_wherever_they_lie(samples_dir, tmp_path):
+    """virsh events kept elsewhere than the libvirt log still merge with its VM: the import
+    has one host, theirs (and with two hosts, the one whose logs hold their domain)."""
+    d = samples_dir / "libvirt-9.0" / "a-stop-eio"
+    events = tmp_path / "elsewhere" / "virsh-events.log"
+    events.parent.mkdir()
+    shutil.copy(d / "virsh-events.log", events)
+    summary = import_traces([d / "libvirtd.log", events], tmp_path / "one.parquet")
+    assert summary.host_vm_rows == {("vm", VM): 931 + 29}
+    assert [i.host for i in summary.inputs] == ["vm", "vm"]
     inputs = _fleet(samples_dir, tmp_path / "logs", {"alpha": "libvirt-9.0"}, hostname=True)
+    other = tmp_path / "logs" / "beta" / "libvirtd.log"
+    other.parent.mkdir()
+    other.write_text("".join(
+        line.replace("hostname: vm", "hostname: beta").replace(VM, "vm-other")
+        for line in (d / "libvirtd.log").read_text().splitlines(keepends=True)
+    ))
+    summary = import_traces([*inputs, other, events], tmp_path / "two")
+    assert summary.inputs[-1].host == "alpha"  # the only host with a VM of its domain's name
+    assert _files(tmp_path / "two") == [f"host=alpha/vm={VM}/part-0.parquet",
+                                         "host=beta/vm=vm-other/part-0.parquet"]
+
+
+def test_inputs_without_a_host_sit_beside_the_hosts(samples_dir, tmp_path, dataplane):
+    inputs = _fleet(samples_dir, tmp_path / "logs", {"alpha": "libvirt-9.0", "beta": "libvirt-9.0"},
+                    hostname=True)
     qmp = tmp_path / "lab" / "qmp-transcript.jsonl"
     qmp.parent.mkdir()
     shutil.copy(dataplane / "qmp-transcript.jsonl", qmp)
     out = tmp_path / "mixed"
-    summary = import_traces([*inputs, qmp], out, vm=None)
-    assert summary.host_vm_rows is not None
-    assert _files(out) == [f"host=alpha/vm={VM}/part-0.parquet", "vm=vm0/part-0.parquet"]
+    summary = import_traces([*inputs, qmp], out)
+    assert summary.inputs[-1].host is None  # two hosts, no directory, no VM name: none
+    assert _files(out) == [f"host=alpha/vm={VM}/part-0.parquet", f"host=beta/vm={VM}/part-0.parquet",
+                           "vm=vm0/part-0.parquet"]
