@@ -25,6 +25,7 @@ def _describe(summary: ImportSummary) -> list[str]:
     for i in summary.inputs:
         extra = f", {i.skipped} skipped" if i.skipped else ""
         extra += ", truncated" if i.truncated else ""
+        extra += f", {i.unknown_lines} in no known trace format" if i.unknown_lines else ""
         vms = f" -> {', '.join(terminal(v) for v in i.vms)}" if i.vms else ""
         vms += f" on {terminal(i.host)}" if i.host is not None and summary.hosts else ""
         lines.append(

@@ -64,6 +64,8 @@ class InputSummary:
     vms: tuple[str, ...]
     #: The host it belongs to (`hosts`), if known.
     host: str | None = None
+    #: Lines of a trace event in none of its known formats (counted, not kept).
+    unknown_lines: int = 0
 
 
 @dataclass(frozen=True)
@@ -301,4 +303,5 @@ def _summary(p: ParsedInput, rows: int, host: str | None) -> InputSummary:
         path=p.path, format=p.format, sha256=p.sha256, lines=p.lines, rows=rows,
         skipped=p.skipped, truncated=p.truncated,
         vms=tuple(sorted({part.vm for part in p.parts if part.vm is not None})), host=host,
+        unknown_lines=p.unknown_lines,
     )

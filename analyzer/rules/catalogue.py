@@ -26,6 +26,7 @@ from analyzer.rules import (
     ordering,
     query_replies,
     runstate_transition,
+    sources,
     vm_stop_thread,
 )
 from analyzer.rules.rule import Rule, RuleFunction
@@ -41,6 +42,7 @@ RULE_MODULES: tuple[ModuleType, ...] = (
     action_matches_policy,
     runstate_transition,
     input_fidelity,
+    sources,
     cross_layer,
 )
 
