@@ -72,8 +72,8 @@ def sources_disagree(s: Steps, rule: RuleInfo) -> list[Finding]:
     guarantee="input",
     title="every line of a QEMU trace log is in a format blkreplay reads",
     explanation=(
-        "A line of a trace event blkreplay interprets (runstate_set, monitor_protocol_event_*, "
-        "virtio_blk_rw_complete, ...) whose arguments match no format of the QEMU versions it "
+        "A line of a trace event blkreplay interprets (monitor_protocol_event_queue, "
+        "monitor_protocol_event, a failed virtio_blk_rw_complete) whose arguments match no format of the QEMU versions it "
         "knows is not read as that event (a newer QEMU, an edited or damaged log): it is "
         "counted, not kept, and the rules that need that event judge without it."
     ),

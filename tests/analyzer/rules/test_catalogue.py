@@ -98,7 +98,8 @@ def test_libvirt_rules_are_the_cross_layer_rules() -> None:
 
 
 def test_input_rules_are_warnings_about_imports() -> None:
-    assert {"event-names-unknown", "qom-path-swapped"} == INPUT_RULES
+    assert {"event-names-unknown", "qom-path-swapped", "sources-disagree",
+            "trace-lines-unknown"} == INPUT_RULES
     assert {RULES[r].severity for r in INPUT_RULES} == {"warning"}
 
 
@@ -126,7 +127,7 @@ def test_every_rule_function_and_declaration_is_in_the_catalogue() -> None:
     assert {r.id for r in declared} == INTEGRITY_RULES
     assert from_functions | INTEGRITY_RULES == set(RULE_IDS)
     assert not from_functions & INTEGRITY_RULES
-    assert len(RULE_IDS) == len(set(RULE_IDS)) == 22
+    assert len(RULE_IDS) == len(set(RULE_IDS)) == 24
 
 
 def test_catalogue_order_is_the_order_of_the_rule_modules() -> None:
@@ -135,7 +136,7 @@ def test_catalogue_order_is_the_order_of_the_rule_modules() -> None:
         "stop-pending-at-end", "resume-before-retry-error", "vm-stop-thread",
         "query-matches-events", "query-matches-runstate", "iostatus-reset-on-cont",
         "action-matches-policy", "runstate-transition", "event-names-unknown", "qom-path-swapped",
-        "libvirt-reports-io-error", "libvirt-event-has-cause", "libvirt-delivers-events",
+        "sources-disagree", "trace-lines-unknown", "libvirt-reports-io-error", "libvirt-event-has-cause", "libvirt-delivers-events",
         "seq-unique", "ts-monotonic-per-thread", "trace-truncated", "recording-intact",
         "trace-empty",
     ]
