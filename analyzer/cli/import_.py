@@ -27,7 +27,7 @@ def _describe(summary: ImportSummary) -> list[str]:
         extra += ", truncated" if i.truncated else ""
         extra += f", {i.unknown_lines} in no known trace format" if i.unknown_lines else ""
         vms = f" -> {', '.join(terminal(v) for v in i.vms)}" if i.vms else ""
-        vms += f" on {terminal(i.host)}" if i.host is not None and summary.hosts else ""
+        vms += f" on {terminal(i.host)}" if i.host is not None and len(summary.hosts) > 1 else ""
         lines.append(
             f"{terminal(i.path)}: {i.format} ({i.lines} lines, {i.rows} rows{extra}){vms}"
         )
