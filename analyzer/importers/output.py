@@ -14,6 +14,7 @@ swapped out whole, so the ``vm=*`` parts of an older import never mix with the n
 
 from __future__ import annotations
 
+import json
 import os
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,6 +31,10 @@ from tracer.errors import OutputError
 from tracer.tracedir import PARQUET_OPTIONS, parquet_bytes
 
 _QEMU_VERSION = b"blkreplay.qemu_version"
+_QEMU_VERSIONS = b"blkreplay.qemu_versions"
+_INPUTS = b"blkreplay.inputs"
+_SKIPPED = b"blkreplay.skipped_lines"
+_UNKNOWN = b"blkreplay.unknown_lines"
 
 
 def one_table(tables: Sequence[pa.Table]) -> pa.Table:
@@ -44,7 +49,34 @@ def one_table(tables: Sequence[pa.Table]) -> pa.Table:
     meta = dict(tables[0].schema.metadata or {})
     if len({(t.schema.metadata or {}).get(_QEMU_VERSION) for t in tables}) > 1:
         meta.pop(_QEMU_VERSION, None)
+    meta.update(_fleet_inputs([t.schema.metadata or {} for t in tables]))
     return out.replace_schema_metadata(meta)
+
+
+def _fleet_inputs(metas: Sequence[Mapping[bytes, bytes]]) -> dict[bytes, bytes]:
+    """The tables of several hosts (`fleet_rows`) each record only their host's inputs: one
+    file of them all records every input once (in the order first seen), the lines they
+    skipped and the QEMU release of each VM name (first host's, where two disagree)."""
+    seen: dict[tuple, dict] = {}
+    versions: dict[str, str] = {}
+    for m in metas:
+        for entry in json.loads(m.get(_INPUTS, b"[]")):
+            seen.setdefault((entry.get("path"), entry.get("sha256")), entry)
+        for vm, v in json.loads(m.get(_QEMU_VERSIONS, b"{}")).items():
+            versions.setdefault(vm, v)
+    if len(seen) == len(json.loads(metas[0].get(_INPUTS, b"[]"))):
+        return {}
+    inputs = list(seen.values())
+    out = {
+        _INPUTS: json.dumps(inputs, sort_keys=True).encode(),
+        _SKIPPED: json.dumps(sum(e.get("skipped", 0) for e in inputs)).encode(),
+    }
+    unknown = sum(e.get("unknown_lines", 0) for e in inputs)
+    if unknown:
+        out[_UNKNOWN] = json.dumps(unknown).encode()
+    if versions:
+        out[_QEMU_VERSIONS] = json.dumps(versions, sort_keys=True).encode()
+    return out
 
 
 @dataclass(frozen=True)

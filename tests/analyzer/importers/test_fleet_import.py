@@ -5,6 +5,7 @@ else the logs themselves (libvirt's ``hostname:`` line, taken by the files besid
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -107,6 +108,9 @@ def test_a_fixed_host_and_a_regex_pattern(samples_dir, tmp_path):
     import_traces(inputs, single, host="{dir}")
     t = pq.read_table(single)
     assert sorted(set(t["host"].to_pylist())) == ["h1", "h2"]
+    # and records every host's inputs, each once
+    recorded = json.loads(t.schema.metadata[b"blkreplay.inputs"])
+    assert sorted(e["path"] for e in recorded) == sorted(str(p) for p in inputs)
 
 
 def test_a_pattern_that_gives_no_host_is_an_input_error(samples_dir, tmp_path):
