@@ -91,11 +91,13 @@ def _views(s: Steps, vm_rows: np.ndarray) -> list[_View]:
 
 
 def _per_vm(s: Steps) -> list[np.ndarray]:
-    """Row indices of each VM of the batch (rows are in (vm, seq) order)."""
+    """Row indices of each VM of the batch that has a libvirt view (``mgmt_event`` rows) and
+    QMP events: the only VMs these rules can judge (rows are in (vm, seq) order)."""
     if not s.n:
         return []
-    starts = np.unique(s.vstart)
-    ends = np.append(starts[1:], s.n)
+    judged = s.vm_any(s.kind == _KIND_MGMT) & s.vm_any(s.kind == _KIND_EVENT)
+    starts = np.unique(s.vstart[judged])
+    ends = s.vend[starts] if len(starts) else starts
     return [np.arange(a, b) for a, b in zip(starts, ends, strict=True)]
 
 
