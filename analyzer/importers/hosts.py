@@ -2,8 +2,9 @@
 
 VMs of different hosts may share a name (``vm-db`` on every hypervisor), so a VM is known by
 (host, vm): inputs are grouped by host first, and the VMs of each host are merged as for a
-single host (`vm_groups`, `merge`). A directory output then holds
-``host=H/vm=V/part-0.parquet`` (`output`).
+single host (`vm_groups`, `merge`). A directory output of a fleet (VMs of more than one host,
+or ``--host`` a pattern) holds ``host=H/vm=V/part-0.parquet`` (`output`); that of one host
+keeps ``vm=V/part-0.parquet``.
 
 Where the host comes from, first that applies:
 

@@ -1,9 +1,10 @@
 """Where an import's per-VM tables go: one table (one Parquet file), or one file per VM.
 
 An output named ``*.parquet`` is one file with every VM; any other output is a directory of
-``vm=<name>/part-0.parquet`` files, under ``host=<host>/`` for a VM whose host is known (hive
-style, names URI-encoded, so that a VM or host name can never name another path): the files
-of a fleet imported at once are one dataset, and the same VM name on two hosts two files.
+``vm=<name>/part-0.parquet`` files, for a fleet (tables keyed by (host, name)) under
+``host=<host>/`` for a VM whose host is known (hive style, names URI-encoded, so that a VM or
+host name can never name another path): the files of a fleet imported at once are one
+dataset, and the same VM name on two hosts two files.
 
 Both go through :mod:`analyzer.outputs`, checked by :func:`check_output` before anything is
 parsed: never an input (or a directory holding one), never half written. A file is replaced

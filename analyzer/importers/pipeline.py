@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from analyzer.importers import domain_log, libvirt_log, qemu_log, qmp, virsh_events
 from analyzer.importers.detect import DETECT_BYTES, FORMATS, detect_format
-from analyzer.importers.hosts import assign_hosts, check_pattern
+from analyzer.importers.hosts import assign_hosts, check_pattern, is_pattern
 from analyzer.importers.lines import InputText, LinePolicy, read_text
 from analyzer.importers.merge import VmRows
 from analyzer.importers.output import check_output, one_table, write_tables
@@ -200,8 +200,9 @@ def import_traces(
     write schema v1 to `out`.
 
     `out` ending in ``.parquet``: one Parquet file with every VM. Otherwise a directory with
-    one file per VM, ``vm=<name>/part-0.parquet``, under ``host=<host>/`` for a VM whose host
-    is known (hive style, names URI-encoded). Nothing is written when any input is bad
+    one file per VM, ``vm=<name>/part-0.parquet`` (hive style, names URI-encoded); for a
+    fleet (VMs of several hosts, or `host` a pattern) ``host=<host>/vm=<name>/...`` for each
+    VM whose host is known. Nothing is written when any input is bad
     (unless `skip_bad`). `vm` names the VM of QMP and trace log inputs, and selects one VM of
     a libvirt log; `host` is every row's host, or a pattern giving each input's from its path
     (``{dir}``, ``re:...``: `analyzer.importers.hosts`); without it a libvirt log's
@@ -236,7 +237,10 @@ def import_traces(
         tables = fleet_rows(parsed, hosts, vm=vm)  # (names each part's VM)
     summaries = tuple(_summary(p, rows, h) for p, rows, h in zip(parsed, counts, hosts, strict=True))
     del parsed  # the rows now live in `tables`, written one row group at a time
-    files = write_tables(tables, plan)
+    if is_pattern(host) or len({h for h, _ in tables}) > 1:  # a fleet: host=H/vm=V/
+        files = write_tables(tables, plan)
+    else:  # one host's (or none): vm=V/ as ever
+        files = write_tables({name: t for (_, name), t in tables.items()}, plan)
     if progress is not None:
         progress(total, total)
     by_name: dict[str, int] = {}

@@ -98,7 +98,11 @@ def test_a_fixed_host_and_a_regex_pattern(samples_dir, tmp_path):
     inputs = _fleet(samples_dir, tmp_path / "logs", {"h1": "libvirt-9.0", "h2": "libvirt-9.0"})
     fixed = import_traces(inputs[:3], tmp_path / "one", host="rack7")
     assert fixed.hosts == ("rack7",)
-    assert _files(tmp_path / "one") == [f"host=rack7/vm={VM}/part-0.parquet"]
+    assert _files(tmp_path / "one") == [f"vm={VM}/part-0.parquet"]  # one host: the layout of ever
+    assert set(pq.read_table(tmp_path / "one").column("host").to_pylist()) == {"rack7"}
+    one = import_traces(inputs[:3], tmp_path / "pattern", host="{dir}")  # a pattern: a fleet
+    assert one.hosts == ("h1",)
+    assert _files(tmp_path / "pattern") == [f"host=h1/vm={VM}/part-0.parquet"]
     regex = import_traces(inputs, tmp_path / "two", host=r"re:logs/(?P<host>h\d)/")
     assert regex.hosts == ("h1", "h2")
     templ = import_traces(inputs, tmp_path / "three", host="dc1-{dir}")
