@@ -16,7 +16,9 @@ links them); the rule ``sources-disagree`` (`analyzer.rules.sources`) turns each
 finding naming both places. The rows themselves still merge as before. What is compared:
 
 - *content*: an event both show (once each) whose ``device`` (both non-empty), ``op``,
-  ``action``, ``errno``, ``iostatus`` or ``runstate`` differ;
+  ``action``, ``errno``, ``iostatus`` or ``runstate`` differ; the same for an answer (a reply
+  row: a ``query-block`` device's io-status, a ``query-status`` run state) that a trace log
+  and a client's input both show;
 - *order*: events both show (once each) in reading order: one that the second part shows
   before an event the first part shows before it (each descent marked once);
 - *missing*: an event of one part whose QMP timestamp lies within the other's events' span
@@ -55,6 +57,15 @@ def _events(part: Part) -> dict[tuple, list[int]]:
     return out
 
 
+def _replies(part: Part) -> dict[tuple, list[int]]:
+    """Reply key -> the part's rows with it (one per device of a query-block answer)."""
+    out: dict[tuple, list[int]] = {}
+    for local, key in part.rows.sparse["key"].items():
+        if key[0] == "reply":
+            out.setdefault(key, []).append(local)
+    return out
+
+
 def _stamp(key: tuple) -> int | None:
     sec, usec = key[2], key[3]
     if not isinstance(sec, int) or not isinstance(usec, int):
@@ -77,8 +88,14 @@ def find(parts: Sequence[Part]) -> list[tuple[int, int, int, int]]:
             continue
         pa_, pb = parts[i], parts[j]
         once = sorted(k for k in a.keys() & b.keys() if len(a[k]) == 1 and len(b[k]) == 1)
-        # content
-        for key in once:
+        # content; answers too, between a trace log (it sees every monitor) and a client's
+        # input, the only pair merging pairs them (two clients may reuse ids)
+        answers: list[tuple] = []
+        if (pa_.source == "qemu-log") != (pb.source == "qemu-log"):
+            ra, rb = _replies(pa_), _replies(pb)
+            answers = sorted(k for k in ra.keys() & rb.keys() if len(ra[k]) == 1 and len(rb[k]) == 1)
+            a, b = {**a, **{k: ra[k] for k in answers}}, {**b, **{k: rb[k] for k in answers}}
+        for key in once + answers:
             la, lb = a[key][0], b[key][0]
             differ = {}
             for f in _FIELDS:
@@ -87,7 +104,8 @@ def find(parts: Sequence[Part]) -> list[tuple[int, int, int, int]]:
                     continue
                 differ[f] = [va, vb]
             if differ:
-                found.append((j, lb, i, la, "content", {"event": key[1], "fields": differ}))
+                what = key[1] if key[0] == "event" else f"{key[2]} reply"
+                found.append((j, lb, i, la, "content", {"event": what, "fields": differ}))
         # order (reading order of each part)
         if len(once) > 1:
             la = np.array([a[k][0] for k in once], dtype=np.int64)
@@ -100,6 +118,7 @@ def find(parts: Sequence[Part]) -> list[tuple[int, int, int, int]]:
                     "event": ka[1], "before": kb[1],
                     "before_at": [_where(pa_, a[kb][0]), _where(pb, b[kb][0])],
                 }))
+        a, b = events[i], events[j]
         # missing, each way
         for x, y, px, py in ((a, b, i, j), (b, a, j, i)):
             stamps_y = sorted(s for s in (_stamp(k) for k in y) if s is not None)

@@ -136,3 +136,16 @@ def test_trace_lines_of_no_known_format_are_counted_not_kept(samples_dir, tmp_pa
     at = set(t.filter(pc.equal(t["src_file"], str(trace)))["src_line"].to_pylist())
     assert queue[1] + 1 not in at  # not kept as an event (the first holds only the marker)
     assert _found(result) == []
+
+
+@pytest.mark.parametrize("capture", CAPTURES[:1] + CAPTURES[2:3])
+def test_an_answer_whose_data_differ_names_both_places(samples_dir, tmp_path, capture):
+    """A query-block answer the trace log and the transcript both show, with another io-status
+    in the transcript: the answer's rows merge, the disagreement is named."""
+    lines = _transcript(samples_dir, capture)
+    k = [i for i, line in enumerate(lines) if '\\"io-status\\": \\"ok\\"' in line and '\\"return\\"' in line][3]
+    lines[k] = lines[k].replace('\\"io-status\\": \\"ok\\"', '\\"io-status\\": \\"nospace\\"', 1)
+    trace, edited, result, _ = _with(tmp_path, samples_dir, capture, lines, "answer")
+    [f] = _found(result)
+    assert f.message.startswith("query-block differs between the inputs (iostatus)")
+    assert f"{edited}:{k + 1}" in f.src and any(s.startswith(f"{trace}:") for s in f.src)
