@@ -42,7 +42,7 @@ def _edited(tmp_path: Path, src: Path, edit) -> Path:
 )
 def test_every_combination_of_the_real_files_checks_clean(samples_dir, tmp_path, version, combo):
     result = _check(tmp_path, [_dir(samples_dir, version) / f for f in combo])
-    assert [f for f in result.findings if f.rule in CROSS] == []
+    assert result.findings == [] and result.verdict == "pass"  # no false alarm, of any rule
     has_qemu = "libvirtd.log" in combo
     has_virsh = "virsh-events.log" in combo
     judged = {r for r in CROSS if r not in result.not_applicable}
