@@ -25,13 +25,17 @@ def _describe(summary: ImportSummary) -> list[str]:
     for i in summary.inputs:
         extra = f", {i.skipped} skipped" if i.skipped else ""
         extra += ", truncated" if i.truncated else ""
+        extra += f", {i.unknown_lines} in no known trace format" if i.unknown_lines else ""
         vms = f" -> {', '.join(terminal(v) for v in i.vms)}" if i.vms else ""
+        vms += f" on {terminal(i.host)}" if i.host is not None and len(summary.hosts) > 1 else ""
         lines.append(
             f"{terminal(i.path)}: {i.format} ({i.lines} lines, {i.rows} rows{extra}){vms}"
         )
-    vms = len(summary.vm_rows)
+    vms = len(summary.host_vm_rows or summary.vm_rows)
+    hosts = len(summary.hosts)
+    on = f" on {hosts} hosts" if hosts > 1 else ""
     lines.append(
-        f"wrote {summary.rows} rows ({vms} VM{'s' if vms != 1 else ''}) -> {terminal(summary.out)}"
+        f"wrote {summary.rows} rows ({vms} VM{'s' if vms != 1 else ''}{on}) -> {terminal(summary.out)}"
     )
     return lines
 
@@ -57,7 +61,7 @@ def register(app: typer.Typer) -> None:
                 "-o",
                 "--out",
                 help="A .parquet file (replaced atomically), or a new directory (one "
-                "vm=NAME/part-0.parquet per VM, renamed into place when complete).",
+                "[host=H/]vm=NAME/part-0.parquet per VM, renamed into place when complete).",
             ),
         ],
         format: Annotated[
@@ -78,7 +82,15 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         host: Annotated[
-            str | None, typer.Option("--host", metavar="NAME", help="Host name for every row.")
+            str | None,
+            typer.Option(
+                "--host", metavar="NAME|PATTERN",
+                help="Host of every row; or a pattern giving each input's host from its path: "
+                "{dir} (its directory's name), {dir2} (the one above), {file}, or re:REGEX "
+                "(its first group). Default: a libvirt log's hostname line, taken by the "
+                "files beside it. Inputs are grouped by host: a directory output is "
+                "host=H/vm=V/part-0.parquet.",
+            ),
         ] = None,
         skip_bad: Annotated[
             bool,

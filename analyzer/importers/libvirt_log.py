@@ -19,6 +19,13 @@ received the message, to the millisecond). Each monitor (``mon=0x...``, from
 (``Entering monitor (mon=%p vm=%p name=%s)``, ``vm=%p name=%s``), else ``mon-0x...``. The
 greeting (``qemuMonitorJSONIOProcessLine: Line [{"QMP": ...}]``, no ``mon=``) gives the QEMU
 version of the monitor opened last.
+
+libvirt's own handling of QEMU's pause / resume events (``qemuProcessHandleIOError`` /
+``HandleStop`` / ``HandleResume``: ``Transitioned guest NAME to paused state due to IO
+error``, ``... to paused state, reason unknown``, ``... into running state``) becomes a
+``mgmt_event`` row named after the handler, ``runstate`` the state libvirt then reports
+(``io-error`` for ``paused (I/O error)``): what the cross-layer rules
+(`analyzer.rules.cross_layer`) compare with QEMU's events.
 """
 
 from __future__ import annotations
@@ -37,6 +44,12 @@ from analyzer.importers.rows import ParsedInput, Part, Rows
 _HEAD = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d+)([+-])(\d\d)(\d\d): \d+: [A-Za-z]+ : ")
 _MON_VM = re.compile(r"\bmon[=:](0x[0-9a-fA-F]+)[ ,]+vm[=:](0x[0-9a-fA-F]+)(?:[ ,]+name[=:]'?([^'\s,)]+))?")
 _VM_NAME = re.compile(r"\bvm[=:](0x[0-9a-fA-F]+)[ ,]+name[=:]'?([^'\s,)]+)")
+#: libvirt's own handling of QEMU's pause / resume events (``src/qemu/qemu_process.c``): the
+#: state it then reports (`mgmt_event` rows named after the handler, `runstate` the state).
+_HANDLED = re.compile(
+    r"(qemuProcessHandle(?:IOError|Stop|Resume)):\d+ : Transitioned guest (\S+) "
+    r"(?:to paused state(?: due to IO error|, reason '?([^,']*))|into running state)"
+)
 _SEND_FD = re.compile(r"\s+fd=-?\d+\s*$")
 _IO_LEN = re.compile(r" ?len=\d+\s*$")
 
@@ -133,6 +146,8 @@ class _LibvirtParser:
                 self.monitor(number, line, ts, message)
             elif message.startswith('Line [{"QMP"'):
                 self.greeting(message)
+            elif message.startswith("Transitioned guest ") and "qemuProcessHandle" in text:
+                self.handled(number, line, m, text)
             elif message.startswith("hostname: "):
                 self.host = self.host or message[len("hostname: ") :].strip() or None
             elif "vm" in message and ("name" in message or "mon" in message):
@@ -164,6 +179,43 @@ class _LibvirtParser:
         except ValueError:
             return
         self.newest.qmp.announce(greeting)
+
+    def handled(self, number: int, line: str, m: re.Match[str], text: str) -> None:
+        """``qemuProcessHandle{IOError,Stop,Resume}: Transitioned guest NAME ...``: the state
+        libvirt put the domain in on a QEMU event -> a ``mgmt_event`` row (thread ``mgmt``)
+        named after the handler, ``runstate`` ``io-error`` (``paused (I/O error)``), ``paused``
+        (any other reason: ``unknown``, ``user``, ...) or ``running``, in the part of the
+        monitor of that domain (none known: no row)."""
+        h = _HANDLED.match(text)
+        if h is None:
+            return
+        handler, guest, reason = h.group(1), h.group(2), h.group(3)
+        session = next(
+            (s for s in reversed(self.sessions)
+             if self.current.get(s.mon) is s
+             and (s.name or (self.vm_names.get(s.vm_ptr) if s.vm_ptr else None)) == guest),
+            None,
+        )
+        if session is None:
+            return
+        try:
+            ts = self.time_ns(m)
+        except ValueError as exc:
+            self.policy.bad(number, line, str(exc))
+            return
+        if handler == "qemuProcessHandleResume":
+            state = "running"
+        elif handler == "qemuProcessHandleIOError" or (reason or "").strip() == "ioerror":
+            state = "io-error"
+        else:
+            state = "paused"
+        payload = {"handler": handler, "text": text.partition(" : ")[2].strip()}
+        if reason is not None:
+            payload["reason"] = reason.strip()
+        session.rows.add(
+            "mgmt_event", ts, number, name=handler, thread="mgmt", thread_kind="mgmt",
+            payload=json.dumps(payload, sort_keys=True), runstate=state,
+        )
 
     def naming(self, message: str) -> None:
         for m in _MON_VM.finditer(message):

@@ -15,6 +15,10 @@ The row that stays is the one of the first input in source order (``qemu-log``, 
 lacks (device, op, action, errno, iostatus, runstate, name, command link) comes from the row
 merged into it.
 
+What the inputs *contradict* is not reconciled: an event whose data differ, events in another
+order, an event one input shows inside the time another covers and that one lacks are each
+marked with a row (`disagree`) that the rule ``sources-disagree`` reports with both places.
+
 Order: by ``ts_ns``; ties by source order (qemu-log, qmp, libvirt-log), then by the inputs'
 content (sha256, so the order the files were given in does not matter), then by line, then
 by reading order. ``seq`` is 0.. in that order; ``cmd_seq`` of a reply is the seq of its
@@ -30,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analyzer.importers import disagree
 from analyzer.importers.qmp_semantics import qdev_name
 from analyzer.importers.rows import Part
 from analyzer.importers.thread_hints import ThreadHints, attribute
@@ -65,6 +70,7 @@ def build_rows(
     held twice (as Python objects and in Arrow) but for one chunk. The table is the same
     whatever the chunk size."""
     parts = sorted(parts, key=lambda p: (p.order, *part_sort_key(p)))
+    links = disagree.find(parts) if len(parts) > 1 else []  # (adds marker rows: before counting)
     offsets = np.cumsum([0] + [len(p.rows) for p in parts])
     n = int(offsets[-1])
     chunk = max(1, int(CHUNK_ROWS if chunk_rows is None else chunk_rows))
@@ -101,6 +107,11 @@ def build_rows(
                 target.update({off + i: off + v for i, v in values.items()})
             else:
                 target.update({off + i: v for i, v in values.items()})
+
+    if links:  # each marker's cmd_seq names the other source's row (`disagree`)
+        refs = sparse.setdefault("cmd_ref", {})
+        for pm, lm, po, lo in links:
+            refs[int(offsets[pm]) + lm] = int(offsets[po]) + lo
 
     alias = np.arange(n, dtype=np.int64)
     if len(parts) > 1:  # one input keeps a message seen twice: nothing to merge

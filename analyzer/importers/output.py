@@ -1,8 +1,10 @@
 """Where an import's per-VM tables go: one table (one Parquet file), or one file per VM.
 
 An output named ``*.parquet`` is one file with every VM; any other output is a directory of
-``vm=<name>/part-0.parquet`` files (hive style, the name URI-encoded, so that a VM name can
-never name another path).
+``vm=<name>/part-0.parquet`` files, for a fleet (tables keyed by (host, name)) under
+``host=<host>/`` for a VM whose host is known (hive style, names URI-encoded, so that a VM or
+host name can never name another path): the files of a fleet imported at once are one
+dataset, and the same VM name on two hosts two files.
 
 Both go through :mod:`analyzer.outputs`, checked by :func:`check_output` before anything is
 parsed: never an input (or a directory holding one), never half written. A file is replaced
@@ -13,6 +15,7 @@ swapped out whole, so the ``vm=*`` parts of an older import never mix with the n
 
 from __future__ import annotations
 
+import json
 import os
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,6 +32,10 @@ from tracer.errors import OutputError
 from tracer.tracedir import PARQUET_OPTIONS, parquet_bytes
 
 _QEMU_VERSION = b"blkreplay.qemu_version"
+_QEMU_VERSIONS = b"blkreplay.qemu_versions"
+_INPUTS = b"blkreplay.inputs"
+_SKIPPED = b"blkreplay.skipped_lines"
+_UNKNOWN = b"blkreplay.unknown_lines"
 
 
 def one_table(tables: Sequence[pa.Table]) -> pa.Table:
@@ -43,7 +50,34 @@ def one_table(tables: Sequence[pa.Table]) -> pa.Table:
     meta = dict(tables[0].schema.metadata or {})
     if len({(t.schema.metadata or {}).get(_QEMU_VERSION) for t in tables}) > 1:
         meta.pop(_QEMU_VERSION, None)
+    meta.update(_fleet_inputs([t.schema.metadata or {} for t in tables]))
     return out.replace_schema_metadata(meta)
+
+
+def _fleet_inputs(metas: Sequence[Mapping[bytes, bytes]]) -> dict[bytes, bytes]:
+    """The tables of several hosts (`fleet_rows`) each record only their host's inputs: one
+    file of them all records every input once (in the order first seen), the lines they
+    skipped and the QEMU release of each VM name (first host's, where two disagree)."""
+    seen: dict[tuple, dict] = {}
+    versions: dict[str, str] = {}
+    for m in metas:
+        for entry in json.loads(m.get(_INPUTS, b"[]")):
+            seen.setdefault((entry.get("path"), entry.get("sha256")), entry)
+        for vm, v in json.loads(m.get(_QEMU_VERSIONS, b"{}")).items():
+            versions.setdefault(vm, v)
+    if len(seen) == len(json.loads(metas[0].get(_INPUTS, b"[]"))):
+        return {}
+    inputs = list(seen.values())
+    out = {
+        _INPUTS: json.dumps(inputs, sort_keys=True).encode(),
+        _SKIPPED: json.dumps(sum(e.get("skipped", 0) for e in inputs)).encode(),
+    }
+    unknown = sum(e.get("unknown_lines", 0) for e in inputs)
+    if unknown:
+        out[_UNKNOWN] = json.dumps(unknown).encode()
+    if versions:
+        out[_QEMU_VERSIONS] = json.dumps(versions, sort_keys=True).encode()
+    return out
 
 
 @dataclass(frozen=True)
@@ -85,8 +119,19 @@ def check_output(
 ROW_GROUP_ROWS = 1 << 20
 
 
-def write_tables(tables: Mapping[str, pa.Table | VmRows], plan: OutputPlan) -> list[str]:
-    """Write the tables of each VM (by name) where `plan` says; returns the files written.
+def part_path(key: str | tuple[str | None, str]) -> Path:
+    """Where one VM's file goes in a directory output: ``[host=H/]vm=V/part-0.parquet``."""
+    host, name = (None, key) if isinstance(key, str) else key
+    part = Path(f"vm={urllib.parse.quote(name, safe='')}") / "part-0.parquet"
+    return part if host is None else Path(f"host={urllib.parse.quote(host, safe='')}") / part
+
+
+def write_tables(
+    tables: Mapping[str, pa.Table | VmRows] | Mapping[tuple[str | None, str], pa.Table | VmRows],
+    plan: OutputPlan,
+) -> list[str]:
+    """Write the tables of each VM (by name, or by (host, name)) where `plan` says; returns
+    the files written.
 
     A `VmRows` is streamed to the file one row group at a time (the same bytes as writing
     its whole table); several VMs in one file are put together whole first (`one_table`)."""
@@ -100,8 +145,8 @@ def write_tables(tables: Mapping[str, pa.Table | VmRows], plan: OutputPlan) -> l
     files = []
     with outputs.output_dir(plan.path, inputs=plan.inputs, parents=plan.parents,
                             replace=plan.replace) as work:
-        for name, table in tables.items():
-            part = Path(f"vm={urllib.parse.quote(name, safe='')}") / "part-0.parquet"
+        for key, table in tables.items():
+            part = part_path(key)
             _write_part(table, work, part, plan.path)
             files.append(str(plan.path / part))
     return files
@@ -171,7 +216,7 @@ class _Sink:
 def _write_part(table: pa.Table | VmRows, work: Path, part: Path, final: Path) -> None:
     """One VM's file inside the directory being built; a failure names the final output."""
     try:
-        (work / part).parent.mkdir()
+        (work / part).parent.mkdir(parents=True)  # host=H/ shared by its VMs; vm=V/ always new
         with open(work / part, "wb") as f:  # a fresh directory: the rename of the whole is atomic
             _write_parquet(table, f)
             f.flush()

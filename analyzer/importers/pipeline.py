@@ -7,9 +7,9 @@ Each step is its own module; this one runs them in order and keeps the bookkeepi
 2. parse it with that format's parser (`qmp`, `qemu_log`, `libvirt_log`, `domain_log`,
    `virsh_events`; a compressed input decompressed first, `compressed`) into parts, one per
    VM it shows, every bad line going through one `lines.LinePolicy`;
-3. check every integer fits its column (`rows.first_out_of_range`), give each part its VM
-   and build one table per VM (`vm_tables`, `vm_groups`, `merge`), refusing one that
-   `check` would refuse;
+3. check every integer fits its column (`rows.first_out_of_range`), give each input its host
+   (`hosts`: a fleet's files at once) and each part its VM, and build one table per (host,
+   VM) (`vm_tables`, `vm_groups`, `merge`), refusing one that `check` would refuse;
 4. write them (`output`), only once every input has parsed: a bad input writes nothing.
 
 Parsing is Python per line and builds millions of small objects, so it runs with the cyclic
@@ -40,7 +40,9 @@ from analyzer.importers import (
     virsh_events,
 )
 from analyzer.importers.detect import DETECT_BYTES, FORMATS, detect_format
+from analyzer.importers.hosts import assign_hosts, check_pattern, is_pattern
 from analyzer.importers.lines import InputText, LinePolicy, read_text
+from analyzer.importers.merge import VmRows
 from analyzer.importers.output import check_output, one_table, write_tables
 from analyzer.importers.rows import ParsedInput, first_out_of_range
 from analyzer.importers.vm_tables import vm_rows, vm_tables
@@ -76,6 +78,10 @@ class InputSummary:
     truncated: bool
     #: The VMs its rows belong to.
     vms: tuple[str, ...]
+    #: The host it belongs to (`hosts`), if known.
+    host: str | None = None
+    #: Lines of a trace event in none of its known formats (counted, not kept).
+    unknown_lines: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,8 +92,16 @@ class ImportSummary:
     out: str
     #: Files written (one, or one per VM for a directory output).
     files: tuple[str, ...]
-    #: Rows written per VM (after merging the inputs).
+    #: Rows written per VM name (after merging the inputs; VMs of one name on several hosts
+    #: add up: `host_vm_rows` tells them apart).
     vm_rows: dict[str, int]
+    #: Rows written per (host, VM), in output order (host None: unknown).
+    host_vm_rows: dict[tuple[str | None, str], int] | None = None
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The hosts the import's VMs belong to (known ones), sorted."""
+        return tuple(sorted({h for h, _ in (self.host_vm_rows or {}) if h is not None}))
 
     @property
     def rows(self) -> int:
@@ -178,9 +192,11 @@ def read_input(
     stdin_name: str | None = None,
 ) -> pa.Table:
     """One input as a schema-v1 table (every VM it holds, each with seq 0..)."""
+    check_pattern(host)
     with _no_cycle_collection():
         parsed = parse_input(path, format, skip_bad=skip_bad, progress=progress, stdin_name=stdin_name)
-        return one_table(list(vm_tables([parsed], vm=vm, host=host).values()))
+        assign_hosts([parsed], host, [None if str(path) == "-" else str(path)])
+        return one_table(list(vm_tables([parsed], vm=vm, host=None).values()))
 
 
 def import_traces(
@@ -196,12 +212,18 @@ def import_traces(
     replace: bool = False,
     stdin_name: str | None = None,
 ) -> ImportSummary:
-    """Import `inputs` (of one VM, or a libvirt log of several) and write schema v1 to `out`.
+    """Import `inputs` (of one VM, a libvirt log of several, or the files of many hosts) and
+    write schema v1 to `out`.
 
     `out` ending in ``.parquet``: one Parquet file with every VM. Otherwise a directory with
-    one file per VM, ``vm=<name>/part-0.parquet`` (hive style, the name URI-encoded). Nothing
-    is written when any input is bad (unless `skip_bad`). `vm` names the VM of QMP and trace
-    log inputs, and selects one VM of a libvirt log; `host` fills the host column.
+    one file per VM, ``vm=<name>/part-0.parquet`` (hive style, names URI-encoded); for a
+    fleet (VMs of several hosts, or `host` a pattern) ``host=<host>/vm=<name>/...`` for each
+    VM whose host is known. Nothing is written when any input is bad
+    (unless `skip_bad`). `vm` names the VM of QMP and trace log inputs, and selects one VM of
+    a libvirt log; `host` is every row's host, or a pattern giving each input's from its path
+    (``{dir}``, ``re:...``: `analyzer.importers.hosts`); without it a libvirt log's
+    ``hostname:`` line names its host, and the files beside it take it. Inputs are grouped by
+    host, then by VM: the same VM name on two hosts is two VMs.
 
     `out` is checked before any input is read (:func:`analyzer.importers.output.check_output`):
     never an input, parents created only with `parents`, an existing directory replaced (as a
@@ -211,6 +233,7 @@ def import_traces(
         raise InputError("no input to import")
     if sum(str(p) == "-" for p in inputs) > 1:
         raise InputError("standard input (-) given more than once")
+    check_pattern(host)
     plan = check_output(out, inputs=[p for p in inputs if str(p) != "-"], parents=parents, replace=replace)
     sizes = [_size(p) for p in inputs]
     total = sum(sizes)
@@ -226,16 +249,48 @@ def import_traces(
             )
             base += size
         counts = [p.rows for p in parsed]  # before the tables consume the rows
-        tables = vm_rows(parsed, vm=vm, host=host)  # (names each part's VM)
-    summaries = tuple(_summary(p, rows) for p, rows in zip(parsed, counts, strict=True))
+        hosts = assign_hosts(parsed, host, [None if str(p) == "-" else str(p) for p in inputs])
+        tables = fleet_rows(parsed, hosts, vm=vm)  # (names each part's VM)
+    summaries = tuple(_summary(p, rows, h) for p, rows, h in zip(parsed, counts, hosts, strict=True))
     del parsed  # the rows now live in `tables`, written one row group at a time
-    files = write_tables(tables, plan)
+    if is_pattern(host) or len({h for h, _ in tables}) > 1:  # a fleet: host=H/vm=V/
+        files = write_tables(tables, plan)
+    else:  # one host's (or none): vm=V/ as ever
+        files = write_tables({name: t for (_, name), t in tables.items()}, plan)
     if progress is not None:
         progress(total, total)
+    by_name: dict[str, int] = {}
+    for (_, name), t in tables.items():
+        by_name[name] = by_name.get(name, 0) + t.num_rows
     return ImportSummary(
-        inputs=summaries, out=str(plan.path), files=tuple(files),
-        vm_rows={name: t.num_rows for name, t in tables.items()},
+        inputs=summaries, out=str(plan.path), files=tuple(files), vm_rows=by_name,
+        host_vm_rows={key: t.num_rows for key, t in tables.items()},
     )
+
+
+def fleet_rows(
+    parsed: Sequence[ParsedInput], hosts: Sequence[str | None], *, vm: str | None,
+) -> dict[tuple[str | None, str], VmRows]:
+    """The rows of each (host, VM), in (host, VM) order (unknown host first): the inputs of
+    each host grouped and merged on their own (`vm_tables.vm_rows`). With `vm`, a host whose
+    inputs do not hold that VM is left out (an InputError only when no host holds it)."""
+    groups: dict[str | None, list[ParsedInput]] = {}
+    for p, h in zip(parsed, hosts, strict=True):
+        groups.setdefault(h, []).append(p)
+    out: dict[tuple[str | None, str], VmRows] = {}
+    missing: InputError | None = None
+    for h in sorted(groups, key=lambda x: (x is not None, x or "")):
+        try:
+            rows = vm_rows(groups[h], vm=vm, host=None)
+        except InputError as exc:
+            if vm is None or len(groups) == 1 or isinstance(exc, ImportFormatError):
+                raise
+            missing = missing or exc
+            continue
+        out.update({(h, name): r for name, r in rows.items()})
+    if not out and missing is not None:
+        raise missing
+    return out
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
@@ -263,9 +318,10 @@ def _size(path: str | Path) -> int:
         return 0
 
 
-def _summary(p: ParsedInput, rows: int) -> InputSummary:
+def _summary(p: ParsedInput, rows: int, host: str | None) -> InputSummary:
     return InputSummary(
         path=p.path, format=p.format, sha256=p.sha256, lines=p.lines, rows=rows,
         skipped=p.skipped, truncated=p.truncated,
-        vms=tuple(sorted({part.vm for part in p.parts if part.vm is not None})),
+        vms=tuple(sorted({part.vm for part in p.parts if part.vm is not None})), host=host,
+        unknown_lines=p.unknown_lines,
     )

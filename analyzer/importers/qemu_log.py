@@ -24,6 +24,12 @@ that carry JSON are parsed as JSON. What matters becomes a typed row, every othe
 - QEMU's own messages on the same stderr (``qemu-system-x86_64: ...``) -> ``trace_event``
   ``qemu_message``.
 
+A line of one of these events whose arguments match none of its known formats
+(``monitor_protocol_event_queue`` without ``event=N data=P``, a failed
+``virtio_blk_rw_complete`` without ``req P ret -N``, ...) is not kept as an event: it is
+counted (``ParsedInput.unknown_lines``: the import summary and the trace's metadata) and
+marked once per input (`UNKNOWN_LINES_MARKER`) for the rule ``trace-lines-unknown``.
+
 Without timestamps a row takes the QMP timestamp of the last event before it (the first one
 for rows before any event).
 """
@@ -71,6 +77,10 @@ _UNDERSCORE_COMMANDS = frozenset(
 _RUNSTATE_NAMES = frozenset(RUNSTATES)
 _INT32_MIN = -(1 << 31)
 _PROGRESS_MASK = PROGRESS_EVERY - 1
+#: Name of the row marking an input's lines of a trace event blkreplay reads whose arguments
+#: match none of that event's formats, followed by their count (``...:17``): a ``qmp_event``
+#: row at the first such line (the rule ``trace-lines-unknown``); no QAPI event is named so.
+UNKNOWN_LINES_MARKER = "blkreplay:trace-lines-unknown:"
 #: Dispatch markers: a line kept as a plain trace_event; a name that is no trace event.
 _BULK = object()
 _NOT_AN_EVENT = object()
@@ -121,6 +131,9 @@ class _TraceLogParser:
         self.saw_handle = False
         self.events_from_json = False
         self.seen_events: set[tuple] = set()
+        #: Lines of an interpreted event in no format it knows: (count, first line, its tid, ts).
+        self.unknown_lines = 0
+        self.first_unknown: tuple[int, int | None, int | None] | None = None
         self.handlers = {
             "runstate_set": self.runstate_set,
             "vm_stop_flush_all": self.vm_stop_flush_all,
@@ -202,7 +215,7 @@ class _TraceLogParser:
         return ParsedInput(
             path=self.text.path, format="qemu-log", sha256=self.text.sha256,
             lines=len(self.text.lines), skipped=policy.skipped, truncated=policy.truncated,
-            parts=[self.part],
+            parts=[self.part], unknown_lines=self.unknown_lines,
         )
 
     def classify(self, name: str) -> object:
@@ -230,6 +243,12 @@ class _TraceLogParser:
             )
         else:
             self.policy.bad(number, line, "not a QEMU trace line (expected [TID@SECONDS.MICROS:]name args)")
+
+    def unknown(self, number: int, tid: int | None, ts: int | None) -> None:
+        """A line of an interpreted event in none of its known formats: counted, not kept."""
+        self.unknown_lines += 1
+        if self.first_unknown is None:
+            self.first_unknown = (number, tid, ts)
 
     def keep(self, number: int, tid: int | None, ts: int | None, name: str, args: str) -> int:
         """A trace_event row for a line that a handler did not map."""
@@ -277,7 +296,7 @@ class _TraceLogParser:
             return
         m = _RW_COMPLETE.search(args)
         if m is None:
-            self.keep(number, tid, ts, name, args)
+            self.unknown(number, tid, ts)
             return
         ret = int(m.group(2))
         req = m.group(1)
@@ -299,7 +318,7 @@ class _TraceLogParser:
     def event_queue(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
         m = _EVENT_PTR.search(args)
         if not m:
-            self.keep(number, tid, ts, name, args)
+            self.unknown(number, tid, ts)
             return
         entry = _Queued(tid, ts, number, int(m.group(1)), args)
         rate = _RATE.search(args)
@@ -323,7 +342,7 @@ class _TraceLogParser:
     def event_named(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
         m = _EVENT_NAMED.search(args)
         if not m:
-            self.keep(number, tid, ts, name, args)
+            self.unknown(number, tid, ts)
             return
         self.events_from_json = True
         self.numbers.learn(int(m.group(1)), m.group(2))
@@ -427,6 +446,11 @@ class _TraceLogParser:
             for i, c_name in self.enter_rows:
                 rows.kind[i] = "qmp_command"
                 rows.name[i] = command_name(c_name)
+        if self.first_unknown is not None:
+            number, tid, ts = self.first_unknown
+            rows.add("qmp_event", ts, number, tid=tid, name=f"{UNKNOWN_LINES_MARKER}{self.unknown_lines}",
+                     payload=json.dumps({"unknown_lines": self.unknown_lines}),
+                     key=("marker", UNKNOWN_LINES_MARKER))
         rows.fill_missing_ts()
         self.part.vm = self.qmp.vm_name
         self.part.qemu_version = self.qmp.qemu_release

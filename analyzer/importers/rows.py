@@ -147,6 +147,8 @@ class ParsedInput:
     skipped: int
     truncated: bool
     parts: list[Part]
+    #: Lines of a trace event the parser reads in none of its known formats (not kept).
+    unknown_lines: int = 0
 
     @property
     def rows(self) -> int:

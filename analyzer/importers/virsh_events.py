@@ -15,8 +15,9 @@ JSON (``{"text": ...}``, plus ``event`` / ``detail`` of a lifecycle event, ``pat
 ``device`` (the disk alias: libvirt's name of the qdev id) and ``action`` (libvirt's
 ``pause`` / ``report`` / ``none`` are its names for QEMU's stop / report / ignore:
 ``qemuMonitorJSONHandleIOError``). Rows of a domain belong to the VM of that name, so they
-merge with the libvirt daemon log and the per-domain log of the same VM. No rule compares
-them with QEMU's events yet (the cross-layer rules of issue #14 are still to come).
+merge with the libvirt daemon log and the per-domain log of the same VM. A lifecycle event
+also fills ``runstate``: the state libvirt says the VM is in (`lifecycle_runstate`), which the
+cross-layer rules (`analyzer.rules.cross_layer`) compare with QEMU's events.
 
 Names are kept as virsh printed them: virsh of libvirt 9.0 prints the reason event as
 ``io-error-reason`` (an empty reason for QEMU's EIO), that of 11.3 as a second ``io-error``
@@ -45,6 +46,22 @@ _VIRSH_OWN = re.compile(r"(?:events received: \d+|event loop interrupted|event l
 _ACTIONS = {"pause": "stop", "report": "report", "none": "ignore"}
 
 
+def lifecycle_runstate(event: str, detail: str) -> str | None:
+    """The QEMU run state a lifecycle event says libvirt believes in (`runstate` column):
+    ``Suspended I/O Error`` -> ``io-error`` (libvirt's ``paused (I/O error)``), any other
+    ``Suspended`` -> ``paused`` (``paused (unknown)``, ``(user)``, ...), ``Resumed`` /
+    ``Started`` -> ``running``, ``Stopped`` / ``Shutdown`` -> ``shutdown``; else None. The
+    cross-layer rules (`analyzer.rules.cross_layer`) compare it with QEMU's events."""
+    event = event.lower()
+    if event == "suspended":
+        low = detail.strip().lower()
+        if low == "i/o error":
+            return "io-error"
+        return "watchdog" if low == "watchdog" else "paused"
+    return {"resumed": "running", "started": "running", "stopped": "shutdown",
+            "shutdown": "shutdown"}.get(event)
+
+
 def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
     """virsh event output -> one Part per domain it names."""
     parts: dict[str, Part] = {}
@@ -71,10 +88,11 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
             part = parts[domain] = Part(source="virsh-events", path=text.path, sha256=text.sha256, rows=Rows())
             part.vm = domain
         data: dict[str, str] = {"text": rest}
-        device = action = None
+        device = action = runstate = None
         if event == "lifecycle":
             kind_, _, detail = rest.partition(" ")
             data.update(event=kind_, detail=detail)
+            runstate = lifecycle_runstate(kind_, detail)
         elif event in ("io-error", "io-error-reason"):
             io = _IO_ERROR.match(rest)
             if io is not None:
@@ -86,6 +104,7 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
         part.rows.add(
             "mgmt_event", ts, number, name=event, thread="mgmt", thread_kind="mgmt",
             payload=json.dumps(data, sort_keys=True), device=device, action=action,
+            runstate=runstate,
         )
     for part in parts.values():
         part.rows.fill_missing_ts()

@@ -88,7 +88,8 @@ def _ensure_checkable(table: pa.Table) -> None:
 def _import_metadata(canonical: Sequence[ParsedInput]) -> dict[str, object]:
     """What every table of the import records about its inputs (in canonical order)."""
     inputs_meta = [
-        {"path": p.path, "format": p.format, "sha256": p.sha256, "lines": p.lines, "skipped": p.skipped}
+        {"path": p.path, "format": p.format, "sha256": p.sha256, "lines": p.lines, "skipped": p.skipped,
+         **({"unknown_lines": p.unknown_lines} if p.unknown_lines else {})}
         for p in canonical
     ]
     metadata: dict[str, object] = {
@@ -97,6 +98,8 @@ def _import_metadata(canonical: Sequence[ParsedInput]) -> dict[str, object]:
     }
     if any(p.truncated for p in canonical):
         metadata["truncated"] = "true"
+    if any(p.unknown_lines for p in canonical):
+        metadata["unknown_lines"] = sum(p.unknown_lines for p in canonical)
     return metadata
 
 

@@ -8,6 +8,11 @@ order by the catalogue (`catalogue`). The rule modules:
 * `query_replies`        - query-matches-events, query-matches-runstate, iostatus-reset-on-cont
 * `action_matches_policy` - action-matches-policy
 * `runstate_transition`  - runstate-transition
+* `input_fidelity`       - event-names-unknown, qom-path-swapped
+* `sources`              - sources-disagree, trace-lines-unknown (what a VM's inputs say against
+  each other, what a trace log could not say)
+* `cross_layer`          - libvirt-reports-io-error, libvirt-event-has-cause,
+  libvirt-delivers-events (libvirt's view against QEMU's)
 * `integrity_rules`      - seq-unique, ts-monotonic-per-thread, trace-truncated: declared here,
   decided while the trace is read, over every row, in `analyzer.trace`;
   worded as findings by `integrity`.

@@ -20,11 +20,13 @@ from types import ModuleType
 from analyzer.result import Finding, RuleInfo
 from analyzer.rules import (
     action_matches_policy,
+    cross_layer,
     input_fidelity,
     integrity_rules,
     ordering,
     query_replies,
     runstate_transition,
+    sources,
     vm_stop_thread,
 )
 from analyzer.rules.rule import Rule, RuleFunction
@@ -40,6 +42,8 @@ RULE_MODULES: tuple[ModuleType, ...] = (
     action_matches_policy,
     runstate_transition,
     input_fidelity,
+    sources,
+    cross_layer,
 )
 
 #: Columns every check reads: replay order, integrity, evidence, episodes.

@@ -299,9 +299,10 @@ class _Streaming:
 
 
 def _named_kinds(steps: Steps) -> set[str]:
-    """"kind:name" entries for the QMP rows of a batch (replies named after their command)."""
+    """"kind:name" entries for the QMP rows of a batch (replies named after their command) and the
+    management layer's (mgmt_event: libvirt's event and handler names)."""
     out: set[str] = set()
-    for kind in ("qmp_event", "qmp_command", "qmp_reply"):
+    for kind in ("qmp_event", "qmp_command", "qmp_reply", "mgmt_event"):
         mask = steps.kind == K[kind]
         names = steps.reply_name[mask] if kind == "qmp_reply" else steps.name[mask]
         for code in np.unique(names):

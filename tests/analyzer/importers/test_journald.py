@@ -32,12 +32,23 @@ def original(libvirt_log, tmp_path_factory):
     return pq.read_table(out)
 
 
-def _same_as_original(original, path: Path, where: dict[int, int], tmp_path: Path, host: str = "host-a"):
+def _without_handler_rows(table):
+    """`table` less libvirt's qemuProcessHandle* rows: ``short-precise`` prints the MESSAGE
+    alone, not the CODE_FUNC that names the handler, so those rows cannot be told (the seqs
+    after them then differ: compared without seq and cmd_seq)."""
+    names = table["name"].to_pylist()
+    return table.take([i for i, n in enumerate(names) if not (n or "").startswith("qemuProcessHandle")])
+
+
+def _same_as_original(original, path: Path, where: dict[int, int], tmp_path: Path, host: str = "host-a",
+                      *, short: bool = False):
     out = tmp_path / "t.parquet"
     import_traces([path], out)
     table = pq.read_table(out)
+    if short:
+        original = _without_handler_rows(original)
     assert table.num_rows == original.num_rows > 900
-    for column in SAME:
+    for column in SAME if not short else [c for c in SAME if c not in ("seq", "cmd_seq")]:
         assert table[column].to_pylist() == original[column].to_pylist(), column
     # every row names the journal's line that carries the log line it came from
     assert table["src_line"].to_pylist() == [where[n] for n in original["src_line"].to_pylist()]
@@ -78,7 +89,7 @@ def test_journal_short_precise_imports_as_the_libvirt_log(original, libvirt_log,
     path = tmp_path / "journal.txt"
     path.write_text(text)
     assert parse_input(path).format == "journal-short"
-    _same_as_original(original, path, where, tmp_path)
+    _same_as_original(original, path, where, tmp_path, short=True)
 
 
 def test_short_precise_in_local_time_finds_year_and_zone_from_the_qmp_events(original, libvirt_log, tmp_path):
@@ -86,7 +97,7 @@ def test_short_precise_in_local_time_finds_year_and_zone_from_the_qmp_events(ori
     text, where = derive.journal_short(libvirt_log, offset_min=90)
     path = tmp_path / "journal.txt"
     path.write_text(text.split("\n", 1)[1])
-    _same_as_original(original, path, {k: v - 1 for k, v in where.items()}, tmp_path)
+    _same_as_original(original, path, {k: v - 1 for k, v in where.items()}, tmp_path, short=True)
 
 
 def _refused(path: Path, capsys) -> str:

@@ -20,7 +20,8 @@ def test_libvirt_sample(libvirt_log):
     counts = {}
     for r in got:
         counts[r["kind"]] = counts.get(r["kind"], 0) + 1
-    assert counts == {"qmp_command": 448, "qmp_reply": 448, "qmp_event": 22}
+    # mgmt_event: libvirt's own handling (6 qemuProcessHandleIOError, 7 HandleResume lines)
+    assert counts == {"qmp_command": 448, "qmp_reply": 448, "qmp_event": 22, "mgmt_event": 13}
     bies = [r for r in got if r["name"] == "BLOCK_IO_ERROR"]
     # libvirt uses -blockdev: device "" in the event, named through query-block's node-name
     assert len(bies) == 6

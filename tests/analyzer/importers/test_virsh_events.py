@@ -67,7 +67,7 @@ def test_virsh_events_merge_with_the_libvirt_log_of_the_vm(samples_dir, tmp_path
     assert list(summary.vm_rows) == ["vm-a-stop-eio-file"]
     table = pq.read_table(out)
     kinds = table["kind"].to_pylist()
-    assert kinds.count("mgmt_event") == 29
+    assert kinds.count("mgmt_event") == 29 + 13  # virsh's events, libvirt's handler lines
     assert set(table["src_file"].to_pylist()) == {str(libvirtd), str(events)}
     # in time order: each io-error libvirt delivered comes after the BLOCK_IO_ERROR it received
     names = table["name"].to_pylist()
