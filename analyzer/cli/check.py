@@ -20,14 +20,14 @@ from tracer.errors import check_format
 def register(app: typer.Typer) -> None:
     @app.command("check")
     def check_command(
-        paths: Annotated[list[Path], typer.Argument(help="Trace files, directories or globs.", show_default=False)],
+        paths: Annotated[list[Path], typer.Argument(metavar="TRACE", help="Trace files, directories or globs.", show_default=False)],
         rules: Annotated[
-            str | None, typer.Option("--rules", help="Comma-separated rule ids (default: all).")
+            str | None, typer.Option("--rules", metavar="IDS", help="Comma-separated rule ids (default: all).")
         ] = None,
-        fmt: Annotated[str, typer.Option("--format", "-f", help="text, json or junit.")] = "text",
+        fmt: Annotated[str, typer.Option("--format", "-f", metavar="text|json|junit", help="Output format.")] = "text",
         output: Annotated[
             str | None,
-            typer.Option("--output", "-o", help="Write here (atomically; never over an input) "
+            typer.Option("--output", "-o", metavar="FILE", help="Write here (atomically; never over an input) "
                          "instead of stdout; - is stdout."),
         ] = None,
         parents: Annotated[
@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; text: only the verdict.")] = False,
         engine: Annotated[
-            str | None, typer.Option("--engine", help="local (default) or dask.", show_default=False)
+            str | None, typer.Option("--engine", metavar="local|dask", help="Where the per-VM work runs (default: local).", show_default=False)
         ] = None,
         workers: Annotated[
             int | None, typer.Option("--workers", min=1, help="Threads (local engine, or Dask without --scheduler).")

@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         inputs: Annotated[
             list[Path],
             typer.Argument(
-                metavar="INPUT...",
+                metavar="INPUT",
                 help="QMP transcript or stream, QEMU trace log, libvirt debug log, libvirt "
                 "per-domain QEMU log or QEMU command line, virsh event output; gzip, bzip2, xz "
                 "or zstd compressed; - for standard input; globs are expanded. Several inputs "
@@ -54,6 +54,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "-o",
                 "--out",
+                metavar="PATH",
                 help="A .parquet file (replaced atomically), or a new directory (one "
                 "vm=NAME/part-0.parquet per VM, renamed into place when complete).",
             ),
@@ -62,8 +63,8 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--format",
-                metavar="|".join(CHOICES),
-                help="Input format; auto recognises each input from its content.",
+                metavar="FORMAT",
+                help=f"Input format: {', '.join(CHOICES[1:])}, or auto (recognise each input from its content).",
             ),
         ] = "auto",
         vm: Annotated[

@@ -50,7 +50,7 @@ def _number(flag: str, text: str | None, kind: type) -> Any:
 def register(app: typer.Typer) -> None:
     @app.command("record")
     def record_cmd(
-        out: Annotated[str, typer.Option("-o", "--out", help="Output trace directory (new, or empty).")],
+        out: Annotated[str, typer.Option("-o", "--out", metavar="DIR", help="Output trace directory (new, or empty).")],
         scenario: Annotated[
             Path | None,
             typer.Option("--scenario", metavar="FILE.toml", help="Scenario file (traces/scenarios/)."),

@@ -40,15 +40,15 @@ def _size(n: int) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
-        paths: Annotated[list[Path], typer.Argument(help="Trace files or directories to audit.")],
+        paths: Annotated[list[Path], typer.Argument(metavar="TRACE", help="Trace files or directories to audit.")],
         output: Annotated[
             str,
-            typer.Option("--output", "-o", help="Report file to write (replaced atomically; never "
+            typer.Option("--output", "-o", metavar="FILE", help="Report file to write (replaced atomically; never "
                          "over an input); - is stdout (needs --format)."),
         ],
         fmt: Annotated[
             str | None,
-            typer.Option("--format", "-f", help="html, md or json (default: from the output's extension)."),
+            typer.Option("--format", "-f", metavar="html|md|json", help="Report format (default: from the output's extension)."),
         ] = None,
         max_findings: Annotated[
             int, typer.Option("--max-findings", min=0, help="Findings listed per rule; totals stay exact.")
