@@ -47,6 +47,7 @@ from analyzer.rules.integrity import findings as integrity_findings
 from analyzer.state import devices, iostatus, iostatus_names, pending, run_state, runstate_names
 from analyzer.steps import ACT, NULL, Steps
 from analyzer.timefmt import WALL_CLOCK_MIN_NS, iso_utc_array
+from analyzer.timewindow import TimeBound, bound
 from analyzer.trace import PathArg, Trace, UnitData, load, read_unit
 from analyzer.trace.arrow import plain
 from analyzer.trace.files import parquet_file, read_row_group
@@ -182,8 +183,8 @@ def replay(
     device: str | None = None,
     from_seq: int | None = None,
     to_seq: int | None = None,
-    since: int | None = None,
-    until: int | None = None,
+    since: TimeBound = None,
+    until: TimeBound = None,
 ) -> pd.DataFrame:
     """The steps in replay order with the reconstructed state beside each (one frame: for a
     big trace, iterate :func:`replay_chunks` instead).
@@ -220,14 +221,18 @@ def replay_chunks(
     device: str | None = None,
     from_seq: int | None = None,
     to_seq: int | None = None,
-    since: int | None = None,
-    until: int | None = None,
+    since: TimeBound = None,
+    until: TimeBound = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> Iterator[pd.DataFrame]:
     """The frames of :func:`replay`, VM by VM, :data:`CHUNK_ROWS` steps at a time (lazily: a
     chunk is read and computed when asked for). Chunk boundaries depend only on the steps, not
     on the files' layout. All chunks of one VM have the same columns."""
     trace = _trace(paths_or_trace)
+    try:
+        since, until = bound(since), bound(until)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     for v in ([vm] if vm is not None else trace.vms):
         state = _vm_state(trace, v)
         for table in _vm_tables(trace, v, from_seq, to_seq, since, until, chunk_rows):
@@ -297,10 +302,10 @@ def _vm_tables(trace: Trace, vm: str, from_seq: int | None, to_seq: int | None, 
         for rg in cluster:
             t = read_row_group(trace.files[rg.file], rg.index, _VIEW_READ, rg.count)
             mask = pc.equal(t.column("vm").cast(pa.string()), vm) if len(rg.vms) > 1 else None
-            for column, op, bound in (("seq", pc.greater_equal, from_seq), ("seq", pc.less_equal, to_seq),
+            for column, op, limit in (("seq", pc.greater_equal, from_seq), ("seq", pc.less_equal, to_seq),
                                       ("ts_ns", pc.greater_equal, since), ("ts_ns", pc.less_equal, until)):
-                if bound is not None:
-                    m = op(t.column(column), bound)
+                if limit is not None:
+                    m = op(t.column(column), limit)
                     mask = m if mask is None else pc.and_(mask, m)
             if mask is not None:
                 t = t.filter(mask)

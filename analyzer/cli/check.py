@@ -13,6 +13,7 @@ import typer
 
 from analyzer import check, outputs
 from analyzer.cli import console
+from analyzer.cli.timeopts import SINCE_HELP, UNTIL_HELP, time_bounds
 from analyzer.render import CHECK_FORMATS, print_text, render_check
 from tracer.errors import check_format
 
@@ -55,11 +56,14 @@ def register(app: typer.Typer) -> None:
         only_file: Annotated[
             bool, typer.Option("--only-file", help="Run only the rules of the --rules-file files.")
         ] = False,
+        since: Annotated[str | None, typer.Option("--since", metavar="TIME", help=SINCE_HELP)] = None,
+        until: Annotated[str | None, typer.Option("--until", metavar="TIME", help=UNTIL_HELP)] = None,
     ) -> None:
         """Check the ordering guarantees of QEMU's block I/O error path in traces.
 
         Exit status: 0 no error finding, 1 error findings, 2 unusable input or usage."""
         check_format(fmt, CHECK_FORMATS)
+        lo, hi = time_bounds(since, until, "blkreplay check")
         files = list(rule_files or [])  # inputs too: -o never writes over a rule file
         if output is not None:  # refused before the check runs, not after
             outputs.check_output(output, inputs=[*paths, *files], kind="findings", parents=parents,
@@ -68,7 +72,8 @@ def register(app: typer.Typer) -> None:
         with console.progress_bar("checking", quiet=quiet) as progress:
             result = check([str(p) for p in paths], rules=rule_ids, engine=engine, workers=workers,
                            scheduler=scheduler, progress=progress,
-                           rule_files=[str(p) for p in files], only_files=only_file)
+                           rule_files=[str(p) for p in files], only_files=only_file,
+                           since=lo, until=hi)
         if fmt == "text" and output in (None, outputs.STDOUT):
             print_text(result, console.out, quiet=quiet)
         else:
