@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from analyzer import replay, steps_around
-from analyzer.replay import EPISODE_COLUMNS, IOSTATUS_PREFIX, REPLAY_COLUMNS
+from analyzer.replay import EPISODE_COLUMNS, IOSTATUS_PREFIX, OBSERVED_PARTS, REPLAY_COLUMNS
 from tests.analyzer.builders import TraceBuilder, check_rows
 from tests.analyzer.rules.test_ordering import imported
 from tracer import tracedir
@@ -35,7 +35,9 @@ def write(rows: list[dict], path: Path) -> Path:
 def test_state_after_every_step(tmp_path: Path) -> None:
     b, seqs = episode_trace()
     view = replay(write(b.rows, tmp_path / "t.parquet"))
-    assert list(view.columns) == [*REPLAY_COLUMNS, IOSTATUS_PREFIX + "drive0", IOSTATUS_PREFIX + "drive1"]
+    per_device = [p + d for d in ("drive0", "drive1") for p in (IOSTATUS_PREFIX, *OBSERVED_PARTS)]
+    assert list(view.columns) == [*REPLAY_COLUMNS, *per_device]
+    assert not view["runstate_inferred"].any() and not view["iostatus_inferred"].any()
     assert list(view["seq"]) == list(range(len(b.rows)))
     at = view.set_index("seq")
     # Before the error: running, everything ok, nothing pending.
@@ -82,14 +84,22 @@ def test_steps_around_gives_a_window_by_position(tmp_path: Path) -> None:
     assert {"runstate", "pending", "thread", "kind", "name", "device", "op", "errno", "action"} <= set(window.columns)
 
 
-def test_without_runstate_or_iostatus_rows_the_view_uses_events_and_answers(tmp_path: Path) -> None:
+def test_without_runstate_or_iostatus_rows_the_state_is_inferred_and_answers_shown_apart(tmp_path: Path) -> None:
     b, seqs = episode_trace()
     view = replay(write(imported(b.rows), tmp_path / "t.parquet")).set_index("seq")
-    assert view.loc[seqs["stop"], "runstate"] == "stopped"
+    assert view["runstate_inferred"].all() and view["iostatus_inferred"].all()
+    # The STOP that serves a BLOCK_IO_ERROR(stop) is an io-error stop, as QEMU would say.
+    assert view.loc[seqs["stop"], "runstate"] == "io-error"
     assert view.loc[seqs["cont"]["resume"], "runstate"] == "running"
+    # Inferred io-status: failed from the event on (never mind that nobody asked yet) ...
+    assert view.loc[seqs["event"], IOSTATUS_PREFIX + "drive0"] == "failed"
+    assert pd.isna(view.loc[seqs["event"], "observed:drive0"])  # ... while nothing was observed
     reply = seqs["query"]["drive0"]
-    assert view.loc[reply, IOSTATUS_PREFIX + "drive0"] == "failed"  # as last answered
-    assert pd.isna(view.loc[seqs["event"], IOSTATUS_PREFIX + "drive0"])  # never asked before
+    assert view.loc[reply, "observed:drive0"] == "failed"
+    assert view.loc[reply, "observed_seq:drive0"] == reply
+    # ... and ok again from cont on, while the last answer still says failed.
+    assert view.loc[seqs["cont"]["resume"], IOSTATUS_PREFIX + "drive0"] == "ok"
+    assert view.loc[seqs["cont"]["resume"], "observed:drive0"] == "failed"
 
 
 def test_episode_milestones_and_latencies(tmp_path: Path) -> None:
