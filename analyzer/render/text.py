@@ -141,7 +141,7 @@ def print_text(result: CheckResult, out: Console, *, quiet: bool = False) -> Non
     if not quiet:
         out.print(_summary_table(result, out.width))
         for line in _not_applicable_lines(result):
-            out.print(line)
+            out.print(line, soft_wrap=True)
         for i in result.inputs:
             if not i.complete:
                 out.print(f"[yellow]incomplete input:[/] {terminal(i.path)}")
@@ -151,7 +151,7 @@ def print_text(result: CheckResult, out: Console, *, quiet: bool = False) -> Non
             for f in result.findings:
                 out.print(_finding_line(f, starts))
             out.print()
-    out.print(_verdict_line(result))
+    out.print(_verdict_line(result), soft_wrap=True)  # one line, whatever the width (grep, CI logs)
 
 
 def render_text(result: CheckResult, *, quiet: bool = False) -> str:

@@ -3,16 +3,31 @@ the context window of a step."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from analyzer import replay, steps_around
-from analyzer.replay import EPISODE_COLUMNS, IOSTATUS_PREFIX, OBSERVED_PARTS, REPLAY_COLUMNS
-from tests.analyzer.builders import TraceBuilder, check_rows
+from analyzer import load, replay, steps_around
+from analyzer.replay import (
+    EPISODE_COLUMNS,
+    IOSTATUS_PREFIX,
+    OBSERVED_PARTS,
+    REPLAY_COLUMNS,
+    around_window,
+    episode_window,
+    event_window,
+    replay_chunks,
+)
+from analyzer.timefmt import iso_utc
+from tests.analyzer.builders import TraceBuilder, check_rows, write_dir
 from tests.analyzer.rules.test_ordering import imported
 from tracer import tracedir
+from tracer.errors import InputError
 from tracer.schema import from_pylist
+
+replay_module = importlib.import_module("analyzer.replay")
 
 
 def episode_trace() -> tuple[TraceBuilder, dict]:
@@ -132,3 +147,144 @@ def test_episodes_without_error_ids_are_correlated_by_device(tmp_path: Path) -> 
     assert ep["seq_error_action"] == seqs["io_complete"]  # the failed request
     assert ep["seq_stop"] == seqs["stop"] and ep["seq_resume"] == seqs["cont"]["resume"]
     assert ep["device"] == "drive0" and ep["action"] == "stop"
+
+
+# ---------------------------------------------------------------------------------------------
+# Imports: what was observed, apart from what the events imply (a real QEMU 10.0 capture)
+# ---------------------------------------------------------------------------------------------
+
+REAL10 = Path(__file__).resolve().parents[1] / "data" / "real" / "qemu-10.0"
+
+
+@pytest.fixture(scope="module")
+def fast_cont(tmp_path_factory) -> Path:
+    """The QMP transcript of the real QEMU 10.0 `fast-cont` capture, imported."""
+    from analyzer.importers.pipeline import import_traces
+
+    out = tmp_path_factory.mktemp("real10") / "fast-cont.parquet"
+    import_traces([str(REAL10 / "fast-cont" / "qmp-transcript.jsonl")], str(out))
+    return out
+
+
+def test_real_import_shows_inferred_state_apart_from_observed_answers(fast_cont: Path) -> None:
+    view = replay(fast_cont)
+    assert view["runstate_inferred"].all() and view["iostatus_inferred"].all()
+    at = view.set_index("seq")
+    bioe = view.loc[view["name"] == "BLOCK_IO_ERROR", "seq"].tolist()
+    stops = view.loc[view["name"] == "STOP", "seq"].tolist()
+    conts = view.loc[(view["kind"] == "qmp_command") & (view["name"] == "cont"), "seq"].tolist()
+    first = bioe[0]
+    # At the first BLOCK_IO_ERROR(stop): the io-status QEMU set before raising it is failed,
+    # while the last query-block answer (given before the error) still said ok.
+    assert at.loc[first, "iostatus:drive0"] == "failed"
+    assert at.loc[first, "observed:drive0"] == "ok"
+    assert at.loc[first, "observed_seq:drive0"] < first
+    # The STOP that follows is an I/O-error stop (virsh domstate --reason: paused (I/O error)),
+    # while the last query-status answer still says running.
+    stop = next(s for s in stops if s > first)
+    assert at.loc[stop, "runstate"] == "io-error"
+    assert at.loc[stop, "observed_runstate"] == "running"
+    # cont resets the io-status: inferred ok at once, the last answer still failed.
+    cont = next(c for c in conts if c > stop)
+    assert at.loc[cont, "iostatus:drive0"] == "ok"
+    assert at.loc[cont, "observed:drive0"] == "failed"
+    # Every later STOP is one of an I/O error too (the errors' events were held or replaced,
+    # but the stops are what QEMU does for werror=stop), never a bare "stopped".
+    assert set(at.loc[stops, "runstate"]) <= {"io-error", "stopped"}
+    # Where and when each observed answer was given: the reply's own line of the transcript.
+    row = at.loc[cont]
+    answer = at.loc[int(row["observed_seq:drive0"])]
+    assert row["observed_src:drive0"] == answer["src"]
+    assert row["observed_src:drive0"].endswith(f"qmp-transcript.jsonl:{answer['src'].rsplit(':', 1)[1]}")
+    assert row["observed_time:drive0"] == answer["time"]
+
+
+def test_real_import_shows_iso_utc_time(fast_cont: Path) -> None:
+    view = replay(fast_cont)
+    first = view.iloc[0]
+    assert first["time"] == iso_utc(int(first["ts_ns"]))
+    assert first["time"].startswith("20") and first["time"].endswith("Z")
+
+
+def test_since_until_keep_the_steps_in_range_with_the_state_of_the_whole_trace(fast_cont: Path) -> None:
+    full = replay(fast_cont)
+    stop = int(full.loc[full["name"] == "STOP", "ts_ns"].iloc[0])
+    later = int(full["ts_ns"].iloc[len(full) // 2])
+    part = replay(fast_cont, since=stop, until=iso_utc(later))  # ns, or ISO-8601 text
+    assert len(part) and part["ts_ns"].between(stop, later - later % 1000 + 999).all()
+    assert len(part) < len(full)
+    # The state after each kept step is that of the whole replay (no cut context).
+    merged_state = full.set_index("seq").loc[part["seq"], ["runstate", "iostatus:drive0"]]
+    assert merged_state.reset_index(drop=True).equals(part[["runstate", "iostatus:drive0"]])
+    assert part.iloc[0]["runstate"] == "io-error"
+
+
+def test_windows_of_an_episode_and_of_the_kth_event(fast_cont: Path) -> None:
+    trace = load([fast_cont])
+    vm = trace.vms[0]
+    stop2 = event_window(trace, vm, "STOP", 2, 1)
+    stops = replay(trace)
+    stops = stops.loc[stops["name"] == "STOP", "seq"].tolist()
+    view = replay(trace, from_seq=stop2.first, to_seq=stop2.last)
+    assert view["seq"].tolist() == [stops[1] - 1, stops[1], stops[1] + 1]
+    ep = episode_window(trace, vm, 1, 0)
+    assert ep.origin_ns is not None and ep.first <= ep.last
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda t: around_window(t, "vm0", 999999, 3), "--around 999999: vm0 has no step with seq 999999"),
+    (lambda t: episode_window(t, "vm0", 99, 3), "--episode 99: vm0 has"),
+    (lambda t: event_window(t, "vm0", "NOPE", 1, 3), "--event NOPE: vm0 has no such event (its events: "),
+    (lambda t: event_window(t, "vm0", "STOP", 99, 3), "--nth 99: vm0 has "),
+])
+def test_a_window_beyond_the_trace_is_an_input_error(fast_cont: Path, call, message: str) -> None:
+    trace = load([fast_cont])
+    assert trace.vms == ["vm0"]
+    with pytest.raises(InputError) as exc:
+        call(trace)
+    assert str(exc.value).startswith(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming: chunks are computed when asked for, and do not depend on the files' layout
+# ---------------------------------------------------------------------------------------------
+
+
+def _many_row_groups(tmp_path: Path, rows: list[dict], size: int) -> Path:
+    """`rows` as a recorder-style directory of segments of `size` rows (a row group each)."""
+    return write_dir(from_pylist(rows, "sim"), tmp_path / f"seg{size}", segment_rows=size)
+
+
+def test_replay_chunks_are_lazy(tmp_path: Path, monkeypatch) -> None:
+    b, _ = episode_trace()
+    b.io(n=400)
+    path = _many_row_groups(tmp_path, b.rows, 50)
+    trace = load([path])
+    list(replay_chunks(trace, chunk_rows=10))  # warm: the state batch is read once per VM
+    reads: list[int] = []
+    real = replay_module.read_row_group
+
+    def counting(tf, index, columns, count=1):
+        reads.append(index)
+        return real(tf, index, columns, count)
+
+    monkeypatch.setattr(replay_module, "read_row_group", counting)
+    chunks = replay_chunks(trace, chunk_rows=10)
+    assert reads == []  # nothing is read before the first chunk is asked for
+    first = next(chunks)
+    assert first["seq"].tolist() == list(range(10))
+    assert len(reads) == 1  # one row group of the many, not the trace
+    rest = list(chunks)
+    assert len(reads) == len(trace.units[0].row_groups) > 1
+    assert sum(len(c) for c in rest) + 10 == len(b.rows)
+
+
+def test_chunk_boundaries_do_not_depend_on_the_layout(tmp_path: Path) -> None:
+    b, _ = episode_trace()
+    b.io(n=100)
+    sizes = []
+    for size in (7, 64, 1000):
+        chunks = list(replay_chunks(_many_row_groups(tmp_path, b.rows, size), chunk_rows=25))
+        sizes.append([c["seq"].tolist() for c in chunks])
+    assert sizes[0] == sizes[1] == sizes[2]
+    assert [len(c) for c in sizes[0]][:-1] == [25] * (len(sizes[0]) - 1)
