@@ -39,8 +39,7 @@ IOSTATUS = "iostatus:"
 OBSERVED = ("observed:", "observed_seq:", "observed_src:", "observed_time:")
 
 #: Legend printed before the steps of a VM whose state is inferred (an import).
-LEGEND = ("# ~ state inferred from events (the import records none); observed: the last "
-          "query-status / query-block answer, @seq of the reply")
+LEGEND = "# ~ inferred from events; observed: last query-status/query-block answer @seq"
 
 
 def _cell(value: object) -> object:
@@ -151,6 +150,9 @@ def _cells(view: pd.DataFrame, devs: list[str], origin: int | None) -> dict[str,
     ts = view["ts_ns"].to_numpy(dtype=np.int64)
     kind, name = _str(view["kind"]), _str(view["name"])
     step = np.where(name == "", kind, np.where(kind == "qmp_event", name, kind + " " + name))
+    # The narrow form: >command, <reply (as the docs write the QMP order), the rest as is.
+    short = np.where(name == "", kind, np.where(kind == "qmp_command", ">" + name,
+                     np.where(kind == "qmp_reply", "<" + name, step)))
     eid = _str(view["error_id"])
     detail = _join([_labelled("op=", _str(view["op"])), _labelled("errno=", _str(view["errno"])),
                     _labelled("action=", _str(view["action"])), _str(view["value"]),
@@ -177,6 +179,7 @@ def _cells(view: pd.DataFrame, devs: list[str], origin: int | None) -> dict[str,
         "vm": _safe(_str(view["vm"])),
         "thread": _safe(_str(view["thread"])),
         "step": _safe(step),
+        "step_short": _safe(short),
         "device": _safe(_str(view["device"])),
         "detail": _safe(detail),
         "runstate": np.where(runstate == "", "?", runstate),
@@ -203,7 +206,8 @@ def _layout(first: dict[str, np.ndarray], devs: list[str], inferred_rs: bool, in
         _Column("vm", "vm", w("vm", "vm"), drop=2),
         _Column("thread", "thread", w("thread", "thread"), drop=3),
         _Column("step", "step", w("step", "step", 14)),
-        _Column("device", "device", w("device", "device")),
+        # One device: its name heads its io-status column, so a narrow terminal can spare this.
+        _Column("device", "device", w("device", "device"), drop=6 if len(devs) <= 1 else None),
         _Column("detail", "detail", w("detail", "detail", 12)),
         _Column("runstate", rs_h, w("runstate", rs_h, 8)),
         *[_Column(IOSTATUS + d, io_h[d], w(IOSTATUS + d, io_h[d], 6)) for d in devs],
@@ -222,14 +226,20 @@ def _layout(first: dict[str, np.ndarray], devs: list[str], inferred_rs: bool, in
     def total() -> int:
         return sum(c.width for c in cols) + 2 * (len(cols) - 1)
 
-    for rank in range(1, 8):
+    for rank in range(1, 7):
         if total() <= width:
             break
         cols = [c for c in cols if c.drop != rank]
-    detail = next(c for c in cols if c.key == "detail")
-    over = total() - width
-    if over > 0:
-        detail.width = max(10, detail.width - over)
+    step = next(c for c in cols if c.key == "step")
+    if total() > width:  # >command and <reply instead of "qmp_command ..."
+        step.key, step.width = "step_short", w("step_short", "step", 14)
+    for key, least in (("detail", 6), ("step_short", 13)):  # then cut the free text
+        col = next(c for c in cols if c.key == key)
+        over = total() - width
+        if over > 0:
+            col.width = max(least, col.width - over)
+    if total() > width:  # the last resort: the observed answers (jsonl has them all)
+        cols = [c for c in cols if c.drop != 7]
     return cols
 
 
@@ -288,7 +298,7 @@ def replay_text(
             if current is not None:
                 yield ""
             if inferred_rs or (inferred_io and devs):
-                yield _styled(LEGEND, markup, "dim")
+                yield _styled(LEGEND if width is None else LEGEND[:width], markup, "dim")
             header = {c.key: np.array([c.header], dtype=object) for c in cols}
             yield _styled(str(_lines(header, cols, cut)[0]), markup, "bold")
             current = key

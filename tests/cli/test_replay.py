@@ -42,7 +42,7 @@ def _rows(out: str) -> tuple[list[str], list[list[str]]]:
 def test_an_import_labels_inferred_state_and_shows_observed_answers(capsys, real: Path) -> None:
     code, out, err = run(capsys, "replay", str(real), "--event", "BLOCK_IO_ERROR", "--context", "1")
     assert code == 0, err
-    assert out.splitlines()[0].startswith("# ~ state inferred from events")
+    assert out.splitlines()[0].startswith("# ~ inferred from events; observed: last query-status")
     header, rows = _rows(out)
     assert header[:3] == ["seq", "time", "+time"]
     assert {"runstate~", "drive0~", "observed", "src"} <= set(header)
@@ -138,3 +138,31 @@ def test_output_streams_and_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     assert proc.wait(timeout=300) == EXIT_BROKEN_PIPE
     assert header.split()[0] == "seq" and first.split()[0] == "0"
     assert err == ""
+
+
+def test_a_narrow_terminal_keeps_inferred_and_observed_side_by_side(real: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from analyzer.render.replay import print_replay
+    from analyzer.replay import replay_chunks
+
+    buf = io.StringIO()
+    term = Console(file=buf, width=80, force_terminal=True, color_system=None, highlight=False)
+    print_replay(replay_chunks(real, from_seq=0, to_seq=80), term)
+    lines = buf.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    header = lines[1].split()
+    assert {"runstate~", "drive0~", "observed"} <= set(header)
+    assert any(line.split()[1].startswith(">query-") for line in lines[2:])  # >command, <reply
+
+
+def test_trace_values_are_shown_never_obeyed(capsys, tmp_path: Path) -> None:
+    b = TraceBuilder(iothreads={"[red]x\x1b[31m": "iothread0"})
+    b.start()
+    b.io("[red]x\x1b[31m", n=1)
+    path = b.write(tmp_path / "hostile.parquet")
+    code, out, _ = run(capsys, "replay", str(path))
+    assert code == 0 and "\x1b" not in out
+    assert "[red]x\\x1b[31m" in out
