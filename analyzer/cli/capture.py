@@ -18,7 +18,7 @@ def _describe(summary: CaptureSummary) -> str:
     version = f" from QEMU {terminal(summary.qemu_version)}" if summary.qemu_version else ""
     conts = f"; {summary.conts} cont sent" if summary.conts else ""
     return (
-        f"captured {summary.lines} lines{version} in {summary.elapsed_s:.1f} s "
+        f"captured {summary.lines:,} lines{version} in {summary.elapsed_s:.1f} s "
         f"({events}{conts}) -> {terminal(summary.out)}"
     )
 
@@ -123,4 +123,4 @@ def register(app: typer.Typer) -> None:
                 replace=force,
             )
         if done.imported is not None:
-            console.note(f"imported {done.imported.rows} steps -> {terminal(out)}", quiet=quiet)
+            console.note(f"imported {done.imported.rows:,} steps -> {terminal(out)}", quiet=quiet)

@@ -23,15 +23,15 @@ CHOICES = ("auto", *FORMATS)
 def _describe(summary: ImportSummary) -> list[str]:
     lines = []
     for i in summary.inputs:
-        extra = f", {i.skipped} skipped" if i.skipped else ""
+        extra = f", {i.skipped:,} skipped" if i.skipped else ""
         extra += ", truncated" if i.truncated else ""
         vms = f" -> {', '.join(terminal(v) for v in i.vms)}" if i.vms else ""
         lines.append(
-            f"{terminal(i.path)}: {i.format} ({i.lines} lines, {i.rows} rows{extra}){vms}"
+            f"{terminal(i.path)}: {i.format} ({i.lines:,} lines, {i.rows:,} rows{extra}){vms}"
         )
     vms = len(summary.vm_rows)
     lines.append(
-        f"wrote {summary.rows} rows ({vms} VM{'s' if vms != 1 else ''}) -> {terminal(summary.out)}"
+        f"wrote {summary.rows:,} rows ({vms} VM{'s' if vms != 1 else ''}) -> {terminal(summary.out)}"
     )
     return lines
 

@@ -130,8 +130,8 @@ def register(app: typer.Typer) -> None:
         if summary.truth is not None:
             broken = f", truth: {len(summary.truth['broken'])} broken"
         console.note(
-            f"recorded {summary.steps} steps from {summary.vms} VM(s), {config.mode} mode, "
-            f"variant {terminal(config.variant)}, seed {config.seed}: {summary.errors} errors, "
-            f"{summary.stops} stops, {summary.resumes} resumes{broken} -> {terminal(out)}",
+            f"recorded {summary.steps:,} steps from {summary.vms:,} VM(s), {config.mode} mode, "
+            f"variant {terminal(config.variant)}, seed {config.seed}: {summary.errors:,} errors, "
+            f"{summary.stops:,} stops, {summary.resumes:,} resumes{broken} -> {terminal(out)}",
             quiet=quiet,
         )

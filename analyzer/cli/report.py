@@ -107,8 +107,8 @@ def summary(rep: Report, written: Path | None, kind: str) -> str:
     style = "bold red" if rep.verdict == "fail" else "bold green"
     result = rep.result
     lines = [
-        f"[{style}]{rep.verdict.upper()}[/] {rep.errors} error finding(s), {rep.warnings} warning(s) "
-        f"in {result.steps:,} steps of {result.vms} VM(s)",
+        f"[{style}]{rep.verdict.upper()}[/] {rep.errors:,} error finding(s), {rep.warnings:,} warning(s) "
+        f"in {result.steps:,} steps of {result.vms:,} VM(s)",
     ]
     for s in rep.rules:
         if s.total:
