@@ -115,8 +115,17 @@ def register(app: typer.Typer) -> None:
             console.err.print(f"blkreplay replay: {f.severity}: {f.rule}: {terminal(f.message)}")
         if window is not None:
             from_seq, to_seq = window.first, window.last
-        chunks = replay_chunks(trace, vm=vm, device=device, from_seq=from_seq, to_seq=to_seq,
-                               since=lo_ns, until=hi_ns)
+        shown_rows = [0]
+
+        def counted():
+            for chunk in replay_chunks(trace, vm=vm, device=device, from_seq=from_seq, to_seq=to_seq,
+                                       since=lo_ns, until=hi_ns):
+                shown_rows[0] += len(chunk)
+                yield chunk
+            if not shown_rows[0]:  # said on stderr: stdout stays what a script parses
+                console.err.print("blkreplay replay: no step in the selected range")
+
+        chunks = counted()
         if fmt == "jsonl":
             for chunk in chunks:  # a chunk at a time: `| head` gets its lines at once
                 console.out.file.write("".join(jsonl_lines([chunk])))

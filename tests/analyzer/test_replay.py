@@ -288,3 +288,26 @@ def test_chunk_boundaries_do_not_depend_on_the_layout(tmp_path: Path) -> None:
         sizes.append([c["seq"].tolist() for c in chunks])
     assert sizes[0] == sizes[1] == sizes[2]
     assert [len(c) for c in sizes[0]][:-1] == [25] * (len(sizes[0]) - 1)
+
+
+def test_a_held_event_delivered_after_its_stop_still_explains_it(samples_dir: Path, tmp_path: Path) -> None:
+    """QEMU 10 held a BLOCK_IO_ERROR (rate limit) and sent it after the STOP it caused, with
+    its original timestamp (samples/qemu-10.0/a-stop-eio-dataplane: `... <cont STOP BIOE`)."""
+    from analyzer.importers.pipeline import import_traces
+
+    out = tmp_path / "a.parquet"
+    import_traces([str(samples_dir / "qemu-10.0" / "a-stop-eio-dataplane" / "qmp-transcript.jsonl")], str(out))
+    view = replay(out)
+    assert view["time"].str.fullmatch(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z").all()
+    names = view["name"].tolist()
+
+    def unexplained_on_arrival(i: int) -> bool:  # a STOP with no BLOCK_IO_ERROR since the RESUME
+        resumes = [j for j in range(i) if names[j] == "RESUME"]
+        return names[i] == "STOP" and bool(resumes) and "BLOCK_IO_ERROR" not in names[resumes[-1]:i]
+
+    late = next(i for i in range(len(names)) if unexplained_on_arrival(i))
+    assert "BLOCK_IO_ERROR" in names[late:names.index("RESUME", late)]  # its event came after it
+    stop = view.iloc[late]
+    assert stop["runstate"] == "io-error"          # explained by the event that came later
+    assert stop["iostatus:drive0"] == "failed"     # set where the error was raised
+    assert view.iloc[late - 1]["iostatus:drive0"] == "ok"  # after cont, before the retry failed

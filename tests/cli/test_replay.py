@@ -166,3 +166,8 @@ def test_trace_values_are_shown_never_obeyed(capsys, tmp_path: Path) -> None:
     code, out, _ = run(capsys, "replay", str(path))
     assert code == 0 and "\x1b" not in out
     assert "[red]x\\x1b[31m" in out
+
+
+def test_a_range_with_no_step_says_so_on_stderr(capsys, real: Path) -> None:
+    code, out, err = run(capsys, "replay", str(real), "--since", "2099-01-01")
+    assert code == 0 and out == "" and err.strip() == "blkreplay replay: no step in the selected range"
