@@ -5,11 +5,13 @@ typer labels every parameter with its Python type (``--quiet <bool>``, ``--vm <s
 The root group's class (:class:`HelpGroup`) tidies every command reachable from it once, when
 click looks it up: a flag shows no value, an argument its metavar alone, and an option that
 declares no metavar gets one from its type (``TEXT``, ``N``, ``X``, ``PATH``). Options whose
-values are a closed set declare them as their metavar (``text|json|junit``).
+values are a closed set declare them as their metavar (``text|json|junit``). Help paragraphs
+are reflowed to the terminal's width.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from typer.core import TyperArgument, TyperGroup, TyperOption
@@ -33,10 +35,22 @@ def _tidy_param(param: Any) -> None:
         param.display_type_rich = _no_type  # the name column shows the metavar already
 
 
+def reflow(text: str | None) -> str | None:
+    """A docstring's paragraphs as single lines (typer's rich mode keeps the source's line
+    breaks, which wrap into ragged fragments on a narrow terminal); a ``\\b`` paragraph (click's
+    "keep as is") is kept."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
+
+
 def tidy(command: Any, ctx: Any) -> Any:
-    """`command` (and, for a group, every command under it) with tidy help labels."""
+    """`command` (and, for a group, every command under it) with tidy help labels and
+    reflowed help text."""
     if getattr(command, "_blkreplay_tidy", False):
         return command
+    command.help = reflow(command.help)
     for param in command.params:
         _tidy_param(param)
     helper = command.get_help_option(ctx)

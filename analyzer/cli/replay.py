@@ -41,7 +41,7 @@ def _usage(message: str) -> UsageError:
 def register(app: typer.Typer) -> None:
     @app.command("replay")
     def replay_command(
-        paths: Annotated[list[Path], typer.Argument(metavar="TRACE...", help="Trace file(s) or directory.",
+        paths: Annotated[list[Path], typer.Argument(metavar="TRACE", help="Trace file(s) or directory.",
                                                     show_default=False)],
         vm: Annotated[str | None, typer.Option("--vm", metavar="NAME", help="Only this VM.")] = None,
         device: Annotated[

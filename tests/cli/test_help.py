@@ -57,3 +57,19 @@ def test_replay_help_says_what_is_observed_and_what_is_inferred() -> None:
     assert 'what "info block"' not in text
     for flag in ("--episode", "--event", "--nth", "--since", "--until"):
         assert flag in text
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a) or "blkreplay")
+def test_help_paragraphs_are_reflowed_not_ragged(args: list[str]) -> None:
+    """A docstring's line breaks do not survive into the help: every line of a description
+    paragraph but its last fills most of the 80 columns."""
+    text = _help(args)
+    description = text.split("╭")[0].splitlines()[3:]  # after the usage line
+    paragraph: list[str] = []
+    for line in [*description, ""]:
+        if line.strip():
+            paragraph.append(line.strip())
+            continue
+        for inner in paragraph[:-1]:
+            assert len(inner) >= 55, (inner, text)
+        paragraph = []
