@@ -52,6 +52,7 @@ from analyzer.trace import PathArg, Trace, UnitData, load, read_unit
 from analyzer.trace.arrow import plain
 from analyzer.trace.files import parquet_file, read_row_group
 from tracer.errors import InputError
+from tracer.schema import COLUMN_BY_NAME
 
 #: Columns of the replay view before the per-device columns. The first seventeen are the
 #: original view; the rest were added after (additive).
@@ -325,11 +326,10 @@ def _vm_tables(trace: Trace, vm: str, from_seq: int | None, to_seq: int | None, 
 
 def _complete(t: pa.Table) -> pa.Table:
     """Every column of the view (all null where a file lacks one), in _VIEW_READ order."""
-    from analyzer.trace.plan import _plain_type
-
     for c in _VIEW_READ:
         if c not in t.column_names:
-            t = t.append_column(c, pa.nulls(t.num_rows, _plain_type(c)))
+            spec = COLUMN_BY_NAME[c]
+            t = t.append_column(c, pa.nulls(t.num_rows, pa.string() if spec.is_string else spec.type))
         elif pa.types.is_dictionary(t.column(c).type):
             t = t.set_column(t.column_names.index(c), c, t.column(c).cast(pa.string()))
     return t.select(list(_VIEW_READ))
@@ -401,11 +401,11 @@ def _frame(st: _VmState, table: pa.Table, device: str | None) -> pd.DataFrame:
     frame["runstate"] = _fill(known, runstate_names(codes), None)
     pend = _fill(known, pending(s, after), NULL)
     frame["pending"] = pd.arrays.IntegerArray(np.where(pend >= 0, pend, 0), pend < 0)
-    pos = np.searchsorted(st.marked_seq, seq)
-    hit = (pos < len(st.marked_seq)) & (st.marked_seq[np.minimum(pos, max(len(st.marked_seq) - 1, 0))] == seq) \
-        if len(st.marked_seq) else np.zeros(n, dtype=bool)
-    frame["findings"] = np.where(hit, st.marked_ids[np.minimum(pos, max(len(st.marked_seq) - 1, 0))]
-                                 if len(st.marked_seq) else "", "").astype(object)
+    if len(st.marked_seq):
+        pos = np.minimum(np.searchsorted(st.marked_seq, seq), len(st.marked_seq) - 1)
+        frame["findings"] = np.where(st.marked_seq[pos] == seq, st.marked_ids[pos], "").astype(object)
+    else:
+        frame["findings"] = np.full(n, "", dtype=object)
     frame["time"] = _time(ts)
     frame["src"] = _src(_strs(table, "src_file"), np.asarray(table.column("src_line").to_pylist(), dtype=object))
     frame["runstate_inferred"] = not st.runstate_rows
