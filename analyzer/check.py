@@ -15,13 +15,16 @@ from functools import partial
 
 import pandas as pd
 
+from analyzer.applicability import reason
 from analyzer.engine import dask_cluster, map_units
 from analyzer.episodes import EPISODE_COLUMNS, empty_episodes, episodes
 from analyzer.lang.ruleset import RuleSet, load_rules
 from analyzer.progress import ProgressCallback
 from analyzer.result import CheckResult, Finding
 from analyzer.rules import RULE_IDS, applicable, columns_for, run, select
+from analyzer.rules.catalogue import rule
 from analyzer.rules.integrity import findings as integrity_findings
+from analyzer.timewindow import TimeBound, bound, keep_episodes, keep_findings
 from analyzer.trace import PathArg, Trace, Unit, UnitData, load, release_footers, scan_unit
 from tracer.errors import InputError
 from tracer.schema import COLUMN_NAMES
@@ -76,6 +79,8 @@ def check(
     progress: ProgressCallback | None = None,
     rule_files: Sequence[PathArg] = (),
     only_files: bool = False,
+    since: TimeBound = None,
+    until: TimeBound = None,
 ) -> CheckResult:
     """Check the trace at `paths` (files, directories, globs, or a loaded `Trace`).
 
@@ -88,7 +93,9 @@ def check(
     `rule_files`: rule files of the rule language (docs/rules-language.md) whose rules run
     beside the catalogue; with `only_files`, instead of it (`rules` then selects among theirs).
     Raises :class:`tracer.errors.InputError` for unusable input, unknown rule ids, a bad rule
-    file or an unreachable scheduler. The result is deterministic: same steps, same result, whatever the
+    file or an unreachable scheduler. `since` / `until` (epoch ns, ISO-8601 text, epoch
+    seconds as float or text, datetime; inclusive) keep only the findings and episodes of that
+    time window, the whole trace still judged (`analyzer.timewindow`). The result is deterministic: same steps, same result, whatever the
     file layout, engine, scheduler or worker count.
     """
     if scheduler is not None:
@@ -97,6 +104,10 @@ def check(
         if workers is not None:
             raise InputError("workers does not apply with a scheduler: the cluster's workers run "
                              "the units (local:N starts N of them)")
+    try:
+        lo, hi = bound(since), bound(until)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     extra, chosen = _rule_sets(rules, rule_files, only_files)
     trace = paths if isinstance(paths, Trace) else load(paths)  # type: ignore[arg-type]
     ids = tuple(r.id for r in chosen)
@@ -116,6 +127,9 @@ def check(
     not_applicable = [r.id for r in chosen if not applicable(r, present)]
     not_applicable += [r.id for r in extra.rules if not r.applies_to(present)]
     skip = set(not_applicable)
+    reasons = {r.id: reason(rule(r.id).needs, rule(r.id).needs_one_of, present)
+               for r in chosen if r.id in skip}
+    reasons.update({r.info.id: reason(r.spec.needs, (), present) for r in extra.rules if r.info.id in skip})
     findings = [f for r in results for f in r.findings if f.rule not in skip]
     if "trace-truncated" in ids:
         findings.extend(integrity_findings(trace.truncated))
@@ -125,6 +139,7 @@ def check(
         findings.extend(integrity_findings(trace.recording_problems()))
     if "trace-empty" in ids:
         findings.extend(integrity_findings(trace.empty))
+    findings = keep_findings(findings, lo, hi)
     findings.sort(key=_order)
     frames = [r.episodes for r in results if len(r.episodes)]
     eps = (
@@ -141,7 +156,8 @@ def check(
         not_applicable=not_applicable,
         steps=sum(r.rows for r in results),
         vms=len(trace.vms),
-        episodes=eps,
+        episodes=keep_episodes(eps, lo, hi),
+        not_applicable_reasons=reasons,
     )
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 
 from analyzer import identity
 from analyzer.outage import Incident
+from analyzer.timefmt import is_wall_clock, iso_utc
 
 Severity = Literal["error", "warning"]
 Verdict = Literal["pass", "fail"]
@@ -32,6 +33,11 @@ class RuleInfo:
     guarantee: str
     #: Step kinds (or "kind:name" for events/commands) without which it is not applicable.
     needs: tuple[str, ...] = ()
+
+
+def is_ordering(rule: RuleInfo) -> bool:
+    """Whether `rule` checks an ordering guarantee of the error path (I1..I6 of docs/rules.md)."""
+    return rule.guarantee[:1] == "I" and rule.guarantee[1:].isdigit()
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class Finding:
             "thread": self.thread,
             "message": self.message,
             "src": list(self.src),
+            "time": iso_utc(self.ts_ns) if is_wall_clock(self.ts_ns) else None,
         }
         if self.host or self.run:
             doc["host"] = self.host
@@ -150,10 +157,19 @@ class CheckResult:
     episodes: pd.DataFrame
     #: Correlated io-error pauses across VMs and hosts (`analyzer.outage`), by start time.
     incidents: list[Incident] = field(default_factory=list)
+    #: Why each rule of `not_applicable` did not apply (``the trace has no STOP event``).
+    not_applicable_reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def verdict(self) -> Verdict:
         return "fail" if any(f.severity == "error" for f in self.findings) else "pass"
+
+    @property
+    def exercised(self) -> bool:
+        """False when ordering rules (guarantees I1..I6) were run and none applied: a PASS
+        that checked nothing of the error path."""
+        ordering = [r for r in self.rules if is_ordering(r)]
+        return not ordering or any(r.id not in self.not_applicable for r in ordering)
 
     @property
     def by_rule(self) -> dict[str, int]:
@@ -177,4 +193,6 @@ class CheckResult:
             },
             "findings": [f.to_dict() for f in self.findings],
             "not_applicable": list(self.not_applicable),
+            "not_applicable_reasons": {r: self.not_applicable_reasons.get(r) for r in self.not_applicable},
+            "exercised": self.exercised,
         }

@@ -26,6 +26,7 @@ import typer.main
 
 from analyzer.cli import capture, check, console, export, import_, record, replay, report
 from analyzer.cli import rules as rules_cli
+from analyzer.cli.helpfmt import HelpGroup
 from analyzer.text import terminal
 from tracer import __version__
 from tracer.errors import (
@@ -44,6 +45,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    cls=HelpGroup,
 )
 
 #: Command modules, in the order `blkreplay --help` lists them.

@@ -18,7 +18,7 @@ def _describe(summary: CaptureSummary) -> str:
     version = f" from QEMU {terminal(summary.qemu_version)}" if summary.qemu_version else ""
     conts = f"; {summary.conts} cont sent" if summary.conts else ""
     return (
-        f"captured {summary.lines} lines{version} in {summary.elapsed_s:.1f} s "
+        f"captured {summary.lines:,} lines{version} in {summary.elapsed_s:.1f} s "
         f"({events}{conts}) -> {terminal(summary.out)}"
     )
 
@@ -39,8 +39,8 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--qmp",
-                metavar="unix:PATH|tcp:HOST:PORT",
-                help="The QMP monitor to record: an extra one beside management's "
+                metavar="ADDRESS",
+                help="The QMP monitor to record, unix:PATH or tcp:HOST:PORT: an extra one beside management's "
                 "(e.g. -qmp unix:/run/vm0-capture.sock,server=on,wait=off).",
             ),
         ],
@@ -49,6 +49,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "-o",
                 "--out",
+                metavar="PATH",
                 help="Output: a .jsonl transcript; any other path is a trace imported from it "
                 "(the transcript is kept beside it as OUT.qmp.jsonl). An earlier transcript "
                 "is replaced only once the endpoint has spoken QMP.",
@@ -61,13 +62,16 @@ def register(app: typer.Typer) -> None:
         duration: Annotated[
             float | None, typer.Option("--duration", metavar="S", help="Stop after S seconds.")
         ] = None,
-        until_shutdown: Annotated[
+        no_until_shutdown: Annotated[
             bool,
             typer.Option(
-                "--until-shutdown/--no-until-shutdown",
-                help="Stop when QEMU emits SHUTDOWN (the default).",
+                "--no-until-shutdown",
+                help="Keep recording after QEMU emits SHUTDOWN (by default the capture stops there).",
             ),
-        ] = True,
+        ] = False,
+        _until_shutdown: Annotated[  # the default, still accepted
+            bool, typer.Option("--until-shutdown", hidden=True, help="Stop at SHUTDOWN (the default).")
+        ] = False,
         auto_cont: Annotated[
             int | None,
             typer.Option(
@@ -109,7 +113,7 @@ def register(app: typer.Typer) -> None:
                 qemu_log=qemu_log,
                 poll_ms=poll,
                 duration_s=duration,
-                until_shutdown=until_shutdown,
+                until_shutdown=not no_until_shutdown,
                 auto_cont_ms=auto_cont,
                 connect_wait_s=wait,
                 progress=capturing,
@@ -119,4 +123,4 @@ def register(app: typer.Typer) -> None:
                 replace=force,
             )
         if done.imported is not None:
-            console.note(f"imported {done.imported.rows} steps -> {terminal(out)}", quiet=quiet)
+            console.note(f"imported {done.imported.rows:,} steps -> {terminal(out)}", quiet=quiet)

@@ -13,6 +13,7 @@ import typer
 
 from analyzer import check, outputs
 from analyzer.cli import console
+from analyzer.cli.timeopts import SINCE_HELP, UNTIL_HELP, time_bounds
 from analyzer.render import CHECK_FORMATS, print_text, render_check
 from tracer.errors import check_format
 
@@ -20,14 +21,14 @@ from tracer.errors import check_format
 def register(app: typer.Typer) -> None:
     @app.command("check")
     def check_command(
-        paths: Annotated[list[Path], typer.Argument(help="Trace files, directories or globs.", show_default=False)],
+        paths: Annotated[list[Path], typer.Argument(metavar="TRACE", help="Trace files, directories or globs.", show_default=False)],
         rules: Annotated[
-            str | None, typer.Option("--rules", help="Comma-separated rule ids (default: all).")
+            str | None, typer.Option("--rules", metavar="IDS", help="Comma-separated rule ids (default: all).")
         ] = None,
-        fmt: Annotated[str, typer.Option("--format", "-f", help="text, json or junit.")] = "text",
+        fmt: Annotated[str, typer.Option("--format", "-f", metavar="text|json|junit", help="Output format.")] = "text",
         output: Annotated[
             str | None,
-            typer.Option("--output", "-o", help="Write here (atomically; never over an input) "
+            typer.Option("--output", "-o", metavar="FILE", help="Write here (atomically; never over an input) "
                          "instead of stdout; - is stdout."),
         ] = None,
         parents: Annotated[
@@ -35,7 +36,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; text: only the verdict.")] = False,
         engine: Annotated[
-            str | None, typer.Option("--engine", help="local (default) or dask.", show_default=False)
+            str | None, typer.Option("--engine", metavar="local|dask", help="Where the per-VM work runs (default: local).", show_default=False)
         ] = None,
         workers: Annotated[
             int | None, typer.Option("--workers", min=1, help="Threads (local engine, or Dask without --scheduler).")
@@ -55,11 +56,14 @@ def register(app: typer.Typer) -> None:
         only_file: Annotated[
             bool, typer.Option("--only-file", help="Run only the rules of the --rules-file files.")
         ] = False,
+        since: Annotated[str | None, typer.Option("--since", metavar="TIME", help=SINCE_HELP)] = None,
+        until: Annotated[str | None, typer.Option("--until", metavar="TIME", help=UNTIL_HELP)] = None,
     ) -> None:
         """Check the ordering guarantees of QEMU's block I/O error path in traces.
 
         Exit status: 0 no error finding, 1 error findings, 2 unusable input or usage."""
         check_format(fmt, CHECK_FORMATS)
+        lo, hi = time_bounds(since, until, "blkreplay check")
         files = list(rule_files or [])  # inputs too: -o never writes over a rule file
         if output is not None:  # refused before the check runs, not after
             outputs.check_output(output, inputs=[*paths, *files], kind="findings", parents=parents,
@@ -68,7 +72,8 @@ def register(app: typer.Typer) -> None:
         with console.progress_bar("checking", quiet=quiet) as progress:
             result = check([str(p) for p in paths], rules=rule_ids, engine=engine, workers=workers,
                            scheduler=scheduler, progress=progress,
-                           rule_files=[str(p) for p in files], only_files=only_file)
+                           rule_files=[str(p) for p in files], only_files=only_file,
+                           since=lo, until=hi)
         if fmt == "text" and output in (None, outputs.STDOUT):
             print_text(result, console.out, quiet=quiet)
         else:

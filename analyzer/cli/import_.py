@@ -23,19 +23,19 @@ CHOICES = ("auto", *FORMATS)
 def _describe(summary: ImportSummary) -> list[str]:
     lines = []
     for i in summary.inputs:
-        extra = f", {i.skipped} skipped" if i.skipped else ""
+        extra = f", {i.skipped:,} skipped" if i.skipped else ""
         extra += ", truncated" if i.truncated else ""
         extra += f", {i.unknown_lines} in no known trace format" if i.unknown_lines else ""
         vms = f" -> {', '.join(terminal(v) for v in i.vms)}" if i.vms else ""
         vms += f" on {terminal(i.host)}" if i.host is not None and len(summary.hosts) > 1 else ""
         lines.append(
-            f"{terminal(i.path)}: {i.format} ({i.lines} lines, {i.rows} rows{extra}){vms}"
+            f"{terminal(i.path)}: {i.format} ({i.lines:,} lines, {i.rows:,} rows{extra}){vms}"
         )
     vms = len(summary.host_vm_rows or summary.vm_rows)
     hosts = len(summary.hosts)
     on = f" on {hosts} hosts" if hosts > 1 else ""
     lines.append(
-        f"wrote {summary.rows} rows ({vms} VM{'s' if vms != 1 else ''}{on}) -> {terminal(summary.out)}"
+        f"wrote {summary.rows:,} rows ({vms} VM{'s' if vms != 1 else ''}{on}) -> {terminal(summary.out)}"
     )
     return lines
 
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         inputs: Annotated[
             list[Path],
             typer.Argument(
-                metavar="INPUT...",
+                metavar="INPUT",
                 help="QMP transcript or stream, QEMU trace log (log backend or qemu-trace-stap), "
                 "libvirt debug log (a file, journalctl -o json|export|short-precise, a KubeVirt "
                 "pod log), libvirt per-domain QEMU log or QEMU command line, virsh event or "
@@ -60,6 +60,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "-o",
                 "--out",
+                metavar="PATH",
                 help="A .parquet file (replaced atomically), or a new directory (one "
                 "[host=H/]vm=NAME/part-0.parquet per VM, renamed into place when complete).",
             ),
@@ -68,8 +69,8 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--format",
-                metavar="|".join(CHOICES),
-                help="Input format; auto recognises each input from its content.",
+                metavar="FORMAT",
+                help=f"Input format: {', '.join(CHOICES[1:])}, or auto (recognise each input from its content).",
             ),
         ] = "auto",
         vm: Annotated[

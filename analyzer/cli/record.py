@@ -50,7 +50,7 @@ def _number(flag: str, text: str | None, kind: type) -> Any:
 def register(app: typer.Typer) -> None:
     @app.command("record")
     def record_cmd(
-        out: Annotated[str, typer.Option("-o", "--out", help="Output trace directory (new, or empty).")],
+        out: Annotated[str, typer.Option("-o", "--out", metavar="DIR", help="Output trace directory (new, or empty).")],
         scenario: Annotated[
             Path | None,
             typer.Option("--scenario", metavar="FILE.toml", help="Scenario file (traces/scenarios/)."),
@@ -130,8 +130,8 @@ def register(app: typer.Typer) -> None:
         if summary.truth is not None:
             broken = f", truth: {len(summary.truth['broken'])} broken"
         console.note(
-            f"recorded {summary.steps} steps from {summary.vms} VM(s), {config.mode} mode, "
-            f"variant {terminal(config.variant)}, seed {config.seed}: {summary.errors} errors, "
-            f"{summary.stops} stops, {summary.resumes} resumes{broken} -> {terminal(out)}",
+            f"recorded {summary.steps:,} steps from {summary.vms:,} VM(s), {config.mode} mode, "
+            f"variant {terminal(config.variant)}, seed {config.seed}: {summary.errors:,} errors, "
+            f"{summary.stops:,} stops, {summary.resumes:,} resumes{broken} -> {terminal(out)}",
             quiet=quiet,
         )

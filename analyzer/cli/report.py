@@ -13,6 +13,7 @@ import typer
 
 from analyzer import outputs
 from analyzer.cli import console
+from analyzer.cli.timeopts import SINCE_HELP, UNTIL_HELP, time_bounds
 from analyzer.report import FORMATS, Report, build_report, format_for, write_report
 from analyzer.text import terminal
 from tracer.errors import check_format
@@ -40,15 +41,15 @@ def _size(n: int) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
-        paths: Annotated[list[Path], typer.Argument(help="Trace files or directories to audit.")],
+        paths: Annotated[list[Path], typer.Argument(metavar="TRACE", help="Trace files or directories to audit.")],
         output: Annotated[
             str,
-            typer.Option("--output", "-o", help="Report file to write (replaced atomically; never "
+            typer.Option("--output", "-o", metavar="FILE", help="Report file to write (replaced atomically; never "
                          "over an input); - is stdout (needs --format)."),
         ],
         fmt: Annotated[
             str | None,
-            typer.Option("--format", "-f", help="html, md or json (default: from the output's extension)."),
+            typer.Option("--format", "-f", metavar="html|md|json", help="Report format (default: from the output's extension)."),
         ] = None,
         max_findings: Annotated[
             int, typer.Option("--max-findings", min=0, help="Findings listed per rule; totals stay exact.")
@@ -69,6 +70,8 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--only-file", help="Run only the rules of the --rules-file files.")
         ] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
+        since: Annotated[str | None, typer.Option("--since", metavar="TIME", help=SINCE_HELP)] = None,
+        until: Annotated[str | None, typer.Option("--until", metavar="TIME", help=UNTIL_HELP)] = None,
     ) -> None:
         """Write an audit report (HTML, Markdown or JSON).
 
@@ -77,17 +80,21 @@ def register(app: typer.Typer) -> None:
         if fmt is not None:
             check_format(fmt, FORMATS)
         kind = format_for(output, fmt)
+        lo, hi = time_bounds(since, until, "blkreplay report")
         # refused before the check runs, not after
         files = list(rule_files or [])  # inputs too: -o never writes over a rule file
         outputs.check_output(output, inputs=[*paths, *files], kind="report", parents=parents,
                              allow_stdout=True)
         command = _command(paths, output, kind, max_findings, timestamp, files, only_file)
+        for flag, value in (("--since", since), ("--until", until)):
+            if value is not None:
+                command += " " + shlex.join([flag, value])
         phases = (("checking", "steps"), ("statistics", "steps"), ("timeline", "steps"))
         with console.progress_phases(*phases, quiet=quiet) as (checking, statistics, timeline):
             rep = build_report(paths, max_findings=max_findings, timestamp=timestamp,
                                command=command, progress=checking,
                                statistics_progress=statistics, timeline_progress=timeline,
-                               rule_files=files, only_files=only_file)
+                               rule_files=files, only_files=only_file, since=lo, until=hi)
         written = write_report(rep, output, kind, inputs=[*paths, *files], parents=parents)
         if not quiet:  # on stderr when the report itself is on stdout
             shown = console.out if written is not None else console.err
@@ -100,8 +107,8 @@ def summary(rep: Report, written: Path | None, kind: str) -> str:
     style = "bold red" if rep.verdict == "fail" else "bold green"
     result = rep.result
     lines = [
-        f"[{style}]{rep.verdict.upper()}[/] {rep.errors} error finding(s), {rep.warnings} warning(s) "
-        f"in {result.steps:,} steps of {result.vms} VM(s)",
+        f"[{style}]{rep.verdict.upper()}[/] {rep.errors:,} error finding(s), {rep.warnings:,} warning(s) "
+        f"in {result.steps:,} steps of {result.vms:,} VM(s)",
     ]
     for s in rep.rules:
         if s.total:

@@ -339,8 +339,13 @@ def build_report(
     timeline_progress: ProgressCallback | None = None,
     rule_files: Sequence[str | Path] = (),
     only_files: bool = False,
+    since: int | str | None = None,
+    until: int | str | None = None,
 ) -> Report:
     """Check `paths` and gather everything an audit report shows.
+
+    `since` / `until`: the time window of the findings and episodes, as :func:`analyzer.check`
+    takes it (the whole trace is still judged).
 
     `rule_files` (docs/rules-language.md) are run beside the built-in rules, or alone with
     `only_files`, exactly as :func:`analyzer.check` runs them.
@@ -353,7 +358,8 @@ def build_report(
     paths = [str(p) for p in paths]
     trace = load(paths)
     files = [str(f) for f in rule_files]
-    result = check(trace, progress=progress, rule_files=files, only_files=only_files)
+    result = check(trace, progress=progress, rule_files=files, only_files=only_files,
+                   since=since, until=until)
     generated_at = (
         _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         if timestamp else None

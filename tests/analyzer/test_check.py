@@ -58,12 +58,14 @@ def test_json_document(capsys, failing: Path) -> None:
     code, out, _ = run(capsys, "check", str(failing), "--format", "json")
     d = json.loads(out)
     assert code == 1
-    assert list(d) == ["schema", "verdict", "inputs", "summary", "findings", "not_applicable"]
+    assert list(d) == ["schema", "verdict", "inputs", "summary", "findings", "not_applicable",
+                       "not_applicable_reasons", "exercised"]
     assert d["schema"] == "blkreplay.findings/1" and d["verdict"] == "fail"
     assert d["inputs"][0]["path"] == str(failing) and len(d["inputs"][0]["sha256"]) == 64
     assert set(d["summary"]) == {"steps", "vms", "episodes", "findings", "by_rule"}
     f = d["findings"][0]
-    assert set(f) == {"rule", "severity", "vm", "device", "error_id", "seq", "ts_ns", "thread", "message", "src"}
+    assert set(f) == {"rule", "severity", "vm", "device", "error_id", "seq", "ts_ns", "thread", "message", "src",
+                      "time"}
     assert d["summary"]["findings"] == len(d["findings"])
     assert out == json.dumps(check([failing]).to_dict(), indent=2, ensure_ascii=False) + "\n"
 
@@ -127,7 +129,7 @@ def test_unusable_input_is_one_line_and_exit_2_from_the_console_script(tmp_path:
 def test_replay_command_text_jsonl_and_around(capsys, failing: Path) -> None:
     code, out, _ = run(capsys, "replay", str(failing), "--around", "7", "--context", "2")
     lines = out.strip().splitlines()
-    assert code == 0 and lines[0].split()[:3] == ["seq", "ts_ns", "vm"]
+    assert code == 0 and lines[0].split()[:3] == ["seq", "time", "vm"]
     assert [ln.split()[0] for ln in lines[1:]] == ["5", "6", "7", "8", "9"]
     event = next(f.seq[0] for f in check([failing]).findings if f.rule == "iostatus-before-event")
     code, out, _ = run(capsys, "replay", str(failing), "--from-seq", str(event - 2), "--to-seq",
@@ -137,7 +139,7 @@ def test_replay_command_text_jsonl_and_around(capsys, failing: Path) -> None:
     assert {"runstate", "iostatus", "pending", "findings"} <= set(rows[0])
     assert "iostatus-before-event" in rows[2]["findings"] and rows[2]["name"] == "BLOCK_IO_ERROR"
     code, _, err = run(capsys, "replay", str(failing), "--vm", "nope")
-    assert code == 2 and "no VM named" in err
+    assert code == 2 and "--vm nope: no such VM in the trace (its VMs: vm0)" in err
 
 
 def test_findings_of_imported_rows_point_at_the_original_lines(tmp_path: Path) -> None:

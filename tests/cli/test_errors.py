@@ -46,7 +46,7 @@ def test_the_one_mapping_of_exit_statuses():
     "argv,line",
     [
         (["check", "--foo"], "blkreplay check: no such option: --foo"),
-        (["check"], "blkreplay check: missing argument 'paths' (see blkreplay check --help)"),
+        (["check"], "blkreplay check: missing argument 'TRACE' (see blkreplay check --help)"),
         (["report", str(TRACES / "fixed")], "blkreplay report: missing option '--output' / '-o'"),
         (["check", str(TRACES / "fixed"), "--workers", "x"], "blkreplay check: invalid value for '--workers'"),
         (["no-such-command"], "blkreplay: no such command 'no-such-command' (see blkreplay --help)"),

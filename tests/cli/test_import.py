@@ -27,8 +27,8 @@ def test_import_says_what_it_recognised(dataplane, tmp_path, capsys):
     assert code == 0
     lines = stdout.splitlines()
     assert lines[0] == f"{dataplane / 'qmp-transcript.jsonl'}: qmp (212 lines, 212 rows) -> cap-a"
-    assert lines[1] == f"{dataplane / 'trace.log'}: qemu-log (1777 lines, 1757 rows) -> cap-a"
-    assert lines[2] == f"wrote 1757 rows (1 VM) -> {out}"
+    assert lines[1] == f"{dataplane / 'trace.log'}: qemu-log (1,777 lines, 1,757 rows) -> cap-a"
+    assert lines[2] == f"wrote 1,757 rows (1 VM) -> {out}"
     table = pq.read_table(out)
     assert set(table.column("vm").to_pylist()) == {"cap-a"}
     assert set(table.column("host").to_pylist()) == {"h1"}

@@ -40,7 +40,7 @@ def test_record_writes_trace_and_truth_and_prints_a_summary(tmp_path):
     truth = json.loads((out / "truth.json").read_text())
     assert truth["variant"] == "no-reset" and truth["seed"] == 4
     summary = result.stderr if result.stderr_bytes is not None else result.output
-    assert f"recorded {manifest.rows} steps from 2 VM(s)" in summary
+    assert f"recorded {manifest.rows:,} steps from 2 VM(s)" in summary
     assert "errors" in summary and "stops" in summary and "resumes" in summary
 
 

@@ -109,7 +109,7 @@ def test_a_truncated_compressed_file_is_one_line_naming_file_and_line(sample, co
     done = blkreplay(["import", name, "-o", "t.parquet", "--skip-bad"], sample)
     assert done.returncode == 0, done.stderr
     first = done.stdout.decode().splitlines()[0]
-    assert first.startswith(f"cut.log: libvirt-log ({line - 1} lines, ") and first.endswith("1 skipped, truncated) -> vm-a-stop-eio-file")
+    assert first.startswith(f"cut.log: libvirt-log ({line - 1:,} lines, ") and first.endswith("1 skipped, truncated) -> vm-a-stop-eio-file")
     meta = pq.read_table(sample / "t.parquet").schema.metadata
     assert meta[b"blkreplay.truncated"] == b"true" and meta[b"blkreplay.skipped_lines"] == b"1"
 
