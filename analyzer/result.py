@@ -150,4 +150,12 @@ class CheckResult:
             },
             "findings": [f.to_dict() for f in self.findings],
             "not_applicable": list(self.not_applicable),
+            "incidents": [i.to_dict() for i in self.incidents],
         }
+
+    def __repr__(self) -> str:
+        """A short summary (a notebook shows this): verdict and counts, not the episodes."""
+        errors = sum(1 for f in self.findings if f.severity == "error")
+        return (f"<CheckResult {self.verdict}: {errors} error(s), {len(self.findings) - errors} "
+                f"warning(s), {len(self.incidents)} incident(s); {self.steps:,} steps, {self.vms} VM(s), "
+                f"{len(self.episodes):,} episode(s), {len(self.inputs)} input(s)>")
