@@ -13,6 +13,7 @@ import typer
 
 from analyzer import check, outputs
 from analyzer.cli import console
+from analyzer.params import parse_assignment
 from analyzer.render import CHECK_FORMATS, print_text, render_check
 from tracer.errors import check_format
 
@@ -55,6 +56,12 @@ def register(app: typer.Typer) -> None:
         only_file: Annotated[
             bool, typer.Option("--only-file", help="Run only the rules of the --rules-file files.")
         ] = False,
+        param: Annotated[
+            list[str] | None,
+            typer.Option("--param", metavar="RULE.KEY=VALUE", show_default=False,
+                         help="Set a rule's threshold (blkreplay rules explain RULE lists them; "
+                              "incidents.window_s / incidents.min_vms group incidents); repeatable."),
+        ] = None,
     ) -> None:
         """Check the ordering guarantees of QEMU's block I/O error path in traces.
 
@@ -65,10 +72,11 @@ def register(app: typer.Typer) -> None:
             outputs.check_output(output, inputs=[*paths, *files], kind="findings", parents=parents,
                                  allow_stdout=True)
         rule_ids = rules.split(",") if rules is not None else None
+        params = dict(parse_assignment(p) for p in param or [])
         with console.progress_bar("checking", quiet=quiet) as progress:
             result = check([str(p) for p in paths], rules=rule_ids, engine=engine, workers=workers,
                            scheduler=scheduler, progress=progress,
-                           rule_files=[str(p) for p in files], only_files=only_file)
+                           rule_files=[str(p) for p in files], only_files=only_file, params=params)
         if fmt == "text" and output in (None, outputs.STDOUT):
             print_text(result, console.out, quiet=quiet)
         else:

@@ -162,4 +162,7 @@ def explain(rule_id: str, rule_files: Sequence[str | Path] = ()) -> str:
         lines.append(f"not in the rule language: {NOT_RESTATED[e.id]}")
     if d.needs:
         lines.append(f"needs: {', '.join(d.needs)}")
+    if d.params:
+        lines.append(f"parameters (--param {d.id}.KEY=VALUE), with their defaults:")
+        lines += [f"  {p.describe()}" for p in d.params]
     return "\n".join(lines) + "\n"
