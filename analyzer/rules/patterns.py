@@ -192,18 +192,23 @@ def enospc_pause_loop(s: Steps, rule: RuleInfo, *, params: Mapping[str, Any]) ->
     guarantee="pattern",
     title="management resumes a VM only once its storage is back",
     explanation=(
-        "An I/O error within within_s after RESUME: the VM was resumed while its storage still "
-        "failed and pauses again (KubeVirt #6599, #14589). One finding per run of such resumes "
+        "An I/O error that stops the VM within within_s after the RESUME ending an io-error "
+        "pause: the VM was resumed while its storage still failed (KubeVirt #6599, #14589). One finding per run of such resumes "
         "of a VM; wall-clock traces only."
     ),
     needs=("qmp_event:RESUME",),
     params=(Param("within_s", 10.0, "an I/O error this soon after RESUME counts"),),
 ))
 def resume_before_storage_back(s: Steps, rule: RuleInfo, *, params: Mapping[str, Any]) -> list[Finding]:
-    """RESUME followed, in the same VM, by an I/O error (error action, failed completion or
-    BLOCK_IO_ERROR) within within_s; consecutive ones of a VM are one finding."""
-    resume = np.flatnonzero(s.event("RESUME") & _wall(s))
-    err = s.event("BLOCK_IO_ERROR") | s.is_kind("error_action") | (s.is_kind("io_complete") & (s.errno > 0))
+    """RESUME ending an io-error pause (a stopping I/O error since the previous RESUME, then a
+    STOP) followed, in the same VM, by a stopping I/O error within within_s; consecutive ones of
+    a VM are one finding."""
+    resume_mask = s.event("RESUME")
+    err = (s.event("BLOCK_IO_ERROR") | s.is_kind("error_action")) & (s.action == ACT["stop"])
+    resume = np.flatnonzero(resume_mask & _wall(s))
+    prev_resume = s.prev(resume_mask, resume)
+    paused = (s.prev(s.event("STOP"), resume) > prev_resume) & (s.prev(err, resume) > prev_resume)
+    resume = resume[paused]
     nxt = s.next(err, resume)
     delay = np.where(nxt >= 0, s.ts[np.maximum(nxt, 0)] - s.ts[resume], -1)
     early = (nxt >= 0) & (delay >= 0) & (delay <= int(params["within_s"] * _NS))
@@ -295,7 +300,7 @@ _POLICY_NAMES = ("report", "ignore", "enospc", "auto")
         "A device configured (werror/rerror on the command line, an error action's policy) or "
         "seen (BLOCK_IO_ERROR action) with a policy in `policies` hands errors to the guest "
         "instead of pausing the VM: guest filesystems go read-only or corrupt (KubeVirt #4799). "
-        "One finding per VM, device and operation."
+        "One finding per VM and device."
     ),
     needs_one_of=(("device_config", "error_action", "qmp_event:BLOCK_IO_ERROR"),),
     params=(Param("policies", "report,ignore", "policies (or BLOCK_IO_ERROR actions) to warn about",
@@ -303,31 +308,40 @@ _POLICY_NAMES = ("report", "ignore", "enospc", "auto")
 ))
 def error_policy_not_stop(s: Steps, rule: RuleInfo, *, params: Mapping[str, Any]) -> list[Finding]:
     """device_config / error_action rows whose policy, and BLOCK_IO_ERROR rows whose action, is
-    one of `policies`: the first per (VM, device, op)."""
+    one of `policies`: one finding per (VM, device), at its first such row, naming each
+    (operation, policy) seen."""
     names = params["policies"].split(",")
     pols = [POL[n] for n in names]
     acts = [ACT[n] for n in names if n in ACT]
-    by_policy = (s.is_kind("device_config") | s.is_kind("error_action")) & np.isin(s.policy, pols)
-    by_action = s.event("BLOCK_IO_ERROR") & np.isin(s.action, acts)
     is_config = s.is_kind("device_config")
+    by_policy = (is_config | s.is_kind("error_action")) & np.isin(s.policy, pols)
+    by_action = s.event("BLOCK_IO_ERROR") & np.isin(s.action, acts)
     rows = np.flatnonzero(by_policy | by_action)
     if not len(rows):
         return []
-    key = (s.vm[rows].astype(np.int64) * np.int64(len(s.device_names) + 2) + (s.device[rows] + 1)) \
-        * np.int64(len(OP) + 1) + (s.op[rows] + 1)
-    _, first = np.unique(key, return_index=True)
-    rows = rows[np.sort(first)]
+    dev_key = s.vm[rows].astype(np.int64) * np.int64(len(s.device_names) + 2) + (s.device[rows] + 1)
+    # the distinct (how, op, value) of each (VM, device): a handful, whatever the rows
+    how = np.where(by_action[rows], 2, np.where(is_config[rows], 0, 1))
+    value = np.where(by_action[rows], s.action[rows], s.policy[rows])
+    detail = ((dev_key * 3 + how) * np.int64(len(OP) + 1) + (s.op[rows] + 1)) * np.int64(len(POL) + 1) + value
+    _, first_detail = np.unique(detail, return_index=True)
+    details = rows[np.sort(first_detail)]
+    _, first = np.unique(dev_key, return_index=True)
+    out_rows = rows[np.sort(first)]
+    detail_dev = s.vm[details].astype(np.int64) * np.int64(len(s.device_names) + 2) + (s.device[details] + 1)
+
+    def what(r: int) -> str:
+        op = s.text("op", r) or "any op"
+        if by_action[r]:
+            return f"BLOCK_IO_ERROR action {s.text('action', r)} on a {op}"
+        if is_config[r]:
+            return f"{'werror' if s.op[r] == OP['write'] else 'rerror'}={s.text('policy', r)}"
+        return f"error policy {s.text('policy', r)} on a {op}"
 
     def message(k: int, _: list[int]) -> str:
-        r = rows[k]
-        op = s.text("op", r) or "any"
-        if by_action[r]:
-            what = f"BLOCK_IO_ERROR took action {s.text('action', r)} for a {op}"
-        elif is_config[r]:
-            which = "werror" if s.op[r] == OP["write"] else "rerror"
-            what = f"configured with {which}={s.text('policy', r)}"
-        else:
-            what = f"error policy {s.text('policy', r)} for a {op}"
-        return f"{what}: the guest sees the error instead of the VM pausing (the fleet expects stop)"
+        r = out_rows[k]
+        key = int(s.vm[r]) * (len(s.device_names) + 2) + int(s.device[r]) + 1
+        seen = ", ".join(what(int(d)) for d in details[detail_dev == key])
+        return f"{seen}: the guest sees I/O errors instead of the VM pausing (the fleet expects stop)"
 
-    return findings(s, rule, [rows], device=s.device[rows], error_id=None, message=message)
+    return findings(s, rule, [out_rows], device=s.device[out_rows], error_id=None, message=message)
