@@ -230,8 +230,9 @@ def resume_before_storage_back(s: Steps, rule: RuleInfo, *, params: Mapping[str,
 
     def message(k: int, _: list[int]) -> str:
         many = f"{int(count[k])} times ({_span(s, first[k], last[k])})" if count[k] > 1 else "once"
-        return (f"management resumed the VM {many} while its storage still failed: an I/O error "
-                f"{seconds(int(delay[first_k[k]]))} after RESUME (threshold {params['within_s']:g} s)")
+        return (f"management resumed the VM {many} before its storage was back for good: an I/O error "
+                f"stopped it again {seconds(int(delay[first_k[k]]))} after RESUME (threshold "
+                f"{params['within_s']:g} s)")
 
     return findings(s, rule, [first, error, last], device=s.device[error], error_id=None,
                     message=message)
