@@ -82,7 +82,8 @@ SHOWN_INCIDENTS = 10
 
 
 def _incident_line(i: Incident) -> str:
-    """``incident 1: <start> .. <end> (12.5 s): 200 VM(s) on 10 host(s), ...; paused p50 ...``."""
+    """``incident 1: 200 VM(s) on 10 host(s), <start> .. <end> (12.5 s)`` and an indented line
+    with its pauses, devices, errnos and time paused (p50, p95, max)."""
     hosts = f" on {len(i.hosts)} host(s)" if i.hosts else ""
     devices = f", device(s) {terminal(', '.join(i.devices))}" if 0 < len(i.devices) <= 4 else ""
     errnos = f", errno {', '.join(str(e) for e in i.errnos)}" if i.errnos else ""
@@ -92,9 +93,9 @@ def _incident_line(i: Incident) -> str:
     else:
         paused = "none resumed"
     still = f", {i.still_paused} still paused at the end" if i.still_paused else ""
-    return (f"[bold magenta]incident {i.id}[/]: {format_ts(i.start_ns)} .. {format_ts(i.end_ns)} "
-            f"({seconds(i.end_ns - i.start_ns)}): {len(i.vms)} VM(s){hosts}, {i.episodes} io-error "
-            f"pause(s){devices}{errnos}; {paused}{still}")
+    return (f"[bold magenta]incident {i.id}[/]: {len(i.vms)} VM(s){hosts}, {format_ts(i.start_ns)} .. "
+            f"{format_ts(i.end_ns)} ({seconds(i.end_ns - i.start_ns)})\n"
+            f"        {i.episodes} io-error pause(s){devices}{errnos}; {paused}{still}")
 
 
 def _print_incidents(incidents: list[Incident], out: Console) -> None:
