@@ -147,6 +147,8 @@ class VM:
         self.errors = 0
         self.stops = 0
         self.resumes = 0
+        #: (model time, whether an I/O error's) of every STOP: the patterns' ground truth.
+        self.stop_times: list[tuple[int, bool]] = []
         #: error_id of the runstate row that last entered io-error.
         self.io_error_by: int | None = None
 
@@ -220,6 +222,7 @@ class VM:
         if name == "STOP":
             self.stops += 1
             self.facts.append(("stop", seq, error_id))
+            self.stop_times.append((self.now, error_id is not None))
         elif name == "RESUME":
             self.resumes += 1
             self.facts.append(("resume", seq, error_id))

@@ -95,8 +95,8 @@ def test_input_rules_are_warnings_about_imports() -> None:
 
 
 def test_pattern_rules_are_warnings_with_documented_parameters() -> None:
-    assert PATTERN_RULES == {"pause-storm", "io-error-event-storm", "enospc-pause-loop",
-                             "resume-before-storage-back", "paused-over-slo", "error-policy-not-stop"}
+    assert {"pause-storm", "io-error-event-storm", "enospc-pause-loop",
+                             "resume-before-storage-back", "paused-over-slo", "error-policy-not-stop"} == PATTERN_RULES
     assert {RULES[r].severity for r in PATTERN_RULES} == {"warning"}
     text = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
     for rid in PATTERN_RULES:
