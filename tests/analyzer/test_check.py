@@ -58,7 +58,7 @@ def test_json_document(capsys, failing: Path) -> None:
     code, out, _ = run(capsys, "check", str(failing), "--format", "json")
     d = json.loads(out)
     assert code == 1
-    assert list(d) == ["schema", "verdict", "inputs", "summary", "findings", "not_applicable"]
+    assert list(d) == ["schema", "verdict", "inputs", "summary", "findings", "not_applicable", "incidents"]
     assert d["schema"] == "blkreplay.findings/1" and d["verdict"] == "fail"
     assert d["inputs"][0]["path"] == str(failing) and len(d["inputs"][0]["sha256"]) == 64
     assert set(d["summary"]) == {"steps", "vms", "episodes", "findings", "by_rule"}

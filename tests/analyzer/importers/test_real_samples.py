@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.importers import import_traces
-from analyzer.rules.catalogue import PATTERN_RULES, RULE_IDS
+from tests.analyzer.guarantees import GUARANTEE_RULES
 from tests.analyzer.importers.conftest import EDITED
 
 
@@ -18,12 +18,6 @@ def _check():
     except ImportError:
         pytest.skip("analyzer.check is not built yet")
     return check
-
-
-#: The guarantee rules: these captures inject errors on purpose (blkdebug, a client resuming
-#: 0.2-1.5 s after each stop, `report` policies), which the operational pattern rules rightly
-#: warn about (tests/analyzer/rules/test_patterns.py pins those warnings); judged here is QEMU.
-GUARANTEE_RULES = [r for r in RULE_IDS if r not in PATTERN_RULES]
 
 
 def audit(inputs: list[Path], tmp_path: Path):

@@ -85,20 +85,25 @@ def test_no_shipped_trace_shows_a_pattern(name):
 
 #: The real captures' deliberate faults (blkdebug failing writes five times in a row, a client
 #: resuming 0.2-1.5 s after each stop; `report` policies) are what the patterns warn about.
+QEMU_FILES = ("qmp-transcript.jsonl", "trace.log", "cmdline.txt")
+LIBVIRT_FILES = ("libvirtd.log", "virsh-events.log")
 REAL = {
-    "qemu-7.2/a-stop-eio-dataplane": ["pause-storm", "resume-before-storage-back"],
-    "qemu-10.0/a-stop-eio-dataplane": ["pause-storm", "resume-before-storage-back"],
-    "qemu-7.2/c-report": ["error-policy-not-stop"],
-    "qemu-10.0/c-report": ["error-policy-not-stop"],
+    "qemu-7.2/a-stop-eio-dataplane": (QEMU_FILES, ["pause-storm", "resume-before-storage-back"]),
+    "qemu-10.0/a-stop-eio-dataplane": (QEMU_FILES, ["pause-storm", "resume-before-storage-back"]),
+    # one per name the command line gives the disk (-drive id, -device id)
+    "qemu-7.2/c-report": (QEMU_FILES, ["error-policy-not-stop"] * 2),
+    "qemu-10.0/c-report": (QEMU_FILES, ["error-policy-not-stop"] * 2),
+    "libvirt-9.0/a-stop-eio": (LIBVIRT_FILES, ["pause-storm", "resume-before-storage-back"]),
+    "libvirt-11.3/a-stop-eio": (LIBVIRT_FILES, ["pause-storm", "resume-before-storage-back"]),
 }
 
 
 @pytest.mark.parametrize("folder", sorted(REAL))
 def test_the_real_captures_warn_only_about_their_deliberate_faults(samples_dir, tmp_path, folder):
-    names = ["qmp-transcript.jsonl", "trace.log"]
+    names, _ = REAL[folder]
     import_traces([samples_dir / folder / n for n in names], tmp_path / "t.parquet")
     result = check([tmp_path / "t.parquet"])
-    assert [r for r, _ in _pattern_findings(result)] == REAL[folder]
+    assert [r for r, _ in _pattern_findings(result)] == REAL[folder][1]
     assert result.verdict == "pass" and result.incidents == []
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from analyzer import check
 from analyzer.importers import import_traces
-from analyzer.rules.catalogue import PATTERN_RULES, RULE_IDS
+from tests.analyzer.guarantees import GUARANTEE_RULES
 
 
 @dataclass(frozen=True)
@@ -121,8 +121,7 @@ def _audit(samples_dir: Path, tmp_path: Path, form: str, edit: Callable[[str, Ca
         inputs.append(path)
     out = tmp_path / "trace.parquet"
     import_traces(inputs, out)
-    # QEMU's guarantees; the captures' deliberate faults are the pattern rules' (test_patterns.py)
-    return check([out], rules=[r for r in RULE_IDS if r not in PATTERN_RULES]), inputs
+    return check([out], rules=GUARANTEE_RULES), inputs  # (tests/analyzer/guarantees.py)
 
 
 @pytest.mark.parametrize("form", sorted(FORMS))
