@@ -191,21 +191,43 @@ def paused_by_vm(episodes: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame({"host": host.astype(object).where(host.notna(), None).fillna(""),
                           "vm": e["vm"].astype(str), "paused_ns": e["paused_ns"],
                           "still": (e["ts_stop"].notna() & e["ts_resume"].isna()).astype("int64")})
-    g = frame.groupby(["host", "vm"], sort=True)
-    paused = g["paused_ns"]
+    if not len(frame):
+        return paused_by_vm(episodes.iloc[:0])
+    gid = frame.groupby(["host", "vm"], sort=True).ngroup().to_numpy()
+    keys = frame.assign(_g=gid).drop_duplicates("_g").sort_values("_g")
+    n = int(gid.max()) + 1
+    ok = frame["paused_ns"].notna().to_numpy()
+    g_ok = gid[ok]
+    v_ok = frame["paused_ns"][ok].to_numpy(dtype=np.int64)
+    order = np.lexsort((v_ok, g_ok))
+    g_ok, v_ok = g_ok[order], v_ok[order]
+    done = np.bincount(g_ok, minlength=n)
+    has = done > 0
+    start = np.concatenate([[0], np.cumsum(done)[:-1]])
 
-    def q(x: pd.Series, level: float) -> Any:
-        r = _nearest_rank(x.dropna().to_numpy(dtype=np.int64), level)
-        return pd.NA if r is None else r
+    def nullable(values: np.ndarray) -> pd.Series:
+        return pd.Series(pd.arrays.IntegerArray(np.where(has, values, 0).astype(np.int64), ~has))
 
+    def rank(q: float) -> pd.Series:  # nearest rank within each group's sorted values
+        k = start + np.maximum(np.ceil(q * done).astype(np.int64) - 1, 0)
+        return nullable(v_ok[np.minimum(k, len(v_ok) - 1)] if len(v_ok) else np.zeros(n, np.int64))
+
+    total = np.zeros(n, dtype=np.int64)
+    np.add.at(total, g_ok, v_ok)
+    peak = np.zeros(n, dtype=np.int64)
+    np.maximum.at(peak, g_ok, v_ok)
+    still = np.zeros(n, dtype=np.int64)
+    np.add.at(still, gid, frame["still"].to_numpy(dtype=np.int64))
     out = pd.DataFrame({
-        "pauses": g.size(),
-        "paused_p50_ns": paused.agg(lambda x: q(x, 0.5)),
-        "paused_p95_ns": paused.agg(lambda x: q(x, 0.95)),
-        "paused_max_ns": paused.max(),
-        "paused_total_ns": paused.sum(min_count=1),
-        "still_paused": g["still"].sum(),
-    }).reset_index()
+        "host": keys["host"].to_numpy(dtype=object),
+        "vm": keys["vm"].to_numpy(dtype=object),
+        "pauses": np.bincount(gid, minlength=n),
+        "paused_p50_ns": rank(0.5),
+        "paused_p95_ns": rank(0.95),
+        "paused_max_ns": nullable(peak),
+        "paused_total_ns": nullable(total),
+        "still_paused": still,
+    })
     for c in PAUSED_COLUMNS[2:]:
         out[c] = out[c].astype("Int64")
     out["host"] = out["host"].where(out["host"] != "", None)
