@@ -7,6 +7,8 @@ calls it directly::
     import analyzer
     result = analyzer.check(["trace-dir/"])          # CheckResult
     result.verdict, result.findings, result.episodes
+    analyzer.findings_frame(result)                   # one row per finding (host, run too)
+    analyzer.incidents(result)                        # correlated io-error pauses, one row each
     view = analyzer.replay("trace-dir/", vm="vm0", from_seq=100, to_seq=200)
 
 Note: `analyzer.replay` and `analyzer.check` are the functions; their modules are imported as
@@ -15,6 +17,7 @@ the package `analyzer.trace`.
 """
 
 from analyzer.check import check
+from analyzer.frames import findings_frame, incidents
 from analyzer.replay import EPISODE_COLUMNS, episodes, replay, steps_around
 from analyzer.result import CheckResult, Finding, InputInfo, RuleInfo, Severity, Verdict
 from analyzer.rules.catalogue import catalogue
@@ -32,6 +35,8 @@ __all__ = [
     "catalogue",
     "check",
     "episodes",
+    "findings_frame",
+    "incidents",
     "load",
     "replay",
     "steps_around",

@@ -8,10 +8,11 @@ applicable and never produce findings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import pandas as pd
 
@@ -19,10 +20,11 @@ from analyzer.applicability import reason
 from analyzer.engine import dask_cluster, map_units
 from analyzer.episodes import EPISODE_COLUMNS, empty_episodes, episodes
 from analyzer.lang.ruleset import RuleSet, load_rules
+from analyzer.outage import Incident, find_incidents
 from analyzer.progress import ProgressCallback
 from analyzer.result import CheckResult, Finding
 from analyzer.rules import RULE_IDS, applicable, columns_for, run, select
-from analyzer.rules.catalogue import rule
+from analyzer.rules.catalogue import resolve_params, rule
 from analyzer.rules.integrity import findings as integrity_findings
 from analyzer.timewindow import TimeBound, bound, keep_episodes, keep_findings
 from analyzer.trace import PathArg, Trace, Unit, UnitData, load, release_footers, scan_unit
@@ -48,11 +50,13 @@ def analyze_unit(
     rule_ids: tuple[str, ...],
     columns: tuple[str, ...],
     extra: RuleSet | None = None,
+    params: dict[str, dict] | None = None,
 ) -> UnitResult:
     """Read one unit and judge it: the per-VM work of a check (a pure function of its input).
-    `extra`: rules loaded from rule files (`analyzer.lang`), judged beside the catalogue's."""
+    `extra`: rules loaded from rule files (`analyzer.lang`), judged beside the catalogue's.
+    `params`: the rules' parameter values (`analyzer.rules.catalogue.resolve_params`)."""
     def judge(batch: UnitData) -> UnitResult:
-        found = run(batch.steps, rule_ids)
+        found = run(batch.steps, rule_ids, params)
         if extra:
             found.extend(extra.run(batch.steps))
         found.extend(f for f in integrity_findings(batch.integrity) if f.rule in rule_ids)
@@ -81,6 +85,7 @@ def check(
     only_files: bool = False,
     since: TimeBound = None,
     until: TimeBound = None,
+    params: Mapping[str, Any] | None = None,
 ) -> CheckResult:
     """Check the trace at `paths` (files, directories, globs, or a loaded `Trace`).
 
@@ -92,6 +97,9 @@ def check(
     `progress(done_rows, total_rows)` is called as rows are read (per unit on a cluster).
     `rule_files`: rule files of the rule language (docs/rules-language.md) whose rules run
     beside the catalogue; with `only_files`, instead of it (`rules` then selects among theirs).
+    `params`: thresholds, ``{"RULE.KEY": value}`` (``{"pause-storm.min_pauses": 3}``, and
+    ``incidents.window_s`` / ``incidents.min_vms`` for the incident grouping); unknown keys and
+    bad values are InputErrors (docs/rules.md lists them with their defaults).
     Raises :class:`tracer.errors.InputError` for unusable input, unknown rule ids, a bad rule
     file or an unreachable scheduler. `since` / `until` (epoch ns, ISO-8601 text, epoch
     seconds as float or text, datetime; inclusive) keep only the findings and episodes of that
@@ -108,12 +116,13 @@ def check(
         lo, hi = bound(since), bound(until)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    values = resolve_params(params)
     extra, chosen = _rule_sets(rules, rule_files, only_files)
     trace = paths if isinstance(paths, Trace) else load(paths)  # type: ignore[arg-type]
     ids = tuple(r.id for r in chosen)
     wanted = set(columns_for(ids)) | extra.columns()
     columns = tuple(c for c in COLUMN_NAMES if c in wanted)
-    fn = partial(analyze_unit, rule_ids=ids, columns=columns, extra=extra)
+    fn = partial(analyze_unit, rule_ids=ids, columns=columns, extra=extra, params=values)
     # The input is loaded (and judged usable) before a cluster is started or reached.
     try:
         with dask_cluster(scheduler) if scheduler is not None else nullcontext() as client:
@@ -149,6 +158,7 @@ def check(
         order = eps.assign(_run=eps["run"].fillna(""), _host=eps["host"].fillna(""))
         order = order.sort_values(["_run", "_host", "vm"], kind="mergesort")
         eps = eps.loc[order.index].reset_index(drop=True)
+    kept = keep_episodes(eps, lo, hi)
     return CheckResult(
         inputs=sorted(trace.inputs, key=lambda i: i.path),
         rules=[*chosen, *(r.info for r in extra.rules)],
@@ -156,9 +166,15 @@ def check(
         not_applicable=not_applicable,
         steps=sum(r.rows for r in results),
         vms=len(trace.vms),
-        episodes=keep_episodes(eps, lo, hi),
+        episodes=kept,
         not_applicable_reasons=reasons,
+        incidents=_incidents(kept, values["incidents"]),
     )
+
+
+def _incidents(eps: pd.DataFrame, values: Mapping[str, Any]) -> list[Incident]:
+    """The incidents of the merged episodes of every unit (`analyzer.outage`)."""
+    return find_incidents(eps, window_ns=round(values["window_s"] * 1e9), min_vms=values["min_vms"])
 
 
 def _rule_sets(

@@ -195,4 +195,12 @@ class CheckResult:
             "not_applicable": list(self.not_applicable),
             "not_applicable_reasons": {r: self.not_applicable_reasons.get(r) for r in self.not_applicable},
             "exercised": self.exercised,
+            "incidents": [i.to_dict() for i in self.incidents],
         }
+
+    def __repr__(self) -> str:
+        """A short summary (a notebook shows this): verdict and counts, not the episodes."""
+        errors = sum(1 for f in self.findings if f.severity == "error")
+        return (f"<CheckResult {self.verdict}: {errors} error(s), {len(self.findings) - errors} "
+                f"warning(s), {len(self.incidents)} incident(s); {self.steps:,} steps, {self.vms} VM(s), "
+                f"{len(self.episodes):,} episode(s), {len(self.inputs)} input(s)>")

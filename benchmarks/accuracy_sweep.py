@@ -12,6 +12,7 @@ precision / recall table per rule and version, and every disagreement.
     python benchmarks/accuracy_sweep.py --threads 5      # also threads-mode `fixed` runs (7.2)
     python benchmarks/accuracy_sweep.py --restated       # also: the built-ins restated in the
                                                          # rule language give the same findings
+    python benchmarks/accuracy_sweep.py --pattern-seeds 10   # the fleet scenarios (default 3)
 
 Seeds: `--seeds` per variant on 7.2, `--throttled-seeds` (default: a fifth of `--seeds`) per
 variant on 9.2 and 10.0. The throttled runs vary by seed: the throttle window (2, 5, 20 ms of
@@ -23,6 +24,11 @@ exists in one QEMU only (`qom-path-swap`: 9.2) runs there only.
 With --restated, every run is also checked with the default rule file of restated built-ins
 (analyzer/lang/builtin.yaml) alone, and its findings must equal the hand-written rules' findings
 of the same ids exactly (every field, messages included).
+
+Patterns: the wall-clock fleet scenarios (traces/scenarios: fleet-outage shrunk to 40 VMs on 8
+hosts, flapping-backend, enospc-extender), `--pattern-seeds` seeds each, compared with the
+`patterns` of their truth (the model's STOP times): the VMs in a pause storm (`pause-storm`) and
+the VM set of every incident.
 
 Exit status 1 if any disagreement (or any error finding on `fixed`), so it can gate CI.
 """
@@ -42,7 +48,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from analyzer import check  # noqa: E402
-from tracer.sim import VARIANTS, SimConfig, record  # noqa: E402
+from tracer.sim import VARIANTS, SimConfig, load_scenario, record  # noqa: E402
 from tracer.sim.config import QEMU_VERSIONS  # noqa: E402
 from tracer.sim.truth import TRUTH_RULES, TRUTH_WARNINGS, read_truth  # noqa: E402
 from tracer.sim.variants import VARIANT_TABLE  # noqa: E402
@@ -112,6 +118,36 @@ def one_run(variant: str, seed: int, mode: str = "sim", duration_s: float = 0.05
         }
 
 
+#: (scenario, overrides) of the pattern runs: small, so the sweep stays quick.
+PATTERN_SCENARIOS: tuple[tuple[str, dict], ...] = (
+    ("fleet-outage", {"vms": 40, "hosts": 8}),
+    ("flapping-backend", {}),
+    ("enospc-extender", {}),
+)
+
+
+def pattern_run(name: str, seed: int) -> dict:
+    """Record a fleet scenario, check it, compare pause storms and incidents with its truth."""
+    overrides = dict(PATTERN_SCENARIOS)[name]
+    config = load_scenario(REPO / "traces" / "scenarios" / f"{name}.toml").replace(seed=seed, **overrides)
+    with tempfile.TemporaryDirectory(prefix="blkreplay-sweep-") as tmp:
+        out = Path(tmp) / "trace"
+        record(config, out)
+        result = check([out])
+        truth = read_truth(out / "truth.json")["patterns"]
+    storms = sorted({f.vm for f in result.findings if f.rule == "pause-storm"})
+    incidents = [sorted(vm for _, vm in i.vms) for i in result.incidents]
+    diffs = []
+    if storms != truth["pause-storm"]:
+        diffs.append(f"pause-storm VMs {storms} != truth {truth['pause-storm']}")
+    if incidents != truth["incidents"]:
+        diffs.append(f"incidents {[len(i) for i in incidents]} VMs != truth {[len(i) for i in truth['incidents']]}")
+    errors = [f for f in result.findings if f.severity == "error"]
+    diffs += [f"error finding {f.rule} {f.vm}" for f in errors[:3]]
+    return {"name": name, "seed": seed, "storms": len(truth["pause-storm"]),
+            "incidents": len(truth["incidents"]), "steps": result.steps, "diffs": diffs}
+
+
 def jobs_for(variants: list[str], versions: list[str], seeds: int, throttled_seeds: int,
              first_seed: int, duration_s: float) -> list[tuple[str, int, str, float, str]]:
     jobs = []
@@ -138,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--restated", action="store_true",
                     help="also compare the restated built-ins (analyzer/lang/builtin.yaml)")
+    ap.add_argument("--pattern-seeds", type=int, default=3,
+                    help="seeds per fleet scenario for the pattern rules and incidents (default 3)")
     args = ap.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     versions = [v for v in args.versions.split(",") if v]
@@ -151,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         runs = list(pool.map(one_run, *zip(*jobs, strict=True), chunksize=4))
+        pjobs = [(n, s) for n, _ in PATTERN_SCENARIOS for s in range(args.first_seed, args.first_seed + args.pattern_seeds)]
+        pattern_runs = list(pool.map(pattern_run, *zip(*pjobs, strict=True))) if pjobs else []
     elapsed = time.perf_counter() - t0
 
     tp: Counter[tuple[str, str]] = Counter()
@@ -196,6 +236,14 @@ def main(argv: list[str] | None = None) -> int:
         differing = sum(len(r["restated_diffs"]) for r in runs)
         print(f"restated built-ins (analyzer/lang/builtin.yaml): {compared:,} hand-written findings "
               f"compared, {differing} disagreement(s)")
+    if pattern_runs:
+        storms = sum(r["storms"] for r in pattern_runs)
+        incidents = sum(r["incidents"] for r in pattern_runs)
+        agree = sum(not r["diffs"] for r in pattern_runs)
+        print(f"patterns: {len(pattern_runs)} fleet runs ({args.pattern_seeds} seeds x "
+              f"{len(PATTERN_SCENARIOS)} scenarios), truth {storms} pause storms and {incidents} "
+              f"incidents; {agree} runs agree exactly")
+        problems.extend(f"{r['name']} seed {r['seed']}: {d}" for r in pattern_runs for d in r["diffs"])
     by_variant = Counter(f"{r['qemu']} {r['variant']}" for r in runs if r["truth"])
     print("runs with broken guarantees per version and variant:", dict(sorted(by_variant.items())))
     if problems:

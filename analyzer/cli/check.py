@@ -14,6 +14,7 @@ import typer
 from analyzer import check, outputs
 from analyzer.cli import console
 from analyzer.cli.timeopts import SINCE_HELP, UNTIL_HELP, time_bounds
+from analyzer.params import parse_assignment
 from analyzer.render import CHECK_FORMATS, print_text, render_check
 from tracer.errors import check_format
 
@@ -58,6 +59,12 @@ def register(app: typer.Typer) -> None:
         ] = False,
         since: Annotated[str | None, typer.Option("--since", metavar="TIME", help=SINCE_HELP)] = None,
         until: Annotated[str | None, typer.Option("--until", metavar="TIME", help=UNTIL_HELP)] = None,
+        param: Annotated[
+            list[str] | None,
+            typer.Option("--param", metavar="RULE.KEY=VALUE", show_default=False,
+                         help="Set a rule's threshold (blkreplay rules explain RULE lists them; "
+                              "incidents.window_s / incidents.min_vms group incidents); repeatable."),
+        ] = None,
     ) -> None:
         """Check the ordering guarantees of QEMU's block I/O error path in traces.
 
@@ -69,11 +76,12 @@ def register(app: typer.Typer) -> None:
             outputs.check_output(output, inputs=[*paths, *files], kind="findings", parents=parents,
                                  allow_stdout=True)
         rule_ids = rules.split(",") if rules is not None else None
+        params = dict(parse_assignment(p) for p in param or [])
         with console.progress_bar("checking", quiet=quiet) as progress:
             result = check([str(p) for p in paths], rules=rule_ids, engine=engine, workers=workers,
                            scheduler=scheduler, progress=progress,
                            rule_files=[str(p) for p in files], only_files=only_file,
-                           since=lo, until=hi)
+                           since=lo, until=hi, params=params)
         if fmt == "text" and output in (None, outputs.STDOUT):
             print_text(result, console.out, quiet=quiet)
         else:

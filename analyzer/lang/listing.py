@@ -51,6 +51,11 @@ NOT_RESTATED: dict[str, str] = {
     "seq-unique": "decided by the trace reader over every row, before the rules' steps exist",
     "ts-monotonic-per-thread": "decided by the trace reader over every row, before the rules' steps exist",
     "trace-truncated": "decided by the trace reader from the files and their manifests",
+    **{rid: ("an operational pattern with parameters (--param): chains of rows each within a "
+             "window of the previous, counted in a sliding window, or a duration to the next row")
+       for rid in ("pause-storm", "io-error-event-storm", "enospc-pause-loop",
+                   "resume-before-storage-back", "paused-over-slo")},
+    "error-policy-not-stop": "an operational pattern with a parameter (--param policies=...)",
 }
 
 
@@ -162,4 +167,7 @@ def explain(rule_id: str, rule_files: Sequence[str | Path] = ()) -> str:
         lines.append(f"not in the rule language: {NOT_RESTATED[e.id]}")
     if d.needs:
         lines.append(f"needs: {', '.join(d.needs)}")
+    if d.params:
+        lines.append(f"parameters (--param {d.id}.KEY=VALUE), with their defaults:")
+        lines += [f"  {p.describe()}" for p in d.params]
     return "\n".join(lines) + "\n"

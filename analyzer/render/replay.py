@@ -233,7 +233,7 @@ def _layout(first: dict[str, np.ndarray], devs: list[str], inferred_rs: bool, in
     step = next(c for c in cols if c.key == "step")
     if total() > width:  # >command and <reply instead of "qmp_command ..."
         step.key, step.width = "step_short", w("step_short", "step", 14)
-    for key, least in (("detail", 6), ("step_short", 13)):  # then cut the free text
+    for key, least in (("detail", 6), ("step_short", 13), ("findings", 8)):  # then cut the free text
         col = next(c for c in cols if c.key == key)
         over = total() - width
         if over > 0:

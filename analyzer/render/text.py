@@ -15,9 +15,10 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from analyzer.outage import Incident
 from analyzer.result import CheckResult, Finding
 from analyzer.text import terminal
-from analyzer.timefmt import format_ts, relative
+from analyzer.timefmt import format_ts, relative, seconds
 
 #: Width of the text written to a file (a terminal uses its own).
 FILE_WIDTH = 120
@@ -151,7 +152,39 @@ def print_text(result: CheckResult, out: Console, *, quiet: bool = False) -> Non
             for f in result.findings:
                 out.print(_finding_line(f, starts))
             out.print()
+        _print_incidents(result.incidents, out)
     out.print(_verdict_line(result), soft_wrap=True)  # one line, whatever the width (grep, CI logs)
+
+
+#: Incidents shown in full; the rest are counted (the JSON document has them all).
+SHOWN_INCIDENTS = 10
+
+
+def _incident_line(i: Incident) -> str:
+    """``incident 1: 200 VM(s) on 10 host(s), <start> .. <end> (12.5 s)`` and an indented line
+    with its pauses, devices, errnos and time paused (p50, p95, max)."""
+    hosts = f" on {len(i.hosts)} host(s)" if i.hosts else ""
+    devices = f", device(s) {terminal(', '.join(i.devices))}" if 0 < len(i.devices) <= 4 else ""
+    errnos = f", errno {', '.join(str(e) for e in i.errnos)}" if i.errnos else ""
+    if i.paused_max_ns is not None:
+        paused = (f"paused p50 {seconds(i.paused_p50_ns or 0)}, p95 {seconds(i.paused_p95_ns or 0)}, "
+                  f"max {seconds(i.paused_max_ns)}")
+    else:
+        paused = "none resumed"
+    still = f", {i.still_paused} still paused at the end" if i.still_paused else ""
+    return (f"[bold magenta]incident {i.id}[/]: {len(i.vms)} VM(s){hosts}, {format_ts(i.start_ns)} .. "
+            f"{format_ts(i.end_ns)} ({seconds(i.end_ns - i.start_ns)})\n"
+            f"        {i.episodes} io-error pause(s){devices}{errnos}; {paused}{still}")
+
+
+def _print_incidents(incidents: list[Incident], out: Console) -> None:
+    """A line per incident (correlated io-error pauses across VMs), none when there are none."""
+    for i in incidents[:SHOWN_INCIDENTS]:
+        out.print(_incident_line(i))
+    if len(incidents) > SHOWN_INCIDENTS:
+        out.print(f"... and {len(incidents) - SHOWN_INCIDENTS} more incident(s) (--format json lists them)")
+    if incidents:
+        out.print()
 
 
 def render_text(result: CheckResult, *, quiet: bool = False) -> str:

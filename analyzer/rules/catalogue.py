@@ -14,9 +14,12 @@ reference checker and the simulator's ground truth.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from types import ModuleType
+from typing import Any
 
+from analyzer.outage import INCIDENT_PARAMS
+from analyzer.params import Param, resolve
 from analyzer.result import Finding, RuleInfo
 from analyzer.rules import (
     action_matches_policy,
@@ -24,6 +27,7 @@ from analyzer.rules import (
     input_fidelity,
     integrity_rules,
     ordering,
+    patterns,
     query_replies,
     runstate_transition,
     sources,
@@ -44,6 +48,7 @@ RULE_MODULES: tuple[ModuleType, ...] = (
     input_fidelity,
     sources,
     cross_layer,
+    patterns,
 )
 
 #: Columns every check reads: replay order, integrity, evidence, episodes.
@@ -132,10 +137,27 @@ def columns_for(rule_ids: Sequence[str]) -> tuple[str, ...]:
     return tuple(c for c in COLUMN_NAMES if c in wanted)
 
 
-def run(steps: Steps, rule_ids: Sequence[str]) -> list[Finding]:
+#: Operational patterns (guarantee "pattern", `analyzer.rules.patterns`): warnings about how a
+#: fleet behaves around errors, not about QEMU's guarantees.
+PATTERN_RULES: frozenset[str] = frozenset(r for r, d in DECLARATIONS.items() if d.guarantee == "pattern")
+
+
+def declared_params() -> dict[str, tuple[Param, ...]]:
+    """Every rule's parameters (rules without any included), and the incident grouping's."""
+    return {**{rid: d.params for rid, d in DECLARATIONS.items()}, "incidents": INCIDENT_PARAMS}
+
+
+def resolve_params(given: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The value of every parameter (``{"RULE.KEY": value}`` overriding the defaults), by owner;
+    an unknown rule or key or a bad value is an :class:`InputError`."""
+    return resolve(declared_params(), given)
+
+
+def run(steps: Steps, rule_ids: Sequence[str], params: Mapping[str, Mapping[str, Any]] | None = None) -> list[Finding]:
     """Every finding of the rules `rule_ids` decided over a batch of whole VMs, rule by rule in
     the order of `rule_ids` (the integrity rules come with the batch from the reader).
-    BLOCK_IO_ERRORs are judged where they were raised (`Steps.raised`)."""
+    BLOCK_IO_ERRORs are judged where they were raised (`Steps.raised`). `params`: parameter
+    values by rule id (`resolve_params`; defaults where absent)."""
     for rid in rule_ids:
         rule(rid)
     steps = steps.raised
@@ -147,7 +169,7 @@ def run(steps: Steps, rule_ids: Sequence[str]) -> list[Finding]:
         if fn is None or id(fn) in called:
             continue
         called.add(id(fn))
-        for declared, found in zip(fn.rules, fn(steps), strict=True):
+        for declared, found in zip(fn.rules, fn(steps, params), strict=True):
             if declared.id in wanted:
                 out.extend(found)
     return out

@@ -24,10 +24,11 @@ immutable description that results and renderers carry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from analyzer.params import Param
 from analyzer.result import Finding, RuleInfo, Severity
 from analyzer.steps import Steps
 
@@ -53,6 +54,9 @@ class Rule:
     needs_one_of: tuple[tuple[str, ...], ...] = ()
     #: Trace columns the rule reads beyond `analyzer.rules.catalogue.BASE_COLUMNS`.
     columns: tuple[str, ...] = ()
+    #: Thresholds a user may set (``--param RULE.KEY=VALUE``, `analyzer.params`): the function
+    #: is then called with ``params=`` the values of its rule's (a dict by key).
+    params: tuple[Param, ...] = ()
     #: The public description of the rule.
     info: RuleInfo = field(init=False, repr=False, compare=False)
 
@@ -79,9 +83,17 @@ class RuleFunction:
     #: or a tuple of one list per rule when it decides several.
     fn: Callable[..., Any]
 
-    def __call__(self, steps: Steps) -> list[list[Finding]]:
-        """The findings of each declared rule over `steps`, in declaration order."""
-        found = self.fn(steps, *(r.info for r in self.rules))
+    def __call__(self, steps: Steps, params: Mapping[str, Mapping[str, Any]] | None = None) -> list[list[Finding]]:
+        """The findings of each declared rule over `steps`, in declaration order. `params`: the
+        values of the rules' parameters by rule id (their defaults where not given)."""
+        infos = (r.info for r in self.rules)
+        if any(r.params for r in self.rules):
+            values = {r.id: {p.key: p.default for p in r.params} | dict((params or {}).get(r.id, {}))
+                      for r in self.rules}
+            arg = values[self.rules[0].id] if len(self.rules) == 1 else values
+            found = self.fn(steps, *infos, params=arg)
+        else:
+            found = self.fn(steps, *infos)
         return [found] if len(self.rules) == 1 else list(found)
 
 

@@ -59,7 +59,7 @@ def test_json_document(capsys, failing: Path) -> None:
     d = json.loads(out)
     assert code == 1
     assert list(d) == ["schema", "verdict", "inputs", "summary", "findings", "not_applicable",
-                       "not_applicable_reasons", "exercised"]
+                       "not_applicable_reasons", "exercised", "incidents"]
     assert d["schema"] == "blkreplay.findings/1" and d["verdict"] == "fail"
     assert d["inputs"][0]["path"] == str(failing) and len(d["inputs"][0]["sha256"]) == 64
     assert set(d["summary"]) == {"steps", "vms", "episodes", "findings", "by_rule"}

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,9 +68,27 @@ class FaultRule:
     errno: str | None = None
     burst_prob: float | None = None
     burst_len: int | None = None
+    #: A time window (seconds of the VM's clock): the rule then applies only from `start_s`
+    #: (default 0) to `end_s` (default: the end), failing `error_rate` (default 1: every
+    #: completion) of the matching ops with `errno`: a storage outage, a full volume.
+    start_s: float | None = None
+    end_s: float | None = None
+    #: The VMs it applies to: ``"*"`` (default) or an index range ``"0-99"`` (``"7"``: one VM),
+    #: e.g. the VMs on the failing storage backend.
+    vms: str | None = None
 
     def matches(self, device: str, op: str) -> bool:
         return self.device in ("*", device) and self.op in ("*", op)
+
+    @property
+    def timed(self) -> bool:
+        return self.start_s is not None or self.end_s is not None
+
+    def matches_vm(self, index: int) -> bool:
+        if self.vms is None or self.vms == "*":
+            return True
+        lo, _, hi = self.vms.partition("-")
+        return int(lo) <= index <= int(hi or lo)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -131,6 +150,11 @@ class SimConfig:
     vq_iothreads: int = 1
     #: Disks attached with -blockdev (as libvirt does): BLOCK_IO_ERROR's `device` is "".
     blockdev: bool = False
+    #: A fleet: VM i runs on host ``host{i % hosts:02d}`` (the trace's `host` column); 0: no host.
+    hosts: int = 0
+    #: The Unix time (s) the virtual clock's 0 stands for: the trace then reads as wall-clock
+    #: time (UTC), as an import does. None: the model's own clock, from 0.
+    epoch_s: float | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -190,7 +214,8 @@ class SimConfig:
 
 
 #: Settings added after the first release, with the default that keeps the old behaviour.
-LATER_FIELDS: dict[str, Any] = {"qemu": "7.2", "event_throttle_ms": None, "vq_iothreads": 1, "blockdev": False}
+LATER_FIELDS: dict[str, Any] = {"qemu": "7.2", "event_throttle_ms": None, "vq_iothreads": 1, "blockdev": False,
+                                "hosts": 0, "epoch_s": None}
 
 
 # ------------------------------------------------------------------------------ validation
@@ -279,6 +304,10 @@ def _check(name: str, value: Any) -> Any:
         return None if value is None else _float(name, value, 0.0, 3_600_000.0)
     if name == "vq_iothreads":
         return _int(name, value, 1, 64)
+    if name == "hosts":
+        return _int(name, value, 0, 100_000)
+    if name == "epoch_s":
+        return None if value is None else _float(name, value, 1e9, 4e9)
     if name == "blockdev":
         if not isinstance(value, bool):
             raise FieldError(name, f"expected true or false, got {value!r}")
@@ -306,6 +335,13 @@ def _check_rule(index: int, rule: FaultRule) -> FaultRule:
         changes["burst_len"] = _int(f"{where}.burst_len", rule.burst_len, 0, 1_000_000)
     if rule.errno is not None:
         changes["errno"] = _errno(f"{where}.errno", rule.errno)
+    for key in ("start_s", "end_s"):
+        if getattr(rule, key) is not None:
+            changes[key] = _float(f"{where}.{key}", getattr(rule, key), 0.0, 86_400.0)
+    if rule.start_s is not None and rule.end_s is not None and changes["end_s"] <= changes["start_s"]:
+        raise FieldError(f"{where}.end_s", "must be after start_s")
+    if rule.vms is not None and (not isinstance(rule.vms, str) or not re.fullmatch(r"\*|\d+(-\d+)?", rule.vms)):
+        raise FieldError(f"{where}.vms", f"expected '*' or an index range like '0-99', got {rule.vms!r}")
     return dataclasses.replace(rule, **changes)
 
 

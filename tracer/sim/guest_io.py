@@ -70,7 +70,7 @@ def complete_due(vm: VM, th: SimThread) -> ThreadBody:
     if op == RESTART:
         restart(vm, th, dev)
         return
-    errno = dev.faults.outcome(op)
+    errno = dev.faults.outcome(op, vm.now)
     if errno:
         yield from error_path(vm, th, dev, rid, op, errno)
     else:
@@ -90,7 +90,7 @@ def iothread_body(vm: VM, th: SimThread) -> ThreadBody:
             if op == RESTART:
                 restart(vm, th, dev)
             else:
-                errno = dev.faults.outcome(op)
+                errno = dev.faults.outcome(op, vm.now)
                 if errno:
                     yield from error_path(vm, th, dev, rid, op, errno)
                 else:

@@ -22,7 +22,7 @@ from tracer.sim.config import SimConfig
 from tracer.sim.launch import launch_vm
 from tracer.sim.realtime import run_realtime
 from tracer.sim.scheduler import run_vm
-from tracer.sim.truth import TRUTH_NAME, broken_in_vm, truth_document, write_truth
+from tracer.sim.truth import TRUTH_NAME, broken_in_vm, pattern_truth, truth_document, write_truth
 
 ProgressCallback = Callable[[int, int | None], None]
 
@@ -90,6 +90,7 @@ def record(
     broken: list[tuple[str, int | None, str]] = []
     has_iostatus_set = False
     errors = stops = resumes = conts = 0
+    stop_times: dict[str, list[tuple[int, bool]]] = {}
     try:
         for index in range(config.vms):
             vm = launch_vm(config, index, rec)
@@ -105,10 +106,14 @@ def record(
             conts += vm.monitor.conts
             has_iostatus_set = has_iostatus_set or any(f[0] == "iostatus_set" for f in vm.facts)
             broken.extend((vm.name, eid, rule) for eid, rule in broken_in_vm(vm.facts))
+            if config.epoch_s is not None:
+                stop_times[vm.name] = vm.stop_times
             del vm
     finally:
         manifest = rec.close()
     doc = truth_document(config.variant, config.seed, broken, has_iostatus_set=has_iostatus_set)
+    if config.epoch_s is not None:  # wall-clock runs: the operational patterns too (additive)
+        doc["patterns"] = pattern_truth(stop_times)
     write_truth(out / TRUTH_NAME, doc)
     if progress is not None:
         progress(total_ms, total_ms)

@@ -262,6 +262,34 @@ def truth_document(
     }
 
 
+#: Defaults the patterns' truth uses (those of analyzer.rules.patterns / analyzer.outage).
+STORM_WINDOW_NS, STORM_MIN_PAUSES = 60 * 10**9, 5
+INCIDENT_WINDOW_NS, INCIDENT_MIN_VMS = 30 * 10**9, 2
+
+
+def pattern_truth(stop_times: dict[str, list[tuple[int, bool]]]) -> dict:
+    """The operational patterns of a wall-clock run (``epoch_s``), from the model's STOP times
+    (never the trace): the VMs that paused `STORM_MIN_PAUSES` times within `STORM_WINDOW_NS`
+    (``pause-storm``), and the VM sets of the incidents: io-error STOPs of the fleet chained
+    `INCIDENT_WINDOW_NS` apart, with at least `INCIDENT_MIN_VMS` VMs."""
+    storms = []
+    for vm, stops in sorted(stop_times.items()):
+        times = [t for t, _ in stops]
+        if any(times[k] - times[k - STORM_MIN_PAUSES + 1] <= STORM_WINDOW_NS
+               for k in range(STORM_MIN_PAUSES - 1, len(times))):
+            storms.append(vm)
+    io = sorted((t, vm) for vm, stops in stop_times.items() for t, is_io in stops if is_io)
+    groups: list[set[str]] = []
+    last = None
+    for t, vm in io:
+        if last is None or t - last > INCIDENT_WINDOW_NS:
+            groups.append(set())
+        groups[-1].add(vm)
+        last = t
+    incidents = [sorted(g) for g in groups if len(g) >= INCIDENT_MIN_VMS]
+    return {"pause-storm": storms, "incidents": incidents}
+
+
 def write_truth(path: str | Path, doc: dict) -> None:
     """Write the document atomically with sorted keys."""
     atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")

@@ -23,6 +23,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from heapq import heappush
+from typing import Any
 
 from tracer import qemu
 from tracer.recorder import Recorder
@@ -39,13 +40,24 @@ RESTART = -1
 _PAYLOADS = {name: json.dumps({"execute": name}) for name in ("cont", "stop", "query-block", "query-status")}
 
 
+def _shifted(emit: Callable[..., int], offset: int) -> Callable[..., int]:
+    """`emit` with the model's times moved by `offset` ns (`SimConfig.epoch_s`): the model keeps
+    its own clock from 0, the trace reads as wall-clock time."""
+    def shifted(kind: str, *, ts_ns: int | None = None, **details: Any) -> int:
+        if details.get("event_ts_ns") is not None:
+            details["event_ts_ns"] += offset
+        return emit(kind, ts_ns=None if ts_ns is None else ts_ns + offset, **details)
+    return shifted
+
+
 class Device:
     """A block device (virtio-blk + BlockBackend): policies, iostatus, parked requests."""
 
     __slots__ = ("faults", "index", "iostatus", "iostatus_enabled", "name", "parked", "policy",
                  "qom_path", "worker", "workers")
 
-    def __init__(self, index: int, cfg: SimConfig, workers: list[SimThread], rnd: Callable[[], float]) -> None:
+    def __init__(self, index: int, cfg: SimConfig, workers: list[SimThread], rnd: Callable[[], float],
+                 vm_index: int = 0) -> None:
         self.index = index
         self.name = f"drive{index}"
         self.qom_path = f"/machine/peripheral/virtio-disk{index}/virtio-backend"
@@ -59,7 +71,7 @@ class Device:
         self.iostatus = "ok"
         #: (req_id, op, the worker it failed on): a retry restarts in that queue's thread.
         self.parked: list[tuple[int, int, SimThread]] = []
-        self.faults = DeviceFaults(cfg, self.name, rnd)
+        self.faults = DeviceFaults(cfg, self.name, rnd, vm_index)
 
 
 class Monitor:
@@ -135,11 +147,18 @@ class VM:
         self.errors = 0
         self.stops = 0
         self.resumes = 0
+        #: (model time, whether an I/O error's) of every STOP: the patterns' ground truth.
+        self.stop_times: list[tuple[int, bool]] = []
         #: error_id of the runstate row that last entered io-error.
         self.io_error_by: int | None = None
 
+        #: Its host in a fleet (`SimConfig.hosts`), else None.
+        self.host = f"host{index % cfg.hosts:02d}" if cfg.hosts else None
+        epoch = None if cfg.epoch_s is None else round(cfg.epoch_s * 1e9)
+
         def bind(name: str, kind: str) -> SimThread:
-            return SimThread(name, kind, rec.thread(name, kind, vm=self.name).emit)
+            emit = rec.thread(name, kind, vm=self.name, host=self.host).emit
+            return SimThread(name, kind, emit if epoch is None else _shifted(emit, epoch))
 
         self.main = bind("main", "main")
         self.iothreads = [bind(f"iothread{i}", "iothread") for i in range(min(cfg.iothreads, cfg.devices))]
@@ -150,7 +169,7 @@ class VM:
         n_io = len(self.iothreads)
         self.devices = [
             Device(i, cfg, [self.iothreads[(i + j) % n_io] for j in range(cfg.vq_iothreads)]
-                   if i < n_io else [self.main], rnd)
+                   if i < n_io else [self.main], rnd, index)
             for i in range(cfg.devices)
         ]
         #: QEMU >= 9.2: the BLOCK_IO_ERROR rate limit (None: every event sent at once).
@@ -203,6 +222,7 @@ class VM:
         if name == "STOP":
             self.stops += 1
             self.facts.append(("stop", seq, error_id))
+            self.stop_times.append((self.now, error_id is not None))
         elif name == "RESUME":
             self.resumes += 1
             self.facts.append(("resume", seq, error_id))

@@ -12,11 +12,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from analyzer import check
 from analyzer.importers import import_traces
 from analyzer.importers.detect import classify_line
 from analyzer.importers.domain_log import parse_command_line, qemu_opts
 from analyzer.importers.pipeline import parse_input
+from tests.analyzer.guarantees import check_guarantees as check
 from tracer.errors import ImportFormatError
 
 LIBVIRT = ("libvirt-9.0", "libvirt-11.3")

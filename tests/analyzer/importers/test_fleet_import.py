@@ -4,7 +4,6 @@ else the logs themselves (libvirt's ``hostname:`` line, taken by the files besid
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -14,15 +13,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from analyzer import check
 from analyzer.importers import import_traces
+from tests.analyzer.guarantees import check_guarantees as check
 from tracer.errors import InputError, OutputError
 
 FILES = ("libvirtd.log", "virsh-events.log", "qemu-vm-a-stop-eio-file.log")
 VM = "vm-a-stop-eio-file"
 #: (host, vm) as the VM's identity in the analyzer comes with the identity work; before it,
 #: two hosts' VMs of one name are read as one VM (seq-unique findings).
-IDENTITY = importlib.util.find_spec("analyzer.identity") is not None
 
 
 def _fleet(samples_dir: Path, root: Path, hosts: dict[str, str], *, hostname: bool = False) -> list[Path]:
@@ -65,7 +63,6 @@ def test_the_same_vm_under_two_hosts_is_two_vms_of_one_dataset(samples_dir, tmp_
     assert "beta" not in a.schema.metadata[b"blkreplay.inputs"].decode()
 
 
-@pytest.mark.xfail(not IDENTITY, reason="(host, vm) identity not merged yet", strict=True)
 def test_a_fleet_with_one_vm_name_on_two_hosts_checks_clean(samples_dir, tmp_path):
     inputs = _fleet(samples_dir, tmp_path / "logs", {"alpha": "libvirt-9.0", "beta": "libvirt-9.0"})
     out = tmp_path / "fleet"

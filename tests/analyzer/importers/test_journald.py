@@ -14,10 +14,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from analyzer import check
 from analyzer.cli import main
 from analyzer.importers import import_traces
 from analyzer.importers.pipeline import parse_input
+from tests.analyzer.guarantees import check_guarantees as check
 from tests.analyzer.importers import hostlog_inputs as derive
 
 #: Columns that must be equal between the import of the log and of its rendering.

@@ -13,10 +13,10 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from analyzer import check
 from analyzer.cli import main
 from analyzer.importers import import_traces
 from analyzer.importers.pipeline import parse_input
+from tests.analyzer.guarantees import check_guarantees as check
 from tests.analyzer.importers import hostlog_inputs as derive
 from tests.analyzer.importers.test_journald import SAME
 

@@ -11,10 +11,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from analyzer import check
 from analyzer.importers import import_traces
 from analyzer.importers.qapi_events import TABLES, EventNumbers
 from analyzer.importers.qmp_semantics import block_io_error_fields, swapped_qom_path
+from tests.analyzer.guarantees import check_guarantees as check
 
 # -- event numbers ---------------------------------------------------------------------------
 

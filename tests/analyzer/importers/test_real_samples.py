@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.importers import import_traces
+from tests.analyzer.guarantees import GUARANTEE_RULES
 from tests.analyzer.importers.conftest import EDITED
 
 
@@ -22,7 +23,7 @@ def _check():
 def audit(inputs: list[Path], tmp_path: Path):
     out = tmp_path / "trace.parquet"
     import_traces(inputs, out)
-    return _check()([out])
+    return _check()([out], rules=GUARANTEE_RULES)
 
 
 SAMPLES = {

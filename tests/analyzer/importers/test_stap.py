@@ -12,10 +12,10 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from analyzer import check
 from analyzer.cli import main
 from analyzer.importers import import_traces
 from analyzer.importers.pipeline import parse_input
+from tests.analyzer.guarantees import check_guarantees as check
 from tests.analyzer.importers import hostlog_inputs as derive
 
 SAME = ("seq", "ts_ns", "kind", "device", "req_id", "op", "errno", "action", "iostatus", "runstate",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer import check
+from tests.analyzer.guarantees import check_guarantees as check
 from tracer.sim import VARIANTS, SimConfig, record
 from tracer.sim.truth import TRUTH_RULES, TRUTH_WARNINGS, read_truth
 from tracer.sim.variants import VARIANT_TABLE

@@ -19,7 +19,7 @@ import pytest
 import analyzer.rules
 from analyzer.result import RuleInfo
 from analyzer.rules import catalogue
-from analyzer.rules.catalogue import INTEGRITY_RULES, RULE_FUNCTIONS, RULE_IDS, RULES
+from analyzer.rules.catalogue import INTEGRITY_RULES, PATTERN_RULES, RULE_FUNCTIONS, RULE_IDS, RULES
 from analyzer.rules.rule import Rule, RuleFunction, decides
 from analyzer.steps import Steps
 from tests.analyzer.builders import TraceBuilder, by_rule, check_rows
@@ -81,7 +81,7 @@ def test_reference_checker_decides_every_rule_over_steps() -> None:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "add"
         and node.args and isinstance(node.args[0], ast.Constant)
     }
-    assert added == set(RULE_IDS) - INTEGRITY_RULES - INPUT_RULES - LIBVIRT_RULES
+    assert added == set(RULE_IDS) - INTEGRITY_RULES - INPUT_RULES - LIBVIRT_RULES - PATTERN_RULES
 
 
 #: Rules about how faithfully an imported input shows QEMU (guarantee "input"): simulated
@@ -101,6 +101,18 @@ def test_input_rules_are_warnings_about_imports() -> None:
     assert {"event-names-unknown", "qom-path-swapped", "sources-disagree",
             "trace-lines-unknown"} == INPUT_RULES
     assert {RULES[r].severity for r in INPUT_RULES} == {"warning"}
+
+
+def test_pattern_rules_are_warnings_with_documented_parameters() -> None:
+    assert {"pause-storm", "io-error-event-storm", "enospc-pause-loop",
+                             "resume-before-storage-back", "paused-over-slo", "error-policy-not-stop"} == PATTERN_RULES
+    assert {RULES[r].severity for r in PATTERN_RULES} == {"warning"}
+    text = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
+    for rid in PATTERN_RULES:
+        params = catalogue.rule(rid).params
+        assert params, rid
+        for p in params:
+            assert f"`{rid}.{p.key}" in text or f"/ `.{p.key}`" in text, (rid, p.key)
 
 
 def test_ground_truth_speaks_about_every_error_rule_over_steps() -> None:
@@ -127,7 +139,7 @@ def test_every_rule_function_and_declaration_is_in_the_catalogue() -> None:
     assert {r.id for r in declared} == INTEGRITY_RULES
     assert from_functions | INTEGRITY_RULES == set(RULE_IDS)
     assert not from_functions & INTEGRITY_RULES
-    assert len(RULE_IDS) == len(set(RULE_IDS)) == 24
+    assert len(RULE_IDS) == len(set(RULE_IDS)) == 30
 
 
 def test_catalogue_order_is_the_order_of_the_rule_modules() -> None:
@@ -137,6 +149,8 @@ def test_catalogue_order_is_the_order_of_the_rule_modules() -> None:
         "query-matches-events", "query-matches-runstate", "iostatus-reset-on-cont",
         "action-matches-policy", "runstate-transition", "event-names-unknown", "qom-path-swapped",
         "sources-disagree", "trace-lines-unknown", "libvirt-reports-io-error", "libvirt-event-has-cause", "libvirt-delivers-events",
+        "pause-storm", "io-error-event-storm", "enospc-pause-loop", "resume-before-storage-back",
+        "paused-over-slo", "error-policy-not-stop",
         "seq-unique", "ts-monotonic-per-thread", "trace-truncated", "recording-intact",
         "trace-empty",
     ]

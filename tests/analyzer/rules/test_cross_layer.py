@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer import check
+from tests.analyzer.guarantees import check_guarantees as check
 from analyzer.importers import import_traces
 
 LIBVIRT = ("libvirt-9.0", "libvirt-11.3")

@@ -23,6 +23,7 @@ import pytest
 
 from analyzer import check
 from analyzer.importers import import_traces
+from tests.analyzer.guarantees import GUARANTEE_RULES
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def _audit(samples_dir: Path, tmp_path: Path, form: str, edit: Callable[[str, Ca
         inputs.append(path)
     out = tmp_path / "trace.parquet"
     import_traces(inputs, out)
-    return check([out]), inputs
+    return check([out], rules=GUARANTEE_RULES), inputs  # (tests/analyzer/guarantees.py)
 
 
 @pytest.mark.parametrize("form", sorted(FORMS))

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
 from analyzer import check
-from analyzer.rules.catalogue import INTEGRITY_RULES
+from analyzer.rules.catalogue import INTEGRITY_RULES, PATTERN_RULES
 from tests.analyzer.builders import TraceBuilder
 from tests.analyzer.rules.reference_checker import check_rows
 from tracer import tracedir
@@ -244,7 +244,7 @@ def test_vectorized_rules_agree_with_the_reference(tmp_path: Path, program, impo
     path = tmp_path / "t.parquet"
     _write(rows, path, "7.2")
     result = check([path])
-    got = {(f.rule, f.vm, f.error_id, f.seq) for f in result.findings if f.rule not in INTEGRITY_RULES}
+    got = {(f.rule, f.vm, f.error_id, f.seq) for f in result.findings if f.rule not in INTEGRITY_RULES | PATTERN_RULES}
     want = reference_findings(rows, set(result.not_applicable))
     assert got == want, (sorted(got - want), sorted(want - got))
 
@@ -294,7 +294,7 @@ def throttled_disagreements(tmp: Path) -> dict[str, list]:
         path = tmp / "t.parquet"
         _write(rows, path, "10.0")
         result = check([path])
-        got = {(f.rule, f.vm, f.error_id, f.seq) for f in result.findings if f.rule not in INTEGRITY_RULES}
+        got = {(f.rule, f.vm, f.error_id, f.seq) for f in result.findings if f.rule not in INTEGRITY_RULES | PATTERN_RULES}
         want = reference_findings(rows, set(result.not_applicable), throttled=True)
         for rule in REFERENCE_RULES:
             g = {k for k in got if k[0] == rule}
@@ -397,7 +397,7 @@ def test_the_rules_find_a_held_event_raised_before_its_iostatus(tmp_path: Path) 
     rows = throttle(b.rows, 50_000, raise_rows=True)
     _write(rows, tmp_path / "t.parquet", "10.0")
     result = check([tmp_path / "t.parquet"])
-    got = {(f.rule, f.vm, f.error_id, f.seq) for f in result.findings if f.rule not in INTEGRITY_RULES}
+    got = {(f.rule, f.vm, f.error_id, f.seq) for f in result.findings if f.rule not in INTEGRITY_RULES | PATTERN_RULES}
     assert got == reference_findings(rows, set(result.not_applicable), throttled=True)
 
 
@@ -461,7 +461,7 @@ def test_the_throttle_window_excuses_agree(tmp_path: Path, gap_s: float, drain: 
         r["error_id"] = None
     _write(b.rows, tmp_path / "t.parquet", "10.0")
     result = check([tmp_path / "t.parquet"])
-    got = {(f.rule, f.vm, f.error_id, f.seq) for f in result.findings if f.rule not in INTEGRITY_RULES}
+    got = {(f.rule, f.vm, f.error_id, f.seq) for f in result.findings if f.rule not in INTEGRITY_RULES | PATTERN_RULES}
     want = reference_findings(b.rows, set(result.not_applicable), throttled=True)
     assert got == want, (sorted(got - want), sorted(want - got))
     assert {k[0] for k in got} == expected
