@@ -106,17 +106,35 @@ class UnitSteps:
     vms: frozenset[str]
     rows: int
     steps: pd.DataFrame
+    #: Whether the reader already reported the unit's rows to the progress callback.
+    progressed: bool = False
+
+    @property
+    def full(self) -> bool:
+        """Whether it holds every report column (the replay view's too), not only the
+        statistics' ones."""
+        return set(source.REPORT_COLUMNS).issubset(self.steps.columns)
 
 
-#: fn(vms, skip) -> the units holding any of `vms` (None: every unit) but those whose VMs are
-#: one of the sets in `skip`, read one at a time, each restricted to `vms` when given.
-UnitReader = Callable[[Collection[str] | None, Collection[frozenset[str]]], Iterator[UnitSteps]]
+#: fn(vms of a unit) -> the columns to read of it (the statistics' alone, or every report
+#: column where the replay view or the timeline needs the unit's steps).
+ColumnsFn = Callable[[frozenset[str]], Sequence[str]]
+
+#: fn(vms, skip[, columns, progress]) -> the units holding any of `vms` (None: every unit) but
+#: those whose VMs are one of the sets in `skip`, read one at a time, each restricted to `vms`
+#: when given; `progress(rows)` as row groups are read.
+UnitReader = Callable[
+    [Collection[str] | None, Collection[frozenset[str]], ColumnsFn | None, Callable[[int], None] | None],
+    Iterator[UnitSteps],
+]
 
 
 def frame_units(steps: pd.DataFrame) -> UnitReader:
     """A whole steps frame as one unit (tests, and callers that already hold the steps)."""
 
-    def read(vms: Collection[str] | None, skip: Collection[frozenset[str]] = ()) -> Iterator[UnitSteps]:
+    def read(vms: Collection[str] | None, skip: Collection[frozenset[str]] = (),
+             columns: ColumnsFn | None = None,
+             progress: Callable[[int], None] | None = None) -> Iterator[UnitSteps]:
         names = frozenset(str(v) for v in steps["vm"].unique()) if len(steps) else frozenset()
         if names in skip:
             return
@@ -141,15 +159,20 @@ class TraceUnits:
         return self.trace.rows
 
     def __call__(self, vms: Collection[str] | None,
-                 skip: Collection[frozenset[str]] = ()) -> Iterator[UnitSteps]:
+                 skip: Collection[frozenset[str]] = (),
+                 columns: ColumnsFn | None = None,
+                 progress: Callable[[int], None] | None = None) -> Iterator[UnitSteps]:
         wanted = None if vms is None else set(vms)
         for unit in self.trace.units:
             if wanted is not None and not wanted.intersection(unit.vms):
                 continue
             if frozenset(unit.vms) in skip:
                 continue
-            steps = source.read_unit_steps(self.trace, unit, vms=None if wanted is None else sorted(wanted))
-            yield UnitSteps(frozenset(unit.vms), len(steps), steps)
+            cols = source.REPORT_COLUMNS if columns is None else columns(frozenset(unit.vms))
+            steps = source.read_unit_steps(self.trace, unit, cols,
+                                           vms=None if wanted is None else sorted(wanted),
+                                           progress=progress)
+            yield UnitSteps(frozenset(unit.vms), len(steps), steps, progressed=progress is not None)
             del steps
 
 
@@ -175,6 +198,11 @@ def _stacked(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
         return frames[0]
     out = pd.concat(frames, ignore_index=True).sort_values("vm", kind="mergesort")
     return out.reset_index(drop=True).astype(empty.dtypes.to_dict())
+
+
+def _timeline_units(read: UnitReader, chosen: list[str], skip: list[frozenset[str]],
+                    advance: Callable[[int], None]) -> Iterator[UnitSteps]:
+    return read(chosen, skip, None, advance)
 
 
 def _counted(progress: ProgressCallback | None, total: int) -> Callable[[int], None]:
@@ -229,7 +257,14 @@ def assemble_report(
     advance = _counted(statistics_progress, total_rows or 0)
     last: UnitSteps | None = None  # the final unit, kept for the timeline
     seen = 0
-    for unit in read(None, ()):
+    # Only the units holding a listed finding are read whole; the others, the statistics'
+    # few columns (the context windows need every report column, the statistics six).
+    listed_vms = {f.vm for f in listed} if contexts is None else set()
+
+    def columns(vms: frozenset[str]) -> Sequence[str]:
+        return source.REPORT_COLUMNS if vms & listed_vms else source.STAT_COLUMNS
+
+    for unit in read(None, (), columns, advance):
         facts.append(stats.step_facts(unit.steps))
         mine = [i for i, f in enumerate(listed) if f.vm in unit.vms]
         if mine and contexts is None:
@@ -240,9 +275,10 @@ def assemble_report(
                                             rows=rows)
             for i, w in zip(mine, found, strict=True):
                 windows[i] = w
-        advance(unit.rows)
+        if not unit.progressed:
+            advance(unit.rows)
         seen += unit.rows
-        if seen == total_rows:
+        if seen == total_rows and unit.full:
             last = unit
         del unit  # gone before the next unit is read
     if contexts is not None and listed:
@@ -281,7 +317,7 @@ def assemble_report(
         UnitSteps(last.vms, int(last.steps["vm"].isin(chosen).sum()), _only(last.steps, set(chosen)))]
     skip = [last.vms] if held else []
     last = None
-    for unit in itertools.chain(held, read(chosen, skip) if chosen else ()):
+    for unit in itertools.chain(held, _timeline_units(read, chosen, skip, advance) if chosen else ()):
         if not unit.rows:
             continue
         held.clear()
@@ -289,7 +325,8 @@ def assemble_report(
         intervals.append(stats.runstate_intervals(batch, chosen_eps, vms=chosen,
                                                   bounds=steps_facts.ts))
         markers.append(stats.timeline_markers(unit.steps))
-        advance(unit.rows)
+        if not unit.progressed:
+            advance(unit.rows)
         del unit, batch  # gone before the next unit is read
     nothing = source.empty_steps()
     timeline = Timeline(

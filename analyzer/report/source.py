@@ -15,7 +15,7 @@ picks the rows a replayed state can depend on (successful I/O, the bulk, is left
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,10 @@ from analyzer.steps import NULL, OPEN_STRINGS, VOCABULARIES, Steps
 from analyzer.trace import Trace, Unit, load
 from analyzer.trace.files import read_row_group
 from tracer.schema import COLUMN_BY_NAME
+
+#: The columns the statistics of a unit read (:func:`analyzer.report.stats.step_facts`): a
+#: unit without a listed finding is read with these alone.
+STAT_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMN_BY_NAME if c in set(STEP_COLUMNS) - {"runstate"})
 
 #: Every column a report reads: the statistics' and the replay view's, in schema order.
 REPORT_COLUMNS: tuple[str, ...] = tuple(
@@ -134,6 +138,7 @@ class _Column:
 def read_unit_steps(
     trace: Trace, unit: Unit, columns: Sequence[str] = REPORT_COLUMNS,
     vms: Sequence[str] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """`columns` of every step of one unit (or only of its VMs `vms`), in replay order
     (vm, seq, ts_ns): the rows of :func:`read_steps` that belong to the unit, row for row.
@@ -141,7 +146,7 @@ def read_unit_steps(
     Memory follows the unit, and only its needed columns: each row group is read and turned
     into numpy at once (strings as int32 codes into the unit's few distinct values, which the
     frame holds as categoricals; never one Python or Arrow string per step), and the rows are
-    reordered only when they are not in order already.
+    reordered only when they are not in order already. `progress(rows)` after each row group.
     """
     read = list(dict.fromkeys([*columns, "vm", "seq", "ts_ns"]))
     wanted = None if vms is None else set(vms)
@@ -153,6 +158,8 @@ def read_unit_steps(
             t = t.filter(pc.is_in(t.column("vm").cast(pa.string()), pa.array(sorted(wanted))))
         for c, col in gathered.items():
             col.add(t.column(c) if c in t.column_names else None, t.num_rows)
+        if progress is not None:
+            progress(t.num_rows)
         del t
     vm = gathered["vm"]
     names = vm.values
