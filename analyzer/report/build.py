@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import itertools
 import shlex
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analyzer.check import check
@@ -200,9 +200,68 @@ def _stacked(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True).astype(empty.dtypes.to_dict())
 
 
-def _timeline_units(read: UnitReader, chosen: list[str], skip: list[frozenset[str]],
-                    advance: Callable[[int], None]) -> Iterator[UnitSteps]:
-    return read(chosen, skip, None, advance)
+def _episodes_by_vm(episodes: pd.DataFrame) -> Callable[[Collection[str]], pd.DataFrame]:
+    """fn(vms) -> the episodes of `vms`, grouped once (not one scan of the table per unit)."""
+    if not len(episodes):
+        return lambda vms: episodes
+    index = episodes.groupby(episodes["vm"].astype(str), sort=False).indices
+
+    def of(vms: Collection[str]) -> pd.DataFrame:
+        rows = [index[v] for v in vms if v in index]
+        if not rows:
+            return episodes.iloc[:0]
+        return episodes.iloc[np.sort(np.concatenate(rows))]
+
+    return of
+
+
+class _TimelinePool:
+    """The run-state intervals and event marks of the `limit` most affected VMs seen so far.
+
+    The order of :func:`stats.most_affected` is total and a VM's summary row depends on its own
+    steps alone, so the trace's most affected VMs are among the most affected of each unit:
+    each unit offers its own top `limit`, the pool keeps the best `limit` of those it holds.
+    The timeline thus needs no second read, and holds `limit` VMs' intervals at most."""
+
+    def __init__(self, findings_per_vm: dict[str, int], limit: int) -> None:
+        self.findings_per_vm = findings_per_vm
+        self.limit = limit
+        self.summary: pd.DataFrame | None = None
+        self.intervals: list[pd.DataFrame] = []
+        self.markers: list[pd.DataFrame] = []
+
+    def add(self, steps: pd.DataFrame, episodes: pd.DataFrame, facts: stats.StepFacts) -> None:
+        if not len(steps) or self.limit <= 0:
+            return
+        summary = stats.vm_summary(episodes, facts)
+        best = stats.most_affected(summary, self.findings_per_vm, self.limit)
+        pool = summary[summary["vm"].isin(best)]
+        if self.summary is not None:
+            pool = pd.concat([self.summary, pool], ignore_index=True)
+        keep = set(stats.most_affected(pool, self.findings_per_vm, self.limit))
+        new = [v for v in best if v in keep]
+        self.summary = pool[pool["vm"].isin(keep)].reset_index(drop=True)
+        self.intervals = [f[f["vm"].isin(keep)] for f in self.intervals]
+        self.markers = [f[f["vm"].isin(keep)] for f in self.markers]
+        if not new:
+            return
+        shown = _only(steps, set(new))
+        batch = source.as_steps(shown.iloc[source.state_rows(shown)])
+        eps = episodes[episodes["vm"].astype(str).isin(new)] if len(episodes) else episodes
+        self.intervals.append(stats.runstate_intervals(batch, eps, vms=new, bounds=facts.ts))
+        self.markers.append(stats.timeline_markers(shown))
+
+    def timeline(self, chosen: list[str], total_vms: int) -> Timeline:
+        nothing = source.empty_steps()
+        keep = set(chosen)
+        return Timeline(
+            vms=chosen,
+            total_vms=total_vms,
+            intervals=_stacked([f[f["vm"].isin(keep)] for f in self.intervals],
+                               stats.runstate_intervals(source.as_steps(nothing), None, vms=[])),
+            markers=_stacked([f[f["vm"].isin(keep)] for f in self.markers],
+                             stats.timeline_markers(nothing)),
+        )
 
 
 def _counted(progress: ProgressCallback | None, total: int) -> Callable[[int], None]:
@@ -251,21 +310,24 @@ def assemble_report(
     sections, listed = _sections(result, max_findings)
     order = [r.id for r in result.rules]
 
-    # Pass 1: per-unit facts, and the windows of the listed findings of the unit's VMs.
+    # One pass: per-unit facts, the windows of the listed findings of the unit's VMs, and the
+    # run states of the unit's most affected VMs (the timeline's candidates).
+    findings_per_vm = dict(sorted(Counter(f.vm for f in result.findings).items()))
     facts: list[stats.StepFacts] = []
     windows: list[ContextWindow | None] = [None] * len(listed)
     advance = _counted(statistics_progress, total_rows or 0)
-    last: UnitSteps | None = None  # the final unit, kept for the timeline
-    seen = 0
     # Only the units holding a listed finding are read whole; the others, the statistics'
-    # few columns (the context windows need every report column, the statistics six).
+    # few columns (the context windows need every report column, the statistics seven).
     listed_vms = {f.vm for f in listed} if contexts is None else set()
 
     def columns(vms: frozenset[str]) -> Sequence[str]:
         return source.REPORT_COLUMNS if vms & listed_vms else source.STAT_COLUMNS
 
+    episodes_of = _episodes_by_vm(episodes)
+    pool = _TimelinePool(findings_per_vm, TIMELINE_VMS)
     for unit in read(None, (), columns, advance):
-        facts.append(stats.step_facts(unit.steps))
+        unit_facts = stats.step_facts(unit.steps)
+        facts.append(unit_facts)
         mine = [i for i, f in enumerate(listed) if f.vm in unit.vms]
         if mine and contexts is None:
             shown = _only(unit.steps, {listed[i].vm for i in mine})
@@ -275,11 +337,9 @@ def assemble_report(
                                             rows=rows)
             for i, w in zip(mine, found, strict=True):
                 windows[i] = w
+        pool.add(unit.steps, episodes_of(unit_facts.vms), unit_facts)
         if not unit.progressed:
             advance(unit.rows)
-        seen += unit.rows
-        if seen == total_rows and unit.full:
-            last = unit
         del unit  # gone before the next unit is read
     if contexts is not None and listed:
         windows = contexts(listed)
@@ -287,7 +347,6 @@ def assemble_report(
     steps_facts = stats.merge_facts(facts)
 
     summary = stats.vm_summary(episodes, steps_facts)
-    findings_per_vm = dict(sorted(Counter(f.vm for f in result.findings).items()))
     statistics = Statistics(
         vms=summary,
         errors=stats.errors_by_kind(episodes),
@@ -304,37 +363,10 @@ def assemble_report(
         seq_gaps_total=len(gaps),
         clock_anomalies_total=len(clock),
     )
-
-    # Pass 2: the run states and events of the VMs the timeline draws.
     chosen = stats.most_affected(summary, findings_per_vm, TIMELINE_VMS)
-    chosen_eps = episodes[episodes["vm"].astype(str).isin(chosen)] if len(episodes) else episodes
-    timeline_rows = int(summary.loc[summary["vm"].isin(chosen), "steps"].sum()) if len(summary) else 0
-    advance = _counted(timeline_progress, timeline_rows)
-    intervals, markers = [], []
-    # The unit read last is still here: drawn from it first (a trace of one big VM is read
-    # once), then dropped before any other unit is read.
-    held = [] if last is None or not chosen else [
-        UnitSteps(last.vms, int(last.steps["vm"].isin(chosen).sum()), _only(last.steps, set(chosen)))]
-    skip = [last.vms] if held else []
-    last = None
-    for unit in itertools.chain(held, _timeline_units(read, chosen, skip, advance) if chosen else ()):
-        if not unit.rows:
-            continue
-        held.clear()
-        batch = source.as_steps(unit.steps.iloc[source.state_rows(unit.steps)])
-        intervals.append(stats.runstate_intervals(batch, chosen_eps, vms=chosen,
-                                                  bounds=steps_facts.ts))
-        markers.append(stats.timeline_markers(unit.steps))
-        if not unit.progressed:
-            advance(unit.rows)
-        del unit, batch  # gone before the next unit is read
-    nothing = source.empty_steps()
-    timeline = Timeline(
-        vms=chosen,
-        total_vms=len(summary),
-        intervals=_stacked(intervals, stats.runstate_intervals(source.as_steps(nothing), None, vms=[])),
-        markers=_stacked(markers, stats.timeline_markers(nothing)),
-    )
+    if timeline_progress is not None:  # no pass of its own any more: done with the statistics
+        timeline_progress(0, 0)
+    timeline = pool.timeline(chosen, total_vms=len(summary))
     provenance = Provenance(
         inputs=tuple(result.inputs),
         version=__version__,

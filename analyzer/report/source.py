@@ -30,9 +30,9 @@ from analyzer.trace import Trace, Unit, load
 from analyzer.trace.files import read_row_group
 from tracer.schema import COLUMN_BY_NAME
 
-#: The columns the statistics of a unit read (:func:`analyzer.report.stats.step_facts`): a
-#: unit without a listed finding is read with these alone.
-STAT_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMN_BY_NAME if c in set(STEP_COLUMNS) - {"runstate"})
+#: The columns the statistics and the run-state timeline of a unit read: a unit without a
+#: listed finding is read with these alone.
+STAT_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMN_BY_NAME if c in set(STEP_COLUMNS))
 
 #: Every column a report reads: the statistics' and the replay view's, in schema order.
 REPORT_COLUMNS: tuple[str, ...] = tuple(
