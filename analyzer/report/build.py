@@ -29,7 +29,7 @@ import pandas as pd
 
 from analyzer.check import check
 from analyzer.progress import ProgressCallback
-from analyzer.report import context, source, stats
+from analyzer.report import context, fleet, source, stats
 from analyzer.report.document import (
     ContextWindow,
     Integrity,
@@ -374,8 +374,10 @@ def assemble_report(
         command=command,
         generated_at=generated_at,
     )
+    stops = stats.io_error_stops(episodes, steps_facts)
+    fleet_view = fleet.build_fleet(result, summary, stops, steps_facts.hosts, findings_per_vm, listed)
     return Report(result, provenance, sections, statistics, integrity, timeline,
-                  max_findings, findings_per_vm)
+                  max_findings, findings_per_vm, fleet_view)
 
 
 def build_report(

@@ -11,17 +11,24 @@ from markupsafe import Markup
 
 from analyzer.report import charts
 from analyzer.report.document import Report
+from analyzer.report.fleet import CHART_BINS, CHART_HOSTS, paused_over_time
 from analyzer.report.templating import html_environment, view
 
 
 def render_html(report: Report) -> bytes:
+    series = None
+    if report.fleet is not None and report.fleet.span is not None:
+        series = paused_over_time(report.fleet.pauses, *report.fleet.span)
+    fleet_chart = charts.fleet_svg(series)
     timeline = charts.timeline_svg(report.timeline)
     latency = charts.latency_svg(report.stats)
     chart_markup = {
         # matplotlib escapes every text it writes into the SVG; the SVG is ours to inline.
+        "fleet": Markup(fleet_chart) if fleet_chart else None,
         "timeline": Markup(timeline) if timeline else None,
         "latency": Markup(latency) if latency else None,
     }
     template = html_environment().get_template("report.html.j2")
     return template.render(**view(report), charts=chart_markup, bins=charts.BINS,
-                           marker_bins=charts.MARKER_BINS).encode("utf-8")
+                           marker_bins=charts.MARKER_BINS,
+                           fleet_hosts=CHART_HOSTS, fleet_bins=CHART_BINS).encode("utf-8")

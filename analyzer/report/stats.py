@@ -26,7 +26,7 @@ from analyzer.steps import RS, Steps
 from tracer.schema import ERRNO_NAMES
 
 #: The step columns the statistics read (a report loads only these).
-STEP_COLUMNS: tuple[str, ...] = ("vm", "seq", "ts_ns", "thread", "kind", "name", "runstate")
+STEP_COLUMNS: tuple[str, ...] = ("host", "vm", "seq", "ts_ns", "thread", "kind", "name", "runstate")
 
 #: The latencies a report summarises: (episodes column, milestone columns it is derived from
 #: when the column itself is absent, the label shown to a reader).
@@ -140,6 +140,9 @@ class StepFacts:
     events: pd.DataFrame
     gaps: pd.DataFrame
     clock: pd.DataFrame
+    #: vm -> its host(s) from the trace's `host` column (several joined by ", "), VMs without
+    #: one left out; None when not gathered.
+    hosts: pd.Series | None = None
 
     @property
     def vms(self) -> list[str]:
@@ -156,7 +159,25 @@ def step_facts(steps: pd.DataFrame) -> StepFacts:
                            "max": pd.Series(dtype="int64")}, index=pd.Index([], name="vm", dtype=object))
         events = pd.DataFrame({e: pd.Series(dtype="int64") for e in COUNTED_EVENTS},
                               index=pd.Index([], name="vm", dtype=object))
-    return StepFacts(ts, events, seq_gaps(steps), clock_anomalies(steps))
+    return StepFacts(ts, events, seq_gaps(steps), clock_anomalies(steps), vm_hosts(steps))
+
+
+def vm_hosts(steps: pd.DataFrame) -> pd.Series:
+    """vm -> the host(s) its steps name (sorted, joined by ", "), for VMs with a host."""
+    empty = pd.Series(dtype=object, index=pd.Index([], name="vm", dtype=object), name="host")
+    if "host" not in steps or not len(steps) or not steps["host"].notna().any():
+        return empty
+    vm_c, vms = _codes(steps["vm"])
+    host_c, hosts = _codes(steps["host"])
+    ok = host_c >= 0
+    pairs = np.unique(np.stack([vm_c[ok], host_c[ok]]), axis=1)
+    if not pairs.shape[1]:
+        return empty
+    frame = pd.DataFrame({"vm": np.asarray(vms, dtype=object)[pairs[0]],
+                          "host": np.asarray(hosts, dtype=object)[pairs[1]]})
+    out = frame.groupby("vm", sort=True)["host"].agg(", ".join)
+    out.index.name = "vm"
+    return out
 
 
 def merge_facts(parts: Sequence[StepFacts]) -> StepFacts:
@@ -175,8 +196,10 @@ def merge_facts(parts: Sequence[StepFacts]) -> StepFacts:
     ts = pd.concat([p.ts for p in parts]).sort_index(kind="mergesort")
     events = pd.concat([p.events for p in parts]).sort_index(kind="mergesort").astype("int64")
     ts.index.name = events.index.name = "vm"
+    hosts = [p.hosts for p in parts if p.hosts is not None and len(p.hosts)]
+    merged_hosts = pd.concat(hosts).sort_index(kind="mergesort") if hosts else vm_hosts(pd.DataFrame())
     return StepFacts(ts.astype("int64"), events, rows([p.gaps for p in parts]),
-                     rows([p.clock for p in parts]))
+                     rows([p.clock for p in parts]), merged_hosts)
 
 
 def _facts(steps: pd.DataFrame | StepFacts) -> StepFacts:
