@@ -131,7 +131,7 @@ def finding_groups(result: CheckResult, listed: Sequence[Finding]) -> list[Findi
 def not_applicable_reason(rule: RuleInfo) -> str:
     """Why `rule` could not judge this trace, in the words of what it needs."""
     if rule.needs:
-        needed = ", ".join(f"`{n}`" for n in rule.needs)
+        needed = ", ".join(rule.needs)
         return f"the trace has no {needed} steps, which this rule judges"
     return "the trace lacks the steps this rule judges"
 

@@ -117,14 +117,21 @@ def _errors_fleet(errors: pd.DataFrame) -> pd.DataFrame:
     keys = ["device", "op", "errno", "action"]
     if not len(errors):
         return pd.DataFrame({c: pd.Series(dtype=object) for c in [*keys, "vms", "errors"]})
-    e = errors.assign(**{k: errors[k].astype(object).where(errors[k].notna(), "\0") for k in keys})
-    g = e.groupby(keys, sort=False)
+    g = errors.groupby(keys, sort=False, dropna=False)
     out = pd.DataFrame({"vms": g["vm"].nunique(), "errors": g["errors"].sum()}).reset_index()
-    out = out.sort_values(["errors", "vms", "device", "op", "action"], ascending=[False, False, True, True, True],
-                          kind="mergesort").reset_index(drop=True)
-    for k in keys:
-        out[k] = out[k].where(out[k] != "\0", None)
-    return out
+    return out.sort_values(["errors", "vms", "device", "op", "action"],
+                           ascending=[False, False, True, True, True], kind="mergesort",
+                           na_position="last").reset_index(drop=True)
+
+
+def _rule_heads(groups: list, by_rule: dict) -> dict[int, object]:
+    heads: dict[int, object] = {}
+    seen: set[str] = set()
+    for i, g in enumerate(groups):
+        if g.rule.id not in seen and g.rule.id in by_rule:
+            seen.add(g.rule.id)
+            heads[i] = by_rule[g.rule.id]
+    return heads
 
 
 def view(report: Report) -> dict[str, object]:
@@ -135,6 +142,7 @@ def view(report: Report) -> dict[str, object]:
     for s in report.rules:
         offsets.append(offsets[-1] + len(s.listed))
     number = {id(lf.finding): i + 1 for i, lf in enumerate(listed)}
+    by_rule = {s.rule.id: s for s in report.rules}
     contexts = {id(lf.finding): lf.context for lf in listed}
     fl = report.fleet
     top, more = fleet_view.TOP_VMS, fleet_view.MORE_ROWS
@@ -159,6 +167,8 @@ def view(report: Report) -> dict[str, object]:
         "contexts": contexts,
         "fleet": fl,
         "groups": fl.groups if fl is not None else [],
+        #: group index (0-based) -> its rule's section, at the first group of each rule.
+        "rule_heads": _rule_heads(fl.groups if fl is not None else [], by_rule),
         "reasons": fl.reasons if fl is not None else {},
         "window": _window(*fl.window) if fl is not None and fl.window else None,
         "window_length": fmt.duration(fl.window[1] - fl.window[0]) if fl is not None and fl.window else None,
