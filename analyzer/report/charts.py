@@ -168,14 +168,15 @@ def _time_axis(ax, t0: int, span: int, x_div: float, x_unit: str) -> None:
     if not is_wall_clock(t0):
         ax.set_xlabel(f"time since first step ({x_unit})")
         return
-    digits = 0 if span >= 20 * 10**9 else 3 if span >= 20 * 10**6 else 6
+    digits = next((d for d, least in ((0, 20 * 10**9), (1, 2 * 10**9), (2, 2 * 10**8), (3, 2 * 10**7))
+                   if span >= least), 6)
 
     def utc(x: float, _pos: object = None) -> str:
         text = iso_utc(t0 + round(x * x_div))  # 2026-12-02T19:40:43.123456Z
         clock = text[11:19] + (text[19:20 + digits] if digits else "")
         return clock
 
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=8))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6 if digits < 3 else 4))
     ax.xaxis.set_major_formatter(FuncFormatter(utc))
     ax.set_xlabel(f"UTC, {iso_utc(t0)[:10]} (from {iso_utc(t0)[11:19]}Z)")
 

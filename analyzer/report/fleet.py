@@ -132,7 +132,9 @@ def not_applicable_reason(rule: RuleInfo) -> str:
     """Why `rule` could not judge this trace, in the words of what it needs."""
     if rule.needs:
         needed = ", ".join(rule.needs)
-        return f"the trace has no {needed} steps, which this rule judges"
+        if len(rule.needs) == 1:
+            return f"it judges {needed} steps and the trace has none"
+        return f"it judges {needed} steps together and the trace lacks some of them"
     return "the trace lacks the steps this rule judges"
 
 

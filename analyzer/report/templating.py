@@ -166,6 +166,9 @@ def view(report: Report) -> dict[str, object]:
         "number": number,
         "contexts": contexts,
         "fleet": fl,
+        #: vm -> host (the trace's, where a finding does not name its own).
+        "vm_host": ({} if fl is None else
+                    {v: h for v, h in zip(fl.ranked["vm"], fl.ranked["host"], strict=True) if h is not None}),
         "groups": fl.groups if fl is not None else [],
         #: group index (0-based) -> its rule's section, at the first group of each rule.
         "rule_heads": _rule_heads(fl.groups if fl is not None else [], by_rule),
