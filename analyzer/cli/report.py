@@ -82,13 +82,16 @@ def register(app: typer.Typer) -> None:
         outputs.check_output(output, inputs=[*paths, *files], kind="report", parents=parents,
                              allow_stdout=True)
         command = _command(paths, output, kind, max_findings, timestamp, files, only_file)
-        phases = (("checking", "steps"), ("statistics", "steps"), ("timeline", "steps"))
-        with console.progress_phases(*phases, quiet=quiet) as (checking, statistics, timeline):
+        # Every phase has its bar: the check, the statistics (one more read of the steps),
+        # then drawing the charts and writing the page.
+        phases = (("checking", "steps"), ("statistics", "steps"), ("writing", "parts"))
+        with console.progress_phases(*phases, quiet=quiet) as (checking, statistics, writing):
             rep = build_report(paths, max_findings=max_findings, timestamp=timestamp,
                                command=command, progress=checking,
-                               statistics_progress=statistics, timeline_progress=timeline,
+                               statistics_progress=statistics,
                                rule_files=files, only_files=only_file)
-        written = write_report(rep, output, kind, inputs=[*paths, *files], parents=parents)
+            written = write_report(rep, output, kind, inputs=[*paths, *files], parents=parents,
+                                   progress=writing)
         if not quiet:  # on stderr when the report itself is on stdout
             shown = console.out if written is not None else console.err
             shown.print(summary(rep, written, kind))
