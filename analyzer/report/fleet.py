@@ -55,6 +55,15 @@ def natural_sorted(names: Sequence[str]) -> list[str]:
     return sorted(names, key=natural_key)
 
 
+def natural_order(values: pd.Series) -> np.ndarray:
+    """Positions that sort `values` naturally (stable; the key is computed once per distinct
+    value, not per row)."""
+    codes, uniques = pd.factorize(values.astype(str))
+    rank = np.empty(len(uniques), dtype=np.int64)
+    rank[sorted(range(len(uniques)), key=lambda i: natural_key(uniques[i]))] = np.arange(len(uniques))
+    return np.argsort(rank[codes], kind="stable")
+
+
 # ---------------------------------------------------------------------------------------------
 # Findings grouped by rule and message shape
 # ---------------------------------------------------------------------------------------------
@@ -198,10 +207,9 @@ def ranked_vms(summary: pd.DataFrame, host: pd.Series, findings_per_vm: dict[str
     out["vm"] = out["vm"].astype(str)
     out["host"] = out["vm"].map(host).astype(object)
     out["findings"] = out["vm"].map(findings_per_vm).fillna(0).astype("int64")
-    out["_name"] = out["vm"].map(lambda v: natural_key(v))
-    out = out.sort_values("_name", kind="mergesort")
+    out = out.iloc[natural_order(out["vm"])]
     out = out.sort_values(["paused_ns", "errors", "findings"], ascending=False, kind="mergesort")
-    return out.drop(columns="_name").reset_index(drop=True)
+    return out.reset_index(drop=True)
 
 
 def host_table(ranked: pd.DataFrame) -> pd.DataFrame:
@@ -219,8 +227,7 @@ def host_table(ranked: pd.DataFrame) -> pd.DataFrame:
         "paused_ns": g["paused_ns"].sum(), "max_paused_ns": g["paused_ns"].max(),
         "errors": g["errors"].sum(), "findings": g["findings"].sum(),
     }).reset_index()
-    out["_name"] = out["host"].map(natural_key)
-    out = out.sort_values("_name", kind="mergesort")
+    out = out.iloc[natural_order(out["host"])]
     out = out.sort_values(["vms_paused", "paused_ns", "errors"], ascending=False, kind="mergesort")
     return out[cols].astype({c: "int64" for c in cols if c != "host"}).reset_index(drop=True)
 

@@ -153,9 +153,10 @@ def view(report: Report) -> dict[str, object]:
     lat = report.stats.latencies
     lat_all = lat[lat["vm"] == ALL_VMS] if len(lat) else lat
     lat_vms = lat[lat["vm"] != ALL_VMS] if len(lat) else lat
-    lat_vms = lat_vms.iloc[sorted(range(len(lat_vms)), key=lambda i: fleet_view.natural_key(lat_vms["vm"].iloc[i]))]
+    lat_vms = lat_vms.iloc[fleet_view.natural_order(lat_vms["vm"])] if len(lat_vms) else lat_vms
     per_vm = report.integrity.per_vm
     troubled = per_vm[(per_vm["seq_gaps"] > 0) | (per_vm["clock_anomalies"] > 0)] if len(per_vm) else per_vm
+    troubled = troubled.iloc[fleet_view.natural_order(troubled["vm"])] if len(troubled) else troubled
     return {
         "r": report,
         "result": report.result,
@@ -181,7 +182,6 @@ def view(report: Report) -> dict[str, object]:
         "incidents_unlisted": max(len(report.result.incidents) - fleet_view.MAX_INCIDENTS, 0),
         "vms_top": vms_top, "vms_more": vms_more, "vms_unlisted": vms_unlisted,
         "hosts_top": hosts_top, "hosts_more": hosts_more, "hosts_unlisted": hosts_unlisted,
-        "vms": fmt.records(report.stats.vms),
         "errors_fleet": fmt.records(_errors_fleet(report.stats.errors).head(top + more)),
         "errors_kinds": len(_errors_fleet(report.stats.errors)),
         "latencies_all": fmt.records(lat_all),
