@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Protocol
 
 import pandas as pd
+import pyarrow as pa
 
 from analyzer.engine import dask_cluster, map_units
 from analyzer.episodes import EPISODE_COLUMNS, empty_episodes, episodes
@@ -23,6 +25,7 @@ from analyzer.result import CheckResult, Finding
 from analyzer.rules import RULE_IDS, applicable, columns_for, run, select
 from analyzer.rules.integrity import findings as integrity_findings
 from analyzer.trace import PathArg, Trace, Unit, UnitData, load, release_footers, scan_unit
+from analyzer.trace.files import RowGroup
 from tracer.errors import InputError
 from tracer.schema import COLUMN_NAMES
 
@@ -45,9 +48,11 @@ def analyze_unit(
     rule_ids: tuple[str, ...],
     columns: tuple[str, ...],
     extra: RuleSet | None = None,
+    observe: UnitObserver | None = None,
 ) -> UnitResult:
     """Read one unit and judge it: the per-VM work of a check (a pure function of its input).
-    `extra`: rules loaded from rule files (`analyzer.lang`), judged beside the catalogue's."""
+    `extra`: rules loaded from rule files (`analyzer.lang`), judged beside the catalogue's.
+    `observe`: see :func:`check`."""
     def judge(batch: UnitData) -> UnitResult:
         found = run(batch.steps, rule_ids)
         if extra:
@@ -55,15 +60,20 @@ def analyze_unit(
         found.extend(f for f in integrity_findings(batch.integrity) if f.rule in rule_ids)
         return UnitResult(found, episodes(batch.steps), batch.rows, batch.present)
 
-    parts = scan_unit(trace, unit, columns, judge, progress=report_rows)
+    watch = observe.unit(unit) if observe is not None else None
+    parts = scan_unit(trace, unit, columns, judge, progress=report_rows,
+                      observe=None if watch is None else watch.row_group)
     frames = [p.episodes for p in parts if len(p.episodes)]
     eps = pd.concat(frames, ignore_index=True) if len(frames) > 1 else (frames[0] if frames else episodes_empty())
-    return UnitResult(
+    out = UnitResult(
         [f for p in parts for f in p.findings],
         eps,
         sum(p.rows for p in parts),
         set().union(*(p.present for p in parts)) if parts else set(),
     )
+    if watch is not None:
+        watch.done(out)
+    return out
 
 
 def check(
@@ -76,6 +86,7 @@ def check(
     progress: ProgressCallback | None = None,
     rule_files: Sequence[PathArg] = (),
     only_files: bool = False,
+    observe: UnitObserver | None = None,
 ) -> CheckResult:
     """Check the trace at `paths` (files, directories, globs, or a loaded `Trace`).
 
@@ -87,6 +98,9 @@ def check(
     `progress(done_rows, total_rows)` is called as rows are read (per unit on a cluster).
     `rule_files`: rule files of the rule language (docs/rules-language.md) whose rules run
     beside the catalogue; with `only_files`, instead of it (`rules` then selects among theirs).
+    `observe`: a :class:`UnitObserver` shown every row group the check reads (with its
+    `columns` read too), so that another consumer of every row (``blkreplay report``'s
+    statistics) reads the trace once, with the check; local engine only.
     Raises :class:`tracer.errors.InputError` for unusable input, unknown rule ids, a bad rule
     file or an unreachable scheduler. The result is deterministic: same steps, same result, whatever the
     file layout, engine, scheduler or worker count.
@@ -101,8 +115,12 @@ def check(
     trace = paths if isinstance(paths, Trace) else load(paths)  # type: ignore[arg-type]
     ids = tuple(r.id for r in chosen)
     wanted = set(columns_for(ids)) | extra.columns()
+    if observe is not None:
+        if scheduler is not None or engine not in (None, "local"):
+            raise InputError("an observer of the rows runs with the local engine only")
+        wanted |= set(observe.columns)
     columns = tuple(c for c in COLUMN_NAMES if c in wanted)
-    fn = partial(analyze_unit, rule_ids=ids, columns=columns, extra=extra)
+    fn = partial(analyze_unit, rule_ids=ids, columns=columns, extra=extra, observe=observe)
     # The input is loaded (and judged usable) before a cluster is started or reached.
     try:
         with dask_cluster(scheduler) if scheduler is not None else nullcontext() as client:
@@ -139,6 +157,24 @@ def check(
         vms=len(trace.vms),
         episodes=eps,
     )
+
+
+class UnitWatch(Protocol):
+    """What an observer does with one unit: every row group as read (``(None, None)``: the
+    unit is read again from its start), then `done` with what the unit gave the check."""
+
+    def row_group(self, rg: RowGroup | None, table: pa.Table | None) -> None: ...
+
+    def done(self, result: UnitResult) -> None: ...
+
+
+class UnitObserver(Protocol):
+    """Sees the rows a check reads, unit by unit (see :func:`check`)."""
+
+    #: Columns it needs beside the rules' (read in the same pass).
+    columns: Sequence[str]
+
+    def unit(self, unit: Unit) -> UnitWatch: ...
 
 
 def _rule_sets(

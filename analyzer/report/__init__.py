@@ -101,7 +101,8 @@ def write_report(
     report_inputs = [*inputs, *report_input_paths(report)]
     target = outputs.check_output(out, inputs=report_inputs, kind="report", parents=parents,
                                   allow_stdout=True)
-    data = render(report, format_for(out, fmt), progress)
+    kind = format_for(out, fmt)
+    data = render(report, kind) if progress is None else render(report, kind, progress)
     return outputs.write_output(out if target is None else target, data, inputs=report_inputs,
                                 kind="report", parents=parents, allow_stdout=True)
 

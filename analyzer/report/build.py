@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import shlex
+import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from analyzer.check import check
 from analyzer.progress import ProgressCallback
@@ -41,7 +43,7 @@ from analyzer.report.document import (
     Timeline,
 )
 from analyzer.result import CheckResult, Finding, RuleInfo
-from analyzer.trace import Trace, load
+from analyzer.trace import Trace, Unit, load
 from tracer import __version__
 
 ContextFn = Callable[[Sequence[Finding]], list[ContextWindow | None]]
@@ -221,9 +223,11 @@ class _TimelinePool:
     The order of :func:`stats.most_affected` is total and a VM's summary row depends on its own
     steps alone, so the trace's most affected VMs are among the most affected of each unit:
     each unit offers its own top `limit`, the pool keeps the best `limit` of those it holds.
-    The timeline thus needs no second read, and holds `limit` VMs' intervals at most."""
+    The timeline thus needs no second read, and holds `limit` VMs' intervals at most. Without
+    `findings_per_vm` (the statistics gathered during the check, before its findings are
+    final) every VM's intervals are kept: a few rows per run-state change, like the episodes."""
 
-    def __init__(self, findings_per_vm: dict[str, int], limit: int) -> None:
+    def __init__(self, findings_per_vm: dict[str, int] | None, limit: int) -> None:
         self.findings_per_vm = findings_per_vm
         self.limit = limit
         self.summary: pd.DataFrame | None = None
@@ -232,6 +236,9 @@ class _TimelinePool:
 
     def add(self, steps: pd.DataFrame, episodes: pd.DataFrame, facts: stats.StepFacts) -> None:
         if not len(steps) or self.limit <= 0:
+            return
+        if self.findings_per_vm is None:  # the findings are not known yet: keep every VM
+            self._draw(steps, episodes, facts, facts.vms)
             return
         summary = stats.vm_summary(episodes, facts)
         best = stats.most_affected(summary, self.findings_per_vm, self.limit)
@@ -243,13 +250,27 @@ class _TimelinePool:
         self.summary = pool[pool["vm"].isin(keep)].reset_index(drop=True)
         self.intervals = [f[f["vm"].isin(keep)] for f in self.intervals]
         self.markers = [f[f["vm"].isin(keep)] for f in self.markers]
-        if not new:
-            return
+        if new:
+            self._draw(steps, episodes, facts, new)
+
+    def _draw(self, steps: pd.DataFrame, episodes: pd.DataFrame, facts: stats.StepFacts,
+              new: list[str]) -> None:
         shown = _only(steps, set(new))
         batch = source.as_steps(shown.iloc[source.state_rows(shown)])
         eps = episodes[episodes["vm"].astype(str).isin(new)] if len(episodes) else episodes
         self.intervals.append(stats.runstate_intervals(batch, eps, vms=new, bounds=facts.ts))
         self.markers.append(stats.timeline_markers(shown))
+
+    @staticmethod
+    def joined(pools: Sequence[_TimelinePool]) -> _TimelinePool:
+        """One pool holding the intervals and marks of all of `pools` (disjoint VMs)."""
+        if len(pools) == 1:
+            return pools[0]
+        out = _TimelinePool(None, TIMELINE_VMS)
+        for p in pools:
+            out.intervals.extend(p.intervals)
+            out.markers.extend(p.markers)
+        return out
 
     def timeline(self, chosen: list[str], total_vms: int) -> Timeline:
         nothing = source.empty_steps()
@@ -262,6 +283,54 @@ class _TimelinePool:
             markers=_stacked([f[f["vm"].isin(keep)] for f in self.markers],
                              stats.timeline_markers(nothing)),
         )
+
+
+class StatsObserver:
+    """The report's statistics, gathered while the check reads the trace (`analyzer.check`'s
+    `observe`): each unit's rows go through :class:`source.UnitGather` into its
+    :class:`~analyzer.report.stats.StepFacts` and run-state intervals, then are dropped. The
+    trace is read once for the check and the statistics together (issue #13)."""
+
+    columns = source.STAT_COLUMNS
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.facts: dict[int, stats.StepFacts] = {}
+        self.pools: dict[int, _TimelinePool] = {}
+        self._order: dict[int, int] = {}
+
+    def unit(self, unit: Unit) -> _UnitWatch:
+        return _UnitWatch(self, unit)
+
+    def ordered(self, units: Sequence[Unit]) -> tuple[list[stats.StepFacts], list[_TimelinePool]]:
+        """The facts and pools in the order of `units` (the plan's), whatever order the
+        units were checked in."""
+        keys = [id(u) for u in units if id(u) in self.facts]
+        return [self.facts[k] for k in keys], [self.pools[k] for k in keys]
+
+
+class _UnitWatch:
+    def __init__(self, observer: StatsObserver, unit: Unit) -> None:
+        self.observer = observer
+        self.unit = unit
+        self.gather = source.UnitGather(source.STAT_COLUMNS, unit.rows)
+
+    def row_group(self, rg: object, table: pa.Table | None) -> None:
+        if table is None:  # read again from the start
+            self.gather = source.UnitGather(source.STAT_COLUMNS, self.unit.rows)
+        else:
+            self.gather.add(table)
+
+    def done(self, result: object) -> None:
+        steps = self.gather.frame()
+        del self.gather
+        facts = stats.step_facts(steps)
+        pool = _TimelinePool(None, TIMELINE_VMS)
+        pool.add(steps, getattr(result, "episodes", pd.DataFrame()), facts)
+        del steps
+        with self.observer.lock:
+            self.observer.facts[id(self.unit)] = facts
+            self.observer.pools[id(self.unit)] = pool
 
 
 def _counted(progress: ProgressCallback | None, total: int) -> Callable[[int], None]:
@@ -289,6 +358,8 @@ def assemble_report(
     statistics_progress: ProgressCallback | None = None,
     timeline_progress: ProgressCallback | None = None,
     total_rows: int | None = None,
+    gathered: StatsObserver | None = None,
+    units: Sequence[Unit] | None = None,
 ) -> Report:
     """Everything the renderers show, from a check result and the trace's steps: a frame of
     the columns of :func:`analyzer.report.source.read_steps` sorted by vm and seq, or a
@@ -300,6 +371,8 @@ def assemble_report(
     findings of its VMs), once more for the few VMs the timeline draws. Nothing of the whole
     trace is ever held at once. `statistics_progress` / `timeline_progress` get
     ``(rows done, rows in all)`` of each pass; `total_rows`: the rows of every unit, if known.
+    `gathered`: the statistics a :class:`StatsObserver` gathered while the check read the
+    `units` (:func:`build_report`): then only the VMs of listed findings are read again.
     """
     episodes = result.episodes
     read = frame_units(steps) if isinstance(steps, pd.DataFrame) else steps
@@ -315,7 +388,7 @@ def assemble_report(
     findings_per_vm = dict(sorted(Counter(f.vm for f in result.findings).items()))
     facts: list[stats.StepFacts] = []
     windows: list[ContextWindow | None] = [None] * len(listed)
-    advance = _counted(statistics_progress, total_rows or 0)
+    advance = _counted(None if gathered is not None else statistics_progress, total_rows or 0)
     # Only the units holding a listed finding are read whole; the others, the statistics'
     # few columns (the context windows need every report column, the statistics seven).
     listed_vms = {f.vm for f in listed} if contexts is None else set()
@@ -325,9 +398,22 @@ def assemble_report(
 
     episodes_of = _episodes_by_vm(episodes)
     pool = _TimelinePool(findings_per_vm, TIMELINE_VMS)
-    for unit in read(None, (), columns, advance):
-        unit_facts = stats.step_facts(unit.steps)
-        facts.append(unit_facts)
+    pools = [pool]
+    if gathered is not None:
+        # The statistics came with the check: read only the VMs of the listed findings again,
+        # for their context windows.
+        facts, pools = gathered.ordered(units or [])
+        steps_facts = stats.merge_facts(facts)
+        sizes = steps_facts.ts["size"] if len(steps_facts.ts) else pd.Series(dtype="int64")
+        wanted = sorted(v for v in listed_vms if v in sizes.index)
+        advance = _counted(statistics_progress, int(sizes.reindex(wanted).sum()) if wanted else 0)
+        units_read = read(wanted, (), lambda vms: source.REPORT_COLUMNS, advance) if wanted else iter(())
+    else:
+        units_read = read(None, (), columns, advance)
+    for unit in units_read:
+        if gathered is None:
+            unit_facts = stats.step_facts(unit.steps)
+            facts.append(unit_facts)
         mine = [i for i, f in enumerate(listed) if f.vm in unit.vms]
         if mine and contexts is None:
             shown = _only(unit.steps, {listed[i].vm for i in mine})
@@ -337,14 +423,16 @@ def assemble_report(
                                             rows=rows)
             for i, w in zip(mine, found, strict=True):
                 windows[i] = w
-        pool.add(unit.steps, episodes_of(unit_facts.vms), unit_facts)
+        if gathered is None:
+            pool.add(unit.steps, episodes_of(unit_facts.vms), unit_facts)
         if not unit.progressed:
             advance(unit.rows)
         del unit  # gone before the next unit is read
     if contexts is not None and listed:
         windows = contexts(listed)
     sections = _attach_contexts(sections, {id(f): w for f, w in zip(listed, windows, strict=True)})
-    steps_facts = stats.merge_facts(facts)
+    if gathered is None:
+        steps_facts = stats.merge_facts(facts)
 
     summary = stats.vm_summary(episodes, steps_facts)
     statistics = Statistics(
@@ -366,7 +454,7 @@ def assemble_report(
     chosen = stats.most_affected(summary, findings_per_vm, TIMELINE_VMS)
     if timeline_progress is not None:  # no pass of its own any more: done with the statistics
         timeline_progress(0, 0)
-    timeline = pool.timeline(chosen, total_vms=len(summary))
+    timeline = _TimelinePool.joined(pools).timeline(chosen, total_vms=len(summary))
     provenance = Provenance(
         inputs=tuple(result.inputs),
         version=__version__,
@@ -405,7 +493,9 @@ def build_report(
     paths = [str(p) for p in paths]
     trace = load(paths)
     files = [str(f) for f in rule_files]
-    result = check(trace, progress=progress, rule_files=files, only_files=only_files)
+    observer = StatsObserver()
+    result = check(trace, progress=progress, rule_files=files, only_files=only_files,
+                   observe=observer)
     generated_at = (
         _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         if timestamp else None
@@ -419,4 +509,6 @@ def build_report(
         statistics_progress=statistics_progress,
         timeline_progress=timeline_progress,
         total_rows=trace.rows,
+        gathered=observer,
+        units=trace.units,
     )

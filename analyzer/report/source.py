@@ -148,28 +148,52 @@ def read_unit_steps(
     frame holds as categoricals; never one Python or Arrow string per step), and the rows are
     reordered only when they are not in order already. `progress(rows)` after each row group.
     """
-    read = list(dict.fromkeys([*columns, "vm", "seq", "ts_ns"]))
     wanted = None if vms is None else set(vms)
     groups = [rg for rg in unit.row_groups if wanted is None or wanted.intersection(rg.vms)]
-    gathered = {c: _Column(c, sum(rg.rows for rg in groups)) for c in read}
+    gather = UnitGather(columns, sum(rg.rows for rg in groups))
     for rg in groups:
-        t = read_row_group(trace.files[rg.file], rg.index, read)
+        t = read_row_group(trace.files[rg.file], rg.index, list(gather.columns))
         if wanted is not None and not wanted.issuperset(rg.vms):
             t = t.filter(pc.is_in(t.column("vm").cast(pa.string()), pa.array(sorted(wanted))))
-        for c, col in gathered.items():
-            col.add(t.column(c) if c in t.column_names else None, t.num_rows)
+        gather.add(t)
         if progress is not None:
             progress(t.num_rows)
         del t
-    vm = gathered["vm"]
-    names = vm.values
-    rank = np.empty(len(names) + 1, dtype=np.int64)
-    rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
-    rank[-1] = -1
-    keys = (rank[vm.data()], gathered["seq"].data(), gathered["ts_ns"].data())
-    order = None if _in_order(*keys) else np.lexsort(tuple(reversed(keys)))
-    del keys
-    return pd.DataFrame({c: gathered[c].series(order) for c in columns})
+    return gather.frame()
+
+
+class UnitGather:
+    """The rows of one unit, row group by row group, into the frame :func:`read_unit_steps`
+    returns: whoever reads the row groups (this module, or a check that shows a report every
+    row group it reads: `analyzer.check`'s `observe`) hands them over one at a time."""
+
+    def __init__(self, columns: Sequence[str], capacity: int) -> None:
+        self.wanted = tuple(columns)
+        self.columns = tuple(dict.fromkeys([*columns, "vm", "seq", "ts_ns"]))
+        self.gathered = {c: _Column(c, capacity) for c in self.columns}
+
+    def add(self, table: pa.Table) -> None:
+        for c, col in self.gathered.items():
+            col.add(table.column(c) if c in table.column_names else None, table.num_rows)
+
+    @property
+    def rows(self) -> int:
+        return self.gathered["vm"].n
+
+    def frame(self) -> pd.DataFrame:
+        """The rows gathered, in replay order (vm, seq, ts_ns); the buffers are let go."""
+        gathered = self.gathered
+        vm = gathered["vm"]
+        names = vm.values
+        rank = np.empty(len(names) + 1, dtype=np.int64)
+        rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+        rank[-1] = -1
+        keys = (rank[vm.data()], gathered["seq"].data(), gathered["ts_ns"].data())
+        order = None if _in_order(*keys) else np.lexsort(tuple(reversed(keys)))
+        del keys
+        out = pd.DataFrame({c: gathered[c].series(order) for c in self.wanted})
+        self.gathered = {}
+        return out
 
 
 def empty_steps(columns: Sequence[str] = REPORT_COLUMNS) -> pd.DataFrame:

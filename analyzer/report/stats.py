@@ -68,20 +68,35 @@ def _vm_order(values: Iterable[str]) -> list[str]:
 def _codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Integer codes of a string column and the values they stand for, in sorted order (so code
     order is name order). Cheap on the categoricals a trace loads as; nulls get -1."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        # The categoricals a report reads: re-rank the few categories, one gather of the codes.
+        cats = [str(c) for c in column.cat.categories]
+        raw = column.cat.codes.to_numpy()
+        used = np.zeros(len(cats) + 1, dtype=bool)
+        used[raw] = True  # a null (-1) marks the extra last slot
+        present = sorted((i for i in range(len(cats)) if used[i]), key=cats.__getitem__)
+        lut = np.full(len(cats) + 1, -1, dtype=np.int64)
+        lut[present] = np.arange(len(present))
+        return lut[raw], [cats[i] for i in present]
     codes, uniques = pd.factorize(column, sort=True)
     return codes.astype(np.int64, copy=False), [str(u) for u in uniques]
 
 
-def _order(*keys: np.ndarray) -> np.ndarray:
-    """Row order sorting by `keys` (most significant first); identity when already sorted."""
+def _sorted_by(*keys: np.ndarray) -> bool:
+    """Whether rows are already sorted by `keys` (most significant first)."""
     if len(keys[0]) < 2:
-        return np.arange(len(keys[0]))
+        return True
     ok = np.ones(len(keys[0]) - 1, dtype=bool)
     tie = np.ones(len(keys[0]) - 1, dtype=bool)
     for k in keys:
         ok &= ~tie | (k[1:] >= k[:-1])
         tie &= k[1:] == k[:-1]
-    if ok.all():
+    return bool(ok.all())
+
+
+def _order(*keys: np.ndarray) -> np.ndarray:
+    """Row order sorting by `keys` (most significant first); identity when already sorted."""
+    if _sorted_by(*keys):
         return np.arange(len(keys[0]))
     return np.lexsort(tuple(reversed(keys)))
 
@@ -101,10 +116,14 @@ def _per_vm_ts(steps: pd.DataFrame) -> pd.DataFrame:
     ts = steps["ts_ns"].to_numpy(dtype=np.int64)
     n = len(vms)
     size = np.bincount(codes, minlength=n)
-    lo = np.full(n, np.iinfo(np.int64).max)
-    hi = np.full(n, np.iinfo(np.int64).min)
-    np.minimum.at(lo, codes, ts)
-    np.maximum.at(hi, codes, ts)
+    if len(codes) and bool(np.all(codes[1:] >= codes[:-1])):  # VM after VM: one block each
+        starts = np.r_[0, np.cumsum(size)[:-1]]
+        lo, hi = np.minimum.reduceat(ts, starts), np.maximum.reduceat(ts, starts)
+    else:
+        lo = np.full(n, np.iinfo(np.int64).max)
+        hi = np.full(n, np.iinfo(np.int64).min)
+        np.minimum.at(lo, codes, ts)
+        np.maximum.at(hi, codes, ts)
     return pd.DataFrame({"size": size, "min": lo, "max": hi}, index=pd.Index(vms, name="vm"))
 
 
@@ -407,14 +426,20 @@ def seq_gaps(steps: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
     codes, vms = _codes(steps["vm"])
     seq = steps["seq"].to_numpy(dtype=np.int64)
-    order = _order(codes, seq)
-    c, s = codes[order], seq[order]
-    first = np.r_[True, c[1:] != c[:-1]]
-    prev = np.where(first, -1, np.r_[-1, s[:-1]])
-    missing = s - prev - 1
-    gap = missing > 0
-    out = pd.DataFrame({"vm": np.asarray(vms, dtype=object)[c[gap]], "after_seq": prev[gap],
-                        "before_seq": s[gap], "missing": missing[gap]})
+    if _sorted_by(codes, seq):
+        c, s = codes, seq
+    else:
+        order = np.lexsort((seq, codes))
+        c, s = codes[order], seq[order]
+    # A gap: a step after the VM's previous one by more than 1, or a VM starting after seq 0.
+    same = c[1:] == c[:-1]
+    later = np.flatnonzero(same & (s[1:] - s[:-1] > 1)) + 1
+    first = np.flatnonzero(np.r_[True, ~same])
+    first = first[s[first] > 0]
+    at = np.sort(np.concatenate([first, later]))
+    prev = np.where(np.isin(at, first), -1, s[np.maximum(at - 1, 0)])
+    out = pd.DataFrame({"vm": np.asarray(vms, dtype=object)[c[at]], "after_seq": prev,
+                        "before_seq": s[at], "missing": s[at] - prev - 1})
     return out.astype(cols)
 
 
@@ -431,13 +456,16 @@ def clock_anomalies(steps: pd.DataFrame) -> pd.DataFrame:
     vm_c, vms = _codes(steps["vm"])
     seq = steps["seq"].to_numpy(dtype=np.int64)
     ts = steps["ts_ns"].to_numpy(dtype=np.int64)
-    by_vm = _order(vm_c, seq)
-    v, x = vm_c[by_vm], ts[by_vm]
+    if _sorted_by(vm_c, seq):
+        v, x = vm_c, ts
+    else:
+        by_vm = np.lexsort((seq, vm_c))
+        v, x = vm_c[by_vm], ts[by_vm]
     if bool(np.all((x[1:] >= x[:-1]) | (v[1:] != v[:-1]))):
         # Each VM's clock never goes back in seq order, so no thread's (a subsequence) can:
         # the usual case, decided without sorting by thread.
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
-    del v, x, by_vm
+    del v, x
     th_c, threads = _codes(steps["thread"])
     order = np.lexsort((seq, th_c, vm_c))
     v, t, s, x = vm_c[order], th_c[order], seq[order], ts[order]

@@ -124,9 +124,13 @@ def test_each_phase_reports_progress_to_its_end(fleet, monkeypatch):
                        timeline_progress=lambda d, t: calls["timeline"].append((d, t)))
     rows = load(fleet).rows
     assert calls["check"][-1] == (rows, rows)
-    assert calls["statistics"][0] == (0, rows) and calls["statistics"][-1] == (rows, rows)
-    # One read of the steps after the check: the timeline has no pass of its own any more.
-    assert sum(read_rows) == rows and rep.timeline.vms and not rep.timeline.intervals.empty
+    # The statistics are gathered while the check reads the trace; only the VMs of listed
+    # findings are read again (for their context windows), the timeline has no pass of its own.
+    listed = {lf.finding.vm for s in rep.rules for lf in s.listed}
+    again = int(rep.stats.vms.set_index("vm").loc[sorted(listed), "steps"].sum())
+    assert 0 < again < rows
+    assert calls["statistics"][0] == (0, again) and calls["statistics"][-1] == (again, again)
+    assert sum(read_rows) == again and rep.timeline.vms and not rep.timeline.intervals.empty
     assert calls["timeline"] == [(0, 0)]
     for seen in calls.values():
         done = [d for d, _ in seen]
@@ -150,3 +154,15 @@ def test_state_of_the_state_rows_alone_is_the_state_of_every_row(fleet):
     pd.testing.assert_frame_equal(
         stats.runstate_intervals(as_steps(steps.iloc[rows]), result.episodes, bounds=facts.ts),
         stats.runstate_intervals(as_steps(steps), result.episodes))
+
+
+@pytest.mark.parametrize("case", ["fleet", "hurt"])
+def test_statistics_gathered_during_the_check_are_those_read_after_it(case, request):
+    """`build_report` gathers the statistics while the check reads the trace (one read); the
+    report is the same bytes as one whose statistics are read unit by unit afterwards."""
+    paths = request.getfixturevalue(case)
+    once = build_report(paths, max_findings=4, command="c")
+    trace = load(paths, unit_rows=1)
+    after = assemble_report(check(trace), trace_units(trace), max_findings=4, command="c")
+    for fmt in ("html", "md", "json"):
+        assert render(once, fmt) == render(after, fmt)
