@@ -130,3 +130,24 @@ def test_a_pass_with_nothing_exercised_says_so(tmp_path):
     assert "nothing was exercised" in render(rep, "html").decode()
     assert "nothing was exercised" in render(rep, "md").decode()
     assert json.loads(render(rep, "json"))["fleet"]["nothing_exercised"] is True
+
+
+def test_hostile_host_names_are_text_everywhere(tmp_path):
+    from markdown_it import MarkdownIt
+
+    from tests.analyzer.report.fixtures import HOSTILE_DEVICE, TraceBuilder
+
+    b = TraceBuilder()
+    for vm in ("vm1", "vm2"):
+        b.start(vm)
+        b.error_cycle(vm, "drive0", 1, stop=vm == "vm1")
+    for row in b.rows:
+        row["host"] = HOSTILE_DEVICE if row["vm"] == "vm1" else "h\x1b[31m|`*_#"
+    rep = build_report([b.write(tmp_path / "hostile.parquet")])
+    html = render(rep, "html").decode()
+    assert "<script" not in html and "<img" not in html
+    assert "&lt;script&gt;" in html  # shown, as text (tables and the fleet chart's legend)
+    md = render(rep, "md").decode()
+    rendered = MarkdownIt("commonmark", {"html": True}).enable("table").render(md)
+    assert "<script" not in rendered and "<img" not in rendered
+    assert "\\x1b" in md and "\x1b" not in md and "\x1b" not in html
