@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analyzer.report.fleet import natural_order
 from analyzer.state import STOPPED, runstate_sources
 from analyzer.steps import RS, Steps
 from tracer.schema import ERRNO_NAMES
@@ -594,11 +595,12 @@ def timeline_markers(steps: pd.DataFrame) -> pd.DataFrame:
 def most_affected(summary: pd.DataFrame, findings_per_vm: dict[str, int] | None = None,
                   limit: int = 8) -> list[str]:
     """The `limit` VMs a reader should look at first: most findings, then errors, then time
-    paused, then name (stable and deterministic)."""
+    paused, then name in natural order (stable and deterministic)."""
     if summary.empty:
         return []
     s = summary[["vm", "errors", "paused_ns"]].copy()
     s["findings"] = s["vm"].map(findings_per_vm or {}).fillna(0).astype("int64")
-    s = s.sort_values(["findings", "errors", "paused_ns", "vm"],
-                      ascending=[False, False, False, True], kind="mergesort")
+    s = s.iloc[natural_order(s["vm"])]  # ties in natural name order: vm2 before vm10
+    s = s.sort_values(["findings", "errors", "paused_ns"],
+                      ascending=[False, False, False], kind="mergesort")
     return s["vm"].head(limit).tolist()
