@@ -96,7 +96,11 @@ def test_incidents_are_tabulated_in_utc(tmp_path):
     assert "vm1, vm2, vm10" in table  # natural order
     assert "host01, host02" in table and "EIO (5)" in table and "2.000 s" in table and "3.100 s" in table
     assert "vm-[bold red]x[/]\\x1b[31m|`*_#" in table  # a hostile name, escaped
+    top = html.split('id="incident-windows"')[1].split("</ul>")[0]
+    assert "Incident 1</a>: <span class=\"mono\">2025-12-02T10:00:00.000000Z – 10:00:03.500000Z" in top
+    assert "3 VMs on 2 hosts" in top
     md = render(rep, "md").decode()
+    assert "- Incident 1: 2025-12-02T10:00:00.000000Z – 10:00:03.500000Z (3.500 s), 3 VMs on 2 hosts" in md
     assert "## Incidents" in md and "2025-12-02T10:00:00.000000Z – 10:00:03.500000Z" in md
     doc = json.loads(render(rep, "json"))
     assert doc["fleet"]["incidents"][0]["vms"][0] == {"host": "host01", "vm": "vm2"}
