@@ -16,6 +16,7 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -181,6 +182,16 @@ def _time_axis(ax, t0: int, span: int, x_div: float, x_unit: str) -> None:
     ax.set_xlabel(f"UTC, {iso_utc(t0)[:10]} (from {iso_utc(t0)[11:19]}Z)")
 
 
+def _steps(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The vertices of a step line: `values[k]` over [edges[k], edges[k + 1]), a corner only
+    where the value changes."""
+    change = np.flatnonzero(values[1:] != values[:-1]) + 1
+    xs = np.concatenate([[edges[0]], np.repeat(edges[change], 2), [edges[-1]]])
+    ys = np.concatenate([[values[0]], np.stack([values[change - 1], values[change]], axis=1).ravel(),
+                         [values[-1]]])
+    return np.stack([xs, ys.astype(np.float64)], axis=1)
+
+
 #: Colours of the host series of the fleet chart (the last: every other host).
 HOST_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
                "#8c8c8c", "#ccb974")
@@ -201,7 +212,12 @@ def fleet_svg(series: PausedSeries | None) -> str | None:
     for i, label in enumerate(series.labels):
         top = bottom + series.counts[i]
         color = HOST_COLORS[min(i, len(HOST_COLORS) - 1)] if label != "other hosts" else "#bbbbbb"
-        ax.stairs(top, x, baseline=bottom, fill=True, color=color, label=_label(label, 24))
+        # One polygon per band (steps along its top, back along its bottom; a vertex only where
+        # a value changes), added without autoscaling: a stairs patch per band costs seconds of
+        # limit updates, and a vertex per column hundreds of kB of SVG.
+        verts = np.concatenate([_steps(x, top), _steps(x, bottom)[::-1]])
+        band = PolyCollection([verts], facecolors=color, edgecolors="none", label=_label(label, 24))
+        ax.add_collection(band, autolim=False)
         bottom = top
     ax.set_xlim(0, span / x_div)
     ax.set_ylim(0, max(int(bottom.max()), 1) * 1.08)

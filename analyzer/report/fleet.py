@@ -59,8 +59,9 @@ def natural_order(values: pd.Series) -> np.ndarray:
     """Positions that sort `values` naturally (stable; the key is computed once per distinct
     value, not per row)."""
     codes, uniques = pd.factorize(values.astype(str))
-    rank = np.empty(len(uniques), dtype=np.int64)
-    rank[sorted(range(len(uniques)), key=lambda i: natural_key(uniques[i]))] = np.arange(len(uniques))
+    keys = [natural_key(u) for u in uniques.tolist()]
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[sorted(range(len(keys)), key=keys.__getitem__)] = np.arange(len(keys))
     return np.argsort(rank[codes], kind="stable")
 
 

@@ -193,10 +193,18 @@ def vm_hosts(steps: pd.DataFrame) -> pd.Series:
     pairs = np.unique(np.stack([vm_c[ok], host_c[ok]]), axis=1)
     if not pairs.shape[1]:
         return empty
-    frame = pd.DataFrame({"vm": np.asarray(vms, dtype=object)[pairs[0]],
-                          "host": np.asarray(hosts, dtype=object)[pairs[1]]})
-    out = frame.groupby("vm", sort=True)["host"].agg(", ".join)
-    out.index.name = "vm"
+    # pairs are sorted by VM code (name order), then host: one row per VM but where a VM
+    # names several hosts (joined; rare, so the join runs for those alone).
+    vm_of, host_of = pairs[0], np.asarray(hosts, dtype=object)[pairs[1]]
+    first = np.r_[True, vm_of[1:] != vm_of[:-1]]
+    values = host_of[first].copy()
+    multi = np.flatnonzero(np.diff(np.r_[np.flatnonzero(first), len(vm_of)]) > 1)
+    starts = np.flatnonzero(first)
+    for k in multi.tolist():
+        end = starts[k + 1] if k + 1 < len(starts) else len(vm_of)
+        values[k] = ", ".join(host_of[starts[k]:end])
+    out = pd.Series(values, index=pd.Index(np.asarray(vms, dtype=object)[vm_of[first]], name="vm"),
+                    name="host", dtype=object)
     return out
 
 
@@ -534,7 +542,8 @@ def runstate_intervals(
     cols = {"vm": object, "state": object, "start_ns": "int64", "end_ns": "int64"}
     chosen = np.ones(batch.n, dtype=bool)
     if vms is not None:
-        chosen = np.isin(batch.vm, [i for i, v in enumerate(batch.vm_names) if v in set(vms)])
+        wanted = set(vms)
+        chosen = np.isin(batch.vm, [i for i, v in enumerate(batch.vm_names) if v in wanted])
     if not chosen.any():
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
     told, code = runstate_sources(batch, valued=True)
