@@ -156,7 +156,31 @@ def test_state_of_the_state_rows_alone_is_the_state_of_every_row(fleet):
         stats.runstate_intervals(as_steps(steps), result.episodes))
 
 
-@pytest.mark.parametrize("case", ["fleet", "hurt"])
+@pytest.fixture(scope="module")
+def shuffled(tmp_path_factory):
+    """One VM's rows dealt alternately into two files: its unit is not in (vm, seq) order
+    across row groups, so the check reads it again sorted (and tells the report so)."""
+    base = tmp_path_factory.mktemp("shuffled")
+    b = TraceBuilder()
+    b.start("vm1")
+    for i in range(3):
+        b.error_cycle("vm1", "drive0", i + 1, stop=i != 1)
+    table = b.table()
+    even = pc.equal(pc.bit_wise_and(table.column("seq"), 1), 0)
+    pq.write_table(table.filter(even), base / "a.parquet")
+    pq.write_table(table.filter(pc.invert(even)), base / "b.parquet")
+    return [base / "a.parquet", base / "b.parquet"]
+
+
+def test_an_observer_runs_with_the_local_engine_only(fleet):
+    from analyzer.report.build import StatsObserver
+    from tracer.errors import InputError
+
+    with pytest.raises(InputError, match="local engine"):
+        check(fleet, engine="dask", observe=StatsObserver())
+
+
+@pytest.mark.parametrize("case", ["fleet", "hurt", "shuffled"])
 def test_statistics_gathered_during_the_check_are_those_read_after_it(case, request):
     """`build_report` gathers the statistics while the check reads the trace (one read); the
     report is the same bytes as one whose statistics are read unit by unit afterwards."""
