@@ -137,6 +137,8 @@ def check(
     findings = [f for r in results for f in r.findings if f.rule not in skip]
     if "trace-truncated" in ids:
         findings.extend(integrity_findings(trace.truncated))
+    # Rules name a VM by its identity key: here, the one place, it becomes (vm, host, run).
+    findings = [f.identified() for f in findings]
     if "recording-intact" in ids:
         findings.extend(integrity_findings(trace.recording_problems()))
     if "trace-empty" in ids:
@@ -147,7 +149,9 @@ def check(
         pd.concat(frames, ignore_index=True) if frames else episodes_empty()
     )
     if len(frames) > 1:
-        eps = eps.sort_values(["vm"], kind="mergesort").reset_index(drop=True)
+        order = eps.assign(_run=eps["run"].fillna(""), _host=eps["host"].fillna(""))
+        order = order.sort_values(["_run", "_host", "vm"], kind="mergesort")
+        eps = eps.loc[order.index].reset_index(drop=True)
     return CheckResult(
         inputs=sorted(trace.inputs, key=lambda i: i.path),
         rules=[*chosen, *(r.info for r in extra.rules)],

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analyzer import identity
 from analyzer.state import service
 from analyzer.steps import ACT, NULL, Steps
 
@@ -43,6 +44,10 @@ LATENCIES: tuple[tuple[str, str, str], ...] = (
 #: Columns of the episodes table, in order.
 EPISODE_COLUMNS: tuple[str, ...] = (
     "vm",
+    # The VM's host and run (`analyzer.identity`), None where the trace names none: vm0 of two
+    # hosts is two VMs.
+    "host",
+    "run",
     "error_id",
     "device",
     "op",
@@ -80,8 +85,9 @@ def episodes(s: Steps) -> pd.DataFrame:
         if col not in _STRING_COLUMNS:
             frame[col] = frame[col].astype("Int64")
     first_seq = frame[[f"seq_{m}" for m in MILESTONES]].min(axis=1)
-    frame = frame.assign(_first=first_seq).sort_values(["vm", "_first", "error_id"], kind="mergesort")
-    return frame.drop(columns="_first").reset_index(drop=True)[list(EPISODE_COLUMNS)]
+    frame = frame.assign(_first=first_seq, _run=frame["run"].fillna(""), _host=frame["host"].fillna(""))
+    frame = frame.sort_values(["_run", "_host", "vm", "_first", "error_id"], kind="mergesort")
+    return frame.drop(columns=["_first", "_run", "_host"]).reset_index(drop=True)[list(EPISODE_COLUMNS)]
 
 
 def _int_array(values: np.ndarray, valid: np.ndarray) -> pd.arrays.IntegerArray:
@@ -90,7 +96,7 @@ def _int_array(values: np.ndarray, valid: np.ndarray) -> pd.arrays.IntegerArray:
     return pd.arrays.IntegerArray(np.where(valid, values, 0), ~np.asarray(valid, dtype=bool))
 
 
-_STRING_COLUMNS = ("vm", "device", "op", "policy", "action")
+_STRING_COLUMNS = ("vm", "host", "run", "device", "op", "policy", "action")
 
 
 def empty_episodes() -> pd.DataFrame:
@@ -113,8 +119,12 @@ def _milestone_frame(s: Steps, anchor: np.ndarray, ms: dict[str, np.ndarray], *,
     ints = _int_array
 
     d = np.maximum(detail, 0)
+    who = [identity.split(k) for k in s.vm_names]  # per VM code, not per row
+    vm = s.vm[anchor]
     data: dict[str, object] = {
-        "vm": [s.vm_names[int(v)] for v in s.vm[anchor]],
+        "vm": [who[int(v)].vm for v in vm],
+        "host": [who[int(v)].host for v in vm],
+        "run": [who[int(v)].run for v in vm],
         "error_id": ints(error_id, has_id),
         "device": strings("device"),
         "op": strings("op"),

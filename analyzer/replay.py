@@ -22,14 +22,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analyzer import identity
 from analyzer.episodes import EPISODE_COLUMNS, LATENCIES, MILESTONES, episodes
-from analyzer.rules import columns_for, run
+from analyzer.rules import columns_for
+from analyzer.rules import run as run_rules
 from analyzer.rules.catalogue import RULE_IDS
 from analyzer.rules.integrity import findings as integrity_findings
 from analyzer.state import devices, iostatus, iostatus_names, pending, run_state, runstate_names
 from analyzer.steps import NULL, Steps
 from analyzer.trace import PathArg, Trace, UnitData, load, read_unit
-from analyzer.trace.files import read_row_group
+from analyzer.trace.files import read_row_group, row_keys
 
 #: Columns of the replay view before the per-device io-status columns ``iostatus:<device>``.
 REPLAY_COLUMNS: tuple[str, ...] = (
@@ -96,6 +98,8 @@ def replay(
     device: str | None = None,
     from_seq: int | None = None,
     to_seq: int | None = None,
+    host: str | None = None,
+    run: str | None = None,
 ) -> pd.DataFrame:
     """The steps in replay order with the reconstructed state beside each.
 
@@ -104,9 +108,18 @@ def replay(
     the step (what "info block" / "info status" would have answered then); `value` is the
     step's own io-status or run-state change; `findings` the ids of the rules whose evidence
     includes the step. `device` keeps that device's steps and the VM-wide ones (no device).
+    `host` / `run` choose among VMs of the name `vm` on several hosts or in several runs
+    (`analyzer.identity`; an `InputError` lists them when `vm` alone is ambiguous); the `vm`
+    column then names the host and run beside the VM (``vm0 (host h1)``).
     """
     trace = _trace(paths_or_trace)
-    vms = [vm] if vm is not None else trace.vms
+    if vm is not None:
+        vms = [identity.resolve(trace.vms, vm, host, run)]
+    elif host is not None or run is not None:
+        vms = [k for k in trace.vms if (host is None or identity.split(k).host == host)
+               and (run is None or identity.split(k).run == run)]
+    else:
+        vms = trace.vms
     parts = [_replay_vm(trace, v, device, from_seq, to_seq) for v in vms]
     parts = [p for p in parts if len(p)]
     if not parts:
@@ -134,7 +147,7 @@ def _replay_vm(trace: Trace, vm: str, device: str | None, from_seq: int | None,
     known = at_row >= 0
     after = at_row[known]
     frame = pd.DataFrame({
-        "vm": vm,
+        "vm": identity.label(vm),
         "seq": seq,
         "ts_ns": table.column("ts_ns").to_numpy(),
         "thread": _strs(table, "thread"),
@@ -195,7 +208,7 @@ def _marks(s: Steps, data: UnitData, vm: str, seq: np.ndarray) -> list[str]:
     """Per shown step: the rule ids whose findings name it (comma-separated)."""
     vm_code = s.vm_names.index(vm)
     batch = s.take(np.flatnonzero(s.vm == vm_code))
-    found = run(batch, RULE_IDS) + integrity_findings(f for f in data.integrity if f.vm == vm)
+    found = run_rules(batch, RULE_IDS) + integrity_findings(f for f in data.integrity if f.vm == vm)
     by_seq: dict[int, list[str]] = {}
     for f in found:
         for q in f.seq:
@@ -206,15 +219,20 @@ def _marks(s: Steps, data: UnitData, vm: str, seq: np.ndarray) -> list[str]:
 
 
 def steps_around(
-    paths_or_trace: Trace | PathArg | Sequence[PathArg], vm: str, seq: int, context: int = 10
+    paths_or_trace: Trace | PathArg | Sequence[PathArg], vm: str, seq: int, context: int = 10,
+    *, host: str | None = None, run: str | None = None,
 ) -> pd.DataFrame:
     """The replay view of `context` steps before and after step `seq` of `vm` (by position in
-    the VM's replay order, so gaps in seq do not shrink the window)."""
+    the VM's replay order, so gaps in seq do not shrink the window); `host` / `run` as for
+    `replay`."""
     trace = _trace(paths_or_trace)
-    bounds = _cached(("window", id(trace), vm, seq, context), lambda: _window(trace, vm, seq, context), trace)
+    key = identity.resolve(trace.vms, vm, host, run)
+    bounds = _cached(("window", id(trace), key, seq, context), lambda: _window(trace, key, seq, context), trace)
+    ident = identity.split(key)
     if bounds is None:
-        return replay(trace, vm=vm, from_seq=seq, to_seq=seq)
-    return replay(trace, vm=vm, from_seq=bounds[0], to_seq=bounds[1])
+        return replay(trace, vm=ident.vm, host=ident.host or "", run=ident.run or "", from_seq=seq, to_seq=seq)
+    return replay(trace, vm=ident.vm, host=ident.host or "", run=ident.run or "", from_seq=bounds[0],
+                  to_seq=bounds[1])
 
 
 def _extreme(values: np.ndarray, k: int, *, largest: bool) -> np.ndarray:
@@ -245,11 +263,12 @@ def _window(trace: Trace, vm: str, seq: int, context: int) -> tuple[int, int] | 
         if vm not in rg.vms:
             continue
         shared = len(rg.vms) > 1
-        t = read_row_group(trace.files[rg.file], rg.index, ["seq", "vm"] if shared else ["seq"], rg.count)
+        t = read_row_group(trace.files[rg.file], rg.index, ["seq", "vm", "host", "run"] if shared else ["seq"],
+                           rg.count)
         s = np.asarray(t.column("seq").to_numpy(), dtype=np.int64)
         if shared:
-            s = s[np.asarray(pc.equal(t.column("vm").cast(pa.string()), vm).to_numpy(zero_copy_only=False),
-                             dtype=bool)]
+            idx, keys = row_keys(t, trace.files[rg.file].run)
+            s = s[idx == (keys.index(vm) if vm in keys else -1)]
         del t
         if context:
             below = _extreme(np.concatenate([below, s[s < seq]]), context, largest=True)

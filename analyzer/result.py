@@ -6,11 +6,12 @@ These are plain, typed, immutable records. The JSON document `blkreplay.findings
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import pandas as pd
 
+from analyzer import identity
 from analyzer.outage import Incident
 
 Severity = Literal["error", "warning"]
@@ -57,7 +58,9 @@ class Finding:
     run: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The finding in `blkreplay.findings/1`; "host" and "run" (additive) appear when the
+        trace names either for the VM, so a trace without hosts or runs keeps its bytes."""
+        doc = {
             "rule": self.rule,
             "severity": self.severity,
             "vm": self.vm,
@@ -69,12 +72,20 @@ class Finding:
             "message": self.message,
             "src": list(self.src),
         }
+        if self.host or self.run:
+            doc["host"] = self.host
+            doc["run"] = self.run
+        return doc
 
     def where(self) -> list[tuple[str, str]]:
         """(label, raw value) pairs that locate the finding, for one-line renderings.
 
         Values come from the trace: every renderer escapes them for its medium."""
         pairs = [("vm", self.vm)]
+        if self.host:
+            pairs.append(("host", self.host))
+        if self.run:
+            pairs.append(("run", self.run))
         if self.device is not None:
             pairs.append(("device", self.device))
         if self.error_id is not None:
@@ -85,8 +96,24 @@ class Finding:
             pairs.append(("thread", self.thread))
         return pairs
 
+    @property
+    def vm_label(self) -> str:
+        """The VM with its host and run, for a table's VM column: ``vm0 (host h1)``; the name
+        alone when the trace names neither (raw: every renderer escapes it)."""
+        return identity.display(self.vm, self.host, self.run)
+
     def sort_key(self) -> tuple:
-        return (self.vm, self.seq[0] if self.seq else -1, self.rule, self.seq)
+        return (self.run or "", self.host or "", self.vm, self.seq[0] if self.seq else -1, self.rule,
+                self.seq)
+
+    def identified(self) -> Finding:
+        """This finding with `vm` the VM's name and `host` / `run` set, when its `vm` is an
+        identity key (`analyzer.identity`) naming a host or a run: how rules' findings, whose
+        `vm` is the key of their batch, become what a user reads."""
+        if not identity.is_composite(self.vm):
+            return self
+        vm, host, run = identity.split(self.vm)
+        return replace(self, vm=vm, host=host, run=run)
 
 
 @dataclass(frozen=True)

@@ -142,8 +142,19 @@ COLUMNS: tuple[Column, ...] = (
            "on a qmp_event: the emission time the event carries (its QMP timestamp), Unix ns"),
 )
 
-COLUMN_BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
-COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+#: Optional columns added in v1 that a producer writes only when it has values (`conform` and
+#: `from_pylist` keep them when given, never add them as nulls): a file without one reads as
+#: all null, and every trace written before they existed keeps its exact bytes.
+SPARSE_COLUMNS: tuple[Column, ...] = (
+    # For fleets, where VM names repeat: a VM is identified by (run, host, vm). Null: the run
+    # is the recorder directory of the file when several are read, else none.
+    Column("run", DICT_STRING, False, "run identity (one recording or test run), where VM names repeat"),
+)
+
+#: Every column of schema v1: those always written, then the sparse ones.
+ALL_COLUMNS: tuple[Column, ...] = COLUMNS + SPARSE_COLUMNS
+COLUMN_BY_NAME: dict[str, Column] = {c.name: c for c in ALL_COLUMNS}
+COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in ALL_COLUMNS)
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.required)
 
 SCHEMA = pa.schema([pa.field(c.name, c.type, nullable=not c.required) for c in COLUMNS])
@@ -209,8 +220,18 @@ def _type_compatible(col: Column, actual: pa.DataType) -> bool:
     return actual == col.type
 
 
-def _describe(t: pa.DataType) -> str:
+def describe_type(t: pa.DataType) -> str:
+    """An Arrow type as messages name it (``dictionary<string>``)."""
     return str(t).replace("dictionary<values=string, indices=int32, ordered=0>", "dictionary<string>")
+
+
+def wrong_type(name: str, actual: pa.DataType) -> str | None:
+    """What is wrong with a column `name` of type `actual` ("wrong type double, expected
+    int64"), None when the schema accepts it or has no such column."""
+    col = COLUMN_BY_NAME.get(name)
+    if col is None or _type_compatible(col, actual):
+        return None
+    return f"wrong type {describe_type(actual)}, expected {describe_type(col.type)}"
 
 
 def validate(table: pa.Table) -> list[Problem]:
@@ -226,13 +247,13 @@ def validate(table: pa.Table) -> list[Problem]:
         if col.required and col.name not in names:
             problems.append(Problem(col.name, "missing required column"))
     usable: dict[str, pa.ChunkedArray] = {}
-    for col in COLUMNS:
+    for col in ALL_COLUMNS:
         if col.name not in names:
             continue
         arr = table.column(col.name)
         if not _type_compatible(col, arr.type):
             problems.append(
-                Problem(col.name, f"wrong type {_describe(arr.type)}, expected {_describe(col.type)}")
+                Problem(col.name, f"wrong type {describe_type(arr.type)}, expected {describe_type(col.type)}")
             )
             continue
         usable[col.name] = arr
@@ -302,6 +323,11 @@ def _check_vocabulary(col: Column, arr: pa.ChunkedArray) -> list[Problem]:
     ]
 
 
+def _string_codes(col: pa.ChunkedArray) -> np.ndarray:
+    """Dictionary indices of a plain string column (equal strings, equal codes)."""
+    return pc.dictionary_encode(col).combine_chunks().indices.to_numpy(zero_copy_only=False)
+
+
 def _first_duplicate_seq(table: pa.Table) -> tuple[int, str, int] | None:
     """(row, vm, seq) of the first row whose (vm, seq) appeared before, or None."""
     n = table.num_rows
@@ -310,7 +336,12 @@ def _first_duplicate_seq(table: pa.Table) -> tuple[int, str, int] | None:
     vm = table.column("vm")
     if pa.types.is_dictionary(vm.type):
         vm = vm.cast(pa.string())
-    vm_codes = pc.dictionary_encode(vm).combine_chunks().indices.to_numpy(zero_copy_only=False)
+    vm_codes = _string_codes(vm).astype(np.int64)
+    # A VM is (run, host, vm): vm0 of two hosts in one file may repeat each other's seqs.
+    for name in ("host", "run"):
+        if name in table.column_names and table.column(name).null_count < n:
+            other = _string_codes(pc.fill_null(table.column(name).cast(pa.string()), ""))
+            vm_codes = np.unique(np.stack([vm_codes, other]), axis=1, return_inverse=True)[1].ravel()
     seq = table.column("seq").to_numpy().astype(np.int64, copy=False)
     order = np.lexsort((np.arange(n), seq, vm_codes))
     s_vm, s_seq = vm_codes[order], seq[order]
@@ -329,8 +360,9 @@ def _first_duplicate_seq(table: pa.Table) -> tuple[int, str, int] | None:
 
 def conform(table: pa.Table, *, keep_extra: bool = False) -> pa.Table:
     """Cast `table` to the canonical schema v1 (column order, types), nulls for missing optional
-    columns. Call `validate` first: this assumes the types are compatible. Extra columns are
-    dropped unless `keep_extra`. Schema metadata is kept.
+    columns (but the `SPARSE_COLUMNS`, kept only when `table` has them). Call `validate` first:
+    this assumes the types are compatible. Extra columns are dropped unless `keep_extra`.
+    Schema metadata is kept.
     """
     n = table.num_rows
     arrays = []
@@ -346,6 +378,13 @@ def conform(table: pa.Table, *, keep_extra: bool = False) -> pa.Table:
             arr = pa.nulls(n, col.type)
         arrays.append(arr)
         fields.append(pa.field(col.name, col.type, nullable=not col.required))
+    for col in SPARSE_COLUMNS:
+        if col.name in table.column_names:
+            arr = table.column(col.name)
+            if pa.types.is_dictionary(arr.type) and arr.type != col.type:
+                arr = arr.cast(pa.string())
+            arrays.append(arr.cast(col.type))
+            fields.append(pa.field(col.name, col.type, nullable=True))
     if keep_extra:
         for name in table.column_names:
             if name not in COLUMN_BY_NAME:
@@ -365,8 +404,13 @@ def from_pylist(rows: list[dict], source: str, extra: Mapping[str, object] | Non
     Missing keys are nulls. Not for hot paths: the recorder builds columns directly.
     """
     cols = {}
-    for col in COLUMNS:
+    schema = schema_with_metadata(source, extra)
+    for col in ALL_COLUMNS:
         values = [r.get(col.name) for r in rows]
+        if col in SPARSE_COLUMNS:
+            if all(v is None for v in values):
+                continue
+            schema = schema.append(pa.field(col.name, col.type))
         plain = pa.string() if col.is_string else col.type
         cols[col.name] = pa.array(values, type=plain).cast(col.type)
-    return pa.Table.from_pydict(cols, schema=schema_with_metadata(source, extra))
+    return pa.Table.from_pydict(cols, schema=schema)

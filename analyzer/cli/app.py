@@ -24,7 +24,7 @@ from typing import NoReturn
 import typer
 import typer.main
 
-from analyzer.cli import capture, check, console, import_, record, replay, report
+from analyzer.cli import capture, check, console, export, import_, record, replay, report
 from analyzer.cli import rules as rules_cli
 from analyzer.text import terminal
 from tracer import __version__
@@ -47,7 +47,7 @@ app = typer.Typer(
 )
 
 #: Command modules, in the order `blkreplay --help` lists them.
-COMMAND_MODULES = (record, capture, import_, check, replay, report, rules_cli)
+COMMAND_MODULES = (record, capture, import_, check, replay, report, export, rules_cli)
 
 
 #: Set by ``--debug`` (or BLKREPLAY_DEBUG=1): an internal error shows its traceback.

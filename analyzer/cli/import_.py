@@ -43,8 +43,10 @@ def register(app: typer.Typer) -> None:
             list[Path],
             typer.Argument(
                 metavar="INPUT...",
-                help="QMP transcript or stream, QEMU trace log, libvirt debug log, libvirt "
-                "per-domain QEMU log or QEMU command line, virsh event output; gzip, bzip2, xz "
+                help="QMP transcript or stream, QEMU trace log (log backend or qemu-trace-stap), "
+                "libvirt debug log (a file, journalctl -o json|export|short-precise, a KubeVirt "
+                "pod log), libvirt per-domain QEMU log or QEMU command line, virsh event or "
+                "qemu-monitor-event output; gzip, bzip2, xz "
                 "or zstd compressed; - for standard input; globs are expanded. Several inputs "
                 "of one VM merge into one trace.",
             ),

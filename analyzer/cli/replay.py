@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from analyzer import load, replay, steps_around
+from analyzer import identity, load, replay, steps_around
 from analyzer.cli import console
 from analyzer.render import REPLAY_FORMATS, print_replay, render_jsonl
 from analyzer.rules.integrity import findings as integrity_findings
@@ -24,6 +24,12 @@ def register(app: typer.Typer) -> None:
     def replay_command(
         paths: Annotated[list[Path], typer.Argument(help="Trace file(s) or directory.", show_default=False)],
         vm: Annotated[str | None, typer.Option("--vm", help="Only this VM.")] = None,
+        host: Annotated[
+            str | None, typer.Option("--host", help="The VM of this host (a VM name on several hosts).")
+        ] = None,
+        run: Annotated[
+            str | None, typer.Option("--run", help="The VM of this run (a VM name in several runs).")
+        ] = None,
         device: Annotated[
             str | None, typer.Option("--device", help="Only this device's steps (and VM-wide ones).")
         ] = None,
@@ -49,16 +55,16 @@ def register(app: typer.Typer) -> None:
             if vm is None:
                 if len(trace.vms) != 1:
                     raise InputError(f"--around needs --vm: the trace has {len(trace.vms)} VMs")
-                vm = trace.vms[0]
-            view = steps_around(trace, vm, around, context=context)
+                vm, host, run = identity.split(trace.vms[0])
+            view = steps_around(trace, vm, around, context=context, host=host, run=run)
             if device is not None:
                 view = view[view["device"].isna() | (view["device"] == device)]
                 view = view.drop(columns=[c for c in view.columns
                                           if c.startswith("iostatus:") and c != f"iostatus:{device}"])
         else:
-            if vm is not None and vm not in trace.vms:
-                raise InputError(f"no VM named {vm!r} in the trace")
-            view = replay(trace, vm=vm, device=device, from_seq=from_seq, to_seq=to_seq)
+            if vm is not None:
+                identity.resolve(trace.vms, vm, host, run)  # one line naming the choices if not one
+            view = replay(trace, vm=vm, device=device, from_seq=from_seq, to_seq=to_seq, host=host, run=run)
         if fmt == "jsonl":
             console.write(render_jsonl(view), None)
         else:

@@ -10,7 +10,10 @@ that was "paused (I/O error)" in production::
 Formats (recognised from the content unless given): ``qmp`` (a raw QMP stream or the
 timestamped transcript of a capture client, see `analyzer.importers.qmp`), ``qemu-log``
 (QEMU's ``log`` trace backend, see `analyzer.importers.qemu_log`), ``libvirt-log`` (a libvirt
-daemon debug log, see `analyzer.importers.libvirt_log`). Several inputs of one VM merge into
+daemon debug log, see `analyzer.importers.libvirt_log`), and what production hosts keep
+instead: the journal's and a KubeVirt pod's libvirt log (`journald`, `kubevirt`), QEMU's
+SystemTap trace (`stap`), virsh's relayed QMP events (`monitor_event`), each read through
+`carried` by the plain log's parser. Several inputs of one VM merge into
 one trace (`analyzer.importers.merge`). Imported rows name their ``src_file`` and
 ``src_line``, so a finding points at the original line.
 

@@ -4,6 +4,11 @@ The first non-empty line decides (with ``--skip-bad``, the first recognisable on
 first `SCAN_LINES`), except that QEMU stderr followed, within `SCAN_LINES`, by libvirt's own
 lines is a per-domain log (a rotated one starts anywhere). Each line type has one cheap test, so the same function also tells, for
 a line a parser rejects, whether it belongs to another format (a mixed file) or to none.
+Host-side renderings are recognised the same way: a JSON object by its keys (a journal
+record's ``__REALTIME_TIMESTAMP``, a KubeVirt record's ``component`` / ``level`` / ``msg``, else
+QMP), a journal export by its ``__CURSOR=`` fields, journalctl's short formats, SystemTap's
+``PID@NANOSECONDS name`` and virsh qemu-monitor-event's ``event NAME ... for domain`` by their
+heads; `BASE_FORMAT` says which plain format each carries.
 """
 
 from __future__ import annotations
@@ -14,7 +19,18 @@ from collections.abc import Iterable
 from analyzer.importers.json_scan import parse_json
 from tracer.errors import ImportFormatError
 
-FORMATS = ("qmp", "qemu-log", "libvirt-log", "domain-log", "virsh-events")
+FORMATS = (
+    "qmp", "qemu-log", "libvirt-log", "domain-log", "virsh-events",
+    "journal-json", "journal-export", "journal-short", "kubevirt-log", "qemu-stap", "qemu-monitor-event",
+)
+
+#: The plain format each host-side rendering carries (what it merges and names VMs as):
+#: the journal's and a KubeVirt pod's libvirt log, SystemTap's QEMU trace, virsh's QMP events
+#: of named domains (like ``virsh event``'s).
+BASE_FORMAT = {
+    "journal-json": "libvirt-log", "journal-export": "libvirt-log", "journal-short": "libvirt-log",
+    "kubevirt-log": "libvirt-log", "qemu-stap": "qemu-log", "qemu-monitor-event": "virsh-events",
+}
 
 #: How much of an input `detect_format` is given to look at (a first line may be a long reply).
 DETECT_BYTES = 32 << 20
@@ -38,6 +54,20 @@ DOMAIN_HEAD = re.compile(
 COMMAND_LINE = re.compile(r"(?:^|\s)(?:\S*/)?(?:qemu-system-[\w.-]+|qemu-kvm) +-\w")
 #: ``virsh event --loop [--timestamp]``: ``[TIME: ]event 'NAME' for domain 'VM'``.
 VIRSH_EVENT = re.compile(r"(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d{4}: )?event '[\w-]+' for domain '")
+#: ``virsh qemu-monitor-event --loop``: ``[TIME: ]event NAME [at SEC.USEC ]for domain 'VM': DATA``.
+MONITOR_EVENT = re.compile(
+    r"(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d{4}: )?event [A-Z][A-Z0-9_]* (?:at \d+\.\d+ )?for domain '"
+)
+#: ``journalctl -o export``: a record starts with the journal's own ``__`` fields.
+JOURNAL_EXPORT = re.compile(r"__(?:CURSOR|REALTIME_TIMESTAMP|MONOTONIC_TIMESTAMP|SEQNUM|SEQNUM_ID|BOOT_ID)=")
+#: ``journalctl -o short-precise`` / ``short-iso-precise``: ``TIME host ident[pid]: ``.
+JOURNAL_SHORT = re.compile(
+    r"(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d\.\d+"
+    r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[.,]\d+(?:Z|[+-]\d\d:?\d\d)) \S+ [^\s\[\]]+?(?:\[\d+\])?: "
+    r"|-- (?:Logs begin at|Journal begins at) "
+)
+#: ``qemu-trace-stap run`` (tracetool's log_stap format): ``PID@NANOSECONDS name args``.
+STAP_LINE = re.compile(r"\d+@\d+ [A-Za-z_]\w*(?: |$)")
 
 
 def is_qmp_message(obj: object) -> bool:
@@ -47,6 +77,18 @@ def is_qmp_message(obj: object) -> bool:
     if "t" in obj and "dir" in obj and "line" in obj:
         return True
     return any(k in obj for k in ("QMP", "event", "return", "error", "execute", "exec-oob"))
+
+
+def json_format(obj: object) -> str | None:
+    """The format whose line is JSON object `obj`: a journal record, a KubeVirt pod log
+    record, a QMP message; else None."""
+    if not isinstance(obj, dict):
+        return None
+    if "__REALTIME_TIMESTAMP" in obj:
+        return "journal-json"
+    if "component" in obj and "msg" in obj and "level" in obj:
+        return "kubevirt-log"
+    return "qmp" if is_qmp_message(obj) else None
 
 
 def classify_line(line: str) -> str | None:
@@ -59,13 +101,21 @@ def classify_line(line: str) -> str | None:
             obj = parse_json(s)
         except ValueError:
             return None
-        return "qmp" if is_qmp_message(obj) else None
+        return json_format(obj)
     if LIBVIRT_HEAD.match(s):
         return "libvirt-log"
     if DOMAIN_HEAD.match(s):
         return "domain-log"
     if VIRSH_EVENT.match(s):
         return "virsh-events"
+    if MONITOR_EVENT.match(s):
+        return "qemu-monitor-event"
+    if JOURNAL_EXPORT.match(s):
+        return "journal-export"
+    if JOURNAL_SHORT.match(s):
+        return "journal-short"
+    if STAP_LINE.match(s):
+        return "qemu-stap"
     if TRACE_PREFIXED.match(s) or QEMU_MESSAGE.match(s):
         return "qemu-log"
     if COMMAND_LINE.search(s):  # also a ``ps`` line, its columns before the binary
@@ -100,8 +150,8 @@ def detect_format(lines: Iterable[str], path: str, *, skip_bad: bool = False, wh
         seen += 1
         if limit is None or seen >= limit:
             raise ImportFormatError(
-                "unknown format: not QMP JSON, a QEMU trace log, a libvirt daemon or per-domain log, "
-                "a QEMU command line or virsh event output "
+                "unknown format: not QMP JSON, a QEMU trace log (log or SystemTap), a libvirt daemon or "
+                "per-domain log (plain, in the journal or a KubeVirt pod log), a QEMU command line or virsh event output "
                 f"(line starts {line[:60]!r})",
                 path=path,
                 line=number,

@@ -123,6 +123,14 @@ class InputText:
         self.line_count = newlines + self.unterminated
         return self
 
+    def iter_bytes(self) -> Iterator[bytes]:
+        """The input's bytes from its start, a chunk at a time (for a binary-safe format,
+        ``journalctl -o export``, whose lines may hold any byte)."""
+        f = self._handle
+        f.seek(0)
+        while chunk := f.read(CHUNK_BYTES):
+            yield chunk
+
     def iter_lines(self, max_bytes: int | None = None) -> Iterator[str]:
         """Every line, in order; with `max_bytes`, only the lines that start within them."""
         return chain.from_iterable(self.iter_blocks(max_bytes))

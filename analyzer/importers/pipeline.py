@@ -28,7 +28,17 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from analyzer.importers import domain_log, libvirt_log, qemu_log, qmp, virsh_events
+from analyzer.importers import (
+    domain_log,
+    journald,
+    kubevirt,
+    libvirt_log,
+    monitor_event,
+    qemu_log,
+    qmp,
+    stap,
+    virsh_events,
+)
 from analyzer.importers.detect import DETECT_BYTES, FORMATS, detect_format
 from analyzer.importers.lines import InputText, LinePolicy, read_text
 from analyzer.importers.output import check_output, one_table, write_tables
@@ -44,6 +54,12 @@ PARSERS: dict[str, Callable[[InputText, LinePolicy], ParsedInput]] = {
     "libvirt-log": libvirt_log.parse,
     "domain-log": domain_log.parse,
     "virsh-events": virsh_events.parse,
+    "journal-json": journald.parse_json,
+    "journal-export": journald.parse_export,
+    "journal-short": journald.parse_short,
+    "kubevirt-log": kubevirt.parse,
+    "qemu-stap": stap.parse,
+    "qemu-monitor-event": monitor_event.parse,
 }
 
 

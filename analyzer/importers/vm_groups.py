@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from analyzer.importers.detect import BASE_FORMAT
 from analyzer.importers.merge import part_sort_key
 from analyzer.importers.rows import ParsedInput, Part
 from tracer.errors import InputError
@@ -30,7 +31,7 @@ def group_by_vm(parsed: Sequence[ParsedInput], vm: str | None) -> dict[str, list
     unnamed: list[Part] = []
     for p in parsed:
         for part in p.parts:
-            if p.format in NAMING_FORMATS:
+            if BASE_FORMAT.get(p.format, p.format) in NAMING_FORMATS:
                 named.setdefault(part.vm or DEFAULT_VM, []).append(part)
             else:
                 unnamed.append(part)

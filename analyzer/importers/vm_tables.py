@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
+from analyzer.importers.detect import BASE_FORMAT
 from analyzer.importers.merge import SOURCE_ORDER, VmRows, build_rows, part_sort_key
 from analyzer.importers.rows import ParsedInput, Part
 from analyzer.importers.vm_groups import group_by_vm
@@ -35,7 +36,7 @@ def vm_rows(parsed: Sequence[ParsedInput], *, vm: str | None, host: str | None) 
     `vm` names the VM of QMP / trace-log inputs and selects one VM of a libvirt log; `host`
     fills the host column (else the host a libvirt log names).
     """
-    canonical = sorted(parsed, key=lambda p: (SOURCE_ORDER[p.format], p.sha256, p.path))
+    canonical = sorted(parsed, key=lambda p: (SOURCE_ORDER[BASE_FORMAT.get(p.format, p.format)], p.sha256, p.path))
     for order, p in enumerate(canonical):
         for part in p.parts:
             part.order = order

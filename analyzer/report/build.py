@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from analyzer import identity
 from analyzer.check import check
 from analyzer.progress import ProgressCallback
 from analyzer.report import context, fleet, source, stats
@@ -44,6 +45,7 @@ from analyzer.report.document import (
 )
 from analyzer.result import CheckResult, Finding, RuleInfo
 from analyzer.trace import Trace, Unit, load
+from analyzer.trace.files import RowGroup
 from tracer import __version__
 
 ContextFn = Callable[[Sequence[Finding]], list[ContextWindow | None]]
@@ -166,16 +168,33 @@ class TraceUnits:
                  progress: Callable[[int], None] | None = None) -> Iterator[UnitSteps]:
         wanted = None if vms is None else set(vms)
         for unit in self.trace.units:
-            if wanted is not None and not wanted.intersection(unit.vms):
+            labels = frozenset(identity.label(k) for k in unit.vms)  # as the report names VMs
+            if wanted is not None and not wanted.intersection(labels):
                 continue
-            if frozenset(unit.vms) in skip:
+            if labels in skip:
                 continue
-            cols = source.REPORT_COLUMNS if columns is None else columns(frozenset(unit.vms))
+            cols = source.REPORT_COLUMNS if columns is None else columns(labels)
             steps = source.read_unit_steps(self.trace, unit, cols,
                                            vms=None if wanted is None else sorted(wanted),
                                            progress=progress)
-            yield UnitSteps(frozenset(unit.vms), len(steps), steps, progressed=progress is not None)
+            yield UnitSteps(labels, len(steps), steps, progressed=progress is not None)
             del steps
+
+
+def _shown(f: Finding) -> str:
+    """How the report's per-VM tables name the finding's VM (`analyzer.identity.display`)."""
+    return f.vm_label
+
+
+def _labelled(episodes: pd.DataFrame) -> pd.DataFrame:
+    """The episodes with `vm` the label of each VM's identity, so that per-VM statistics never
+    merge vm0 of two hosts or runs (unchanged when the trace names no host or run)."""
+    if not len(episodes) or "host" not in episodes or (episodes["host"].isna().all() and episodes["run"].isna().all()):
+        return episodes
+    parts = episodes[["vm", "host", "run"]].astype(object).fillna("")
+    codes, combos = pd.MultiIndex.from_frame(parts).factorize()
+    names = np.array([identity.display(v, h or None, r or None) for v, h, r in combos], dtype=object)
+    return episodes.assign(vm=names[codes])
 
 
 def trace_units(trace: Trace) -> TraceUnits:
@@ -291,9 +310,11 @@ class StatsObserver:
     :class:`~analyzer.report.stats.StepFacts` and run-state intervals, then are dropped. The
     trace is read once for the check and the statistics together (issue #13)."""
 
-    columns = source.STAT_COLUMNS
+    #: The statistics' columns, and the host and run that name each VM's identity.
+    columns = (*source.STAT_COLUMNS, "host", "run")
 
-    def __init__(self) -> None:
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
         self.lock = threading.Lock()
         self.facts: dict[int, stats.StepFacts] = {}
         self.pools: dict[int, _TimelinePool] = {}
@@ -315,18 +336,18 @@ class _UnitWatch:
         self.unit = unit
         self.gather = source.UnitGather(source.STAT_COLUMNS, unit.rows)
 
-    def row_group(self, rg: object, table: pa.Table | None) -> None:
-        if table is None:  # read again from the start
+    def row_group(self, rg: RowGroup | None, table: pa.Table | None) -> None:
+        if rg is None or table is None:  # read again from the start
             self.gather = source.UnitGather(source.STAT_COLUMNS, self.unit.rows)
-        else:
-            self.gather.add(table)
+        else:  # VMs named as the report names them (vm0 of two hosts: two VMs)
+            self.gather.add(source.labelled(table, rg, self.observer.trace.files[rg.file].run))
 
     def done(self, result: object) -> None:
         steps = self.gather.frame()
         del self.gather
         facts = stats.step_facts(steps)
         pool = _TimelinePool(None, TIMELINE_VMS)
-        pool.add(steps, getattr(result, "episodes", pd.DataFrame()), facts)
+        pool.add(steps, _labelled(getattr(result, "episodes", pd.DataFrame())), facts)
         del steps
         with self.observer.lock:
             self.observer.facts[id(self.unit)] = facts
@@ -374,7 +395,7 @@ def assemble_report(
     `gathered`: the statistics a :class:`StatsObserver` gathered while the check read the
     `units` (:func:`build_report`): then only the VMs of listed findings are read again.
     """
-    episodes = result.episodes
+    episodes = _labelled(result.episodes)
     read = frame_units(steps) if isinstance(steps, pd.DataFrame) else steps
     if isinstance(steps, pd.DataFrame):
         total_rows = len(steps)
@@ -385,13 +406,13 @@ def assemble_report(
 
     # One pass: per-unit facts, the windows of the listed findings of the unit's VMs, and the
     # run states of the unit's most affected VMs (the timeline's candidates).
-    findings_per_vm = dict(sorted(Counter(f.vm for f in result.findings).items()))
+    findings_per_vm = dict(sorted(Counter(_shown(f) for f in result.findings).items()))
     facts: list[stats.StepFacts] = []
     windows: list[ContextWindow | None] = [None] * len(listed)
     advance = _counted(None if gathered is not None else statistics_progress, total_rows or 0)
     # Only the units holding a listed finding are read whole; the others, the statistics'
     # few columns (the context windows need every report column, the statistics seven).
-    listed_vms = {f.vm for f in listed} if contexts is None else set()
+    listed_vms = {_shown(f) for f in listed} if contexts is None else set()
 
     def columns(vms: frozenset[str]) -> Sequence[str]:
         return source.REPORT_COLUMNS if vms & listed_vms else source.STAT_COLUMNS
@@ -414,9 +435,9 @@ def assemble_report(
         if gathered is None:
             unit_facts = stats.step_facts(unit.steps)
             facts.append(unit_facts)
-        mine = [i for i, f in enumerate(listed) if f.vm in unit.vms]
+        mine = [i for i, f in enumerate(listed) if _shown(f) in unit.vms]
         if mine and contexts is None:
-            shown = _only(unit.steps, {listed[i].vm for i in mine})
+            shown = _only(unit.steps, {_shown(listed[i]) for i in mine})
             rows = source.state_rows(shown)
             found = context.context_windows(shown, source.as_steps(shown.iloc[rows]),
                                             [listed[i] for i in mine], result.findings, order,
@@ -463,7 +484,8 @@ def assemble_report(
         generated_at=generated_at,
     )
     stops = stats.io_error_stops(episodes, steps_facts)
-    fleet_view = fleet.build_fleet(result, summary, stops, steps_facts.hosts, findings_per_vm, listed)
+    fleet_view = fleet.build_fleet(result, summary, stops, steps_facts.hosts, findings_per_vm, listed,
+                                   episodes=episodes)
     return Report(result, provenance, sections, statistics, integrity, timeline,
                   max_findings, findings_per_vm, fleet_view)
 
@@ -493,7 +515,7 @@ def build_report(
     paths = [str(p) for p in paths]
     trace = load(paths)
     files = [str(f) for f in rule_files]
-    observer = StatsObserver()
+    observer = StatsObserver(trace)
     result = check(trace, progress=progress, rule_files=files, only_files=only_files,
                    observe=observer)
     generated_at = (

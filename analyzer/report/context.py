@@ -124,7 +124,7 @@ def _marks(findings: Sequence[Finding], rule_order: Sequence[str]) -> dict[str, 
     by: dict[str, dict[int, list[str]]] = {}
     for f in findings:
         for q in f.seq:
-            ids = by.setdefault(f.vm, {}).setdefault(int(q), [])
+            ids = by.setdefault(f.vm_label, {}).setdefault(int(q), [])
             if f.rule not in ids:
                 ids.append(f.rule)
     return {vm: {q: ",".join(sorted(ids, key=lambda r: rank.get(r, len(rank)))) for q, ids in seqs.items()}
@@ -205,8 +205,9 @@ def context_windows(
     seq_all = steps["seq"].to_numpy(dtype=np.int64)
     by_vm: dict[str, list[int]] = {}
     for i, f in enumerate(listed):
-        if f.seq and f.vm in blocks:
-            by_vm.setdefault(f.vm, []).append(i)
+        shown_vm = f.vm_label  # the frame's vm: its identity's label
+        if f.seq and shown_vm in blocks:
+            by_vm.setdefault(shown_vm, []).append(i)
     # The union of every VM's windows, viewed at once; each window is a selection of it.
     shown: list[np.ndarray] = []
     spans: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -229,7 +230,7 @@ def context_windows(
     view = replay_view(steps, batch, np.concatenate(shown), _marks(all_findings, rule_order), rows)
     by_device = devices(batch)
     for i, (pos, at) in spans.items():
-        vm_code = batch.vm_names.index(listed[i].vm)
+        vm_code = batch.vm_names.index(listed[i].vm_label)
         columns = [IOSTATUS_PREFIX + batch.device_names[d] for d in by_device.get(vm_code, [])]
         out[i] = _window(view.iloc[at].reset_index(drop=True), listed[i], pos, columns)
     return out

@@ -113,7 +113,7 @@ def finding_groups(result: CheckResult, listed: Sequence[Finding]) -> list[Findi
     for f in result.findings:
         key = (f.rule, message_shape(f))
         count[key] += 1
-        vms.setdefault(key, set()).add(f.vm)
+        vms.setdefault(key, set()).add(f.vm_label)
         if f.host:
             hosts.setdefault(key, set()).add(f.host)
         first.setdefault(key, f)
@@ -169,8 +169,8 @@ def host_of(summary: pd.DataFrame, hosts: pd.Series | None, episodes: pd.DataFra
     if findings:
         by = {}
         for f in findings:
-            if f.host and f.vm not in by:
-                by[f.vm] = f.host
+            if f.host and f.vm_label not in by:
+                by[f.vm_label] = f.host
         if by:
             known = pd.Series(by, dtype=object)
             out = known.reindex(out.index).where(lambda s: s.notna(), out)
@@ -311,9 +311,10 @@ class Fleet:
 
 def build_fleet(result: CheckResult, summary: pd.DataFrame, stops: pd.DataFrame,
                 hosts: pd.Series | None, findings_per_vm: dict[str, int],
-                listed: Sequence[Finding]) -> Fleet:
-    """The fleet view from the per-VM summary, the distinct I/O-error stops and the findings."""
-    host = host_of(summary, hosts, result.episodes, result.findings)
+                listed: Sequence[Finding], episodes: pd.DataFrame | None = None) -> Fleet:
+    """The fleet view from the per-VM summary, the distinct I/O-error stops and the findings.
+    `episodes`: the check's, with `vm` as the report names VMs (default: the result's)."""
+    host = host_of(summary, hosts, result.episodes if episodes is None else episodes, result.findings)
     ranked = ranked_vms(summary, host, findings_per_vm)
     pauses = pauses_frame(stops, host)
     window = (int(pauses["start_ns"].min()), int(pauses["end_ns"].max())) if len(pauses) else None

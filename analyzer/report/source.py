@@ -23,11 +23,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analyzer import identity
 from analyzer.report.context import VIEW_COLUMNS
 from analyzer.report.stats import STEP_COLUMNS
 from analyzer.steps import NULL, OPEN_STRINGS, VOCABULARIES, Steps
 from analyzer.trace import Trace, Unit, load
-from analyzer.trace.files import read_row_group
+from analyzer.trace.files import RowGroup, read_row_group, row_keys
 from tracer.schema import COLUMN_BY_NAME
 
 #: The columns the statistics and the run-state timeline of a unit read: a unit without a
@@ -149,11 +150,14 @@ def read_unit_steps(
     reordered only when they are not in order already. `progress(rows)` after each row group.
     """
     wanted = None if vms is None else set(vms)
-    groups = [rg for rg in unit.row_groups if wanted is None or wanted.intersection(rg.vms)]
+    groups = [rg for rg in unit.row_groups
+              if wanted is None or wanted.intersection(identity.label(k) for k in rg.vms)]
     gather = UnitGather(columns, sum(rg.rows for rg in groups))
     for rg in groups:
-        t = read_row_group(trace.files[rg.file], rg.index, list(gather.columns))
-        if wanted is not None and not wanted.issuperset(rg.vms):
+        t = labelled(read_row_group(trace.files[rg.file], rg.index,
+                                     list(dict.fromkeys([*gather.columns, "host", "run"])), rg.count),
+                      rg, trace.files[rg.file].run)
+        if wanted is not None and not wanted.issuperset(identity.label(k) for k in rg.vms):
             t = t.filter(pc.is_in(t.column("vm").cast(pa.string()), pa.array(sorted(wanted))))
         gather.add(t)
         if progress is not None:
@@ -194,6 +198,17 @@ class UnitGather:
         out = pd.DataFrame({c: gathered[c].series(order) for c in self.wanted})
         self.gathered = {}
         return out
+
+
+def labelled(table: pa.Table, rg: RowGroup, run: str | None) -> pa.Table:
+    """`table` with its `vm` column the label of each row's identity (`analyzer.identity`):
+    vm0 of two hosts or runs are two VMs of the report. Unchanged without hosts and runs."""
+    if all(not identity.is_composite(k) for k in rg.vms):
+        return table
+    idx, keys = row_keys(table, run)
+    labels = pa.array([identity.label(k) for k in keys], pa.string())
+    vm = pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32()), labels)
+    return table.set_column(table.column_names.index("vm"), "vm", vm)
 
 
 def empty_steps(columns: Sequence[str] = REPORT_COLUMNS) -> pd.DataFrame:

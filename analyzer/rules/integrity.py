@@ -57,10 +57,23 @@ def repeated_seq(fact: RepeatedSeq) -> Finding:
     info = RULES["seq-unique"]
     return Finding(
         rule=info.id, severity=info.severity, vm=fact.vm, device=None, error_id=None,
-        seq=(fact.seq,), ts_ns=fact.ts, thread=fact.thread,
-        message=f"seq {fact.seq} occurs {fact.count} times, in {', '.join(fact.paths)}",
-        src=(),
+        seq=(fact.seq,) if fact.seqs == 1 else (fact.seq, fact.last or fact.seq),
+        ts_ns=fact.ts, thread=fact.thread, message=_repeated_message(fact), src=(),
     )
+
+
+def _repeated_message(fact: RepeatedSeq) -> str:
+    """One sentence for all the seqs a set of files repeats: which files, how many seqs, where."""
+    if fact.seqs == 1:
+        text = f"seq {fact.seq} occurs {fact.count} times, in {', '.join(fact.paths)}"
+    else:
+        text = (f"{fact.seqs} seqs between {fact.seq} and {fact.last} occur in each of "
+                f"{', '.join(fact.paths)} (the same steps read twice, or recordings of one VM that "
+                f"no host or run tells apart)")
+    if fact.clock_backs:
+        text += (f"; {fact.clock_backs} steps whose clock goes back between the copies are not "
+                 f"reported apart")
+    return text
 
 
 def truncated_input(fact: TruncatedInput) -> list[Finding]:

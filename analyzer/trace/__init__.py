@@ -17,6 +17,15 @@ of whole VMs; `scan_unit` / `read_unit` read a unit into `Steps` and integrity f
   truncated or interrupted inputs, recordings that differ from their manifest);
   `analyzer.rules.integrity` words them as findings
 
+A VM is identified by (run, host, vm), carried as one opaque key (`analyzer.identity`) wherever
+a VM name used to be (`RowGroup.vms`, `Unit.vms`, `Trace.vms`, `Steps.vm_names`). The host is
+the `host` column, or a ``host=`` directory for files without that column. The run is the `run`
+column, or a ``run=`` directory (which also names the run of null `run` rows), else the
+recorder directory of a segment when several recorder directories are read (two recordings are
+two runs), else none: plain files of the same (host, vm) are one VM, and their seqs must not
+overlap. A VM with neither host nor run has its bare name as its key, so such traces read
+exactly as before. `files.row_keys` derives per-row keys from the columns, vectorized.
+
 A trace of no steps at all is read (an import of a log without QEMU events writes one), and
 `Trace.empty` says so: a check words it as a `trace-empty` warning, never a silent PASS.
 

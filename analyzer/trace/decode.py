@@ -16,9 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analyzer import identity
 from analyzer.steps import BULK_KINDS, NULLABLE_INTS, VOCABULARIES, K
 from analyzer.trace.arrow import Interner, codes, dictionary, ints
-from analyzer.trace.files import RowGroup
+from analyzer.trace.files import IDENTITY_COLUMNS, RowGroup, row_keys
 from analyzer.trace.plan import Trace, Unit
 from tracer.errors import TraceSchemaError
 from tracer.qemu import throttles
@@ -60,7 +61,7 @@ class RowGroupDecoder:
     def __init__(self, trace: Trace, unit: Unit, columns: Sequence[str]) -> None:
         self.trace = trace
         self.unit = unit
-        self.columns = tuple(dict.fromkeys(("seq", "ts_ns", "vm", "thread", "kind", *columns)))
+        self.columns = tuple(dict.fromkeys(("seq", "ts_ns", *IDENTITY_COLUMNS, "thread", "kind", *columns)))
         self.enc = UnitCodes(unit.vms)
         self._throttle: dict[int, np.ndarray] = {}
 
@@ -70,7 +71,7 @@ class RowGroupDecoder:
         lut = self._throttle.get(file)
         if lut is None or len(lut) != len(self.enc.vm.names):
             meta = self.trace.files[file].info.metadata
-            lut = np.array([throttles(meta, vm) for vm in self.enc.vm.names], dtype=bool)
+            lut = np.array([throttles(meta, identity.split(key).vm) for key in self.enc.vm.names], dtype=bool)
             self._throttle[file] = lut
         return lut
 
@@ -126,7 +127,10 @@ class RowGroupDecoder:
             arr = table.column(col)
             if arr.null_count:
                 self._string(rg, table, col)  # raises, naming the first null row
-            idx, values = dictionary(arr)
+            if col == "vm":  # a VM is (vm, host, run): per row an index into the row group's keys
+                idx, values = row_keys(table, self.trace.files[rg.file].run)
+            else:
+                idx, values = dictionary(arr)
             out[col] = idx
             if col == "kind":
                 out["kind_map"] = np.array([self.enc.vocab["kind"].get(v, UNKNOWN) for v in values], dtype=np.int32)

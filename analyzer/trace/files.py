@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from analyzer import identity
 from analyzer.result import InputInfo
 from analyzer.trace.arrow import dictionary
 from analyzer.trace.sources import SourceFile, partition_values
@@ -60,6 +61,9 @@ class TraceFile:
     info: InputInfo
     #: The recorder stopped before the run ended (its manifest says ``"interrupted": true``).
     interrupted: bool = False
+    #: The run of rows whose `run` column is null (their recorder directory, when the trace
+    #: holds several; see `analyzer.trace.plan.load`), else None.
+    run: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class RowGroup:
     rows: int
     #: Row number of the group's first row within its file.
     offset: int
+    #: The identity keys (`analyzer.identity`) of the VMs whose steps it holds, sorted.
     vms: tuple[str, ...]
     #: Consecutive Parquet row groups from `index` on that this one stands for.
     count: int = 1
@@ -198,9 +203,10 @@ def parquet_file(path: str) -> pq.ParquetFile:
     return _OPEN.get(path)
 
 
-def open_trace_file(source: SourceFile, file_index: int) -> tuple[TraceFile, list[RowGroup]]:
+def open_trace_file(source: SourceFile, file_index: int, run: str | None = None
+                    ) -> tuple[TraceFile, list[RowGroup]]:
     """Validate one file's footer; its `TraceFile` and non-empty row groups (numbered as file
-    `file_index` of the trace)."""
+    `file_index` of the trace). `run`: the run of its rows whose `run` column is null."""
     path, group, complete, interrupted = source
     _, pf = shared_parquet(str(path))
     schema = pf.schema_arrow
@@ -237,26 +243,99 @@ def open_trace_file(source: SourceFile, file_index: int) -> tuple[TraceFile, lis
         complete=complete,
         metadata=meta,
     )
+    if "run" in given and "run" in schema.names:
+        # Every file written since the `run` column exists has one, mostly null: a run=
+        # directory names the run of its null rows (a value that contradicts it is an error).
+        run = given["run"]
     tf = TraceFile(str(path), group, complete, tuple(sorted(partition.items())),
-                   frozenset(schema.names), md.num_rows, info, interrupted)
+                   frozenset(schema.names), md.num_rows, info, interrupted, run)
     rgs: list[RowGroup] = []
     offset = 0
-    vm_col = schema.get_field_index("vm") if "vm" in schema.names else -1
     for i in range(md.num_row_groups):
         rows = md.row_group(i).num_rows
         if rows:
-            if vm_col < 0:
-                vms: tuple[str, ...] = (partition["vm"],)
-            else:
-                vms = _row_group_vms(pf, md, i, vm_col, path, offset)
-                if "vm" in given and vms != (given["vm"],):
-                    other = next(v for v in vms if v != given["vm"])
-                    raise TraceSchemaError(
-                        f"column 'vm': the file's vm {other!r} disagrees with its directory "
-                        f"vm={given['vm']} (row group {i})", path=path, row=offset)
-            rgs.append(RowGroup(file_index, i, rows, offset, vms))
+            rgs.append(RowGroup(file_index, i, rows, offset, _row_group_vms(pf, tf, given, i, offset)))
         offset += rows
     return tf, coalesce(rgs)
+
+
+#: The columns that identify a VM (`analyzer.identity`): its name, host and run.
+IDENTITY_COLUMNS = ("vm", "host", "run")
+
+
+def _constant(md: pq.FileMetaData, i: int, names: list[str], column: str) -> tuple[bool, str | None]:
+    """(known, value) of an identity column in row group `i` from its statistics alone: known
+    when every row holds the same value (or every row is null: value None)."""
+    if column not in names:
+        return True, None
+    chunk = md.row_group(i).column(names.index(column))
+    stats = chunk.statistics
+    if stats is None:
+        return False, None
+    if stats.null_count == md.row_group(i).num_rows:
+        return True, None
+    try:
+        if stats.has_min_max and stats.null_count == 0 and stats.min == stats.max:
+            value = stats.min
+            return True, value.decode() if isinstance(value, bytes) else str(value)
+    except UnicodeDecodeError:
+        pass  # not UTF-8: read the column, which names the row
+    return False, None
+
+
+def row_keys(table: pa.Table, run: str | None = None) -> tuple[np.ndarray, list[str]]:
+    """(per row an index into `keys`, `keys`): the identity key (`analyzer.identity`) of each
+    row of `table`, from its `vm` (no nulls), `host` and `run` columns where present, `run` for
+    rows without one.
+
+    Vectorized: the three columns' dictionary indices are combined into one integer per row and
+    only the few distinct combinations become keys (never a Python string per row). Without
+    host and run the keys are the `vm` dictionary itself."""
+    vm_idx, vm_values = dictionary(table.column("vm"))
+    host_idx, host_values = _nullable_dictionary(table, "host")
+    run_idx, run_values = _nullable_dictionary(table, "run")
+    if run is not None and (run_idx is None or (run_idx < 0).any()):
+        if run_idx is None:
+            run_idx = np.full(len(vm_idx), -1, dtype=np.int64)
+        run_values = [*run_values, run]
+        run_idx = np.where(run_idx < 0, len(run_values) - 1, run_idx)
+    if host_idx is None and run_idx is None:
+        return vm_idx, [str(v) for v in vm_values]
+    nh, nr = len(host_values) + 1, len(run_values) + 1
+    comb = vm_idx.astype(np.int64) * (nh * nr)
+    if host_idx is not None:
+        comb += (host_idx + 1) * nr
+    if run_idx is not None:
+        comb += run_idx + 1
+    size = len(vm_values) * nh * nr
+    if size <= max(4 * len(comb), 4096):
+        used = np.flatnonzero(np.bincount(comb, minlength=size))
+        lut = np.full(size, -1, dtype=np.int32)
+        lut[used] = np.arange(len(used), dtype=np.int32)
+        idx = lut[comb]
+    else:
+        used, inverse = np.unique(comb, return_inverse=True)
+        idx = inverse.astype(np.int32).ravel()
+    hosts, runs = [None, *host_values], [None, *run_values]
+    keys = [identity.make(str(vm_values[u // (nh * nr)]), hosts[(u // nr) % nh], runs[u % nr])
+            for u in used.tolist()]
+    return idx, keys
+
+
+def _nullable_dictionary(table: pa.Table, column: str) -> tuple[np.ndarray | None, list[str]]:
+    """(indices with -1 for null, values) of a string column, (None, []) when absent or all
+    null."""
+    if column not in table.column_names:
+        return None, []
+    col = table.column(column)
+    if col.null_count == len(col):
+        return None, []
+    if pa.types.is_dictionary(col.type):
+        arr = col.unify_dictionaries().combine_chunks() if col.num_chunks > 1 else col.chunk(0)
+    else:
+        arr = pc.dictionary_encode(col.combine_chunks())
+    idx = np.asarray(pc.fill_null(arr.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return idx, arr.dictionary.to_pylist()
 
 
 def coalesce(groups: list[RowGroup]) -> list[RowGroup]:
@@ -277,29 +356,66 @@ def coalesce(groups: list[RowGroup]) -> list[RowGroup]:
     return out
 
 
-def _row_group_vms(pf: pq.ParquetFile, md: pq.FileMetaData, i: int, vm_col: int, path: Path,
+def _row_group_vms(pf: pq.ParquetFile, tf: TraceFile, given: dict[str, str], i: int,
                    offset: int) -> tuple[str, ...]:
-    """The VMs of a row group: from its statistics when min == max, else from the column."""
-    stats = md.row_group(i).column(vm_col).statistics
+    """The identity keys of a row group's VMs: from the statistics of its vm, host and run
+    columns where each holds one value (or partition directories give it), else from the
+    columns. A hive ``vm=`` / ``host=`` / ``run=`` directory that a value of the file's own
+    column contradicts is an error (a null / "" host or run is the file's, not a contradiction)."""
+    md = pf.metadata
+    names = [md.schema.column(j).name for j in range(md.num_columns)]
+    partition = dict(tf.partition)
+    values: dict[str, str | None] = {}
+    for col in IDENTITY_COLUMNS:
+        if col in partition:
+            values[col] = partition[col]
+            continue
+        known, value = _constant(md, i, names, col)
+        if not known:
+            break
+        values[col] = value
+    else:
+        vm = values["vm"]
+        if vm is not None:
+            for col in IDENTITY_COLUMNS:
+                _same_as_directory(tf, given, col, [values[col]], i, offset)
+            return (identity.make(vm, values["host"], values["run"] or tf.run),)
+    read = [c for c in IDENTITY_COLUMNS if c in names]
     try:
-        if stats is not None and stats.has_min_max and stats.null_count == 0 and stats.min == stats.max:
-            value = stats.min
-            return (value.decode() if isinstance(value, bytes) else str(value),)
-    except UnicodeDecodeError:
-        pass  # not UTF-8: read the column, which names the row
-    try:
-        table = pf.read_row_group(i, columns=["vm"])
+        table = pf.read_row_group(i, columns=read)
     except (pa.ArrowException, OSError) as exc:
-        raise TraceFormatError(f"unreadable row group {i} ({first_line(exc)})", path=path) from None
-    table = _checked_strings(table, str(path), i, offset)
+        raise TraceFormatError(f"unreadable row group {i} ({first_line(exc)})", path=tf.path) from None
+    table = _checked_strings(table, tf.path, i, offset)
+    for key, value in tf.partition:
+        if key in IDENTITY_COLUMNS:
+            table = table.append_column(key, pa.array([value] * table.num_rows, pa.string()))
     col = table.column("vm")
     if col.null_count:
         row = int(pc.index(pc.is_null(col), True).as_py())
         raise TraceSchemaError(f"column 'vm': null in required column ({col.null_count} rows)",
-                               path=path, row=offset + row)
-    idx, values = dictionary(col)
-    used = np.flatnonzero(np.bincount(idx, minlength=len(values)))
-    return tuple(sorted({str(values[i]) for i in used}))
+                               path=tf.path, row=offset + row)
+    for name in IDENTITY_COLUMNS:
+        if name in given and name in names:
+            present = pc.unique(table.column(name).cast(pa.string())).to_pylist()
+            _same_as_directory(tf, given, name, present, i, offset)
+    idx, keys = row_keys(table, tf.run)
+    used = np.flatnonzero(np.bincount(idx, minlength=len(keys)))
+    return tuple(sorted({keys[k] for k in used.tolist()}))
+
+
+def _same_as_directory(tf: TraceFile, given: dict[str, str], column: str,
+                       values: Sequence[str | None], i: int, offset: int) -> None:
+    """The error when a hive ``column=x`` directory holds a file whose `column` says otherwise
+    (`values`: the column's values in row group `i`; null / "" host or run are no contradiction)."""
+    if column not in given or column in dict(tf.partition):
+        return
+    expected = given[column]
+    other = next((v for v in values if v != expected and (column == "vm" or v)), None)
+    if other is None and not (column == "vm" and None in values):
+        return
+    raise TraceSchemaError(
+        f"column '{column}': the file's {column} {other!r} disagrees with its directory "
+        f"{column}={expected} (row group {i})", path=tf.path, row=offset)
 
 
 def _offset(tf: TraceFile, index: int) -> int:

@@ -37,16 +37,25 @@ class ClockBackwards:
 
 @dataclass(frozen=True)
 class RepeatedSeq:
-    """A (vm, seq) that occurs more than once (in different files)."""
+    """Seqs of one VM that occur more than once, each in the same set of files: one fact per
+    (VM, set of files), not per row, so that a file read twice is one finding."""
 
+    #: The VM's identity key (`analyzer.identity`).
     vm: str
+    #: The first repeated seq.
     seq: int
     #: ts_ns and thread of its first occurrence in replay order.
     ts: int
     thread: str
+    #: How many times the first repeated seq occurs.
     count: int
-    #: The files holding it, sorted.
+    #: The files holding them, sorted.
     paths: tuple[str, ...]
+    #: The last repeated seq, and how many seqs between `seq` and it are repeated.
+    last: int | None = None
+    seqs: int = 1
+    #: Steps whose clock goes back only because the copies interleave (not reported apart).
+    clock_backs: int = 0
 
 
 class TruncatedInput(NamedTuple):
@@ -106,6 +115,41 @@ def seq_runs(vm: np.ndarray, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     start = np.flatnonzero(np.concatenate([[True], ~same]))
     length = np.diff(np.concatenate([start, [len(seq)]]))
     return start, length
+
+
+def repeated_runs(start: np.ndarray, length: np.ndarray, file: np.ndarray, vm: np.ndarray
+                  ) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """The repeated (vm, seq) runs of `seq_runs` grouped by (VM, set of files holding them).
+
+    `file`: each row's file; `vm`: each row's VM. Returns (group of every repeated run, in run
+    order; -1 for runs that are not repeated) and each group's sorted file indices. Vectorized
+    where a seq is in two files (a copy, the common case); only runs in three or more files
+    are looked at one by one."""
+    group = np.full(len(start), -1, dtype=np.int64)
+    runs = np.flatnonzero(length > 1)
+    if not len(runs):
+        return group, []
+    width = np.int64(int(file.max(initial=0)) + 1)
+    rid = np.repeat(np.arange(len(start)), length)
+    multi = length[rid] > 1
+    pairs = np.unique(rid[multi] * width + file[multi])  # (run, file), sorted by run then file
+    p_run, p_file = pairs // width, pairs % width
+    first = np.concatenate([[True], p_run[1:] != p_run[:-1]])
+    at = np.flatnonzero(first)
+    n_files = np.diff(np.append(at, len(pairs)))
+    f0 = p_file[at]
+    f1 = np.where(n_files > 1, p_file[np.minimum(at + 1, len(pairs) - 1)], -1)
+    sig = np.where(n_files == 2, f1, -2)  # -2: three or more files, decided below
+    many: dict[tuple[int, ...], int] = {}
+    for j in np.flatnonzero(n_files > 2).tolist():  # rare: a step in three or more files
+        files = tuple(p_file[at[j]:at[j] + n_files[j]].tolist())
+        sig[j] = -3 - many.setdefault(files, len(many))
+    key = np.stack([vm[start[runs]].astype(np.int64), f0, sig])
+    uniq, inverse = np.unique(key, axis=1, return_inverse=True)
+    group[runs] = inverse.ravel()
+    by_sig = {v: k for k, v in many.items()}
+    sets = [(int(a), int(b)) if b >= 0 else by_sig[-3 - int(b)] for a, b in zip(uniq[1], uniq[2], strict=True)]
+    return group, sets
 
 
 def repeated_within_a_file(start: np.ndarray, length: np.ndarray, file: np.ndarray) -> int | None:

@@ -17,21 +17,25 @@ from dataclasses import dataclass, field, replace
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analyzer import identity
 from analyzer.result import InputInfo
 from analyzer.trace.arrow import plain
 from analyzer.trace.files import (
+    IDENTITY_COLUMNS,
     RowGroup,
     TraceFile,
     may_hold,
     open_trace_file,
     read_row_group,
+    row_keys,
     sha256,
+    shared_parquet,
 )
 from analyzer.trace.integrity import EmptyTrace, RecordingProblem, TruncatedInput
-from analyzer.trace.sources import PathArg, expand
+from analyzer.trace.sources import PathArg, SourceFile, expand
 from tracer import tracedir
-from tracer.errors import InputError
-from tracer.schema import COLUMN_BY_NAME, COLUMNS
+from tracer.errors import InputError, TraceSchemaError
+from tracer.schema import COLUMN_BY_NAME, COLUMNS, describe_type, wrong_type
 
 #: Target rows per unit when packing small VMs together (bounds memory and per-unit overhead).
 UNIT_ROWS = 4_000_000
@@ -124,10 +128,12 @@ class Trace:
         return out
 
     def unit_of(self, vm: str) -> Unit:
+        """The unit of the VM whose identity key (`analyzer.identity`) is `vm`."""
         for u in self.units:
             if vm in u.vms:
                 return u
-        raise InputError(f"no VM named {vm!r} in the trace (VMs: {', '.join(self.vms[:10])}"
+        shown = ", ".join(identity.label(k) for k in self.vms[:10])
+        raise InputError(f"no VM named {identity.label(vm)!r} in the trace (VMs: {shown}"
                          f"{', ...' if len(self.vms) > 10 else ''})")
 
     def table(
@@ -145,7 +151,7 @@ class Trace:
         groups whose seq statistics lie outside the range are not read).
         """
         cols = [c.name for c in COLUMNS] if columns is None else list(columns)
-        read = list(dict.fromkeys([*cols, "vm", "seq", "ts_ns"]))
+        read = list(dict.fromkeys([*cols, *IDENTITY_COLUMNS, "seq", "ts_ns"]))
         units = [self.unit_of(vm)] if vm is not None else self.units
         parts = []
         for u in units:
@@ -157,7 +163,8 @@ class Trace:
                 t = read_row_group(self.files[rg.file], rg.index, read, rg.count)
                 mask = None
                 if vm is not None and len(rg.vms) > 1:
-                    mask = pc.equal(t.column("vm").cast(pa.string()), vm)
+                    idx, keys = row_keys(t, self.files[rg.file].run)
+                    mask = pa.array(idx == (keys.index(vm) if vm in keys else -1))
                 for op, bound in ((pc.greater_equal, from_seq), (pc.less_equal, to_seq)):
                     if bound is not None:
                         m = op(t.column("seq"), bound)
@@ -168,7 +175,8 @@ class Trace:
         if not parts:
             return pa.table({c: pa.array([], _plain_type(c)) for c in cols})
         table = pa.concat_tables(parts, promote_options="permissive")
-        order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in ("vm", "seq", "ts_ns")])
+        by = [c for c in ("run", "host") if c in table.column_names]  # (run, host, vm) order
+        order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in (*by, "vm", "seq", "ts_ns")])
         table = table.take(order)
         for c in cols:  # an optional column no file has (device, cmd_seq, ...): all null
             if c not in table.column_names:
@@ -195,8 +203,15 @@ def load(paths: PathArg | Sequence[PathArg], *, unit_rows: int = UNIT_ROWS) -> T
     files: list[TraceFile] = []
     groups: list[RowGroup] = []
     recordings: set[str] = set()
-    for source in expand(paths):
-        tf, rgs = open_trace_file(source, len(files))
+    sources = expand(paths)
+    # Two recorder directories are two runs (`analyzer.identity`); one alone names none, so a
+    # trace of one recording reads as it always did.
+    recorders = {s.group for s in sources if s.group != str(s.path)}
+    types: dict[str, tuple[pa.DataType, str]] = {}
+    for source in sources:
+        _same_types(source, types)
+        run = source.group if len(recorders) > 1 and source.group in recorders else None
+        tf, rgs = open_trace_file(source, len(files), run)
         files.append(tf)
         groups.extend(rgs)
         if tf.group != tf.path:  # a segment of a recorder directory
@@ -210,6 +225,25 @@ def load(paths: PathArg | Sequence[PathArg], *, unit_rows: int = UNIT_ROWS) -> T
     with_manifest = tuple(sorted(d for d in recordings
                                  if os.path.lexists(os.path.join(d, tracedir.MANIFEST_NAME))))
     return Trace(files, units, vms, rows, digests, with_manifest)
+
+
+def _same_types(source: SourceFile, seen: dict[str, tuple[pa.DataType, str]]) -> None:
+    """The error when `source` holds a schema column of a type the schema rejects while an
+    earlier file of the dataset holds it as it should (naming both files); `seen` maps column
+    -> (type, first file holding it with an accepted type)."""
+    schema = shared_parquet(str(source.path))[1].schema_arrow
+    for name, typ in zip(schema.names, schema.types, strict=True):
+        problem = wrong_type(name, typ)
+        if problem is None:
+            if name in COLUMN_BY_NAME:
+                seen.setdefault(name, (typ, str(source.path)))
+            continue
+        if name in seen:
+            first_type, first = seen[name]
+            raise TraceSchemaError(
+                f"column '{name}': {problem}, but {first} of the same trace has "
+                f"{describe_type(first_type)}: "
+                f"the files of one trace must agree on each column's type", path=source.path)
 
 
 def pack_units(groups: list[RowGroup], unit_rows: int) -> list[Unit]:

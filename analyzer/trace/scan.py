@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import numpy as np
@@ -31,6 +31,7 @@ from analyzer.trace.integrity import (
     RepeatedSeq,
     StepFact,
     clock_back,
+    repeated_runs,
     repeated_within_a_file,
     seq_runs,
 )
@@ -403,19 +404,33 @@ def _read_sorted(trace: Trace, unit: Unit, columns: Sequence[str],
     thread_rank = _rank(reader.enc.thread.names)[thread] if len(thread) else thread
     order = np.lexsort((kind, thread_rank, ts, seq, vm))
     rows = _Sorted(tables, *(a[order] for a in (vm, seq, ts, thread, which, local)))
-    state.integrity.extend(_repeated_seqs(trace, reader.enc, rows))
-    state.integrity.extend(_clock_backwards_sorted(reader.enc, rows))
-    for (rg, table), core in zip(tables, cores, strict=True):
-        state.keep_rows(rg, table, core, np.flatnonzero(core["keep"]))
+    repeated, copied = _repeated_seqs(trace, reader.enc, rows)
+    clock = _clock_backwards_sorted(reader.enc, rows, copied)
+    state.integrity.extend(_fold_clock_backs(reader.enc, repeated, clock))
+    again = _second_copies(rows, copied)
+    for i, ((rg, table), core) in enumerate(zip(tables, cores, strict=True)):
+        keep = core["keep"]
+        if again is not None:  # a step recorded twice is judged once (its seq-unique says so)
+            keep = keep.copy()
+            keep[rows.local[again[rows.which[again] == i]]] = False
+        state.keep_rows(rg, table, core, np.flatnonzero(keep))
     state.rows = len(seq)
     return state.finish()
 
 
-def _clock_backwards_sorted(enc: UnitCodes, rows: _Sorted) -> list[ClockBackwards]:
-    """ts-monotonic-per-thread over a whole unit already sorted by (vm, seq)."""
+def _clock_backwards_sorted(enc: UnitCodes, rows: _Sorted, copied: np.ndarray | None = None
+                            ) -> list[ClockBackwards | int]:
+    """ts-monotonic-per-thread over a whole unit already sorted by (vm, seq). A step going back
+    from or to a row whose seq is repeated in another file (`copied`) is only the interleaving
+    of two copies: it is counted (an int per VM code, folded into the seq-unique fact), not
+    reported on its own."""
     n_thr = len(enc.thread.names) + 1
     earlier, later, _ = clock_back(rows.vm.astype(np.int64) * n_thr + rows.thread, rows.ts)
-    out = []
+    out: list[ClockBackwards | int] = []
+    if copied is not None and len(earlier):
+        echo = copied[earlier] | copied[later]
+        out.extend(int(v) for v in rows.vm[later[echo]])
+        earlier, later = earlier[~echo], later[~echo]
     for a, c in zip(earlier.tolist(), later.tolist(), strict=True):
         out.append(ClockBackwards(
             vm=enc.vm.names[int(rows.vm[c])], thread=enc.thread.names[int(rows.thread[c])],
@@ -425,13 +440,39 @@ def _clock_backwards_sorted(enc: UnitCodes, rows: _Sorted) -> list[ClockBackward
     return out
 
 
-def _repeated_seqs(trace: Trace, enc: UnitCodes, rows: _Sorted) -> list[RepeatedSeq]:
-    """Every repeated (vm, seq) of a whole unit sorted by (vm, seq); a seq repeated inside one
-    file is a schema error (exit 2), as `tracer.schema.validate` says."""
+def _second_copies(rows: _Sorted, copied: np.ndarray | None) -> np.ndarray | None:
+    """Positions (in `rows`' order) of every occurrence of a repeated (vm, seq) but its first
+    in replay order (ties: the file first by path), None when no seq is repeated."""
+    if copied is None:
+        return None
+    first = np.concatenate([[True], (rows.vm[1:] != rows.vm[:-1]) | (rows.seq[1:] != rows.seq[:-1])])
+    return np.flatnonzero(copied & ~first)
+
+
+def _fold_clock_backs(enc: UnitCodes, repeated: list[RepeatedSeq],
+                      clock: list[ClockBackwards | int]) -> list[StepFact]:
+    """The facts of a sorted unit: clock steps that only echo repeated seqs (ints: their VM's
+    code) are counted into that VM's first seq-unique fact."""
+    echoes: dict[str, int] = {}
+    for c in clock:
+        if isinstance(c, int):
+            echoes[enc.vm.names[c]] = echoes.get(enc.vm.names[c], 0) + 1
+    out: list[StepFact] = []
+    for r in repeated:
+        n = echoes.pop(r.vm, 0)
+        out.append(replace(r, clock_backs=n) if n else r)
+    out.extend(c for c in clock if not isinstance(c, int))
+    return out
+
+
+def _repeated_seqs(trace: Trace, enc: UnitCodes, rows: _Sorted) -> tuple[list[RepeatedSeq], np.ndarray | None]:
+    """The repeated (vm, seq)s of a whole unit sorted by (vm, seq), one fact per (VM, set of
+    files holding them), and which rows hold a repeated seq (None: none); a seq repeated inside
+    one file is a schema error (exit 2), as `tracer.schema.validate` says."""
     start, length = seq_runs(rows.vm, rows.seq)
     repeated = length > 1
     if not repeated.any():
-        return []
+        return [], None
     file_of = np.array([rg.file for rg, _ in rows.tables], dtype=np.int64)[rows.which]
     m = repeated_within_a_file(start, length, file_of)
     if m is not None:
@@ -440,11 +481,19 @@ def _repeated_seqs(trace: Trace, enc: UnitCodes, rows: _Sorted) -> list[Repeated
             f"column 'seq': duplicate seq {int(rows.seq[m])} within vm '{enc.vm.names[int(rows.vm[m])]}'",
             path=trace.files[rg.file].path, row=rg.offset + int(rows.local[m]),
         )
+    group, sets = repeated_runs(start, length, file_of, rows.vm)
+    runs = np.flatnonzero(group >= 0)
+    by_group = runs[np.argsort(group[runs], kind="stable")]  # each group's runs in (vm, seq) order
+    bounds = np.flatnonzero(np.concatenate([[True], np.diff(group[by_group]) != 0]))
     out: list[RepeatedSeq] = []
-    for s, n in zip(start[repeated], length[repeated], strict=True):
+    for b, e in zip(bounds.tolist(), [*bounds[1:].tolist(), len(by_group)], strict=True):
+        first, last = int(start[by_group[b]]), int(start[by_group[e - 1]])
         out.append(RepeatedSeq(
-            vm=enc.vm.names[int(rows.vm[s])], seq=int(rows.seq[s]), ts=int(rows.ts[s]),
-            thread=enc.thread.names[int(rows.thread[s])], count=int(n),
-            paths=tuple(sorted({trace.files[int(f)].path for f in file_of[s:s + n]})),
+            vm=enc.vm.names[int(rows.vm[first])], seq=int(rows.seq[first]), ts=int(rows.ts[first]),
+            thread=enc.thread.names[int(rows.thread[first])], count=int(length[by_group[b]]),
+            paths=tuple(sorted({trace.files[f].path for f in sets[int(group[by_group[b]])]})),
+            last=int(rows.seq[last]), seqs=e - b,
         ))
-    return out
+    out.sort(key=lambda r: (r.vm, r.seq))
+    copied = np.repeat(repeated, length)
+    return out, copied

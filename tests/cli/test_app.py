@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_every_command_is_registered_in_help_order():
     names = [c.name for c in typer.main.get_command(app).commands.values()]
-    assert names == ["record", "capture", "import", "check", "replay", "report", "rules"]
+    assert names == ["record", "capture", "import", "check", "replay", "report", "export", "rules"]
 
 
 def test_a_command_module_that_fails_to_import_is_an_error_not_a_missing_command():

@@ -28,7 +28,7 @@ def run(argv, capsys):
         (["report", str(TRACE), "-o", "{out}", "--format", "xml"], "html, md, json"),
         (["report", str(TRACE), "-o", "{out}.html", "-f", "xml"], "html, md, json"),
         (["import", str(REPO / "README.md"), "-o", "{out}", "--format", "xml"],
-         "auto, qmp, qemu-log, libvirt-log, domain-log, virsh-events"),
+         "auto, qmp, qemu-log, libvirt-log, domain-log, virsh-events, journal-json, journal-export, journal-short, kubevirt-log, qemu-stap, qemu-monitor-event"),
     ],
     ids=["check", "check-to-file", "replay", "report", "report-html-extension", "import"],
 )

@@ -43,7 +43,7 @@ def test_import_to_a_directory_quietly(libvirt_log, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["--format", "xml"], "unknown format 'xml' (choose from auto, qmp, qemu-log, libvirt-log, domain-log, virsh-events)"),
+        (["--format", "xml"], "unknown format 'xml' (choose from auto, qmp, qemu-log, libvirt-log, domain-log, virsh-events, journal-json, journal-export, journal-short, kubevirt-log, qemu-stap, qemu-monitor-event)"),
         (["--vm", "nope"], "no VM named 'nope' in the libvirt log (found: vm-a-stop-eio-file)"),
     ],
 )

@@ -225,3 +225,46 @@ def test_fuzz_structured_transcript(content: bytes, skip_bad: bool):
 @given(mutated_input(QEMU / "trace.log", window=20), mutated_input(QEMU / "qmp-transcript.jsonl", window=20), st.booleans())
 def test_fuzz_merged_trace_log_and_transcript(trace: bytes, transcript: bytes, skip_bad: bool):
     assert_imports_or_refuses({"trace.log": trace, "qmp-transcript.jsonl": transcript}, skip_bad)
+
+
+# -- what production hosts keep (renderings derived from the samples: hostlog_inputs) ---------
+
+
+@cache
+def derived_path(name: str) -> Path:
+    """A host-side rendering of the samples (`tests.analyzer.importers.hostlog_inputs`): the
+    libvirt 9.0 log's monitor traffic in the journal or a KubeVirt pod log, QEMU 7.2's trace
+    as SystemTap prints it, its events as virsh qemu-monitor-event prints them."""
+    from tests.analyzer.importers import hostlog_inputs as derive
+
+    qemu72 = SAMPLES / "qemu-7.2" / "a-stop-eio-dataplane"
+    if not (LIBVIRT / "libvirtd.log").exists() or not qemu72.exists():
+        pytest.skip("samples not available")
+    tmp = Path(tempfile.mkdtemp(prefix="blkreplay-fuzz-hostlogs-"))
+    libvirtd = tmp / "libvirtd.log"
+    libvirtd.write_bytes(b"\n".join(sample_lines(LIBVIRT / "libvirtd.log")) + b"\n")
+    render = {
+        "journal.json": lambda: derive.journal_json(libvirtd)[0].encode(),
+        "journal.export": lambda: derive.journal_export(libvirtd)[0],
+        "journal.txt": lambda: derive.journal_short(libvirtd)[0].encode(),
+        "virt-launcher.log": lambda: derive.kubevirt(libvirtd).encode(),
+        "stap.txt": lambda: derive.stap(qemu72 / "trace.log")[0].encode(),
+        "monitor-events.txt": lambda: derive.monitor_events(qemu72 / "events.jsonl", "vm-a").encode(),
+    }
+    path = tmp / name
+    path.write_bytes(render[name]())
+    return path
+
+
+@st.composite
+def mutated_rendering(draw, name: str) -> bytes:
+    return draw(mutated_input(derived_path(name)))
+
+
+@FUZZ
+@pytest.mark.parametrize(
+    "name", ["journal.json", "journal.export", "journal.txt", "virt-launcher.log", "stap.txt", "monitor-events.txt"]
+)
+@given(data=st.data(), skip_bad=st.booleans())
+def test_fuzz_host_renderings(name: str, data: st.DataObject, skip_bad: bool):
+    assert_imports_or_refuses({name: data.draw(mutated_rendering(name))}, skip_bad)

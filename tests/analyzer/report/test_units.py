@@ -177,7 +177,7 @@ def test_an_observer_runs_with_the_local_engine_only(fleet):
     from tracer.errors import InputError
 
     with pytest.raises(InputError, match="local engine"):
-        check(fleet, engine="dask", observe=StatsObserver())
+        check(fleet, engine="dask", observe=StatsObserver(load(fleet)))
 
 
 @pytest.mark.parametrize("case", ["fleet", "hurt", "shuffled"])

@@ -123,7 +123,10 @@ def test_duplicated_steps_across_files_are_seq_unique_findings(tmp_path: Path) -
     tracedir.write_table(table.slice(3, 4), tmp_path / "b.parquet")
     result = check([tmp_path / "a.parquet", tmp_path / "b.parquet"])
     found = by_rule(result, "seq-unique")
-    assert [f.seq for f in found] == [(3,), (4,), (5,), (6,)]
+    # One finding for the set of files, not one per repeated seq (issue #13).
+    assert [f.seq for f in found] == [(3, 6)]
+    assert "4 seqs between 3 and 6" in found[0].message
+    assert str(tmp_path / "a.parquet") in found[0].message and str(tmp_path / "b.parquet") in found[0].message
     assert all(f.severity == "error" for f in found)
     assert result.verdict == "fail"
 

@@ -1,0 +1,362 @@
+"""Exports (`analyzer.export`): what Perfetto, DuckDB/Polars and Prometheus would read back.
+
+The Perfetto trace is decoded with the `perfetto` package's own protos (its TraceProcessor
+downloads a binary at run time, which a test cannot); the OpenMetrics text goes through
+prometheus_client's strict OpenMetrics parser and its Prometheus-text parser (what
+node-exporter's textfile collector speaks); the tables are read back with pyarrow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+import analyzer
+import analyzer.export as export
+from analyzer.export.perfetto import PROTOS
+from analyzer.export.tables import TABLES
+from analyzer.importers import import_traces
+from analyzer.outage import Incident
+from analyzer.timefmt import WALL_CLOCK_MIN_NS
+from tests.analyzer.builders import TraceBuilder, write_dir
+from tracer import tracedir
+from tracer.errors import InputError, OutputError
+from tracer.schema import from_pylist
+
+pb = pytest.importorskip("perfetto.protos.perfetto.trace.perfetto_trace_pb2")
+om_parser = pytest.importorskip("prometheus_client.openmetrics.parser")
+prom_parser = pytest.importorskip("prometheus_client.parser")
+
+TRACES = Path(__file__).resolve().parents[2] / "traces"
+
+HOSTILE_VM = 'vm"\\q\nx\x1b[31m\u202eevil'
+HOSTILE_HOST = 'h"\n\x1b]0;t\x07\u2066'
+
+
+# ---------------------------------------------------------------------------------------------
+# Traces
+# ---------------------------------------------------------------------------------------------
+
+
+def fleet(tmp_path: Path, *, vm_a: str = "vm-a", host: str = "h1") -> tuple[Path, dict]:
+    """Three VMs: vm-a on `host` pauses on an error and resumes; vm-b on `host` pauses and
+    never resumes (I/O goes on after); vm-c has no host and no error."""
+    a = TraceBuilder(vm_a)
+    a.start()
+    a.io(n=2)
+    sa = a.error(1)
+    sa.update(a.main_loop())
+    sa["cont"] = a.cont()
+    a.io(n=2)
+    b = TraceBuilder("vm-b")
+    b.start()
+    sb = b.error(1)
+    sb.update(b.main_loop())
+    b.io(n=3)
+    c = TraceBuilder("vm-c")
+    c.start()
+    c.io(n=2)
+    rows = [{**r, "host": host} for r in a.rows + b.rows] + c.rows
+    path = tmp_path / "fleet.parquet"
+    tracedir.write_table(from_pylist(rows, "sim"), path)
+    ts = {
+        "a_bie": sa["event"] * 1000, "a_stop": sa["stop"] * 1000, "a_resume": sa["cont"]["resume"] * 1000,
+        "b_bie": sb["event"] * 1000, "b_stop": sb["stop"] * 1000, "b_end": (len(b.rows) - 1) * 1000,
+        "a_rows": a.rows, "b_rows": b.rows,
+    }
+    return path, ts
+
+
+def decode(path: Path):
+    trace = pb.Trace()
+    trace.ParseFromString(path.read_bytes())
+    return list(trace.packet)
+
+
+def tracks(packets) -> tuple[dict[int, str], dict[int, tuple[str, int]], dict[int, int]]:
+    """(process name by pid, (thread name, pid) by track uuid, pid by process track uuid)."""
+    procs, threads, proc_uuid = {}, {}, {}
+    for p in packets:
+        if p.HasField("track_descriptor"):
+            d = p.track_descriptor
+            if d.HasField("process"):
+                procs[d.process.pid] = d.process.process_name
+                proc_uuid[d.uuid] = d.process.pid
+            if d.HasField("thread"):
+                threads[d.uuid] = (d.thread.thread_name, d.thread.pid)
+                assert proc_uuid[d.parent_uuid] == d.thread.pid
+    return procs, threads, proc_uuid
+
+
+def events(packets, thread_uuid: int):
+    T = pb.TrackEvent.Type
+    out = []
+    for p in packets:
+        if p.HasField("track_event") and p.track_event.track_uuid == thread_uuid:
+            e = p.track_event
+            kind = {T.TYPE_INSTANT: "I", T.TYPE_SLICE_BEGIN: "B", T.TYPE_SLICE_END: "E"}[e.type]
+            out.append((kind, e.name, p.timestamp, list(e.flow_ids), list(e.terminating_flow_ids)))
+    return out
+
+
+def by_name(threads: dict[int, tuple[str, int]]) -> dict[str, int]:
+    return {name: uuid for uuid, (name, _) in threads.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Perfetto
+# ---------------------------------------------------------------------------------------------
+
+
+def test_perfetto_hosts_are_processes_vms_tracks_pauses_slices_errors_flow_to_their_stop(tmp_path):
+    path, ts = fleet(tmp_path)
+    out = tmp_path / "fleet.pftrace"
+    summary = export.perfetto([path], out)
+    packets = decode(out)
+    procs, threads, _ = tracks(packets)
+    assert sorted(procs.values()) == ["h1", "no host"]
+    pid = {name: p for p, name in procs.items()}
+    assert sorted((n, procs[p]) for n, p in threads.values()) == [
+        ("vm-a", "h1"), ("vm-b", "h1"), ("vm-c", "no host")]
+    uuid = by_name(threads)
+
+    a = events(packets, uuid["vm-a"])
+    instants = [(n, t) for k, n, t, _, _ in a if k == "I"]
+    assert ("BLOCK_IO_ERROR", ts["a_bie"]) in instants and ("STOP", ts["a_stop"]) in instants
+    assert ("RESUME", ts["a_resume"]) in instants
+    assert [(k, n, t) for k, n, t, _, _ in a if k in "BE"] == [
+        ("B", "paused", ts["a_stop"]), ("E", "", ts["a_resume"])]
+    (flow,) = next(f for k, n, _, f, _ in a if n == "BLOCK_IO_ERROR")
+    assert next(t for k, n, _, _, t in a if n == "STOP" and k == "I") == [flow]
+
+    # vm-b never resumes: its pause lasts until its last step (I/O after the STOP).
+    b = events(packets, uuid["vm-b"])
+    assert [(k, t) for k, n, t, _, _ in b if k in "BE"] == [("B", ts["b_stop"]), ("E", ts["b_end"])]
+    assert not [e for e in events(packets, uuid["vm-c"]) if e[0] in "BE"]
+    assert summary.counts["pauses"] == 2 and summary.counts["flows"] == 2
+    assert pid["h1"] != pid["no host"]
+
+
+def test_perfetto_of_the_sample_holds_every_stop_resume_and_error_of_the_trace(tmp_path):
+    out = tmp_path / "sample.pftrace"
+    export.perfetto(TRACES / "sample", out)
+    packets = decode(out)
+    _, threads, _ = tracks(packets)
+    table = analyzer.load(TRACES / "sample").table(columns=["vm", "kind", "name", "ts_ns"])
+    names = ("BLOCK_IO_ERROR", "STOP", "RESUME")
+    for vm, uuid in by_name(threads).items():
+        mine = table.filter(pc.and_(pc.equal(table["vm"], vm), pc.equal(table["kind"], "qmp_event")))
+        want = sorted((n, t) for n, t in zip(mine["name"].to_pylist(), mine["ts_ns"].to_pylist(),
+                                                strict=True) if n in names)
+        got = events(packets, uuid)
+        assert sorted((n, t) for k, n, t, _, _ in got if k == "I") == want
+        begins = [e for e in got if e[0] == "B"]
+        assert len(begins) == len([e for e in got if e[0] == "E"]) > 0
+    assert sorted(n for n, _ in threads.values()) == ["vm0", "vm1", "vm2"]
+
+
+def test_perfetto_is_the_same_bytes_whatever_the_file_layout(tmp_path):
+    table = analyzer.load(TRACES / "sample").table()
+    shuffled = table.take(pa.array(list(reversed(range(table.num_rows)))))
+    write_dir(from_pylist(shuffled.to_pylist(), "sim"), tmp_path / "many", segment_rows=777)
+    export.perfetto(TRACES / "sample", tmp_path / "a.pftrace")
+    export.perfetto(tmp_path / "many", tmp_path / "b.pftrace")
+    assert (tmp_path / "a.pftrace").read_bytes() == (tmp_path / "b.pftrace").read_bytes()
+
+
+def test_perfetto_of_a_real_import_is_on_wall_clock_time_with_a_realtime_snapshot(samples_dir, tmp_path):
+    capture = samples_dir / "qemu-10.0" / "a-stop-eio-dataplane"
+    trace = tmp_path / "real.parquet"
+    import_traces([capture / "qmp-transcript.jsonl", capture / "trace.log"], trace)
+    out = tmp_path / "real.pftrace"
+    export.perfetto(trace, out)
+    packets = decode(out)
+    snap = packets[0].clock_snapshot
+    clocks = {c.clock_id: c.timestamp for c in snap.clocks}
+    assert clocks[pb.BuiltinClock.BUILTIN_CLOCK_REALTIME] == clocks[pb.BuiltinClock.BUILTIN_CLOCK_BOOTTIME]
+    assert clocks[pb.BuiltinClock.BUILTIN_CLOCK_REALTIME] >= WALL_CLOCK_MIN_NS
+    _, threads, _ = tracks(packets)
+    (uuid,) = threads
+    got = events(packets, uuid)
+    # The README of the capture: 6 errors, 6 STOP, 6 RESUME.
+    assert [sum(1 for e in got if e[:2] == ("I", n)) for n in ("BLOCK_IO_ERROR", "STOP", "RESUME")] == [6, 6, 6]
+    assert len([e for e in got if e[0] == "B"]) == 6
+    assert all(e[2] >= WALL_CLOCK_MIN_NS for e in got)
+    assert sum(len(e[3]) for e in got) >= 1  # errors flow to the STOP that served them
+
+
+def test_hostile_names_are_harmless_text_in_perfetto(tmp_path):
+    path, _ = fleet(tmp_path, vm_a=HOSTILE_VM, host=HOSTILE_HOST)
+    out = tmp_path / "h.pftrace"
+    export.perfetto(path, out)
+    procs, threads, _ = tracks(decode(out))
+    shown = [*procs.values(), *(n for n, _ in threads.values())]
+    for name in shown:
+        assert not re.search(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]", name), name
+    assert 'vm"\\q\\nx\\x1b[31m\\u202eevil' in shown
+    assert 'h"\\n\\x1b]0;t\\x07\\u2066' in shown
+
+
+def test_a_missing_export_extra_is_one_readable_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, PROTOS, None)  # what an import finds without the package
+    with pytest.raises(InputError, match=r"^the perfetto export needs the 'export' extra: pip install 'blkreplay\[export\]'$"):
+        export.perfetto(TRACES / "fixed", tmp_path / "x.pftrace")
+    assert not (tmp_path / "x.pftrace").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Parquet tables
+# ---------------------------------------------------------------------------------------------
+
+
+def test_tables_read_back_with_the_episodes_findings_and_replayed_state(tmp_path):
+    path, ts = fleet(tmp_path)
+    summary = export.tables(path, tmp_path / "tables")
+    d = tmp_path / "tables"
+    assert sorted(p.name for p in d.iterdir()) == [
+        "episodes.parquet", "findings.parquet", "incidents.parquet", "state.parquet"]
+    result = analyzer.check([path])
+    eps = pq.read_table(d / "episodes.parquet")
+    assert eps.num_rows == len(result.episodes) == 2
+    assert eps.column_names[:2] == ["vm", "host"]
+    assert sorted(zip(eps["vm"].to_pylist(), eps["host"].to_pylist(), strict=True)) == [
+        ("vm-a", "h1"), ("vm-b", "h1")]
+    assert eps.column("ts_stop").to_pylist() == [ts["a_stop"], ts["b_stop"]]
+    findings = pq.read_table(d / "findings.parquet")
+    assert findings.num_rows == len(result.findings)
+    assert pq.read_table(d / "incidents.parquet").num_rows == 0
+
+    state = pq.read_table(d / "state.parquet")
+    assert summary.counts["state"] == state.num_rows
+    a = state.filter(pc.equal(state["vm"], "vm-a")).to_pylist()
+    assert {r["host"] for r in a} == {"h1"}
+    # The run state after each run-state row, and the io-status after each change.
+    assert [r["runstate"] for r in a if r["kind"] == "runstate"] == ["running", "io-error", "running"]
+    assert [(r["device"], r["iostatus"]) for r in a if r["kind"].startswith("iostatus")] == [
+        ("drive0", "failed"), ("drive0", "ok")]
+    assert all(r["time"] is None for r in a)  # a simulator's clock is not wall-clock time
+    c = state.filter(pc.equal(state["vm"], "vm-c")).to_pylist()
+    assert {r["host"] for r in c} == {None}
+    # Rows are in (vm, seq) order: a reader gets each VM's history in order.
+    keys = list(zip(state["vm"].to_pylist(), state["seq"].to_pylist(), strict=True))
+    assert keys == sorted(keys)
+
+
+def test_state_table_agrees_with_replay_and_is_the_same_bytes_whatever_the_layout(tmp_path):
+    table = analyzer.load(TRACES / "sample").table()
+    shuffled = table.take(pa.array(list(reversed(range(table.num_rows)))))
+    write_dir(from_pylist(shuffled.to_pylist(), "sim"), tmp_path / "many", segment_rows=500)
+    export.tables(TRACES / "sample", tmp_path / "a")
+    export.tables(tmp_path / "many", tmp_path / "b")
+    for name in TABLES:
+        assert (tmp_path / "a" / f"{name}.parquet").read_bytes() == (tmp_path / "b" / f"{name}.parquet").read_bytes()
+    state = pq.read_table(tmp_path / "a" / "state.parquet")
+    view = analyzer.replay(TRACES / "sample", vm="vm1").set_index("seq")
+    mine = state.filter(pc.equal(state["vm"], "vm1")).to_pylist()
+    assert len(mine) > 10
+    for row in mine:  # the state after each step, as `blkreplay replay` shows it
+        assert view.loc[row["seq"], "runstate"] == row["runstate"]
+        if row["device"] is not None:
+            assert view.loc[row["seq"], f"iostatus:{row['device']}"] == row["iostatus"]
+
+
+def test_incidents_and_findings_of_a_result_are_exported_as_given(tmp_path):
+    result = analyzer.check([TRACES / "lost-stop"])
+    assert result.findings
+    incident = Incident(id=1, start_ns=2 * 10**18, end_ns=2 * 10**18 + 5, vms=((None, "vm0"),), hosts=(),
+                        devices=("drive0",), errnos=(5,), episodes=3, paused_p50_ns=10,
+                        paused_p95_ns=20, paused_max_ns=30, still_paused=1)
+    result = dataclasses.replace(result, incidents=[incident])
+    export.tables(result, tmp_path / "t")
+    (row,) = pq.read_table(tmp_path / "t" / "incidents.parquet").to_pylist()
+    assert row["vms"] == [{"host": None, "vm": "vm0"}] and row["paused_max_ns"] == 30
+    assert str(row["start_time"]).startswith("2033-05-18 03:33:20")
+    f = pq.read_table(tmp_path / "t" / "findings.parquet").to_pylist()
+    assert [(r["rule"], r["seq"]) for r in f] == [(x.rule, list(x.seq)) for x in result.findings]
+    text = (export.openmetrics(result, tmp_path / "m.prom"), (tmp_path / "m.prom").read_text())[1]
+    assert 'blkreplay_incident_paused_max_seconds{incident="1"} 3e-08' in text
+    assert "blkreplay_incidents 1" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenMetrics
+# ---------------------------------------------------------------------------------------------
+
+
+def samples(text: str, parser) -> dict[tuple[str, tuple], float]:
+    out = {}
+    for fam in parser.text_string_to_metric_families(text):
+        assert fam.name.startswith("blkreplay_")
+        assert fam.type == "gauge"
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_openmetrics_passes_the_strict_parser_and_counts_errors_pauses_and_time_paused(tmp_path):
+    path, ts = fleet(tmp_path)
+    out = tmp_path / "blkreplay.prom"
+    export.openmetrics(path, out)
+    text = out.read_text()
+    assert text.endswith("# EOF\n")
+    got = samples(text, om_parser)
+    assert samples(text.replace("# EOF\n", ""), prom_parser) == got  # the textfile collector's format
+    a = (("host", "h1"), ("vm", "vm-a"))
+    b = (("host", "h1"), ("vm", "vm-b"))
+    c = (("host", ""), ("vm", "vm-c"))
+    assert got[("blkreplay_vm_io_errors", a)] == got[("blkreplay_vm_io_errors", b)] == 1
+    assert got[("blkreplay_vm_io_errors", c)] == 0
+    assert got[("blkreplay_vm_pauses", a)] == 1
+    assert got[("blkreplay_vm_paused_seconds", a)] == pytest.approx((ts["a_resume"] - ts["a_stop"]) / 1e9)
+    assert (got[("blkreplay_vm_paused", a)], got[("blkreplay_vm_paused", b)]) == (0, 1)
+    assert got[("blkreplay_host_io_errors", (("host", "h1"),))] == 2
+    assert got[("blkreplay_host_vms_paused", (("host", "h1"),))] == 1
+    assert got[("blkreplay_incidents", ())] == 0
+    # Families HELP/TYPE'd once each, in a fixed order; same check, same bytes.
+    assert len(re.findall(r"^# TYPE ", text, re.M)) == len(re.findall(r"^# HELP ", text, re.M))
+    export.openmetrics(analyzer.check([path]), tmp_path / "again.prom")
+    assert (tmp_path / "again.prom").read_text() == text
+
+
+def test_hostile_label_values_are_escaped_per_openmetrics(tmp_path):
+    path, _ = fleet(tmp_path, vm_a=HOSTILE_VM, host=HOSTILE_HOST)
+    out = tmp_path / "h.prom"
+    export.openmetrics(path, out)
+    text = out.read_text()
+    assert "\x1b" not in text and "\u202e" not in text and "\u2066" not in text and "\x07" not in text
+    lines = text.splitlines()
+    assert all(not line or line.startswith(("#", "blkreplay_")) for line in lines)  # no raw newline
+    got = samples(text, om_parser)
+    vm_value = next(dict(k[1])["vm"] for k in got if k[0] == "blkreplay_vm_io_errors" and
+                    dict(k[1])["vm"] not in ("vm-b", "vm-c"))
+    # Parsed back: the quote, backslash and newline are themselves; control/bidi shown as escapes.
+    assert vm_value == 'vm"\\q\nx\\x1b[31m\\u202eevil'
+    host_value = next(dict(k[1])["host"] for k in got if k[0] == "blkreplay_host_io_errors")
+    assert host_value == 'h"\n\\x1b]0;t\\x07\\u2066'
+    assert 'vm="vm\\"\\\\q\\nx\\\\x1b[31m\\\\u202eevil"' in text
+
+
+def test_the_label_escaping_itself():
+    from analyzer.export.openmetrics import escape_label
+
+    assert escape_label('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+    assert escape_label(None) == ""
+
+
+@pytest.mark.parametrize("fmt, name", [("perfetto", "x.pftrace"), ("openmetrics", "x.prom"),
+                                       ("parquet", "tables")])
+def test_a_result_never_writes_into_the_recording_it_came_from(fmt, name, tmp_path):
+    rec = tmp_path / "rec"
+    shutil.copytree(TRACES / "fixed", rec)
+    before = sorted(p.name for p in rec.iterdir())
+    with pytest.raises(OutputError, match="input"):
+        export.export(analyzer.check([rec]), rec / name, to=fmt)
+    assert sorted(p.name for p in rec.iterdir()) == before
