@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
+import pyarrow as pa
 
 from analyzer.applicability import reason
 from analyzer.engine import dask_cluster, map_units
@@ -28,6 +29,7 @@ from analyzer.rules.catalogue import resolve_params, rule
 from analyzer.rules.integrity import findings as integrity_findings
 from analyzer.timewindow import TimeBound, bound, keep_episodes, keep_findings
 from analyzer.trace import PathArg, Trace, Unit, UnitData, load, release_footers, scan_unit
+from analyzer.trace.files import RowGroup
 from tracer.errors import InputError
 from tracer.schema import COLUMN_NAMES
 
@@ -51,10 +53,12 @@ def analyze_unit(
     columns: tuple[str, ...],
     extra: RuleSet | None = None,
     params: dict[str, dict] | None = None,
+    observe: UnitObserver | None = None,
 ) -> UnitResult:
     """Read one unit and judge it: the per-VM work of a check (a pure function of its input).
     `extra`: rules loaded from rule files (`analyzer.lang`), judged beside the catalogue's.
-    `params`: the rules' parameter values (`analyzer.rules.catalogue.resolve_params`)."""
+    `params`: the rules' parameter values (`analyzer.rules.catalogue.resolve_params`).
+    `observe`: see :func:`check`."""
     def judge(batch: UnitData) -> UnitResult:
         found = run(batch.steps, rule_ids, params)
         if extra:
@@ -62,15 +66,20 @@ def analyze_unit(
         found.extend(f for f in integrity_findings(batch.integrity) if f.rule in rule_ids)
         return UnitResult(found, episodes(batch.steps), batch.rows, batch.present)
 
-    parts = scan_unit(trace, unit, columns, judge, progress=report_rows)
+    watch = observe.unit(unit) if observe is not None else None
+    parts = scan_unit(trace, unit, columns, judge, progress=report_rows,
+                      observe=None if watch is None else watch.row_group)
     frames = [p.episodes for p in parts if len(p.episodes)]
     eps = pd.concat(frames, ignore_index=True) if len(frames) > 1 else (frames[0] if frames else episodes_empty())
-    return UnitResult(
+    out = UnitResult(
         [f for p in parts for f in p.findings],
         eps,
         sum(p.rows for p in parts),
         set().union(*(p.present for p in parts)) if parts else set(),
     )
+    if watch is not None:
+        watch.done(out)
+    return out
 
 
 def check(
@@ -86,6 +95,7 @@ def check(
     since: TimeBound = None,
     until: TimeBound = None,
     params: Mapping[str, Any] | None = None,
+    observe: UnitObserver | None = None,
 ) -> CheckResult:
     """Check the trace at `paths` (files, directories, globs, or a loaded `Trace`).
 
@@ -100,6 +110,9 @@ def check(
     `params`: thresholds, ``{"RULE.KEY": value}`` (``{"pause-storm.min_pauses": 3}``, and
     ``incidents.window_s`` / ``incidents.min_vms`` for the incident grouping); unknown keys and
     bad values are InputErrors (docs/rules.md lists them with their defaults).
+    `observe`: a :class:`UnitObserver` shown every row group the check reads (with its
+    `columns` read too), so that another consumer of every row (``blkreplay report``'s
+    statistics) reads the trace once, with the check; local engine only.
     Raises :class:`tracer.errors.InputError` for unusable input, unknown rule ids, a bad rule
     file or an unreachable scheduler. `since` / `until` (epoch ns, ISO-8601 text, epoch
     seconds as float or text, datetime; inclusive) keep only the findings and episodes of that
@@ -121,8 +134,13 @@ def check(
     trace = paths if isinstance(paths, Trace) else load(paths)  # type: ignore[arg-type]
     ids = tuple(r.id for r in chosen)
     wanted = set(columns_for(ids)) | extra.columns()
+    if observe is not None:
+        if scheduler is not None or engine not in (None, "local"):
+            raise InputError("an observer of the rows runs with the local engine only")
+        wanted |= set(observe.columns)
     columns = tuple(c for c in COLUMN_NAMES if c in wanted)
-    fn = partial(analyze_unit, rule_ids=ids, columns=columns, extra=extra, params=values)
+    fn = partial(analyze_unit, rule_ids=ids, columns=columns, extra=extra, params=values,
+                 observe=observe)
     # The input is loaded (and judged usable) before a cluster is started or reached.
     try:
         with dask_cluster(scheduler) if scheduler is not None else nullcontext() as client:
@@ -175,6 +193,24 @@ def check(
 def _incidents(eps: pd.DataFrame, values: Mapping[str, Any]) -> list[Incident]:
     """The incidents of the merged episodes of every unit (`analyzer.outage`)."""
     return find_incidents(eps, window_ns=round(values["window_s"] * 1e9), min_vms=values["min_vms"])
+
+
+class UnitWatch(Protocol):
+    """What an observer does with one unit: every row group as read (``(None, None)``: the
+    unit is read again from its start), then `done` with what the unit gave the check."""
+
+    def row_group(self, rg: RowGroup | None, table: pa.Table | None) -> None: ...
+
+    def done(self, result: UnitResult) -> None: ...
+
+
+class UnitObserver(Protocol):
+    """Sees the rows a check reads, unit by unit (see :func:`check`)."""
+
+    #: Columns it needs beside the rules' (read in the same pass).
+    columns: Sequence[str]
+
+    def unit(self, unit: Unit) -> UnitWatch: ...
 
 
 def _rule_sets(

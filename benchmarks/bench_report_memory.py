@@ -21,9 +21,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-import make_big_trace  # noqa: E402
 
 
 def run(argv: list[str]) -> tuple[float, float, int]:
@@ -54,14 +51,20 @@ def main(argv: list[str] | None = None) -> int:
         for vms in (int(v) for v in args.vms.split(",")):
             trace = root / f"steps{args.steps}-vms{vms}"
             if not (trace / "manifest.json").exists():
-                make_big_trace.make(trace, args.steps, vms)
+                # In a child of its own: a child forked from this process after it built a big
+                # trace would report this process's peak as its own (Linux keeps the peak RSS
+                # of the forked copy across exec).
+                subprocess.run([sys.executable, str(REPO / "benchmarks" / "make_big_trace.py"), str(trace),
+                                "--steps", str(args.steps), "--vms", str(vms)], check=True,
+                               stdout=subprocess.DEVNULL)
             label = f"{args.steps / 1e6:g}M steps {vms} VM"
             out = root / f"report-{vms}.html"
             t_check, m_check, _ = run([exe, "check", str(trace), "-q"])
             t_rep, m_rep, _ = run([exe, "report", str(trace), "-f", "html", "-o", str(out), "-q"])
             print(f"{label:>22} {'check':>12} {t_check:8.1f} {m_check:8.0f}")
             print(f"{label:>22} {'report html':>12} {t_rep:8.1f} {m_rep:8.0f}")
-            print(f"{label:>22} {'ratio':>12} {t_rep / t_check:8.2f} {m_rep / m_check:8.2f}")
+            print(f"{label:>22} {'ratio':>12} {t_rep / t_check:8.2f} {m_rep / m_check:8.2f}"
+                  f"   (target: time <= 2.00, peak <= 2048 MB)")
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)

@@ -89,13 +89,16 @@ def register(app: typer.Typer) -> None:
         for flag, value in (("--since", since), ("--until", until)):
             if value is not None:
                 command += " " + shlex.join([flag, value])
-        phases = (("checking", "steps"), ("statistics", "steps"), ("timeline", "steps"))
-        with console.progress_phases(*phases, quiet=quiet) as (checking, statistics, timeline):
+        # Every phase has its bar: the check, the statistics (one more read of the steps),
+        # then drawing the charts and writing the page.
+        phases = (("checking", "steps"), ("statistics", "steps"), ("writing", "parts"))
+        with console.progress_phases(*phases, quiet=quiet) as (checking, statistics, writing):
             rep = build_report(paths, max_findings=max_findings, timestamp=timestamp,
                                command=command, progress=checking,
-                               statistics_progress=statistics, timeline_progress=timeline,
+                               statistics_progress=statistics,
                                rule_files=files, only_files=only_file, since=lo, until=hi)
-        written = write_report(rep, output, kind, inputs=[*paths, *files], parents=parents)
+            written = write_report(rep, output, kind, inputs=[*paths, *files], parents=parents,
+                                   progress=writing)
         if not quiet:  # on stderr when the report itself is on stdout
             shown = console.out if written is not None else console.err
             shown.print(summary(rep, written, kind))

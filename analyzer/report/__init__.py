@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from analyzer import outputs
+from analyzer.progress import ProgressCallback
 from analyzer.report.build import assemble_report, build_report, rules_hash
 from analyzer.report.document import FORMATS, Report
 from tracer import tracedir
@@ -56,20 +57,27 @@ def format_for(out: str | Path, fmt: str | None = None) -> str:
     return _EXTENSIONS[ext]
 
 
-def render(report: Report, fmt: str) -> bytes:
-    """The report as `fmt` ("html", "md" or "json"), as bytes (UTF-8)."""
+def render(report: Report, fmt: str, progress: ProgressCallback | None = None) -> bytes:
+    """The report as `fmt` ("html", "md" or "json"), as bytes (UTF-8). `progress(done, total)`
+    follows the parts drawn (charts, then the page)."""
     if fmt == "html":
         from analyzer.report.html import render_html
 
-        return render_html(report)
-    if fmt == "md":
-        from analyzer.report.markdown import render_markdown
+        return render_html(report, progress)
+    if fmt in ("md", "json"):
+        if progress is not None:
+            progress(0, 1)
+        if fmt == "md":
+            from analyzer.report.markdown import render_markdown
 
-        return render_markdown(report)
-    if fmt == "json":
-        from analyzer.report.json import render_json
+            data = render_markdown(report)
+        else:
+            from analyzer.report.json import render_json
 
-        return render_json(report)
+            data = render_json(report)
+        if progress is not None:
+            progress(1, 1)
+        return data
     raise BlkreplayError(f"unknown report format {fmt!r}; expected one of: {', '.join(FORMATS)}")
 
 
@@ -80,18 +88,21 @@ def write_report(
     *,
     inputs: Iterable[str | os.PathLike[str]] = (),
     parents: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> Path | None:
     """Render and write atomically: an existing `out` is replaced only by a complete new file.
 
     `out` is ``-`` for standard output (then `fmt` is needed); returns the path written, None
     for stdout. The report's own input files, the recordings they belong to and `inputs`
     (e.g. the paths as the user named them) are never written over or into. Missing parent
-    directories are created only with `parents`. Raises :class:`tracer.errors.OutputError`.
+    directories are created only with `parents`; `progress` follows the rendering (see
+    :func:`render`). Raises :class:`tracer.errors.OutputError`.
     """
     report_inputs = [*inputs, *report_input_paths(report)]
     target = outputs.check_output(out, inputs=report_inputs, kind="report", parents=parents,
                                   allow_stdout=True)
-    data = render(report, format_for(out, fmt))
+    kind = format_for(out, fmt)
+    data = render(report, kind) if progress is None else render(report, kind, progress)
     return outputs.write_output(out if target is None else target, data, inputs=report_inputs,
                                 kind="report", parents=parents, allow_stdout=True)
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import itertools
 import shlex
+import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from analyzer import identity
 from analyzer.check import check
 from analyzer.progress import ProgressCallback
-from analyzer.report import context, source, stats
+from analyzer.report import context, fleet, source, stats
 from analyzer.report.document import (
     ContextWindow,
     Integrity,
@@ -43,7 +44,8 @@ from analyzer.report.document import (
     Timeline,
 )
 from analyzer.result import CheckResult, Finding, RuleInfo
-from analyzer.trace import Trace, load
+from analyzer.trace import Trace, Unit, load
+from analyzer.trace.files import RowGroup
 from tracer import __version__
 
 ContextFn = Callable[[Sequence[Finding]], list[ContextWindow | None]]
@@ -108,17 +110,35 @@ class UnitSteps:
     vms: frozenset[str]
     rows: int
     steps: pd.DataFrame
+    #: Whether the reader already reported the unit's rows to the progress callback.
+    progressed: bool = False
+
+    @property
+    def full(self) -> bool:
+        """Whether it holds every report column (the replay view's too), not only the
+        statistics' ones."""
+        return set(source.REPORT_COLUMNS).issubset(self.steps.columns)
 
 
-#: fn(vms, skip) -> the units holding any of `vms` (None: every unit) but those whose VMs are
-#: one of the sets in `skip`, read one at a time, each restricted to `vms` when given.
-UnitReader = Callable[[Collection[str] | None, Collection[frozenset[str]]], Iterator[UnitSteps]]
+#: fn(vms of a unit) -> the columns to read of it (the statistics' alone, or every report
+#: column where the replay view or the timeline needs the unit's steps).
+ColumnsFn = Callable[[frozenset[str]], Sequence[str]]
+
+#: fn(vms, skip[, columns, progress]) -> the units holding any of `vms` (None: every unit) but
+#: those whose VMs are one of the sets in `skip`, read one at a time, each restricted to `vms`
+#: when given; `progress(rows)` as row groups are read.
+UnitReader = Callable[
+    [Collection[str] | None, Collection[frozenset[str]], ColumnsFn | None, Callable[[int], None] | None],
+    Iterator[UnitSteps],
+]
 
 
 def frame_units(steps: pd.DataFrame) -> UnitReader:
     """A whole steps frame as one unit (tests, and callers that already hold the steps)."""
 
-    def read(vms: Collection[str] | None, skip: Collection[frozenset[str]] = ()) -> Iterator[UnitSteps]:
+    def read(vms: Collection[str] | None, skip: Collection[frozenset[str]] = (),
+             columns: ColumnsFn | None = None,
+             progress: Callable[[int], None] | None = None) -> Iterator[UnitSteps]:
         names = frozenset(str(v) for v in steps["vm"].unique()) if len(steps) else frozenset()
         if names in skip:
             return
@@ -143,7 +163,9 @@ class TraceUnits:
         return self.trace.rows
 
     def __call__(self, vms: Collection[str] | None,
-                 skip: Collection[frozenset[str]] = ()) -> Iterator[UnitSteps]:
+                 skip: Collection[frozenset[str]] = (),
+                 columns: ColumnsFn | None = None,
+                 progress: Callable[[int], None] | None = None) -> Iterator[UnitSteps]:
         wanted = None if vms is None else set(vms)
         for unit in self.trace.units:
             labels = frozenset(identity.label(k) for k in unit.vms)  # as the report names VMs
@@ -151,8 +173,11 @@ class TraceUnits:
                 continue
             if labels in skip:
                 continue
-            steps = source.read_unit_steps(self.trace, unit, vms=None if wanted is None else sorted(wanted))
-            yield UnitSteps(labels, len(steps), steps)
+            cols = source.REPORT_COLUMNS if columns is None else columns(labels)
+            steps = source.read_unit_steps(self.trace, unit, cols,
+                                           vms=None if wanted is None else sorted(wanted),
+                                           progress=progress)
+            yield UnitSteps(labels, len(steps), steps, progressed=progress is not None)
             del steps
 
 
@@ -196,6 +221,139 @@ def _stacked(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True).astype(empty.dtypes.to_dict())
 
 
+def _episodes_by_vm(episodes: pd.DataFrame) -> Callable[[Collection[str]], pd.DataFrame]:
+    """fn(vms) -> the episodes of `vms`, grouped once (not one scan of the table per unit)."""
+    if not len(episodes):
+        return lambda vms: episodes
+    index = episodes.groupby(episodes["vm"].astype(str), sort=False).indices
+
+    def of(vms: Collection[str]) -> pd.DataFrame:
+        rows = [index[v] for v in vms if v in index]
+        if not rows:
+            return episodes.iloc[:0]
+        return episodes.iloc[np.sort(np.concatenate(rows))]
+
+    return of
+
+
+class _TimelinePool:
+    """The run-state intervals and event marks of the `limit` most affected VMs seen so far.
+
+    The order of :func:`stats.most_affected` is total and a VM's summary row depends on its own
+    steps alone, so the trace's most affected VMs are among the most affected of each unit:
+    each unit offers its own top `limit`, the pool keeps the best `limit` of those it holds.
+    The timeline thus needs no second read, and holds `limit` VMs' intervals at most. Without
+    `findings_per_vm` (the statistics gathered during the check, before its findings are
+    final) every VM's intervals are kept: a few rows per run-state change, like the episodes."""
+
+    def __init__(self, findings_per_vm: dict[str, int] | None, limit: int) -> None:
+        self.findings_per_vm = findings_per_vm
+        self.limit = limit
+        self.summary: pd.DataFrame | None = None
+        self.intervals: list[pd.DataFrame] = []
+        self.markers: list[pd.DataFrame] = []
+
+    def add(self, steps: pd.DataFrame, episodes: pd.DataFrame, facts: stats.StepFacts) -> None:
+        if not len(steps) or self.limit <= 0:
+            return
+        if self.findings_per_vm is None:  # the findings are not known yet: keep every VM
+            self._draw(steps, episodes, facts, facts.vms)
+            return
+        summary = stats.vm_summary(episodes, facts)
+        best = stats.most_affected(summary, self.findings_per_vm, self.limit)
+        pool = summary[summary["vm"].isin(best)]
+        if self.summary is not None:
+            pool = pd.concat([self.summary, pool], ignore_index=True)
+        keep = set(stats.most_affected(pool, self.findings_per_vm, self.limit))
+        new = [v for v in best if v in keep]
+        self.summary = pool[pool["vm"].isin(keep)].reset_index(drop=True)
+        self.intervals = [f[f["vm"].isin(keep)] for f in self.intervals]
+        self.markers = [f[f["vm"].isin(keep)] for f in self.markers]
+        if new:
+            self._draw(steps, episodes, facts, new)
+
+    def _draw(self, steps: pd.DataFrame, episodes: pd.DataFrame, facts: stats.StepFacts,
+              new: list[str]) -> None:
+        shown = _only(steps, set(new))
+        batch = source.as_steps(shown.iloc[source.state_rows(shown)])
+        eps = episodes[episodes["vm"].astype(str).isin(new)] if len(episodes) else episodes
+        self.intervals.append(stats.runstate_intervals(batch, eps, vms=new, bounds=facts.ts))
+        self.markers.append(stats.timeline_markers(shown))
+
+    @staticmethod
+    def joined(pools: Sequence[_TimelinePool]) -> _TimelinePool:
+        """One pool holding the intervals and marks of all of `pools` (disjoint VMs)."""
+        if len(pools) == 1:
+            return pools[0]
+        out = _TimelinePool(None, TIMELINE_VMS)
+        for p in pools:
+            out.intervals.extend(p.intervals)
+            out.markers.extend(p.markers)
+        return out
+
+    def timeline(self, chosen: list[str], total_vms: int) -> Timeline:
+        nothing = source.empty_steps()
+        keep = set(chosen)
+        return Timeline(
+            vms=chosen,
+            total_vms=total_vms,
+            intervals=_stacked([f[f["vm"].isin(keep)] for f in self.intervals],
+                               stats.runstate_intervals(source.as_steps(nothing), None, vms=[])),
+            markers=_stacked([f[f["vm"].isin(keep)] for f in self.markers],
+                             stats.timeline_markers(nothing)),
+        )
+
+
+class StatsObserver:
+    """The report's statistics, gathered while the check reads the trace (`analyzer.check`'s
+    `observe`): each unit's rows go through :class:`source.UnitGather` into its
+    :class:`~analyzer.report.stats.StepFacts` and run-state intervals, then are dropped. The
+    trace is read once for the check and the statistics together (issue #13)."""
+
+    #: The statistics' columns, and the host and run that name each VM's identity.
+    columns = (*source.STAT_COLUMNS, "host", "run")
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self.lock = threading.Lock()
+        self.facts: dict[int, stats.StepFacts] = {}
+        self.pools: dict[int, _TimelinePool] = {}
+        self._order: dict[int, int] = {}
+
+    def unit(self, unit: Unit) -> _UnitWatch:
+        return _UnitWatch(self, unit)
+
+    def ordered(self, units: Sequence[Unit]) -> tuple[list[stats.StepFacts], list[_TimelinePool]]:
+        """The facts and pools in the order of `units` (the plan's), whatever order the
+        units were checked in."""
+        keys = [id(u) for u in units if id(u) in self.facts]
+        return [self.facts[k] for k in keys], [self.pools[k] for k in keys]
+
+
+class _UnitWatch:
+    def __init__(self, observer: StatsObserver, unit: Unit) -> None:
+        self.observer = observer
+        self.unit = unit
+        self.gather = source.UnitGather(source.STAT_COLUMNS, unit.rows)
+
+    def row_group(self, rg: RowGroup | None, table: pa.Table | None) -> None:
+        if rg is None or table is None:  # read again from the start
+            self.gather = source.UnitGather(source.STAT_COLUMNS, self.unit.rows)
+        else:  # VMs named as the report names them (vm0 of two hosts: two VMs)
+            self.gather.add(source.labelled(table, rg, self.observer.trace.files[rg.file].run))
+
+    def done(self, result: object) -> None:
+        steps = self.gather.frame()
+        del self.gather
+        facts = stats.step_facts(steps)
+        pool = _TimelinePool(None, TIMELINE_VMS)
+        pool.add(steps, _labelled(getattr(result, "episodes", pd.DataFrame())), facts)
+        del steps
+        with self.observer.lock:
+            self.observer.facts[id(self.unit)] = facts
+            self.observer.pools[id(self.unit)] = pool
+
+
 def _counted(progress: ProgressCallback | None, total: int) -> Callable[[int], None]:
     done = 0
     if progress is not None:
@@ -221,6 +379,8 @@ def assemble_report(
     statistics_progress: ProgressCallback | None = None,
     timeline_progress: ProgressCallback | None = None,
     total_rows: int | None = None,
+    gathered: StatsObserver | None = None,
+    units: Sequence[Unit] | None = None,
 ) -> Report:
     """Everything the renderers show, from a check result and the trace's steps: a frame of
     the columns of :func:`analyzer.report.source.read_steps` sorted by vm and seq, or a
@@ -232,6 +392,8 @@ def assemble_report(
     findings of its VMs), once more for the few VMs the timeline draws. Nothing of the whole
     trace is ever held at once. `statistics_progress` / `timeline_progress` get
     ``(rows done, rows in all)`` of each pass; `total_rows`: the rows of every unit, if known.
+    `gathered`: the statistics a :class:`StatsObserver` gathered while the check read the
+    `units` (:func:`build_report`): then only the VMs of listed findings are read again.
     """
     episodes = _labelled(result.episodes)
     read = frame_units(steps) if isinstance(steps, pd.DataFrame) else steps
@@ -242,14 +404,37 @@ def assemble_report(
     sections, listed = _sections(result, max_findings)
     order = [r.id for r in result.rules]
 
-    # Pass 1: per-unit facts, and the windows of the listed findings of the unit's VMs.
+    # One pass: per-unit facts, the windows of the listed findings of the unit's VMs, and the
+    # run states of the unit's most affected VMs (the timeline's candidates).
+    findings_per_vm = dict(sorted(Counter(_shown(f) for f in result.findings).items()))
     facts: list[stats.StepFacts] = []
     windows: list[ContextWindow | None] = [None] * len(listed)
-    advance = _counted(statistics_progress, total_rows or 0)
-    last: UnitSteps | None = None  # the final unit, kept for the timeline
-    seen = 0
-    for unit in read(None, ()):
-        facts.append(stats.step_facts(unit.steps))
+    advance = _counted(None if gathered is not None else statistics_progress, total_rows or 0)
+    # Only the units holding a listed finding are read whole; the others, the statistics'
+    # few columns (the context windows need every report column, the statistics seven).
+    listed_vms = {_shown(f) for f in listed} if contexts is None else set()
+
+    def columns(vms: frozenset[str]) -> Sequence[str]:
+        return source.REPORT_COLUMNS if vms & listed_vms else source.STAT_COLUMNS
+
+    episodes_of = _episodes_by_vm(episodes)
+    pool = _TimelinePool(findings_per_vm, TIMELINE_VMS)
+    pools = [pool]
+    if gathered is not None:
+        # The statistics came with the check: read only the VMs of the listed findings again,
+        # for their context windows.
+        facts, pools = gathered.ordered(units or [])
+        steps_facts = stats.merge_facts(facts)
+        sizes = steps_facts.ts["size"] if len(steps_facts.ts) else pd.Series(dtype="int64")
+        wanted = sorted(v for v in listed_vms if v in sizes.index)
+        advance = _counted(statistics_progress, int(sizes.reindex(wanted).sum()) if wanted else 0)
+        units_read = read(wanted, (), lambda vms: source.REPORT_COLUMNS, advance) if wanted else iter(())
+    else:
+        units_read = read(None, (), columns, advance)
+    for unit in units_read:
+        if gathered is None:
+            unit_facts = stats.step_facts(unit.steps)
+            facts.append(unit_facts)
         mine = [i for i, f in enumerate(listed) if _shown(f) in unit.vms]
         if mine and contexts is None:
             shown = _only(unit.steps, {_shown(listed[i]) for i in mine})
@@ -259,18 +444,18 @@ def assemble_report(
                                             rows=rows)
             for i, w in zip(mine, found, strict=True):
                 windows[i] = w
-        advance(unit.rows)
-        seen += unit.rows
-        if seen == total_rows:
-            last = unit
+        if gathered is None:
+            pool.add(unit.steps, episodes_of(unit_facts.vms), unit_facts)
+        if not unit.progressed:
+            advance(unit.rows)
         del unit  # gone before the next unit is read
     if contexts is not None and listed:
         windows = contexts(listed)
     sections = _attach_contexts(sections, {id(f): w for f, w in zip(listed, windows, strict=True)})
-    steps_facts = stats.merge_facts(facts)
+    if gathered is None:
+        steps_facts = stats.merge_facts(facts)
 
     summary = stats.vm_summary(episodes, steps_facts)
-    findings_per_vm = dict(sorted(Counter(_shown(f) for f in result.findings).items()))
     statistics = Statistics(
         vms=summary,
         errors=stats.errors_by_kind(episodes),
@@ -287,36 +472,10 @@ def assemble_report(
         seq_gaps_total=len(gaps),
         clock_anomalies_total=len(clock),
     )
-
-    # Pass 2: the run states and events of the VMs the timeline draws.
     chosen = stats.most_affected(summary, findings_per_vm, TIMELINE_VMS)
-    chosen_eps = episodes[episodes["vm"].astype(str).isin(chosen)] if len(episodes) else episodes
-    timeline_rows = int(summary.loc[summary["vm"].isin(chosen), "steps"].sum()) if len(summary) else 0
-    advance = _counted(timeline_progress, timeline_rows)
-    intervals, markers = [], []
-    # The unit read last is still here: drawn from it first (a trace of one big VM is read
-    # once), then dropped before any other unit is read.
-    held = [] if last is None or not chosen else [
-        UnitSteps(last.vms, int(last.steps["vm"].isin(chosen).sum()), _only(last.steps, set(chosen)))]
-    skip = [last.vms] if held else []
-    last = None
-    for unit in itertools.chain(held, read(chosen, skip) if chosen else ()):
-        if not unit.rows:
-            continue
-        held.clear()
-        batch = source.as_steps(unit.steps.iloc[source.state_rows(unit.steps)])
-        intervals.append(stats.runstate_intervals(batch, chosen_eps, vms=chosen,
-                                                  bounds=steps_facts.ts))
-        markers.append(stats.timeline_markers(unit.steps))
-        advance(unit.rows)
-        del unit, batch  # gone before the next unit is read
-    nothing = source.empty_steps()
-    timeline = Timeline(
-        vms=chosen,
-        total_vms=len(summary),
-        intervals=_stacked(intervals, stats.runstate_intervals(source.as_steps(nothing), None, vms=[])),
-        markers=_stacked(markers, stats.timeline_markers(nothing)),
-    )
+    if timeline_progress is not None:  # no pass of its own any more: done with the statistics
+        timeline_progress(0, 0)
+    timeline = _TimelinePool.joined(pools).timeline(chosen, total_vms=len(summary))
     provenance = Provenance(
         inputs=tuple(result.inputs),
         version=__version__,
@@ -324,8 +483,11 @@ def assemble_report(
         command=command,
         generated_at=generated_at,
     )
+    stops = stats.io_error_stops(episodes, steps_facts)
+    fleet_view = fleet.build_fleet(result, summary, stops, steps_facts.hosts, findings_per_vm, listed,
+                                   episodes=episodes)
     return Report(result, provenance, sections, statistics, integrity, timeline,
-                  max_findings, findings_per_vm)
+                  max_findings, findings_per_vm, fleet_view)
 
 
 def build_report(
@@ -358,8 +520,9 @@ def build_report(
     paths = [str(p) for p in paths]
     trace = load(paths)
     files = [str(f) for f in rule_files]
+    observer = StatsObserver(trace)
     result = check(trace, progress=progress, rule_files=files, only_files=only_files,
-                   since=since, until=until)
+                   since=since, until=until, observe=observer)
     generated_at = (
         _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         if timestamp else None
@@ -373,4 +536,6 @@ def build_report(
         statistics_progress=statistics_progress,
         timeline_progress=timeline_progress,
         total_rows=trace.rows,
+        gathered=observer,
+        units=trace.units,
     )

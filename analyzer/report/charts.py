@@ -16,14 +16,17 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+from matplotlib.ticker import FormatStrFormatter, FuncFormatter, MaxNLocator
 
 from analyzer.report.document import Statistics, Timeline
+from analyzer.report.fleet import PausedSeries
 from analyzer.report.stats import LATENCIES, TIMELINE_STATES
 from analyzer.text import printable
+from analyzer.timefmt import is_wall_clock, iso_utc
 
 #: Columns of a timeline: each VM's run state is sampled at this resolution.
 BINS = 800
@@ -151,13 +154,81 @@ def timeline_svg(timeline: Timeline) -> str | None:
     ax.set_yticks(range(len(vms)), [_label(v) for v in reversed(vms)])
     ax.set_ylim(-0.7, len(vms) - 0.3)
     ax.set_xlim(0, span / x_div)
-    ax.set_xlabel(f"time since first step ({x_unit})")
+    _time_axis(ax, t0, span, x_div, x_unit)
     handles = [Patch(color=STATE_COLORS[s], label=s) for s in TIMELINE_STATES] + [
         Line2D([], [], linestyle="none", marker="|", markersize=8, color=c, label=name)
         for name, c, _, _ in MARKERS.values()
     ]
     fig.legend(handles=handles, loc="upper center", ncols=6, frameon=False, fontsize=8)
     return _svg(fig, "timeline")
+
+
+def _time_axis(ax, t0: int, span: int, x_div: float, x_unit: str) -> None:
+    """Label the x axis (in units of `x_div` ns since `t0`): UTC clock time when the trace's
+    clock is wall-clock time, else time since the first step."""
+    if not is_wall_clock(t0):
+        ax.set_xlabel(f"time since first step ({x_unit})")
+        return
+    digits = next((d for d, least in ((0, 20 * 10**9), (1, 2 * 10**9), (2, 2 * 10**8), (3, 2 * 10**7))
+                   if span >= least), 6)
+
+    def utc(x: float, _pos: object = None) -> str:
+        text = iso_utc(t0 + round(x * x_div))  # 2026-12-02T19:40:43.123456Z
+        clock = text[11:19] + (text[19:20 + digits] if digits else "")
+        return clock
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6 if digits < 3 else 4))
+    ax.xaxis.set_major_formatter(FuncFormatter(utc))
+    ax.set_xlabel(f"UTC, {iso_utc(t0)[:10]} (from {iso_utc(t0)[11:19]}Z)")
+
+
+def _steps(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The vertices of a step line: `values[k]` over [edges[k], edges[k + 1]), a corner only
+    where the value changes."""
+    change = np.flatnonzero(values[1:] != values[:-1]) + 1
+    xs = np.concatenate([[edges[0]], np.repeat(edges[change], 2), [edges[-1]]])
+    ys = np.concatenate([[values[0]], np.stack([values[change - 1], values[change]], axis=1).ravel(),
+                         [values[-1]]])
+    return np.stack([xs, ys.astype(np.float64)], axis=1)
+
+
+#: Colours of the host series of the fleet chart (the last: every other host).
+HOST_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
+               "#8c8c8c", "#ccb974")
+
+
+def fleet_svg(series: PausedSeries | None) -> str | None:
+    """VMs paused by I/O errors over time, stacked by host (a bounded number of series)."""
+    if series is None or not series.counts.size or not series.counts.any():
+        return None
+    t0 = int(series.edges[0])
+    span = max(int(series.edges[-1]) - t0, 1)
+    scale = span / 1e9
+    x_unit, x_div = ("s", 1e9) if scale >= 1 else ("ms", 1e6) if scale >= 1e-3 else ("µs", 1e3)
+    x = (series.edges - t0) / x_div
+    fig = Figure(figsize=(10, 3.4), dpi=72)
+    ax = fig.add_axes((0.08, 0.2, 0.70, 0.72))
+    bottom = np.zeros(series.counts.shape[1], dtype=np.int64)
+    for i, label in enumerate(series.labels):
+        top = bottom + series.counts[i]
+        color = HOST_COLORS[min(i, len(HOST_COLORS) - 1)] if label != "other hosts" else "#bbbbbb"
+        # One polygon per band (steps along its top, back along its bottom; a vertex only where
+        # a value changes), added without autoscaling: a stairs patch per band costs seconds of
+        # limit updates, and a vertex per column hundreds of kB of SVG.
+        verts = np.concatenate([_steps(x, top), _steps(x, bottom)[::-1]])
+        band = PolyCollection([verts], facecolors=color, edgecolors="none", label=_label(label, 24))
+        ax.add_collection(band, autolim=False)
+        bottom = top
+    ax.set_xlim(0, span / x_div)
+    ax.set_ylim(0, max(int(bottom.max()), 1) * 1.08)
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    ax.set_ylabel("VMs paused")
+    _time_axis(ax, t0, span, x_div, x_unit)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(list(reversed(handles)), list(reversed(labels)), loc="center left",
+               bbox_to_anchor=(0.79, 0.56), frameon=False, fontsize=8,
+               title="host" if len(labels) > 1 or labels[0] != "(no host)" else None)
+    return _svg(fig, "fleet")
 
 
 def _hist_edges(values: np.ndarray) -> tuple[np.ndarray, bool]:

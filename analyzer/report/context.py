@@ -23,6 +23,7 @@ from analyzer.report.document import ContextWindow
 from analyzer.result import Finding
 from analyzer.state import devices, iostatus, iostatus_names, pending, run_state, runstate_names
 from analyzer.steps import Steps
+from analyzer.timefmt import format_ts
 
 #: Steps shown before and after each evidence step of a finding.
 CONTEXT_STEPS = 4
@@ -156,13 +157,13 @@ def _window(view: pd.DataFrame, finding: Finding, pos: np.ndarray,
     """The rows at positions `pos` of a VM, laid out as `blkreplay replay` shows them: step and
     detail condensed, then the state after each step (run state, io-status of each of the VM's
     `devices` columns, the pending stop request) and the rules whose findings name the step."""
-    columns = ("seq", "ts_ns", "thread", "step", "device", "detail", "runstate",
+    columns = ("seq", "time", "thread", "step", "device", "detail", "runstate",
                *[f"iostatus {c[len(IOSTATUS_PREFIX):]}" for c in devices], "pending", "findings")
     rows = []
     for rec in view.to_dict("records"):
         pending = _text(rec["pending"])
         rows.append((
-            str(rec["seq"]), str(rec["ts_ns"]), _text(rec["thread"]),
+            str(rec["seq"]), format_ts(int(rec["ts_ns"])), _text(rec["thread"]),
             _step(_text(rec["kind"]), _text(rec["name"])), _text(rec["device"]), _detail(rec),
             _text(rec["runstate"]) or "?", *[_text(rec[c]) for c in devices],
             f"E{pending}" if pending is not None else None, _text(rec["findings"]) or None,

@@ -9,10 +9,14 @@ they compute nothing that could differ between formats.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from analyzer.result import CheckResult, Finding, InputInfo, RuleInfo
+
+if TYPE_CHECKING:
+    from analyzer.report.fleet import Fleet
 
 REPORT_SCHEMA = "blkreplay.report/1"
 FORMATS = ("html", "md", "json")
@@ -125,6 +129,8 @@ class Report:
     max_findings: int
     #: Findings per VM (exact), for summaries.
     findings_per_vm: dict[str, int] = field(default_factory=dict)
+    #: The fleet view (:mod:`analyzer.report.fleet`): rankings, hosts, pauses, finding groups.
+    fleet: Fleet | None = None
 
     @property
     def verdict(self) -> str:

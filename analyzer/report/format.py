@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as _dt
-
 import pandas as pd
 
 from analyzer.report.stats import errno_name
-
-#: Timestamps from this value on are taken as Unix-epoch ns (imports); below, as a clock that
-#: started with the trace (simulator virtual time, monotonic clocks).
-_EPOCH_2000_NS = 946_684_800 * 10**9
+from analyzer.timefmt import format_ts
 
 
 def _missing(value: object) -> bool:
@@ -37,15 +32,11 @@ def duration(ns: object) -> str:
 
 
 def timestamp(ns: object) -> str:
-    """A step's ts_ns: UTC date-time for epoch clocks, seconds since clock start otherwise."""
+    """A step's ts_ns as :func:`analyzer.timefmt.format_ts` shows it: ISO-8601 UTC for
+    wall-clock traces, ``t=… s`` on the trace's own clock otherwise."""
     if _missing(ns):
         return "-"
-    n = int(ns)  # type: ignore[call-overload]
-    if n >= _EPOCH_2000_NS:
-        secs, rem = divmod(n, 10**9)
-        dt = _dt.datetime.fromtimestamp(secs, _dt.UTC)
-        return dt.strftime("%Y-%m-%d %H:%M:%S") + f".{rem // 1000:06d}Z"
-    return f"{n / 1e9:.6f} s"
+    return format_ts(int(ns))  # type: ignore[call-overload]
 
 
 def integer(value: object) -> str:

@@ -55,6 +55,7 @@ def report_document(report: Report) -> dict[str, Any]:
             "errors": records(report.stats.errors),
             "latencies": records(report.stats.latencies),
         },
+        "fleet": fleet_document(report),
         "integrity": {
             "truncated_inputs": [i.path for i in integrity.truncated],
             "per_vm": records(integrity.per_vm),
@@ -63,6 +64,31 @@ def report_document(report: Report) -> dict[str, Any]:
             "seq_gaps": records(integrity.seq_gaps),
             "clock_anomalies": records(integrity.clock_anomalies),
         },
+    }
+
+
+def fleet_document(report: Report) -> dict[str, Any]:
+    """The fleet view (added in blkreplay.report/1, additive): every VM ranked by time paused
+    with its host, per-host totals, the incidents, the finding groups and why rules were not
+    applicable."""
+    fl = report.fleet
+    if fl is None:
+        return {}
+    return {
+        "window": None if fl.window is None else {"start_ns": fl.window[0], "end_ns": fl.window[1]},
+        "vms_paused": fl.vms_paused,
+        "still_paused": fl.still_paused,
+        "nothing_exercised": fl.nothing_exercised,
+        "vms": records(fl.ranked[["vm", "host", "paused_ns", "io_error_stops", "paused_at_end",
+                                  "errors", "findings"]]),
+        "hosts": records(fl.hosts),
+        "incidents": [i.to_dict() for i in report.result.incidents],
+        "finding_groups": [
+            {"rule": g.rule.id, "severity": g.rule.severity, "shape": g.shape, "findings": g.count,
+             "vms": g.vms, "hosts": g.hosts, "example": g.example.to_dict()}
+            for g in fl.groups
+        ],
+        "not_applicable": dict(fl.reasons),
     }
 
 

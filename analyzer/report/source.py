@@ -15,7 +15,7 @@ picks the rows a replayed state can depend on (successful I/O, the bulk, is left
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,10 @@ from analyzer.steps import NULL, OPEN_STRINGS, VOCABULARIES, Steps
 from analyzer.trace import Trace, Unit, load
 from analyzer.trace.files import RowGroup, read_row_group, row_keys
 from tracer.schema import COLUMN_BY_NAME
+
+#: The columns the statistics and the run-state timeline of a unit read: a unit without a
+#: listed finding is read with these alone.
+STAT_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMN_BY_NAME if c in set(STEP_COLUMNS))
 
 #: Every column a report reads: the statistics' and the replay view's, in schema order.
 REPORT_COLUMNS: tuple[str, ...] = tuple(
@@ -135,6 +139,7 @@ class _Column:
 def read_unit_steps(
     trace: Trace, unit: Unit, columns: Sequence[str] = REPORT_COLUMNS,
     vms: Sequence[str] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """`columns` of every step of one unit (or only of its VMs `vms`), in replay order
     (vm, seq, ts_ns): the rows of :func:`read_steps` that belong to the unit, row for row.
@@ -142,33 +147,60 @@ def read_unit_steps(
     Memory follows the unit, and only its needed columns: each row group is read and turned
     into numpy at once (strings as int32 codes into the unit's few distinct values, which the
     frame holds as categoricals; never one Python or Arrow string per step), and the rows are
-    reordered only when they are not in order already.
+    reordered only when they are not in order already. `progress(rows)` after each row group.
     """
-    read = list(dict.fromkeys([*columns, "vm", "seq", "ts_ns"]))
     wanted = None if vms is None else set(vms)
     groups = [rg for rg in unit.row_groups
               if wanted is None or wanted.intersection(identity.label(k) for k in rg.vms)]
-    gathered = {c: _Column(c, sum(rg.rows for rg in groups)) for c in read}
+    gather = UnitGather(columns, sum(rg.rows for rg in groups))
     for rg in groups:
-        t = _labelled(read_row_group(trace.files[rg.file], rg.index, [*read, "host", "run"], rg.count),
+        t = labelled(read_row_group(trace.files[rg.file], rg.index,
+                                     list(dict.fromkeys([*gather.columns, "host", "run"])), rg.count),
                       rg, trace.files[rg.file].run)
         if wanted is not None and not wanted.issuperset(identity.label(k) for k in rg.vms):
             t = t.filter(pc.is_in(t.column("vm").cast(pa.string()), pa.array(sorted(wanted))))
-        for c, col in gathered.items():
-            col.add(t.column(c) if c in t.column_names else None, t.num_rows)
+        gather.add(t)
+        if progress is not None:
+            progress(t.num_rows)
         del t
-    vm = gathered["vm"]
-    names = vm.values
-    rank = np.empty(len(names) + 1, dtype=np.int64)
-    rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
-    rank[-1] = -1
-    keys = (rank[vm.data()], gathered["seq"].data(), gathered["ts_ns"].data())
-    order = None if _in_order(*keys) else np.lexsort(tuple(reversed(keys)))
-    del keys
-    return pd.DataFrame({c: gathered[c].series(order) for c in columns})
+    return gather.frame()
 
 
-def _labelled(table: pa.Table, rg: RowGroup, run: str | None) -> pa.Table:
+class UnitGather:
+    """The rows of one unit, row group by row group, into the frame :func:`read_unit_steps`
+    returns: whoever reads the row groups (this module, or a check that shows a report every
+    row group it reads: `analyzer.check`'s `observe`) hands them over one at a time."""
+
+    def __init__(self, columns: Sequence[str], capacity: int) -> None:
+        self.wanted = tuple(columns)
+        self.columns = tuple(dict.fromkeys([*columns, "vm", "seq", "ts_ns"]))
+        self.gathered = {c: _Column(c, capacity) for c in self.columns}
+
+    def add(self, table: pa.Table) -> None:
+        for c, col in self.gathered.items():
+            col.add(table.column(c) if c in table.column_names else None, table.num_rows)
+
+    @property
+    def rows(self) -> int:
+        return self.gathered["vm"].n
+
+    def frame(self) -> pd.DataFrame:
+        """The rows gathered, in replay order (vm, seq, ts_ns); the buffers are let go."""
+        gathered = self.gathered
+        vm = gathered["vm"]
+        names = vm.values
+        rank = np.empty(len(names) + 1, dtype=np.int64)
+        rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+        rank[-1] = -1
+        keys = (rank[vm.data()], gathered["seq"].data(), gathered["ts_ns"].data())
+        order = None if _in_order(*keys) else np.lexsort(tuple(reversed(keys)))
+        del keys
+        out = pd.DataFrame({c: gathered[c].series(order) for c in self.wanted})
+        self.gathered = {}
+        return out
+
+
+def labelled(table: pa.Table, rg: RowGroup, run: str | None) -> pa.Table:
     """`table` with its `vm` column the label of each row's identity (`analyzer.identity`):
     vm0 of two hosts or runs are two VMs of the report. Unchanged without hosts and runs."""
     if all(not identity.is_composite(k) for k in rg.vms):

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analyzer.report.fleet import natural_order
 from analyzer.state import STOPPED, runstate_sources
 from analyzer.steps import RS, Steps
 from tracer.schema import ERRNO_NAMES
 
 #: The step columns the statistics read (a report loads only these).
-STEP_COLUMNS: tuple[str, ...] = ("vm", "seq", "ts_ns", "thread", "kind", "name", "runstate")
+STEP_COLUMNS: tuple[str, ...] = ("host", "vm", "seq", "ts_ns", "thread", "kind", "name", "runstate")
 
 #: The latencies a report summarises: (episodes column, milestone columns it is derived from
 #: when the column itself is absent, the label shown to a reader).
@@ -68,20 +69,35 @@ def _vm_order(values: Iterable[str]) -> list[str]:
 def _codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Integer codes of a string column and the values they stand for, in sorted order (so code
     order is name order). Cheap on the categoricals a trace loads as; nulls get -1."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        # The categoricals a report reads: re-rank the few categories, one gather of the codes.
+        cats = [str(c) for c in column.cat.categories]
+        raw = column.cat.codes.to_numpy()
+        used = np.zeros(len(cats) + 1, dtype=bool)
+        used[raw] = True  # a null (-1) marks the extra last slot
+        present = sorted((i for i in range(len(cats)) if used[i]), key=cats.__getitem__)
+        lut = np.full(len(cats) + 1, -1, dtype=np.int64)
+        lut[present] = np.arange(len(present))
+        return lut[raw], [cats[i] for i in present]
     codes, uniques = pd.factorize(column, sort=True)
     return codes.astype(np.int64, copy=False), [str(u) for u in uniques]
 
 
-def _order(*keys: np.ndarray) -> np.ndarray:
-    """Row order sorting by `keys` (most significant first); identity when already sorted."""
+def _sorted_by(*keys: np.ndarray) -> bool:
+    """Whether rows are already sorted by `keys` (most significant first)."""
     if len(keys[0]) < 2:
-        return np.arange(len(keys[0]))
+        return True
     ok = np.ones(len(keys[0]) - 1, dtype=bool)
     tie = np.ones(len(keys[0]) - 1, dtype=bool)
     for k in keys:
         ok &= ~tie | (k[1:] >= k[:-1])
         tie &= k[1:] == k[:-1]
-    if ok.all():
+    return bool(ok.all())
+
+
+def _order(*keys: np.ndarray) -> np.ndarray:
+    """Row order sorting by `keys` (most significant first); identity when already sorted."""
+    if _sorted_by(*keys):
         return np.arange(len(keys[0]))
     return np.lexsort(tuple(reversed(keys)))
 
@@ -101,10 +117,14 @@ def _per_vm_ts(steps: pd.DataFrame) -> pd.DataFrame:
     ts = steps["ts_ns"].to_numpy(dtype=np.int64)
     n = len(vms)
     size = np.bincount(codes, minlength=n)
-    lo = np.full(n, np.iinfo(np.int64).max)
-    hi = np.full(n, np.iinfo(np.int64).min)
-    np.minimum.at(lo, codes, ts)
-    np.maximum.at(hi, codes, ts)
+    if len(codes) and bool(np.all(codes[1:] >= codes[:-1])):  # VM after VM: one block each
+        starts = np.r_[0, np.cumsum(size)[:-1]]
+        lo, hi = np.minimum.reduceat(ts, starts), np.maximum.reduceat(ts, starts)
+    else:
+        lo = np.full(n, np.iinfo(np.int64).max)
+        hi = np.full(n, np.iinfo(np.int64).min)
+        np.minimum.at(lo, codes, ts)
+        np.maximum.at(hi, codes, ts)
     return pd.DataFrame({"size": size, "min": lo, "max": hi}, index=pd.Index(vms, name="vm"))
 
 
@@ -140,6 +160,9 @@ class StepFacts:
     events: pd.DataFrame
     gaps: pd.DataFrame
     clock: pd.DataFrame
+    #: vm -> its host(s) from the trace's `host` column (several joined by ", "), VMs without
+    #: one left out; None when not gathered.
+    hosts: pd.Series | None = None
 
     @property
     def vms(self) -> list[str]:
@@ -156,7 +179,33 @@ def step_facts(steps: pd.DataFrame) -> StepFacts:
                            "max": pd.Series(dtype="int64")}, index=pd.Index([], name="vm", dtype=object))
         events = pd.DataFrame({e: pd.Series(dtype="int64") for e in COUNTED_EVENTS},
                               index=pd.Index([], name="vm", dtype=object))
-    return StepFacts(ts, events, seq_gaps(steps), clock_anomalies(steps))
+    return StepFacts(ts, events, seq_gaps(steps), clock_anomalies(steps), vm_hosts(steps))
+
+
+def vm_hosts(steps: pd.DataFrame) -> pd.Series:
+    """vm -> the host(s) its steps name (sorted, joined by ", "), for VMs with a host."""
+    empty = pd.Series(dtype=object, index=pd.Index([], name="vm", dtype=object), name="host")
+    if "host" not in steps or not len(steps) or not steps["host"].notna().any():
+        return empty
+    vm_c, vms = _codes(steps["vm"])
+    host_c, hosts = _codes(steps["host"])
+    ok = host_c >= 0
+    pairs = np.unique(np.stack([vm_c[ok], host_c[ok]]), axis=1)
+    if not pairs.shape[1]:
+        return empty
+    # pairs are sorted by VM code (name order), then host: one row per VM but where a VM
+    # names several hosts (joined; rare, so the join runs for those alone).
+    vm_of, host_of = pairs[0], np.asarray(hosts, dtype=object)[pairs[1]]
+    first = np.r_[True, vm_of[1:] != vm_of[:-1]]
+    values = host_of[first].copy()
+    multi = np.flatnonzero(np.diff(np.r_[np.flatnonzero(first), len(vm_of)]) > 1)
+    starts = np.flatnonzero(first)
+    for k in multi.tolist():
+        end = starts[k + 1] if k + 1 < len(starts) else len(vm_of)
+        values[k] = ", ".join(host_of[starts[k]:end])
+    out = pd.Series(values, index=pd.Index(np.asarray(vms, dtype=object)[vm_of[first]], name="vm"),
+                    name="host", dtype=object)
+    return out
 
 
 def merge_facts(parts: Sequence[StepFacts]) -> StepFacts:
@@ -175,8 +224,10 @@ def merge_facts(parts: Sequence[StepFacts]) -> StepFacts:
     ts = pd.concat([p.ts for p in parts]).sort_index(kind="mergesort")
     events = pd.concat([p.events for p in parts]).sort_index(kind="mergesort").astype("int64")
     ts.index.name = events.index.name = "vm"
+    hosts = [p.hosts for p in parts if p.hosts is not None and len(p.hosts)]
+    merged_hosts = pd.concat(hosts).sort_index(kind="mergesort") if hosts else vm_hosts(pd.DataFrame())
     return StepFacts(ts.astype("int64"), events, rows([p.gaps for p in parts]),
-                     rows([p.clock for p in parts]))
+                     rows([p.clock for p in parts]), merged_hosts)
 
 
 def _facts(steps: pd.DataFrame | StepFacts) -> StepFacts:
@@ -384,14 +435,20 @@ def seq_gaps(steps: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
     codes, vms = _codes(steps["vm"])
     seq = steps["seq"].to_numpy(dtype=np.int64)
-    order = _order(codes, seq)
-    c, s = codes[order], seq[order]
-    first = np.r_[True, c[1:] != c[:-1]]
-    prev = np.where(first, -1, np.r_[-1, s[:-1]])
-    missing = s - prev - 1
-    gap = missing > 0
-    out = pd.DataFrame({"vm": np.asarray(vms, dtype=object)[c[gap]], "after_seq": prev[gap],
-                        "before_seq": s[gap], "missing": missing[gap]})
+    if _sorted_by(codes, seq):
+        c, s = codes, seq
+    else:
+        order = np.lexsort((seq, codes))
+        c, s = codes[order], seq[order]
+    # A gap: a step after the VM's previous one by more than 1, or a VM starting after seq 0.
+    same = c[1:] == c[:-1]
+    later = np.flatnonzero(same & (s[1:] - s[:-1] > 1)) + 1
+    first = np.flatnonzero(np.r_[True, ~same])
+    first = first[s[first] > 0]
+    at = np.sort(np.concatenate([first, later]))
+    prev = np.where(np.isin(at, first), -1, s[np.maximum(at - 1, 0)])
+    out = pd.DataFrame({"vm": np.asarray(vms, dtype=object)[c[at]], "after_seq": prev,
+                        "before_seq": s[at], "missing": s[at] - prev - 1})
     return out.astype(cols)
 
 
@@ -406,9 +463,19 @@ def clock_anomalies(steps: pd.DataFrame) -> pd.DataFrame:
     if steps.empty:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
     vm_c, vms = _codes(steps["vm"])
-    th_c, threads = _codes(steps["thread"])
     seq = steps["seq"].to_numpy(dtype=np.int64)
     ts = steps["ts_ns"].to_numpy(dtype=np.int64)
+    if _sorted_by(vm_c, seq):
+        v, x = vm_c, ts
+    else:
+        by_vm = np.lexsort((seq, vm_c))
+        v, x = vm_c[by_vm], ts[by_vm]
+    if bool(np.all((x[1:] >= x[:-1]) | (v[1:] != v[:-1]))):
+        # Each VM's clock never goes back in seq order, so no thread's (a subsequence) can:
+        # the usual case, decided without sorting by thread.
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
+    del v, x
+    th_c, threads = _codes(steps["thread"])
     order = np.lexsort((seq, th_c, vm_c))
     v, t, s, x = vm_c[order], th_c[order], seq[order], ts[order]
     same = np.r_[False, (v[1:] == v[:-1]) & (t[1:] == t[:-1])]
@@ -475,7 +542,8 @@ def runstate_intervals(
     cols = {"vm": object, "state": object, "start_ns": "int64", "end_ns": "int64"}
     chosen = np.ones(batch.n, dtype=bool)
     if vms is not None:
-        chosen = np.isin(batch.vm, [i for i, v in enumerate(batch.vm_names) if v in set(vms)])
+        wanted = set(vms)
+        chosen = np.isin(batch.vm, [i for i, v in enumerate(batch.vm_names) if v in wanted])
     if not chosen.any():
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
     told, code = runstate_sources(batch, valued=True)
@@ -536,11 +604,12 @@ def timeline_markers(steps: pd.DataFrame) -> pd.DataFrame:
 def most_affected(summary: pd.DataFrame, findings_per_vm: dict[str, int] | None = None,
                   limit: int = 8) -> list[str]:
     """The `limit` VMs a reader should look at first: most findings, then errors, then time
-    paused, then name (stable and deterministic)."""
+    paused, then name in natural order (stable and deterministic)."""
     if summary.empty:
         return []
     s = summary[["vm", "errors", "paused_ns"]].copy()
     s["findings"] = s["vm"].map(findings_per_vm or {}).fillna(0).astype("int64")
-    s = s.sort_values(["findings", "errors", "paused_ns", "vm"],
-                      ascending=[False, False, False, True], kind="mergesort")
+    s = s.iloc[natural_order(s["vm"])]  # ties in natural name order: vm2 before vm10
+    s = s.sort_values(["findings", "errors", "paused_ns"],
+                      ascending=[False, False, False], kind="mergesort")
     return s["vm"].head(limit).tolist()

@@ -60,10 +60,15 @@ def scan_unit(
     judge: Callable[[UnitData], R],
     *,
     progress: Callable[[int], None] | None = None,
+    observe: Callable[[RowGroup | None, pa.Table | None], None] | None = None,
 ) -> list[R]:
     """Stream one unit and `judge` its VMs in batches, each batch as soon as the last row group
     holding its VMs has been read: memory holds one row group plus the kept rows of the VMs
-    still being read. A unit not in (vm, seq) order is judged once, sorted as a whole."""
+    still being read. A unit not in (vm, seq) order is judged once, sorted as a whole.
+
+    `observe(rg, table)` sees every row group as read (every row, not only those kept), so that
+    another consumer of the rows (a report's statistics) needs no read of its own; it is called
+    with ``(None, None)`` when the unit is read again from the start (rows out of order)."""
     reader = RowGroupDecoder(trace, unit, columns)
     state = _Streaming(reader)
     last_group: dict[str, int] = {}
@@ -89,6 +94,8 @@ def scan_unit(
                 table = ahead.result()
                 ahead = pool.submit(read, i + 1) if i + 1 < len(groups) else None
                 state.add(rg, table)
+                if observe is not None:
+                    observe(rg, table)
                 del table
                 if i in done_after:
                     results.append(judge(state.flush(np.array(sorted(done_after[i]), dtype=np.int32))))
@@ -99,7 +106,9 @@ def scan_unit(
         except _Unordered:
             if ahead is not None:
                 ahead.cancel()
-    result = judge(_read_sorted(trace, unit, columns))
+    if observe is not None:
+        observe(None, None)
+    result = judge(_read_sorted(trace, unit, columns, observe))
     if progress is not None:
         progress(unit.rows - reported)
     return [result]
@@ -376,13 +385,16 @@ class _Sorted:
         return source_location(self.tables[int(self.which[row])][1], int(self.local[row]))
 
 
-def _read_sorted(trace: Trace, unit: Unit, columns: Sequence[str]) -> UnitData:
+def _read_sorted(trace: Trace, unit: Unit, columns: Sequence[str],
+                 observe: Callable[[RowGroup | None, pa.Table | None], None] | None = None) -> UnitData:
     """The slow path: read the whole unit, sort it by (vm, seq), report duplicated seqs."""
     reader = RowGroupDecoder(trace, unit, columns)
     state = _Streaming(reader)
     tables, cores = [], []
     for rg in unit.row_groups:
         table = read_row_group(trace.files[rg.file], rg.index, reader.columns, rg.count)
+        if observe is not None:
+            observe(rg, table)
         tables.append((rg, table))
         cores.append(reader.core(rg, table))
     seq, ts = (np.concatenate([c[k] for c in cores]) for k in ("seq", "ts_ns"))

@@ -83,3 +83,27 @@ def _strip_our_styles(text: str) -> str:
     import re
 
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+@pytest.mark.parametrize("fmt", ["html", "md"])
+def test_progress_covers_every_phase_to_its_end(tmp_path, capsys, monkeypatch, fmt):
+    """The bar never sits at 100 % of one phase while another runs: the check, the statistics
+    and the writing of the report each have their own, each driven to its end in order."""
+    from contextlib import contextmanager
+
+    seen: list[tuple[str, int, int | None]] = []
+
+    @contextmanager
+    def phases(*described, quiet=False):
+        yield tuple((lambda d, t, name=name: seen.append((name, d, t))) for name, _ in described)
+
+    monkeypatch.setattr(console, "progress_phases", phases)
+    _, _, path = failing_trace(tmp_path)
+    run(["report", str(path), "-o", str(tmp_path / f"a.{fmt}")], capsys)
+    names = [n for n, _, _ in seen]
+    assert list(dict.fromkeys(names)) == ["checking", "statistics", "writing"]  # in this order
+    assert names == sorted(names, key=["checking", "statistics", "writing"].index)
+    for name in ("checking", "statistics", "writing"):
+        done, total = [(d, t) for n, d, t in seen if n == name][-1]
+        assert total and done == total
+    assert (tmp_path / f"a.{fmt}").exists()

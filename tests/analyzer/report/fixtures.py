@@ -161,3 +161,29 @@ def failing_trace(tmp_path: Path, *, device: str = HOSTILE_DEVICE, vm: str = "vm
     result = CheckResult([input_info(path, len(b.rows), complete=False)], RULES, findings,
                          ["query-matches-events"], len(b.rows), 1, b.episodes_frame())
     return b, result, path
+
+
+#: 2025-12-02T10:00:00Z in ns: a wall-clock origin, so that reports show UTC times.
+WALL_T0 = 1_764_669_600 * 10**9
+
+
+def fleet_trace(tmp_path: Path, vms: int, hosts: int, *, broken_every: int = 7) -> Path:
+    """`vms` VMs (vm1..vmN) spread over `hosts` hosts (host01..), wall-clock time: a storage
+    outage pauses most VMs within a few seconds (each for a different time), and every
+    `broken_every`-th VM's error is never followed by STOP (stop-follows-error findings of one
+    shape). Built row by row (a test trace of a few tens of thousands of rows)."""
+    b = TraceBuilder()
+    host_of = {}
+    for i in range(1, vms + 1):
+        vm = f"vm{i}"
+        host_of[vm] = f"host{(i - 1) % hosts + 1:02d}"
+        b._ts[vm] = WALL_T0 + (i % 97) * 37_000_000  # an outage spread over ~3.6 s
+        b.start(vm)
+        if i % 5 == 0:
+            continue  # not on the failing storage: never paused
+        b.error_cycle(vm, "drive0", 1, stop=i % broken_every != 0,
+                      paused_us=200_000 + (i * 7919) % 3_000_000)
+    for row in b.rows:
+        row["host"] = host_of[row["vm"]]
+    path = tmp_path / f"fleet-{vms}.parquet"
+    return b.write(path)

@@ -106,3 +106,30 @@ def test_report_in_headless_chromium(tmp_path):
          "--hide-scrollbars", url)
     assert shot.stat().st_size > 10_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("vms", [50, 2_000])
+def test_fleet_report_screenshots(tmp_path, vms):
+    """The fleet report of 50 and 2,000 VMs as a reader first sees it, kept as PNG artefacts
+    (in $BLKREPLAY_ARTIFACTS, else tests/artifacts/, ignored by git, and the tmp dir)."""
+    from tests.analyzer.report.fixtures import fleet_trace
+
+    browser = _chromium()
+    path = fleet_trace(tmp_path, vms, max(vms // 50, 2))
+    rep = build_report([path], max_findings=20, command=f"blkreplay report {path.name} -o fleet.html")
+    report = tmp_path / "fleet.html"
+    report.write_bytes(render(rep, "html"))
+    url = report.resolve().as_uri()
+    dom = _Dom()
+    dom.feed(_run(browser, tmp_path / "profile-dom", "--dump-dom", url).stdout)
+    assert dom.text("verdict") == "FAIL"
+    assert dom.text("window").startswith("VMs paused by I/O errors during 2025-12-02T10:00:")
+    shots = [tmp_path / f"fleet-{vms}.png"]
+    artifacts = Path(os.environ.get("BLKREPLAY_ARTIFACTS")
+                     or Path(__file__).resolve().parents[2] / "artifacts")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shots.append(artifacts / f"report-fleet-{vms}.png")
+    _run(browser, tmp_path / "profile-shot", f"--screenshot={shots[0]}", "--window-size=1280,2400",
+         "--hide-scrollbars", url)
+    assert shots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shots[0].stat().st_size > 20_000
+    shots[1].write_bytes(shots[0].read_bytes())

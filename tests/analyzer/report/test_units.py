@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from analyzer.check import check
-from analyzer.report import render, stats
+from analyzer.report import render, source, stats
 from analyzer.report.build import assemble_report, build_report, trace_units
 from analyzer.report.context import context_windows
 from analyzer.report.source import as_steps, read_steps, read_unit_steps, state_rows
@@ -108,16 +108,30 @@ def test_report_bytes_do_not_depend_on_the_units(case, fmt, request):
     assert sum(s.listed[0].context is not None for s in reports[2].rules if s.listed) > 0
 
 
-def test_each_phase_reports_progress_to_its_end(fleet):
+def test_each_phase_reports_progress_to_its_end(fleet, monkeypatch):
     calls: dict[str, list] = {"check": [], "statistics": [], "timeline": []}
+    read_rows: list[int] = []
+    original = source.read_unit_steps
+
+    def counting(*args, **kwargs):
+        steps = original(*args, **kwargs)
+        read_rows.append(len(steps))
+        return steps
+
+    monkeypatch.setattr(source, "read_unit_steps", counting)
     rep = build_report(fleet, progress=lambda d, t: calls["check"].append((d, t)),
                        statistics_progress=lambda d, t: calls["statistics"].append((d, t)),
                        timeline_progress=lambda d, t: calls["timeline"].append((d, t)))
     rows = load(fleet).rows
-    assert calls["statistics"][0] == (0, rows) and calls["statistics"][-1] == (rows, rows)
-    drawn = int(rep.stats.vms.set_index("vm").loc[list(rep.timeline.vms), "steps"].sum())
-    assert 0 < drawn < rows  # only the VMs the timeline draws are read again
-    assert calls["timeline"][-1] == (drawn, drawn)
+    assert calls["check"][-1] == (rows, rows)
+    # The statistics are gathered while the check reads the trace; only the VMs of listed
+    # findings are read again (for their context windows), the timeline has no pass of its own.
+    listed = {lf.finding.vm for s in rep.rules for lf in s.listed}
+    again = int(rep.stats.vms.set_index("vm").loc[sorted(listed), "steps"].sum())
+    assert 0 < again < rows
+    assert calls["statistics"][0] == (0, again) and calls["statistics"][-1] == (again, again)
+    assert sum(read_rows) == again and rep.timeline.vms and not rep.timeline.intervals.empty
+    assert calls["timeline"] == [(0, 0)]
     for seen in calls.values():
         done = [d for d, _ in seen]
         assert done == sorted(done)
@@ -140,3 +154,39 @@ def test_state_of_the_state_rows_alone_is_the_state_of_every_row(fleet):
     pd.testing.assert_frame_equal(
         stats.runstate_intervals(as_steps(steps.iloc[rows]), result.episodes, bounds=facts.ts),
         stats.runstate_intervals(as_steps(steps), result.episodes))
+
+
+@pytest.fixture(scope="module")
+def shuffled(tmp_path_factory):
+    """One VM's rows dealt alternately into two files: its unit is not in (vm, seq) order
+    across row groups, so the check reads it again sorted (and tells the report so)."""
+    base = tmp_path_factory.mktemp("shuffled")
+    b = TraceBuilder()
+    b.start("vm1")
+    for i in range(3):
+        b.error_cycle("vm1", "drive0", i + 1, stop=i != 1)
+    table = b.table()
+    even = pc.equal(pc.bit_wise_and(table.column("seq"), 1), 0)
+    pq.write_table(table.filter(even), base / "a.parquet")
+    pq.write_table(table.filter(pc.invert(even)), base / "b.parquet")
+    return [base / "a.parquet", base / "b.parquet"]
+
+
+def test_an_observer_runs_with_the_local_engine_only(fleet):
+    from analyzer.report.build import StatsObserver
+    from tracer.errors import InputError
+
+    with pytest.raises(InputError, match="local engine"):
+        check(fleet, engine="dask", observe=StatsObserver(load(fleet)))
+
+
+@pytest.mark.parametrize("case", ["fleet", "hurt", "shuffled"])
+def test_statistics_gathered_during_the_check_are_those_read_after_it(case, request):
+    """`build_report` gathers the statistics while the check reads the trace (one read); the
+    report is the same bytes as one whose statistics are read unit by unit afterwards."""
+    paths = request.getfixturevalue(case)
+    once = build_report(paths, max_findings=4, command="c")
+    trace = load(paths, unit_rows=1)
+    after = assemble_report(check(trace), trace_units(trace), max_findings=4, command="c")
+    for fmt in ("html", "md", "json"):
+        assert render(once, fmt) == render(after, fmt)
