@@ -144,12 +144,12 @@ def read_unit_steps(
     reordered only when they are not in order already.
     """
     read = list(dict.fromkeys([*columns, "vm", "seq", "ts_ns"]))
-    wanted = None if vms is None else set(vms)
-    groups = [rg for rg in unit.row_groups if wanted is None or wanted.intersection(rg.vms)]
+    wanted = set(unit.vms) if vms is None else set(vms)  # a row group may hold other units' VMs
+    groups = [rg for rg in unit.row_groups if wanted.intersection(rg.vms)]
     gathered = {c: _Column(c, sum(rg.rows for rg in groups)) for c in read}
     for rg in groups:
         t = read_row_group(trace.files[rg.file], rg.index, read)
-        if wanted is not None and not wanted.issuperset(rg.vms):
+        if not wanted.issuperset(rg.vms):
             t = t.filter(pc.is_in(t.column("vm").cast(pa.string()), pa.array(sorted(wanted))))
         for c, col in gathered.items():
             col.add(t.column(c) if c in t.column_names else None, t.num_rows)

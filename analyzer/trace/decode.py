@@ -33,6 +33,13 @@ _CHECKED_VOCABULARIES = ("thread_kind", "op", "policy", "action", "iostatus", "r
 _KEEP_KIND = np.array([k not in BULK_KINDS for k in VOCABULARIES["kind"]] + [False], dtype=bool)
 
 
+def vm_keys(table: pa.Table) -> tuple[np.ndarray, list[str | None]]:
+    """(per row, an index into the list of VM keys; that list) of a row group: the one place
+    that says which VM a row belongs to (decoding, and keeping a unit's rows of a row group it
+    shares with other units, `analyzer.trace.scan`)."""
+    return dictionary(table.column("vm"))
+
+
 class UnitCodes:
     """The unit-level string codes, shared by every row group of a unit."""
 
@@ -76,7 +83,7 @@ class RowGroupDecoder:
 
     def _fail(self, rg: RowGroup, column: str, message: str, row: int) -> None:
         raise TraceSchemaError(f"column '{column}': {message}", path=self.trace.files[rg.file].path,
-                               row=rg.offset + int(row))
+                               row=rg.row(row))
 
     def _string(self, rg: RowGroup, table: pa.Table, col: str) -> np.ndarray:
         n = table.num_rows
@@ -126,7 +133,7 @@ class RowGroupDecoder:
             arr = table.column(col)
             if arr.null_count:
                 self._string(rg, table, col)  # raises, naming the first null row
-            idx, values = dictionary(arr)
+            idx, values = vm_keys(table) if col == "vm" else dictionary(arr)
             out[col] = idx
             if col == "kind":
                 out["kind_map"] = np.array([self.enc.vocab["kind"].get(v, UNKNOWN) for v in values], dtype=np.int32)

@@ -28,7 +28,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +74,13 @@ class RowGroup:
     vms: tuple[str, ...]
     #: Consecutive Parquet row groups from `index` on that this one stands for.
     count: int = 1
+    #: When this stands for a unit's share of a row group it shares with other units: where
+    #: each of its rows lies in the row group read (`analyzer.trace.scan.read_own`).
+    rows_of: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def row(self, local: int) -> int:
+        """The file row number of row `local` of this row group as read."""
+        return self.offset + int(local if self.rows_of is None else self.rows_of[int(local)])
 
 
 #: Consecutive row groups smaller than this are read together, up to this many rows and

@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -42,8 +43,19 @@ class Unit:
     """Whole VMs and every row group holding their steps."""
 
     vms: tuple[str, ...]
+    #: Every row group holding their steps; one holding other VMs too (`shared`) is read
+    #: keeping only this unit's rows.
     row_groups: tuple[RowGroup, ...]
+    #: Rows of these VMs (estimated where they share row groups with other VMs' rows).
     rows: int
+
+    @cached_property
+    def vm_set(self) -> frozenset[str]:
+        return frozenset(self.vms)
+
+    def shared(self, rg: RowGroup) -> bool:
+        """Whether row group `rg` also holds rows of VMs outside this unit."""
+        return not (rg.vms[0] in self.vm_set if len(rg.vms) == 1 else self.vm_set.issuperset(rg.vms))
 
 
 @dataclass
@@ -61,6 +73,16 @@ class Trace:
     _digests: list[Future[str]] | None = field(default=None, repr=False, compare=False)
     #: The recorder directories among the inputs (each verified against its manifest).
     recordings: tuple[str, ...] = ()
+    #: Every row group of the inputs, for planning again (`split`).
+    row_groups: tuple[RowGroup, ...] = field(default=(), repr=False, compare=False)
+    unit_rows: int = UNIT_ROWS
+
+    def split(self, parts: int) -> list[Unit]:
+        """The units for `parts` workers: `units` unless a component of VMs spread over
+        shared row groups (a file sorted by time) is better read by `parts` units at once."""
+        if parts <= 1 or not self.row_groups:
+            return self.units
+        return pack_units(list(self.row_groups), self.unit_rows, parts)
 
     @property
     def inputs(self) -> list[InputInfo]:
@@ -158,6 +180,8 @@ class Trace:
                 mask = None
                 if vm is not None and len(rg.vms) > 1:
                     mask = pc.equal(t.column("vm").cast(pa.string()), vm)
+                elif vm is None and u.shared(rg):
+                    mask = pc.is_in(t.column("vm").cast(pa.string()), pa.array(u.vms))
                 for op, bound in ((pc.greater_equal, from_seq), (pc.less_equal, to_seq)):
                     if bound is not None:
                         m = op(t.column("seq"), bound)
@@ -209,12 +233,24 @@ def load(paths: PathArg | Sequence[PathArg], *, unit_rows: int = UNIT_ROWS) -> T
     hasher.shutdown(wait=False)
     with_manifest = tuple(sorted(d for d in recordings
                                  if os.path.lexists(os.path.join(d, tracedir.MANIFEST_NAME))))
-    return Trace(files, units, vms, rows, digests, with_manifest)
+    return Trace(files, units, vms, rows, digests, with_manifest, tuple(groups), unit_rows)
 
 
-def pack_units(groups: list[RowGroup], unit_rows: int) -> list[Unit]:
-    """Group row groups into units of whole VMs: the VMs sharing row groups (connected
-    components), packed in order of their first VM up to about `unit_rows` rows a unit."""
+def pack_units(groups: list[RowGroup], unit_rows: int, parts: int = 1) -> list[Unit]:
+    """Units of whole VMs over `groups`, whatever the layout.
+
+    A VM's rows are estimated per row group (a group's rows shared evenly among its VMs). The
+    VMs sharing row groups (connected components) are split into pieces of about `unit_rows`
+    rows, VMs taken in order of their first row group, and a piece lists every row group
+    holding one of its VMs: a row group shared by two pieces is read by both, each keeping
+    only its own VMs' rows (`analyzer.trace.scan`). A file sorted by (vm, seq) with big row
+    groups thus splits at its row groups, re-reading only the groups at the cuts. Where that
+    would re-read much (a file sorted by time, every VM in every row group), a component is
+    split into `parts` pieces only (one per worker: each reads the whole component once,
+    keeping its share; the memory of a piece is its kept rows). Small pieces are then packed,
+    in order of their first VM, up to about `unit_rows` rows a unit."""
+    share: dict[str, int] = {}
+    touch: dict[str, list[int]] = {}
     parent: dict[str, str] = {}
 
     def find(v: str) -> str:
@@ -223,30 +259,63 @@ def pack_units(groups: list[RowGroup], unit_rows: int) -> list[Unit]:
             v = parent[v]
         return v
 
-    for g in groups:
+    for gi, g in enumerate(groups):
+        base, extra = divmod(g.rows, len(g.vms))
+        for j, v in enumerate(g.vms):
+            share[v] = share.get(v, 0) + base + (j < extra)
+            touch.setdefault(v, []).append(gi)
         roots = [find(v) for v in g.vms]
         for r in roots[1:]:
             a, b = sorted((find(roots[0]), find(r)))
-            parent[b] = a
-    components: dict[str, list[RowGroup]] = {}
-    members: dict[str, set[str]] = {}
-    for g in groups:
-        root = find(g.vms[0])
-        components.setdefault(root, []).append(g)
-        members.setdefault(root, set()).update(g.vms)
+            if a != b:
+                parent[b] = a
+    components: dict[str, list[str]] = {}
+    for v in sorted(touch, key=lambda v: (touch[v][0], v)):
+        components.setdefault(find(v), []).append(v)
+    pieces: list[tuple[list[str], set[int], int]] = []
+    for vms in components.values():
+        rows = sum(share[v] for v in vms)
+        split = _split(vms, share, touch, unit_rows)
+        if len(split) > 1 and sum(sum(groups[i].rows for i in p[1]) for p in split) > 1.5 * rows:
+            split = _split(vms, share, touch, max(unit_rows, -(-rows // max(parts, 1))))
+        pieces.extend(split)
     units: list[Unit] = []
     cur_vms: list[str] = []
-    cur_groups: list[RowGroup] = []
+    cur_groups: set[int] = set()
     cur_rows = 0
-    for root in sorted(components, key=lambda r: min(members[r])):
-        rgs = components[root]
-        rows = sum(g.rows for g in rgs)
+    for vms, gis, rows in sorted(pieces, key=lambda p: min(p[0])):
         if cur_groups and cur_rows + rows > unit_rows:
-            units.append(Unit(tuple(sorted(cur_vms)), tuple(cur_groups), cur_rows))
-            cur_vms, cur_groups, cur_rows = [], [], 0
-        cur_vms.extend(members[root])
-        cur_groups.extend(rgs)
+            units.append(_unit(cur_vms, cur_groups, cur_rows, groups))
+            cur_vms, cur_groups, cur_rows = [], set(), 0
+        cur_vms.extend(vms)
+        cur_groups |= gis
         cur_rows += rows
     if cur_groups:
-        units.append(Unit(tuple(sorted(cur_vms)), tuple(cur_groups), cur_rows))
+        units.append(_unit(cur_vms, cur_groups, cur_rows, groups))
     return units
+
+
+def _split(vms: list[str], share: dict[str, int], touch: dict[str, list[int]],
+           target: int) -> list[tuple[list[str], set[int], int]]:
+    """`vms` (in order of their first row group) cut into runs of about `target` rows:
+    (VMs, indices of the row groups holding them, rows) each."""
+    out: list[tuple[list[str], set[int], int]] = []
+    cur: list[str] = []
+    gis: set[int] = set()
+    rows = 0
+    for v in vms:
+        cur.append(v)
+        gis.update(touch[v])
+        rows += share[v]
+        if rows >= target:
+            out.append((cur, gis, rows))
+            cur, gis, rows = [], set(), 0
+    if cur:
+        out.append((cur, gis, rows))
+    return out
+
+
+def _unit(vms: list[str], gis: set[int], rows: int, groups: list[RowGroup]) -> Unit:
+    return Unit(tuple(sorted(vms)), tuple(groups[i] for i in sorted(gis)), rows)
+
+

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import numpy as np
@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from analyzer.steps import VOCABULARIES, K, Steps
 from analyzer.trace.arrow import source_location
-from analyzer.trace.decode import RowGroupDecoder, UnitCodes
+from analyzer.trace.decode import RowGroupDecoder, UnitCodes, vm_keys
 from analyzer.trace.files import RowGroup, read_row_group
 from analyzer.trace.integrity import (
     ClockBackwards,
@@ -68,7 +68,8 @@ def scan_unit(
     last_group: dict[str, int] = {}
     for i, rg in enumerate(unit.row_groups):
         for vm in rg.vms:
-            last_group[vm] = i
+            if vm in unit.vm_set:
+                last_group[vm] = i
     done_after: dict[int, list[int]] = {}
     for vm, i in last_group.items():
         done_after.setdefault(i, []).append(reader.enc.vm.codes[vm])
@@ -76,8 +77,8 @@ def scan_unit(
     groups = unit.row_groups
     reported = 0
 
-    def read(i: int) -> pa.Table:
-        return read_row_group(trace.files[groups[i].file], groups[i].index, reader.columns, groups[i].count)
+    def read(i: int) -> tuple[RowGroup, pa.Table]:
+        return read_own(trace, unit, groups[i], reader.columns)
 
     # Read the next row group while this one is checked (Parquet decoding releases the GIL).
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -85,7 +86,7 @@ def scan_unit(
         try:
             for i, rg in enumerate(groups):
                 assert ahead is not None
-                table = ahead.result()
+                rg, table = ahead.result()
                 ahead = pool.submit(read, i + 1) if i + 1 < len(groups) else None
                 state.add(rg, table)
                 del table
@@ -94,6 +95,8 @@ def scan_unit(
                 if progress is not None:
                     progress(rg.rows)
                     reported += rg.rows
+            if progress is not None and reported < unit.rows:  # unit.rows was an estimate
+                progress(unit.rows - reported)
             return results
         except _Unordered:
             if ahead is not None:
@@ -131,6 +134,20 @@ def read_unit(
         sum(p.rows for p in parts),
         set().union(*(p.present for p in parts)) if parts else set(),
     )
+
+
+def read_own(trace: Trace, unit: Unit, rg: RowGroup, columns: Sequence[str]) -> tuple[RowGroup, pa.Table]:
+    """Row group `rg` as `unit` sees it: all of it, or, when it also holds other units' VMs,
+    only the rows of the unit's VMs (with `rg` saying so: its VMs and rows the kept ones, its
+    `rows_of` where they lie in the row group, for naming a row in an error)."""
+    table = read_row_group(trace.files[rg.file], rg.index, columns, rg.count)
+    if not unit.shared(rg):
+        return rg, table
+    idx, keys = vm_keys(table)
+    lut = np.array([k in unit.vm_set for k in keys] + [False], dtype=bool)
+    rows = np.flatnonzero(lut[idx])
+    mine = tuple(v for v in rg.vms if v in unit.vm_set)
+    return replace(rg, rows=len(rows), vms=mine, rows_of=rows), table.take(pa.array(rows))
 
 
 class _Unordered(Exception):
@@ -379,8 +396,8 @@ def _read_sorted(trace: Trace, unit: Unit, columns: Sequence[str]) -> UnitData:
     reader = RowGroupDecoder(trace, unit, columns)
     state = _Streaming(reader)
     tables, cores = [], []
-    for rg in unit.row_groups:
-        table = read_row_group(trace.files[rg.file], rg.index, reader.columns, rg.count)
+    for whole in unit.row_groups:
+        rg, table = read_own(trace, unit, whole, reader.columns)
         tables.append((rg, table))
         cores.append(reader.core(rg, table))
     seq, ts = (np.concatenate([c[k] for c in cores]) for k in ("seq", "ts_ns"))
@@ -426,7 +443,7 @@ def _repeated_seqs(trace: Trace, enc: UnitCodes, rows: _Sorted) -> list[Repeated
         rg = rows.tables[int(rows.which[m])][0]
         raise TraceSchemaError(
             f"column 'seq': duplicate seq {int(rows.seq[m])} within vm '{enc.vm.names[int(rows.vm[m])]}'",
-            path=trace.files[rg.file].path, row=rg.offset + int(rows.local[m]),
+            path=trace.files[rg.file].path, row=rg.row(rows.local[m]),
         )
     out: list[RepeatedSeq] = []
     for s, n in zip(start[repeated], length[repeated], strict=True):
