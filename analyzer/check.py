@@ -58,6 +58,8 @@ def analyze_unit(
     parts = scan_unit(trace, unit, columns, judge, progress=report_rows)
     frames = [p.episodes for p in parts if len(p.episodes)]
     eps = pd.concat(frames, ignore_index=True) if len(frames) > 1 else (frames[0] if frames else episodes_empty())
+    if len(frames) > 1:  # batches come in the order their VMs' last rows were read
+        eps = eps.sort_values(["vm"], kind="mergesort").reset_index(drop=True)
     return UnitResult(
         [f for p in parts for f in p.findings],
         eps,

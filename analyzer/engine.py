@@ -117,10 +117,11 @@ def _processes(fn: UnitFn[R], trace: Trace, units: Sequence[Unit], workers: int,
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
                              initargs=(trace.without_digests(),)) as pool:
         futures: list[Future[R]] = []
-        for u in units:
-            f = pool.submit(_worker_run, fn, u)
-            f.add_done_callback(lambda done, rows=u.rows: advance(rows) if not done.exception() else None)
-            futures.append(f)
+        with _main_not_rerun():  # the workers start as these are submitted
+            for u in units:
+                f = pool.submit(_worker_run, fn, u)
+                f.add_done_callback(lambda done, rows=u.rows: advance(rows) if not done.exception() else None)
+                futures.append(f)
         try:
             return [f.result() for f in futures]
         except BaseException:
@@ -178,6 +179,29 @@ def _distributed(fn: UnitFn[R], trace: Trace, units: Sequence[Unit], client: Cli
     finally:
         client.cancel([*futures, shipped])
     return results  # type: ignore[return-value]
+
+
+@contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """While worker processes start: a main module they do not import again.
+
+    A started process imports the parent's ``__main__`` (by path or module name) before it
+    runs anything; a user's script that calls `check` without an ``if __name__ ==
+    "__main__"`` guard would then check again in every worker, and a main module read from
+    stdin cannot be imported at all. The workers need nothing from it (the unit function is
+    the analyzer's own)."""
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    try:
+        if main is not None:
+            main.__dict__.pop("__file__", None)
+            main.__dict__["__spec__"] = None
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
+            if "__spec__" not in saved:
+                main.__dict__.pop("__spec__", None)
 
 
 @contextmanager
