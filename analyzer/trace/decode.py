@@ -11,6 +11,7 @@ decodes the other columns for the kept rows only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +30,9 @@ UNKNOWN = -2
 
 #: The closed-vocabulary columns checked on every row.
 _CHECKED_VOCABULARIES = ("thread_kind", "op", "policy", "action", "iostatus", "runstate", "prev_runstate")
+
+#: The columns `detail` decodes for the kept rows.
+_DETAIL_COLUMNS = frozenset((*_CHECKED_VOCABULARIES, "device", "name", "src_file", *NULLABLE_INTS))
 
 _KEEP_KIND = np.array([k not in BULK_KINDS for k in VOCABULARIES["kind"]] + [False], dtype=bool)
 
@@ -174,8 +178,10 @@ class RowGroupDecoder:
 
     def detail(self, rg: RowGroup, table: pa.Table, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Every Steps column for the kept rows `rows` of a row group."""
-        sub = table.take(pa.array(rows, type=pa.int64()))
+        wanted = [c for c in table.column_names if c in _DETAIL_COLUMNS]  # core ones are decoded
+        sub = table.select(wanted).take(pa.array(rows, type=pa.int64()))
         n = sub.num_rows
+        rg = replace(rg, rows_of=rows if rg.rows_of is None else rg.rows_of[rows])  # errors name file rows
         out: dict[str, np.ndarray] = {}
         for col in _CHECKED_VOCABULARIES:
             out[col] = self._string(rg, sub, col) if col in self.columns else np.full(n, -1, np.int32)

@@ -99,12 +99,29 @@ def open_parquet(path: Path | str, metadata: pq.FileMetaData | None = None) -> p
     """The Parquet file at `path` (with its footer `metadata` when already parsed), or a
     `TraceFormatError` saying why it is not one."""
     try:
-        return pq.ParquetFile(pa.OSFile(_os_path(path)), metadata=metadata)
+        pf = pq.ParquetFile(pa.OSFile(_os_path(path)), metadata=metadata)
+        plain = _plain_dictionary_columns(pf.schema_arrow)
+        if plain:
+            pf = pq.ParquetFile(pa.OSFile(_os_path(path)), metadata=pf.metadata, read_dictionary=plain)
+        return pf
     except (pa.ArrowException, OSError) as exc:
         hint = ""
         if Path(path).suffix in (".jsonl", ".json", ".log", ".txt"):
             hint = "; QMP transcripts and QEMU / libvirt logs need `blkreplay import` first"
         raise TraceFormatError(f"not a readable Parquet file ({first_line(exc)}){hint}", path=path) from None
+
+
+def _plain_dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns the trace schema types as dictionaries that a file without Arrow's schema
+    (written by DuckDB, Spark, ...) would read as plain strings: read as dictionaries instead
+    (Parquet's dictionary pages decoded as they are, not every value hashed again)."""
+    out = []
+    for f in schema:
+        spec = COLUMN_BY_NAME.get(f.name)
+        if (spec is not None and pa.types.is_dictionary(spec.type)
+                and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))):
+            out.append(f.name)
+    return out
 
 
 def _stat_key(path: str) -> tuple[int, int, int]:

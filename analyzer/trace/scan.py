@@ -73,6 +73,7 @@ def scan_unit(
     done_after: dict[int, list[int]] = {}
     for vm, i in last_group.items():
         done_after.setdefault(i, []).append(reader.enc.vm.codes[vm])
+        state.last_group[reader.enc.vm.codes[vm]] = i
     results: list[R] = []
     groups = unit.row_groups
     reported = 0
@@ -88,6 +89,7 @@ def scan_unit(
                 assert ahead is not None
                 rg, table = ahead.result()
                 ahead = pool.submit(read, i + 1) if i + 1 < len(groups) else None
+                state.index = i
                 state.add(rg, table)
                 del table
                 if i in done_after:
@@ -182,6 +184,9 @@ class _Streaming:
         self.integrity: list[StepFact] = []
         self.rows = 0
         self.present: set[str] = set()
+        #: Per VM, the index of the last row group holding its rows; the group being added.
+        self.last_group = np.full(n_vm, np.iinfo(np.int64).max, dtype=np.int64)
+        self.index = 0
 
     def add(self, rg: RowGroup, table: pa.Table) -> None:
         """Check one row group's order and timestamps, keep the rows the rules read."""
@@ -203,7 +208,9 @@ class _Streaming:
             # Not VM after VM in seq order: sort this group (a recorder of several VMs
             # interleaves them); duplicates or overlaps still need the whole-unit sort.
             vm_unit = self.reader.unit_codes(core, "vm")
-            pos = np.lexsort((seq, vm_unit))
+            pos = _by_vm(vm_unit, seq)
+            if pos is None:
+                pos = np.lexsort((seq, vm_unit))
             seq, ts, thr, vm_unit = seq[pos], ts[pos], thr[pos], vm_unit[pos]
             change = vm_unit[1:] != vm_unit[:-1]
             if not np.all((seq[1:] > seq[:-1]) | change):
@@ -232,7 +239,13 @@ class _Streaming:
         rising = ts[1:] >= ts[:-1]
         inside = bool(np.all(rising if change is None else rising | change))
         fast = inside and not np.any(self.seen_ts[block_vm] & (ts[starts] < self.vm_max_ts[block_vm]))
-        block = None if nb == 1 else np.repeat(np.arange(nb), np.diff(np.append(starts, n)))
+        # Only the VMs with rows in later row groups need a carry (none in a recorder's
+        # segments of whole VMs, the one at the cut in a file sorted by VM).
+        going_on = np.flatnonzero(self.last_group[block_vm] > self.index)
+        if fast and not len(going_on):
+            return
+        sizes = np.diff(np.append(starts, n))
+        block = None if nb == 1 else np.repeat(np.arange(nb), sizes)
         key = thr.astype(np.int64) if block is None else block * n_thr + thr
         has_src = "src_file" in table.column_names and table.column("src_file").null_count < table.num_rows
         enc = self.reader.enc
@@ -267,7 +280,11 @@ class _Streaming:
         self.vm_max_ts[block_vm] = np.where(seen, np.maximum(self.vm_max_ts[block_vm], block_max), block_max)
         self.seen_ts[block_vm] = True
         last = np.full(nb * n_thr, -1, dtype=np.int64)
-        np.maximum.at(last, key, _arange(n))
+        if len(going_on) == nb:
+            np.maximum.at(last, key, _arange(n))
+        elif len(going_on):
+            rows = np.concatenate([_arange(n)[starts[b]:starts[b] + sizes[b]] for b in going_on])
+            np.maximum.at(last, key[rows], rows)
         for k in np.flatnonzero(last >= 0):
             i = int(last[k])
             self.carry[(vm_code(i), thread_code(i))] = (int(seq[i]), int(ts[i]), src(i))
@@ -314,6 +331,24 @@ class _Streaming:
         return self.flush(np.arange(len(self.reader.unit.vms), dtype=np.int32))
 
 
+def _by_vm(vm: np.ndarray, seq: np.ndarray) -> np.ndarray | None:
+    """The order of rows by (vm, seq) when each VM's rows come in increasing seq order (VMs
+    interleaved in time), else None. A stable sort by vm alone gives it then (a radix sort for
+    small codes: linear); rows out of seq order or repeated need the sort by every key."""
+    small = vm.astype(np.int16) if len(vm) and int(vm.max()) < 2**15 else vm
+    pos = np.argsort(small, kind="stable")
+    s = seq[pos]
+    v = vm[pos]
+    if np.all((s[1:] > s[:-1]) | (v[1:] != v[:-1])):
+        return pos
+    return None
+
+
+def _in_order(vm: np.ndarray, seq: np.ndarray) -> bool:
+    """Whether rows are in strictly increasing (vm, seq) order already."""
+    return bool(np.all((vm[1:] > vm[:-1]) | ((vm[1:] == vm[:-1]) & (seq[1:] > seq[:-1]))))
+
+
 def _named_kinds(steps: Steps) -> set[str]:
     """"kind:name" entries for the QMP rows of a batch (replies named after their command)."""
     out: set[str] = set()
@@ -336,8 +371,12 @@ def _build_steps(enc: UnitCodes, kept: list[_Kept]) -> Steps:
         vm, seq, ts = cat("core", "vm"), cat("core", "seq"), cat("core", "ts_ns")
         kind, thread = cat("core", "kind"), cat("core", "thread")
         d = {c: cat("detail", c) for c in kept[0].detail}
-        rank = _rank(enc.thread.names)
-        order = np.lexsort((kind, rank[thread] if len(thread) else thread, ts, seq, vm))
+        # Order by (vm, seq, ts, thread, kind); where (vm, seq) is unique (always, but for
+        # repeated steps across files) the later keys break no tie.
+        order = None if _in_order(vm, seq) else _by_vm(vm, seq)
+        if order is None and not _in_order(vm, seq):
+            rank = _rank(enc.thread.names)
+            order = np.lexsort((kind, rank[thread] if len(thread) else thread, ts, seq, vm))
         steps = Steps(
             vm=vm, seq=seq, ts=ts, kind=kind, thread=thread,
             thread_kind=d["thread_kind"], device=d["device"], op=d["op"], errno=d["errno"],
@@ -346,7 +385,9 @@ def _build_steps(enc: UnitCodes, kept: list[_Kept]) -> Steps:
             eid=d["error_id"], has_eid=d["has_error_id"], cmd_seq=d["cmd_seq"],
             has_cmd=d["has_cmd_seq"], src_file=d["src_file"], src_line=d["src_line"],
             evt=d["event_ts_ns"], throttle=d["throttle"],
-        ).take(order)
+        )
+        if order is not None:
+            steps = steps.take(order)
     steps.vm_names = enc.vm.names
     steps.thread_names = enc.thread.names
     steps.device_names = enc.device.names
