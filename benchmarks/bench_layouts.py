@@ -9,7 +9,9 @@ cache directory outside the repository (reused on later runs):
 - ``time``: the same rows sorted by time across VMs (every VM in every row group: a fleet's
   event stream), 1 M-row row groups;
 - ``hive``: hive ``vm=<name>/`` partition directories (the synthetic trace has no host, so
-  there is no ``host=`` level), each sorted by seq.
+  there is no ``host=`` level), each sorted by seq;
+- ``sim``: a simulator recording (`tracer.sim`, default scenario with faults) of `--sim-steps`
+  steps of `--sim-vms` VMs: the recorder's segments of VMs interleaved in time.
 
 For each layout it prints the time of `analyzer.check` (all rules), of DuckDB running five
 rules as SQL over the same files (`RULES_SQL`: iostatus-before-event, event-before-stop,
@@ -42,7 +44,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from make_big_trace import make  # noqa: E402
 
-LAYOUTS = ("recorder", "sorted", "time", "hive")
+LAYOUTS = ("recorder", "sorted", "time", "hive", "sim")
 ROW_GROUP = 1_000_000
 
 #: The five rules as SQL over a relation `t` of the trace's rows (with error ids, as the
@@ -147,7 +149,8 @@ def layouts(cache: Path, steps: int, vms: int) -> dict[str, list[str]]:
         (base / "recorder.done").touch()
     src = f"{rec}/seg-*.parquet"
     con = duckdb.connect()
-    con.sql("SET threads = 2; SET enable_progress_bar = false; SET preserve_insertion_order = false")
+    con.sql("SET threads = 2; SET enable_progress_bar = false; SET preserve_insertion_order = false; "
+            f"SET memory_limit = '3GB'; SET temp_directory = '{cache / 'duckdb-tmp'}'")
     todo = {
         "sorted": (base / "sorted.parquet", "ORDER BY vm, seq", f"ROW_GROUP_SIZE {ROW_GROUP}"),
         "time": (base / "time.parquet", "ORDER BY ts_ns, vm, seq", f"ROW_GROUP_SIZE {ROW_GROUP}"),
@@ -171,6 +174,21 @@ def layouts(cache: Path, steps: int, vms: int) -> dict[str, list[str]]:
             "hive": [str(todo["hive"][0])]}
 
 
+def sim_trace(cache: Path, steps: int, vms: int) -> list[str]:
+    """A simulator recording of about `steps` steps of `vms` VMs under `cache` (made once)."""
+    from tracer.sim import SimConfig, record
+
+    out = cache / f"sim-{steps}-{vms}"
+    if not (cache / f"sim-{steps}-{vms}.done").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.perf_counter()
+        per_vm_second = 83_000  # steps one default VM makes per simulated second (bench_sim.py)
+        record(SimConfig(seed=1, vms=vms, duration_s=round(max(steps / per_vm_second / vms, 0.01), 3)), out)
+        (cache / f"sim-{steps}-{vms}.done").touch()
+        print(f"  recorded the simulator trace in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return [str(out)]
+
+
 def run(mode: str, paths: list[str], workers: int, threads: int) -> dict:
     code = CHILD.format(repo=str(REPO), sql=RULES_SQL, threads=threads)
     out = subprocess.run([sys.executable, "-c", code, mode, json.dumps(paths), str(workers)],
@@ -189,12 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="check worker processes (1: in-process)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="DuckDB threads")
     ap.add_argument("--layouts", default=",".join(LAYOUTS))
+    ap.add_argument("--sim-steps", type=float, default=5e6)
+    ap.add_argument("--sim-vms", type=int, default=500)
     args = ap.parse_args(argv)
     if str(args.cache.resolve()).startswith(str(REPO)):
         ap.error("--cache must be outside the repository")
     chosen = [x for x in args.layouts.split(",") if x]
     paths = layouts(args.cache, int(args.steps), args.vms)
-    print(f"{int(args.steps):,} steps, {args.vms} VMs; check workers {args.workers}, DuckDB threads "
+    if "sim" in chosen:
+        paths["sim"] = sim_trace(args.cache, int(args.sim_steps), args.sim_vms)
+    print(f"{int(args.steps):,} steps, {args.vms} VMs (sim: {int(args.sim_steps):,} steps, {args.sim_vms} VMs); "
+          f"check workers {args.workers}, DuckDB threads "
           f"{args.threads}; best of {args.repeat} (seconds)")
     head = (f"{'layout':<9} {'check':>7} {'duckdb':>7} {'read':>6} {'chk/ddb':>8} {'chk/read':>9} "
             f"{'Msteps/s':>9} {'RSS MB':>7} {'ddb RSS':>8} findings")

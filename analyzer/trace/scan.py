@@ -39,6 +39,10 @@ from tracer.errors import TraceSchemaError
 
 R = TypeVar("R")
 
+#: VMs read to their end are judged together once the kept rows reach this many (or the unit
+#: ends): a batch costs its rules' and episodes' fixed overhead once, not once per row group.
+BATCH_ROWS = 100_000
+
 
 @dataclass
 class UnitData:
@@ -60,9 +64,10 @@ def scan_unit(
     *,
     progress: Callable[[int], None] | None = None,
 ) -> list[R]:
-    """Stream one unit and `judge` its VMs in batches, each batch as soon as the last row group
-    holding its VMs has been read: memory holds one row group plus the kept rows of the VMs
-    still being read. A unit not in (vm, seq) order is judged once, sorted as a whole."""
+    """Stream one unit and `judge` its VMs in batches, a batch once the last row group holding
+    its VMs has been read and about `BATCH_ROWS` kept rows are waiting: memory holds one row
+    group plus the kept rows of the VMs still being read or waiting. A unit not in (vm, seq)
+    order is judged once, sorted as a whole."""
     reader = RowGroupDecoder(trace, unit, columns)
     state = _Streaming(reader)
     last_group: dict[str, int] = {}
@@ -75,6 +80,7 @@ def scan_unit(
         done_after.setdefault(i, []).append(reader.enc.vm.codes[vm])
         state.last_group[reader.enc.vm.codes[vm]] = i
     results: list[R] = []
+    done: list[int] = []  # VMs read to their end, not yet judged
     groups = unit.row_groups
     reported = 0
 
@@ -92,8 +98,10 @@ def scan_unit(
                 state.index = i
                 state.add(rg, table)
                 del table
-                if i in done_after:
-                    results.append(judge(state.flush(np.array(sorted(done_after[i]), dtype=np.int32))))
+                done.extend(done_after.get(i, ()))
+                if done and (i + 1 == len(groups) or state.kept_rows() >= BATCH_ROWS):
+                    results.append(judge(state.flush(np.array(sorted(done), dtype=np.int32))))
+                    done = []
                 if progress is not None:
                     progress(rg.rows)
                     reported += rg.rows
@@ -305,6 +313,9 @@ class _Streaming:
             "ts_ns": core["ts_ns"][keep],
         }
         self.kept.append(_Kept(kc, detail))
+
+    def kept_rows(self) -> int:
+        return sum(len(k.core["seq"]) for k in self.kept)
 
     def flush(self, vms: np.ndarray) -> UnitData:
         """Hand over the VMs `vms` (codes), whose rows have all been read: their kept rows,
