@@ -253,8 +253,12 @@ class _Streaming:
         if fast and not len(going_on):
             return
         sizes = np.diff(np.append(starts, n))
-        block = None if nb == 1 else np.repeat(np.arange(nb), sizes)
-        key = thr.astype(np.int64) if block is None else block * n_thr + thr
+        # Rows are keyed by (block, thread); on the fast path only the blocks going on are.
+        whole = not fast or len(going_on) == nb
+        block: np.ndarray | None = None
+        if whole and nb > 1:
+            block = np.repeat(np.arange(nb), sizes)
+        key = (thr.astype(np.int64) if block is None else block * n_thr + thr) if whole else None
         has_src = "src_file" in table.column_names and table.column("src_file").null_count < table.num_rows
         enc = self.reader.enc
 
@@ -265,7 +269,7 @@ class _Streaming:
             return int(core["thread_map"][thr[i]])
 
         def vm_code(i: int) -> int:
-            return int(block_vm[0 if block is None else block[i]])
+            return int(block_vm[0 if nb == 1 else int(np.searchsorted(starts, i, side="right")) - 1])
 
         if not fast:
             earlier, later, first = clock_back(key, ts)
@@ -288,18 +292,21 @@ class _Streaming:
         self.vm_max_ts[block_vm] = np.where(seen, np.maximum(self.vm_max_ts[block_vm], block_max), block_max)
         self.seen_ts[block_vm] = True
         last = np.full(nb * n_thr, -1, dtype=np.int64)
-        if len(going_on) == nb:
+        if key is not None and len(going_on) == nb:
             np.maximum.at(last, key, _arange(n))
         elif len(going_on):
             rows = np.concatenate([_arange(n)[starts[b]:starts[b] + sizes[b]] for b in going_on])
-            np.maximum.at(last, key[rows], rows)
+            blocks = np.repeat(going_on, sizes[going_on])
+            np.maximum.at(last, blocks * n_thr + thr[rows], rows)
         for k in np.flatnonzero(last >= 0):
             i = int(last[k])
             self.carry[(vm_code(i), thread_code(i))] = (int(seq[i]), int(ts[i]), src(i))
 
     def keep_rows(self, rg: RowGroup, table: pa.Table, core: dict[str, np.ndarray], keep: np.ndarray) -> None:
-        used = np.bincount(core["kind"], minlength=len(core["kind_map"])) > 0
-        self.present.update(VOCABULARIES["kind"][k] for k in core["kind_map"][used] if k >= 0)
+        kinds = VOCABULARIES["kind"]
+        if any(k >= 0 and kinds[k] not in self.present for k in core["kind_map"]):  # else nothing new
+            used = np.bincount(core["kind"], minlength=len(core["kind_map"])) > 0
+            self.present.update(kinds[k] for k in core["kind_map"][used] if k >= 0)
         if not len(keep):
             return
         detail = self.reader.detail(rg, table, keep)
