@@ -38,6 +38,12 @@ from tracer.schema import COLUMN_BY_NAME, COLUMNS
 UNIT_ROWS = 4_000_000
 
 
+#: A component of VMs spread over shared row groups (a file sorted by time) is split for the
+#: workers only from this many on: each piece reads the whole component, and on 2 cores two
+#: pieces took longer than one (its read-ahead thread already overlaps reading and judging).
+SPREAD_PARTS = 3
+
+
 @dataclass(frozen=True)
 class Unit:
     """Whole VMs and every row group holding their steps."""
@@ -246,8 +252,8 @@ def pack_units(groups: list[RowGroup], unit_rows: int, parts: int = 1) -> list[U
     only its own VMs' rows (`analyzer.trace.scan`). A file sorted by (vm, seq) with big row
     groups thus splits at its row groups, re-reading only the groups at the cuts. Where that
     would re-read much (a file sorted by time, every VM in every row group), a component is
-    split into `parts` pieces only (one per worker: each reads the whole component once,
-    keeping its share; the memory of a piece is its kept rows). Small pieces are then packed,
+    split into `parts` pieces only, and only for `SPREAD_PARTS` workers or more (each piece
+    reads the whole component, keeping its share; the memory of a piece is its kept rows). Small pieces are then packed,
     in order of their first VM, up to about `unit_rows` rows a unit."""
     share: dict[str, int] = {}
     touch: dict[str, list[int]] = {}
@@ -277,7 +283,8 @@ def pack_units(groups: list[RowGroup], unit_rows: int, parts: int = 1) -> list[U
         rows = sum(share[v] for v in vms)
         split = _split(vms, share, touch, unit_rows)
         if len(split) > 1 and sum(sum(groups[i].rows for i in p[1]) for p in split) > 1.5 * rows:
-            split = _split(vms, share, touch, max(unit_rows, -(-rows // max(parts, 1))))
+            ways = parts if parts >= SPREAD_PARTS else 1
+            split = _split(vms, share, touch, max(unit_rows, -(-rows // ways)))
         pieces.extend(split)
     units: list[Unit] = []
     cur_vms: list[str] = []

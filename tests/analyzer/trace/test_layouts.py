@@ -111,7 +111,9 @@ def test_units_sharing_row_groups_give_the_same_findings(layouts, reference, lay
 def test_a_time_sorted_file_splits_for_the_workers(layouts) -> None:
     trace = load([layouts["time"]])
     assert len(trace.units) == 1  # small: one unit in one process
-    assert len(load([layouts["time"]], unit_rows=40).split(2)) == 2  # one unit a worker
+    spread = load([layouts["time"]], unit_rows=40)
+    assert len(spread.split(2)) == 1  # two units would each read the whole file
+    assert len(spread.split(3)) == 3  # one unit a worker
 
 
 def test_a_vm_sorted_file_splits_at_its_row_groups(layouts, monkeypatch) -> None:
