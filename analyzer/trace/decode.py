@@ -154,7 +154,8 @@ class RowGroupDecoder:
         keep = keep_lut[out["kind"]]
         if "errno" in table.column_names and table.column("errno").null_count < n:
             errno = table.column("errno")
-            if pc.any(pc.less_equal(errno, 0)).as_py():
+            low = pc.min_max(errno)["min"].as_py()  # one pass, no mask: errors are rare
+            if low is not None and low <= 0:
                 row = int(pc.index(pc.fill_null(pc.less_equal(errno, 0), False), True).as_py())
                 self._fail(rg, "errno", f"errno must be positive, got {errno[row].as_py()}", row)
             ioc = np.flatnonzero(out["kind_map"] == K["io_complete"])
