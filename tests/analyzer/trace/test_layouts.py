@@ -133,3 +133,22 @@ def test_the_table_of_a_shared_layout_has_every_row_once(layouts, monkeypatch) -
     assert trace.table(columns=["vm", "seq", "kind"]).equals(whole)
     assert trace.table("vm3", columns=["seq"]).num_rows == whole.filter(
         pc.equal(whole.column("vm"), "vm3")).num_rows
+
+
+def test_hive_host_vm_date_partitions_give_the_same_findings(tmp_path) -> None:
+    table = _table()
+    hosts = pa.array([f"h{int(v[2:]) % 2}" for v in table.column("vm").cast(pa.string()).to_pylist()])
+    table = table.set_column(table.schema.get_field_index("host"), "host",
+                             hosts.dictionary_encode().cast(table.schema.field("host").type))
+    one = tmp_path / "one.parquet"
+    pq.write_table(_sorted(table, ["vm", "seq"]), one)
+    for i in range(VMS):  # each VM over two days: several files a VM, no vm or host column
+        part = table.filter(pc.equal(table.column("vm").cast(pa.string()), f"vm{i}"))
+        half = part.num_rows // 2
+        for day, rows in (("2026-01-01", part.slice(0, half)), ("2026-01-02", part.slice(half))):
+            d = tmp_path / "hive" / f"host=h{i % 2}" / f"vm=vm{i}" / f"date={day}"
+            d.mkdir(parents=True)
+            pq.write_table(rows.drop_columns(["vm", "host"]), d / "part-0.parquet", row_group_size=9)
+    reference = check([one])
+    assert doc(check([tmp_path / "hive"])) == doc(reference)
+    assert doc(check(load([tmp_path / "hive"], unit_rows=40), workers=2)) == doc(reference)
