@@ -21,11 +21,12 @@ from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from analyzer.steps import VOCABULARIES, K, Steps
 from analyzer.trace.arrow import source_location
 from analyzer.trace.decode import RowGroupDecoder, UnitCodes, vm_keys
-from analyzer.trace.files import RowGroup, read_row_group
+from analyzer.trace.files import RowGroup, parquet_file, read_row_group
 from analyzer.trace.integrity import (
     ClockBackwards,
     RepeatedSeq,
@@ -36,6 +37,7 @@ from analyzer.trace.integrity import (
 )
 from analyzer.trace.plan import Trace, Unit
 from tracer.errors import TraceSchemaError
+from tracer.schema import REQUIRED_COLUMNS
 
 R = TypeVar("R")
 
@@ -150,7 +152,7 @@ def read_own(trace: Trace, unit: Unit, rg: RowGroup, columns: Sequence[str]) -> 
     """Row group `rg` as `unit` sees it: all of it, or, when it also holds other units' VMs,
     only the rows of the unit's VMs (with `rg` saying so: its VMs and rows the kept ones, its
     `rows_of` where they lie in the row group, for naming a row in an error)."""
-    table = read_row_group(trace.files[rg.file], rg.index, columns, rg.count)
+    table = read_row_group(trace.files[rg.file], rg.index, _not_all_null(trace, rg, columns), rg.count)
     if not unit.shared(rg):
         return rg, table
     idx, keys = vm_keys(table)
@@ -158,6 +160,29 @@ def read_own(trace: Trace, unit: Unit, rg: RowGroup, columns: Sequence[str]) -> 
     rows = np.flatnonzero(lut[idx])
     mine = tuple(v for v in rg.vms if v in unit.vm_set)
     return replace(rg, rows=len(rows), vms=mine, rows_of=rows), table.take(pa.array(rows))
+
+
+def _not_all_null(trace: Trace, rg: RowGroup, columns: Sequence[str]) -> list[str]:
+    """`columns` without the optional ones that the footer's statistics say are null in every
+    row of `rg` (a trace without source locations, a recorder's mostly-empty columns): an
+    absent optional column decodes as all null, and decoding a million nulls costs as much as
+    a column of values. Required columns are always read (their nulls are errors)."""
+    md = parquet_file(trace.files[rg.file].path).metadata
+    names = {md.schema.column(i).name: i for i in range(md.num_columns)}
+    out = []
+    for c in columns:
+        j = names.get(c)
+        if c not in REQUIRED_COLUMNS and j is not None and all(
+                _all_null(md.row_group(g).column(j), md.row_group(g).num_rows)
+                for g in range(rg.index, rg.index + rg.count)):
+            continue
+        out.append(c)
+    return out
+
+
+def _all_null(chunk: pq.ColumnChunkMetaData, rows: int) -> bool:
+    stats = chunk.statistics
+    return stats is not None and stats.null_count == rows
 
 
 class _Unordered(Exception):
