@@ -231,13 +231,15 @@ class _Streaming:
         seq, ts, thr = core["seq"], core["ts_ns"], core["thread"]
         pos: np.ndarray | None = None
         change: np.ndarray | None = None
+        contiguous = True  # VM after VM, each in seq order (checked first: no sort needed)
         if len(rg.vms) == 1:
             starts = np.zeros(1, dtype=np.int64)
         else:
             change = core["vm"][1:] != core["vm"][:-1]
-            starts = np.concatenate([[0], np.flatnonzero(change) + 1])
-        up = seq[1:] > seq[:-1]
-        if len(starts) != len(rg.vms) or not np.all(up if change is None else up | change):
+            contiguous = np.count_nonzero(change) + 1 == len(rg.vms)  # else VMs interleave
+            starts = np.concatenate([[0], np.flatnonzero(change) + 1]) if contiguous else np.zeros(0, dtype=np.int64)
+        if not contiguous or not np.all((seq[1:] > seq[:-1]) if change is None else
+                                        (seq[1:] > seq[:-1]) | change):
             # Not VM after VM in seq order: sort this group (a recorder of several VMs
             # interleaves them); duplicates or overlaps still need the whole-unit sort.
             vm_unit = self.reader.unit_codes(core, "vm")
@@ -381,7 +383,7 @@ def _by_vm(vm: np.ndarray, seq: np.ndarray) -> np.ndarray | None:
     small = vm.astype(np.int16) if len(vm) and int(vm.max()) < 2**15 else vm
     pos = np.argsort(small, kind="stable")
     s = seq[pos]
-    v = vm[pos]
+    v = small[pos]
     if np.all((s[1:] > s[:-1]) | (v[1:] != v[:-1])):
         return pos
     return None
