@@ -73,16 +73,18 @@ class RowGroupDecoder:
         self.unit = unit
         self.columns = tuple(dict.fromkeys(("seq", "ts_ns", "vm", "thread", "kind", *columns)))
         self.enc = UnitCodes(unit.vms)
-        self._throttle: dict[int, np.ndarray] = {}
+        self._throttle: dict[tuple[str | None, ...], np.ndarray] = {}
 
     def throttle_lut(self, file: int) -> np.ndarray:
         """Per unit VM code: whether that VM's QEMU, as file `file` records it, may throttle
         BLOCK_IO_ERROR (`tracer.qemu.throttles`)."""
-        lut = self._throttle.get(file)
+        meta = self.trace.files[file].info.metadata
+        # What `throttles` reads: the segments of one recording share it, so compute it once.
+        key = (meta.get("qemu_versions"), meta.get("qemu_version"), meta.get("throttled_vms"))
+        lut = self._throttle.get(key)
         if lut is None or len(lut) != len(self.enc.vm.names):
-            meta = self.trace.files[file].info.metadata
             lut = np.array([throttles(meta, vm) for vm in self.enc.vm.names], dtype=bool)
-            self._throttle[file] = lut
+            self._throttle[key] = lut
         return lut
 
     def _fail(self, rg: RowGroup, column: str, message: str, row: int) -> None:
