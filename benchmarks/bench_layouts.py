@@ -17,7 +17,8 @@ For each layout it prints the time of `analyzer.check` (all rules), of DuckDB ru
 rules as SQL over the same files (`RULES_SQL`: iostatus-before-event, event-before-stop,
 stop-follows-error, vm-stop-thread and query-matches-events, with error ids as the synthetic
 trace has them), and of a bare pyarrow read of the columns the check reads; ratios, steps/s and
-the peak RSS of the process that ran it (its worker processes included). Every figure runs in
+the peak RSS of the process that ran it (with ``--workers`` N > 1 that is the parent's only:
+the worker processes are the forkserver's children, not its own). Every figure runs in
 a fresh child process, best of `--repeat`, check and DuckDB alternating. The machine's other
 load shows in wall time: quote figures with the size used.
 
