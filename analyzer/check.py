@@ -71,6 +71,8 @@ def analyze_unit(
                       observe=None if watch is None else watch.row_group)
     frames = [p.episodes for p in parts if len(p.episodes)]
     eps = pd.concat(frames, ignore_index=True) if len(frames) > 1 else (frames[0] if frames else episodes_empty())
+    if len(frames) > 1:  # batches come in the order their VMs' last rows were read
+        eps = identity_order(eps)
     out = UnitResult(
         [f for p in parts for f in p.findings],
         eps,
@@ -100,7 +102,7 @@ def check(
     """Check the trace at `paths` (files, directories, globs, or a loaded `Trace`).
 
     `rules`: ids to run (default: the whole catalogue). `engine`: "local" (the default) or
-    "dask"; `workers`: threads (local engine or Dask's threaded scheduler). `scheduler`: run on
+    "dask"; `workers`: processes (local engine) or threads (Dask's threaded scheduler). `scheduler`: run on
     a Dask cluster for this check — a scheduler address (``tcp://host:8786``; workers read the
     inputs at the same paths, so they must be on a shared filesystem) or ``local:N`` to start N
     worker processes here; implies engine "dask" (see `analyzer.engine.dask_cluster`).
@@ -141,10 +143,14 @@ def check(
     columns = tuple(c for c in COLUMN_NAMES if c in wanted)
     fn = partial(analyze_unit, rule_ids=ids, columns=columns, extra=extra, params=values,
                  observe=observe)
-    # The input is loaded (and judged usable) before a cluster is started or reached.
+    units = trace.split(_local_workers(scheduler) or workers or 1)
+    # The input is loaded (and judged usable) before a cluster is started or reached; a
+    # local:N cluster is not started for one unit (it runs here).
     try:
-        with dask_cluster(scheduler) if scheduler is not None else nullcontext() as client:
-            results = map_units(fn, trace, trace.units, engine="dask" if scheduler else engine or "local",
+        with (dask_cluster(scheduler, units=len(units)) if scheduler is not None
+              else nullcontext()) as client:
+            remote = scheduler is not None and client is not None
+            results = map_units(fn, trace, units, engine="dask" if remote else engine or "local",
                                 workers=workers, progress=progress, client=client)
     finally:  # a long-lived process (a notebook) keeps no parsed footer of a big file alive
         release_footers()
@@ -173,9 +179,7 @@ def check(
         pd.concat(frames, ignore_index=True) if frames else episodes_empty()
     )
     if len(frames) > 1:
-        order = eps.assign(_run=eps["run"].fillna(""), _host=eps["host"].fillna(""))
-        order = order.sort_values(["_run", "_host", "vm"], kind="mergesort")
-        eps = eps.loc[order.index].reset_index(drop=True)
+        eps = identity_order(eps)
     kept = keep_episodes(eps, lo, hi)
     return CheckResult(
         inputs=sorted(trace.inputs, key=lambda i: i.path),
@@ -211,6 +215,21 @@ class UnitObserver(Protocol):
     columns: Sequence[str]
 
     def unit(self, unit: Unit) -> UnitWatch: ...
+
+
+def identity_order(eps: pd.DataFrame) -> pd.DataFrame:
+    """Episodes in (run, host, vm) order, each VM's in their own order (a stable sort)."""
+    order = eps.assign(_run=eps["run"].fillna(""), _host=eps["host"].fillna(""))
+    order = order.sort_values(["_run", "_host", "vm"], kind="mergesort")
+    return eps.loc[order.index].reset_index(drop=True)
+
+
+def _local_workers(scheduler: str | None) -> int | None:
+    """N of a ``local:N`` scheduler (None for no scheduler, a remote one or a malformed N,
+    which `dask_cluster` reports)."""
+    if scheduler is None or not scheduler.startswith("local:") or not scheduler[6:].isdigit():
+        return None
+    return int(scheduler[6:]) or None
 
 
 def _rule_sets(

@@ -1,8 +1,12 @@
-"""Where per-VM work runs: in this process (optionally on a few threads) or on Dask.
+"""Where per-VM work runs: in this process, in a few worker processes, or on Dask.
 
 A check is a map over *units* (sets of whole VMs, see `analyzer.trace`) followed by a merge that
 sorts everything explicitly, so the result is byte-identical whichever engine runs the units,
-with how many workers, and in whatever order they finish. Where traces outgrow one machine,
+with how many workers, and in whatever order they finish. Local workers are *processes*
+(`concurrent.futures.ProcessPoolExecutor`, forkserver start): the decoding and the rules hold
+the GIL most of the time, so threads of one process would take turns, not run at once. The
+trace is sent to each worker process once (it is paths and numbers); a unit is then just its
+number. Where traces outgrow one machine,
 the same analysis runs on Dask: with a `dask.distributed` client (passed in, from
 `dask_cluster`, or active in the session), `engine="dask"` uses its cluster; otherwise Dask's
 local threaded scheduler.
@@ -15,10 +19,12 @@ inputs live on (which must therefore be shared, at the same paths, by every work
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import pickle
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -55,7 +61,7 @@ def map_units(
 ) -> list[R]:
     """`fn` over every unit, results in `units` order.
 
-    `workers`: threads (local engine, or Dask's local scheduler). With a distributed `client`
+    `workers`: processes (local engine) or threads (Dask's local scheduler). With a distributed `client`
     (or, when none is given, the session's default client) the cluster's workers run the
     units and `workers` does not apply.
     """
@@ -81,8 +87,47 @@ def map_units(
         return _dask(fn, trace, units, workers, advance, client)
     if workers is None or workers == 1 or len(units) < 2:
         return [fn(trace, u, advance) for u in units]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda u: fn(trace, u, advance), units))
+    return _processes(fn, trace, units, min(workers, len(units)), advance)
+
+
+#: In a worker process: the trace its units belong to (sent once, by the pool's initializer).
+_WORKER_TRACE: Trace | None = None
+
+
+def _worker_init(trace: Trace) -> None:
+    global _WORKER_TRACE
+    _WORKER_TRACE = trace
+
+
+def _worker_run(fn: UnitFn[R], unit: Unit) -> R:
+    assert _WORKER_TRACE is not None
+    return fn(_WORKER_TRACE, unit, None)
+
+
+def _processes(fn: UnitFn[R], trace: Trace, units: Sequence[Unit], workers: int,
+               advance: Callable[[int], None]) -> list[R]:
+    """`fn` over `units` in `workers` processes, results in `units` order; the first failing
+    unit in that order raises (whatever finished first), so errors are deterministic too."""
+    try:
+        pickle.dumps(fn)
+    except (pickle.PicklingError, AttributeError, TypeError):  # a closure: run it here
+        return [fn(trace, u, advance) for u in units]
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["analyzer.check"])
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(trace.without_digests(),)) as pool:
+        futures: list[Future[R]] = []
+        with _main_not_rerun():  # the workers start as these are submitted
+            for u in units:
+                f = pool.submit(_worker_run, fn, u)
+                f.add_done_callback(lambda done, rows=u.rows: advance(rows) if not done.exception() else None)
+                futures.append(f)
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
 
 
 def _dask(fn: UnitFn[R], trace: Trace, units: Sequence[Unit], workers: int | None,
@@ -137,7 +182,31 @@ def _distributed(fn: UnitFn[R], trace: Trace, units: Sequence[Unit], client: Cli
 
 
 @contextmanager
-def dask_cluster(scheduler: str, *, timeout: float | None = None) -> Iterator[Client]:
+def _main_not_rerun() -> Iterator[None]:
+    """While worker processes start: a main module they do not import again.
+
+    A started process imports the parent's ``__main__`` (by path or module name) before it
+    runs anything; a user's script that calls `check` without an ``if __name__ ==
+    "__main__"`` guard would then check again in every worker, and a main module read from
+    stdin cannot be imported at all. The workers need nothing from it (the unit function is
+    the analyzer's own)."""
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    try:
+        if main is not None:
+            main.__dict__.pop("__file__", None)
+            main.__dict__["__spec__"] = None
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
+            if "__spec__" not in saved:
+                main.__dict__.pop("__spec__", None)
+
+
+@contextmanager
+def dask_cluster(scheduler: str, *, timeout: float | None = None,
+                 units: int | None = None) -> Iterator[Client | None]:
     """A `distributed.Client` for the duration of one run.
 
     `scheduler` is a scheduler address (``tcp://host:8786``; the inputs must be on a
@@ -146,6 +215,8 @@ def dask_cluster(scheduler: str, *, timeout: float | None = None) -> Iterator[Cl
     one big machine that runs units in parallel beyond the GIL. Raises
     :class:`~tracer.errors.InputError` when `distributed` is missing, the address is
     malformed or the scheduler does not answer within `timeout` (default `CONNECT_TIMEOUT_S`).
+    With ``local:N`` and `units` < 2 no cluster is started (its start would cost more than it
+    could gain over running the one unit here): it gives None, the in-process engine.
     """
     n = scheduler[len(LOCAL_PREFIX):] if scheduler.startswith(LOCAL_PREFIX) else None
     if n is not None and (not n.isdigit() or int(n) < 1):
@@ -156,12 +227,18 @@ def dask_cluster(scheduler: str, *, timeout: float | None = None) -> Iterator[Cl
     except ImportError:
         raise InputError(NEEDS_DISTRIBUTED) from None
     wait = CONNECT_TIMEOUT_S if timeout is None else timeout
+    if n is not None and units is not None and units < 2:
+        yield None
+        return
     if n is not None:
-        cluster = distributed.LocalCluster(
-            n_workers=int(n), threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",  # any free port, loopback only: never clash with 8787
-            silence_logs=logging.ERROR,
-        )
+        import dask
+
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            cluster = distributed.LocalCluster(
+                n_workers=int(n), threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",  # any free port, loopback only: never clash with 8787
+                silence_logs=logging.ERROR,
+            )
         try:
             with distributed.Client(cluster, set_as_default=False) as client:
                 yield client

@@ -194,8 +194,12 @@ class Steps:
 
     def vm_any(self, mask: np.ndarray) -> np.ndarray:
         """Per row: whether any row of its VM has `mask`."""
-        c = cumcount(mask)
-        return (c[self.vend] - c[self.vstart]) > 0
+        hits = np.flatnonzero(mask)  # the few rows of a kind: search them, not sum every row
+        if not len(hits):
+            return np.zeros(self.n, dtype=bool)
+        with_hit = np.zeros(int(self.vm.max()) + 1, dtype=bool)
+        with_hit[self.vm[hits]] = True
+        return with_hit[self.vm]
 
     # ------------------------------------------------------------------ raising order
 
@@ -391,8 +395,8 @@ class Steps:
         lo = np.where(lo < 0, self.vstart[rows] - 1, lo)
         hi = np.where(hi < 0, self.vend[rows], hi)
         a, b = np.minimum(lo, hi), np.maximum(lo, hi)
-        c = cumcount(mask)
-        return (c[np.maximum(b, a + 1)] - c[a + 1]) > 0
+        hits = np.flatnonzero(mask)  # a mask row k with a < k < b
+        return np.searchsorted(hits, b, side="left") > np.searchsorted(hits, a, side="right")
 
     def by_eid(self, mask: np.ndarray) -> KeyedIndex:
         return KeyedIndex(self, mask & self.has_eid, self.eid)

@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--engine", metavar="local|dask", help="Where the per-VM work runs (default: local).", show_default=False)
         ] = None,
         workers: Annotated[
-            int | None, typer.Option("--workers", min=1, help="Threads (local engine, or Dask without --scheduler).")
+            int | None, typer.Option("--workers", min=1, help="Worker processes (local engine) or threads (Dask without --scheduler).")
         ] = None,
         scheduler: Annotated[
             str | None,

@@ -149,15 +149,15 @@ def read_unit_steps(
     frame holds as categoricals; never one Python or Arrow string per step), and the rows are
     reordered only when they are not in order already. `progress(rows)` after each row group.
     """
-    wanted = None if vms is None else set(vms)
-    groups = [rg for rg in unit.row_groups
-              if wanted is None or wanted.intersection(identity.label(k) for k in rg.vms)]
+    # a row group may hold other units' VMs (a layout split at row groups): keep the unit's
+    wanted = {identity.label(k) for k in unit.vms} if vms is None else set(vms)
+    groups = [rg for rg in unit.row_groups if wanted.intersection(identity.label(k) for k in rg.vms)]
     gather = UnitGather(columns, sum(rg.rows for rg in groups))
     for rg in groups:
         t = labelled(read_row_group(trace.files[rg.file], rg.index,
                                      list(dict.fromkeys([*gather.columns, "host", "run"])), rg.count),
                       rg, trace.files[rg.file].run)
-        if wanted is not None and not wanted.issuperset(identity.label(k) for k in rg.vms):
+        if not wanted.issuperset(identity.label(k) for k in rg.vms):
             t = t.filter(pc.is_in(t.column("vm").cast(pa.string()), pa.array(sorted(wanted))))
         gather.add(t)
         if progress is not None:

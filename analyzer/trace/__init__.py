@@ -21,8 +21,8 @@ A VM is identified by (run, host, vm), carried as one opaque key (`analyzer.iden
 a VM name used to be (`RowGroup.vms`, `Unit.vms`, `Trace.vms`, `Steps.vm_names`). The host is
 the `host` column, or a ``host=`` directory for files without that column. The run is the `run`
 column, or a ``run=`` directory (which also names the run of null `run` rows), else the
-recorder directory of a segment when several recorder directories are read (two recordings are
-two runs), else none: plain files of the same (host, vm) are one VM, and their seqs must not
+recorder directory of a segment when another recorder directory read holds the same VM (two
+recordings of vm0 are two runs; one recorder per VM names none), else none: plain files of the same (host, vm) are one VM, and their seqs must not
 overlap. A VM with neither host nor run has its bare name as its key, so such traces read
 exactly as before. `files.row_keys` derives per-row keys from the columns, vectorized.
 

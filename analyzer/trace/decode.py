@@ -11,6 +11,7 @@ decodes the other columns for the kept rows only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -31,7 +32,17 @@ UNKNOWN = -2
 #: The closed-vocabulary columns checked on every row.
 _CHECKED_VOCABULARIES = ("thread_kind", "op", "policy", "action", "iostatus", "runstate", "prev_runstate")
 
+#: The columns `detail` decodes for the kept rows.
+_DETAIL_COLUMNS = frozenset((*_CHECKED_VOCABULARIES, "device", "name", "src_file", *NULLABLE_INTS))
+
 _KEEP_KIND = np.array([k not in BULK_KINDS for k in VOCABULARIES["kind"]] + [False], dtype=bool)
+
+
+def vm_keys(table: pa.Table, run: str | None) -> tuple[np.ndarray, list[str]]:
+    """(per row, an index into the list of VM identity keys; that list) of a row group read from
+    a file of run `run`: the one place that says which VM a row belongs to (decoding, and
+    keeping a unit's rows of a row group it shares with other units, `analyzer.trace.scan`)."""
+    return row_keys(table, run)
 
 
 class UnitCodes:
@@ -63,21 +74,23 @@ class RowGroupDecoder:
         self.unit = unit
         self.columns = tuple(dict.fromkeys(("seq", "ts_ns", *IDENTITY_COLUMNS, "thread", "kind", *columns)))
         self.enc = UnitCodes(unit.vms)
-        self._throttle: dict[int, np.ndarray] = {}
+        self._throttle: dict[tuple[str | None, ...], np.ndarray] = {}
 
     def throttle_lut(self, file: int) -> np.ndarray:
         """Per unit VM code: whether that VM's QEMU, as file `file` records it, may throttle
         BLOCK_IO_ERROR (`tracer.qemu.throttles`)."""
-        lut = self._throttle.get(file)
+        meta = self.trace.files[file].info.metadata
+        # What `throttles` reads: the segments of one recording share it, so compute it once.
+        key = (meta.get("qemu_versions"), meta.get("qemu_version"), meta.get("throttled_vms"))
+        lut = self._throttle.get(key)
         if lut is None or len(lut) != len(self.enc.vm.names):
-            meta = self.trace.files[file].info.metadata
-            lut = np.array([throttles(meta, identity.split(key).vm) for key in self.enc.vm.names], dtype=bool)
-            self._throttle[file] = lut
+            lut = np.array([throttles(meta, identity.split(vm).vm) for vm in self.enc.vm.names], dtype=bool)
+            self._throttle[key] = lut
         return lut
 
     def _fail(self, rg: RowGroup, column: str, message: str, row: int) -> None:
         raise TraceSchemaError(f"column '{column}': {message}", path=self.trace.files[rg.file].path,
-                               row=rg.offset + int(row))
+                               row=rg.row(row))
 
     def _string(self, rg: RowGroup, table: pa.Table, col: str) -> np.ndarray:
         n = table.num_rows
@@ -127,10 +140,8 @@ class RowGroupDecoder:
             arr = table.column(col)
             if arr.null_count:
                 self._string(rg, table, col)  # raises, naming the first null row
-            if col == "vm":  # a VM is (vm, host, run): per row an index into the row group's keys
-                idx, values = row_keys(table, self.trace.files[rg.file].run)
-            else:
-                idx, values = dictionary(arr)
+            # a VM is (vm, host, run): per row an index into the row group's keys
+            idx, values = vm_keys(table, self.trace.files[rg.file].run) if col == "vm" else dictionary(arr)
             out[col] = idx
             if col == "kind":
                 out["kind_map"] = np.array([self.enc.vocab["kind"].get(v, UNKNOWN) for v in values], dtype=np.int32)
@@ -147,7 +158,8 @@ class RowGroupDecoder:
         keep = keep_lut[out["kind"]]
         if "errno" in table.column_names and table.column("errno").null_count < n:
             errno = table.column("errno")
-            if pc.any(pc.less_equal(errno, 0)).as_py():
+            low = pc.min_max(errno)["min"].as_py()  # one pass, no mask: errors are rare
+            if low is not None and low <= 0:
                 row = int(pc.index(pc.fill_null(pc.less_equal(errno, 0), False), True).as_py())
                 self._fail(rg, "errno", f"errno must be positive, got {errno[row].as_py()}", row)
             ioc = np.flatnonzero(out["kind_map"] == K["io_complete"])
@@ -171,8 +183,10 @@ class RowGroupDecoder:
 
     def detail(self, rg: RowGroup, table: pa.Table, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Every Steps column for the kept rows `rows` of a row group."""
-        sub = table.take(pa.array(rows, type=pa.int64()))
+        wanted = [c for c in table.column_names if c in _DETAIL_COLUMNS]  # core ones are decoded
+        sub = table.select(wanted).take(pa.array(rows, type=pa.int64()))
         n = sub.num_rows
+        rg = replace(rg, rows_of=rows if rg.rows_of is None else rg.rows_of[rows])  # errors name file rows
         out: dict[str, np.ndarray] = {}
         for col in _CHECKED_VOCABULARIES:
             out[col] = self._string(rg, sub, col) if col in self.columns else np.full(n, -1, np.int32)

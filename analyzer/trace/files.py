@@ -28,7 +28,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +79,13 @@ class RowGroup:
     vms: tuple[str, ...]
     #: Consecutive Parquet row groups from `index` on that this one stands for.
     count: int = 1
+    #: When this stands for a unit's share of a row group it shares with other units: where
+    #: each of its rows lies in the row group read (`analyzer.trace.scan.read_own`).
+    rows_of: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def row(self, local: int) -> int:
+        """The file row number of row `local` of this row group as read."""
+        return self.offset + int(local if self.rows_of is None else self.rows_of[int(local)])
 
 
 #: Consecutive row groups smaller than this are read together, up to this many rows and
@@ -97,12 +104,29 @@ def open_parquet(path: Path | str, metadata: pq.FileMetaData | None = None) -> p
     """The Parquet file at `path` (with its footer `metadata` when already parsed), or a
     `TraceFormatError` saying why it is not one."""
     try:
-        return pq.ParquetFile(pa.OSFile(_os_path(path)), metadata=metadata)
+        pf = pq.ParquetFile(pa.OSFile(_os_path(path)), metadata=metadata)
+        plain = _plain_dictionary_columns(pf.schema_arrow)
+        if plain:
+            pf = pq.ParquetFile(pa.OSFile(_os_path(path)), metadata=pf.metadata, read_dictionary=plain)
+        return pf
     except (pa.ArrowException, OSError) as exc:
         hint = ""
         if Path(path).suffix in (".jsonl", ".json", ".log", ".txt"):
             hint = "; QMP transcripts and QEMU / libvirt logs need `blkreplay import` first"
         raise TraceFormatError(f"not a readable Parquet file ({first_line(exc)}){hint}", path=path) from None
+
+
+def _plain_dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns the trace schema types as dictionaries that a file without Arrow's schema
+    (written by DuckDB, Spark, ...) would read as plain strings: read as dictionaries instead
+    (Parquet's dictionary pages decoded as they are, not every value hashed again)."""
+    out = []
+    for f in schema:
+        spec = COLUMN_BY_NAME.get(f.name)
+        if (spec is not None and pa.types.is_dictionary(spec.type)
+                and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))):
+            out.append(f.name)
+    return out
 
 
 def _stat_key(path: str) -> tuple[int, int, int]:

@@ -13,7 +13,9 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -41,13 +43,30 @@ from tracer.schema import COLUMN_BY_NAME, COLUMNS, describe_type, wrong_type
 UNIT_ROWS = 4_000_000
 
 
+#: A component of VMs spread over shared row groups (a file sorted by time) is split for the
+#: workers only from this many on: each piece reads the whole component, and on 2 cores two
+#: pieces took longer than one (its read-ahead thread already overlaps reading and judging).
+SPREAD_PARTS = 3
+
+
 @dataclass(frozen=True)
 class Unit:
     """Whole VMs and every row group holding their steps."""
 
     vms: tuple[str, ...]
+    #: Every row group holding their steps; one holding other VMs too (`shared`) is read
+    #: keeping only this unit's rows.
     row_groups: tuple[RowGroup, ...]
+    #: Rows of these VMs (estimated where they share row groups with other VMs' rows).
     rows: int
+
+    @cached_property
+    def vm_set(self) -> frozenset[str]:
+        return frozenset(self.vms)
+
+    def shared(self, rg: RowGroup) -> bool:
+        """Whether row group `rg` also holds rows of VMs outside this unit."""
+        return not (rg.vms[0] in self.vm_set if len(rg.vms) == 1 else self.vm_set.issuperset(rg.vms))
 
 
 @dataclass
@@ -65,6 +84,16 @@ class Trace:
     _digests: list[Future[str]] | None = field(default=None, repr=False, compare=False)
     #: The recorder directories among the inputs (each verified against its manifest).
     recordings: tuple[str, ...] = ()
+    #: Every row group of the inputs, for planning again (`split`).
+    row_groups: tuple[RowGroup, ...] = field(default=(), repr=False, compare=False)
+    unit_rows: int = UNIT_ROWS
+
+    def split(self, parts: int) -> list[Unit]:
+        """The units for `parts` workers: `units` unless a component of VMs spread over
+        shared row groups (a file sorted by time) is better read by `parts` units at once."""
+        if parts <= 1 or not self.row_groups:
+            return self.units
+        return pack_units(list(self.row_groups), self.unit_rows, parts)
 
     @property
     def inputs(self) -> list[InputInfo]:
@@ -165,6 +194,10 @@ class Trace:
                 if vm is not None and len(rg.vms) > 1:
                     idx, keys = row_keys(t, self.files[rg.file].run)
                     mask = pa.array(idx == (keys.index(vm) if vm in keys else -1))
+                elif vm is None and u.shared(rg):
+                    idx, keys = row_keys(t, self.files[rg.file].run)
+                    lut = np.array([k in u.vm_set for k in keys] + [False], dtype=bool)
+                    mask = pa.array(lut[idx])
                 for op, bound in ((pc.greater_equal, from_seq), (pc.less_equal, to_seq)):
                     if bound is not None:
                         m = op(t.column("seq"), bound)
@@ -204,14 +237,18 @@ def load(paths: PathArg | Sequence[PathArg], *, unit_rows: int = UNIT_ROWS) -> T
     groups: list[RowGroup] = []
     recordings: set[str] = set()
     sources = expand(paths)
-    # Two recorder directories are two runs (`analyzer.identity`); one alone names none, so a
-    # trace of one recording reads as it always did.
-    recorders = {s.group for s in sources if s.group != str(s.path)}
     types: dict[str, tuple[pa.DataType, str]] = {}
+    opened = []
     for source in sources:
         _same_types(source, types)
-        run = source.group if len(recorders) > 1 and source.group in recorders else None
-        tf, rgs = open_trace_file(source, len(files), run)
+        opened.append(open_trace_file(source, len(opened)))
+    # Recorder directories that hold the same VM are runs of it (`analyzer.identity`): each is
+    # then a run, named by its directory. Directories of different VMs (one recorder per VM)
+    # and a trace of one recording name no run, and read as they always did.
+    runs = _colliding_recordings(opened)
+    for source, (tf, rgs) in zip(sources, opened, strict=True):
+        if tf.group in runs:
+            tf, rgs = open_trace_file(source, len(files), tf.group)
         files.append(tf)
         groups.extend(rgs)
         if tf.group != tf.path:  # a segment of a recorder directory
@@ -224,7 +261,20 @@ def load(paths: PathArg | Sequence[PathArg], *, unit_rows: int = UNIT_ROWS) -> T
     hasher.shutdown(wait=False)
     with_manifest = tuple(sorted(d for d in recordings
                                  if os.path.lexists(os.path.join(d, tracedir.MANIFEST_NAME))))
-    return Trace(files, units, vms, rows, digests, with_manifest)
+    return Trace(files, units, vms, rows, digests, with_manifest, tuple(groups), unit_rows)
+
+
+def _colliding_recordings(opened: list[tuple[TraceFile, list[RowGroup]]]) -> set[str]:
+    """The recorder directories holding a VM (a run-less identity key) that another recorder
+    directory holds too."""
+    owners: dict[str, set[str]] = {}
+    for tf, rgs in opened:
+        if tf.group == tf.path:
+            continue
+        for rg in rgs:
+            for key in rg.vms:
+                owners.setdefault(key, set()).add(tf.group)
+    return {g for groups in owners.values() if len(groups) > 1 for g in groups}
 
 
 def _same_types(source: SourceFile, seen: dict[str, tuple[pa.DataType, str]]) -> None:
@@ -246,9 +296,21 @@ def _same_types(source: SourceFile, seen: dict[str, tuple[pa.DataType, str]]) ->
                 f"the files of one trace must agree on each column's type", path=source.path)
 
 
-def pack_units(groups: list[RowGroup], unit_rows: int) -> list[Unit]:
-    """Group row groups into units of whole VMs: the VMs sharing row groups (connected
-    components), packed in order of their first VM up to about `unit_rows` rows a unit."""
+def pack_units(groups: list[RowGroup], unit_rows: int, parts: int = 1) -> list[Unit]:
+    """Units of whole VMs over `groups`, whatever the layout.
+
+    A VM's rows are estimated per row group (a group's rows shared evenly among its VMs). The
+    VMs sharing row groups (connected components) are split into pieces of about `unit_rows`
+    rows, VMs taken in order of their first row group, and a piece lists every row group
+    holding one of its VMs: a row group shared by two pieces is read by both, each keeping
+    only its own VMs' rows (`analyzer.trace.scan`). A file sorted by (vm, seq) with big row
+    groups thus splits at its row groups, re-reading only the groups at the cuts. Where that
+    would re-read much (a file sorted by time, every VM in every row group), a component is
+    split into `parts` pieces only, and only for `SPREAD_PARTS` workers or more (each piece
+    reads the whole component, keeping its share; the memory of a piece is its kept rows). Small pieces are then packed,
+    in order of their first VM, up to about `unit_rows` rows a unit."""
+    share: dict[str, int] = {}
+    touch: dict[str, list[int]] = {}
     parent: dict[str, str] = {}
 
     def find(v: str) -> str:
@@ -257,30 +319,64 @@ def pack_units(groups: list[RowGroup], unit_rows: int) -> list[Unit]:
             v = parent[v]
         return v
 
-    for g in groups:
+    for gi, g in enumerate(groups):
+        base, extra = divmod(g.rows, len(g.vms))
+        for j, v in enumerate(g.vms):
+            share[v] = share.get(v, 0) + base + (j < extra)
+            touch.setdefault(v, []).append(gi)
         roots = [find(v) for v in g.vms]
         for r in roots[1:]:
             a, b = sorted((find(roots[0]), find(r)))
-            parent[b] = a
-    components: dict[str, list[RowGroup]] = {}
-    members: dict[str, set[str]] = {}
-    for g in groups:
-        root = find(g.vms[0])
-        components.setdefault(root, []).append(g)
-        members.setdefault(root, set()).update(g.vms)
+            if a != b:
+                parent[b] = a
+    components: dict[str, list[str]] = {}
+    for v in sorted(touch, key=lambda v: (touch[v][0], v)):
+        components.setdefault(find(v), []).append(v)
+    pieces: list[tuple[list[str], set[int], int]] = []
+    for vms in components.values():
+        rows = sum(share[v] for v in vms)
+        split = _split(vms, share, touch, unit_rows)
+        if len(split) > 1 and sum(sum(groups[i].rows for i in p[1]) for p in split) > 1.5 * rows:
+            ways = parts if parts >= SPREAD_PARTS else 1
+            split = _split(vms, share, touch, max(unit_rows, -(-rows // ways)))
+        pieces.extend(split)
     units: list[Unit] = []
     cur_vms: list[str] = []
-    cur_groups: list[RowGroup] = []
+    cur_groups: set[int] = set()
     cur_rows = 0
-    for root in sorted(components, key=lambda r: min(members[r])):
-        rgs = components[root]
-        rows = sum(g.rows for g in rgs)
+    for vms, gis, rows in sorted(pieces, key=lambda p: min(p[0])):
         if cur_groups and cur_rows + rows > unit_rows:
-            units.append(Unit(tuple(sorted(cur_vms)), tuple(cur_groups), cur_rows))
-            cur_vms, cur_groups, cur_rows = [], [], 0
-        cur_vms.extend(members[root])
-        cur_groups.extend(rgs)
+            units.append(_unit(cur_vms, cur_groups, cur_rows, groups))
+            cur_vms, cur_groups, cur_rows = [], set(), 0
+        cur_vms.extend(vms)
+        cur_groups |= gis
         cur_rows += rows
     if cur_groups:
-        units.append(Unit(tuple(sorted(cur_vms)), tuple(cur_groups), cur_rows))
+        units.append(_unit(cur_vms, cur_groups, cur_rows, groups))
     return units
+
+
+def _split(vms: list[str], share: dict[str, int], touch: dict[str, list[int]],
+           target: int) -> list[tuple[list[str], set[int], int]]:
+    """`vms` (in order of their first row group) cut into runs of about `target` rows:
+    (VMs, indices of the row groups holding them, rows) each."""
+    out: list[tuple[list[str], set[int], int]] = []
+    cur: list[str] = []
+    gis: set[int] = set()
+    rows = 0
+    for v in vms:
+        cur.append(v)
+        gis.update(touch[v])
+        rows += share[v]
+        if rows >= target:
+            out.append((cur, gis, rows))
+            cur, gis, rows = [], set(), 0
+    if cur:
+        out.append((cur, gis, rows))
+    return out
+
+
+def _unit(vms: list[str], gis: set[int], rows: int, groups: list[RowGroup]) -> Unit:
+    return Unit(tuple(sorted(vms)), tuple(groups[i] for i in sorted(gis)), rows)
+
+

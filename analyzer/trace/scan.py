@@ -21,11 +21,12 @@ from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from analyzer.steps import VOCABULARIES, K, Steps
 from analyzer.trace.arrow import source_location
-from analyzer.trace.decode import RowGroupDecoder, UnitCodes
-from analyzer.trace.files import RowGroup, read_row_group
+from analyzer.trace.decode import RowGroupDecoder, UnitCodes, vm_keys
+from analyzer.trace.files import RowGroup, parquet_file, read_row_group
 from analyzer.trace.integrity import (
     ClockBackwards,
     RepeatedSeq,
@@ -37,8 +38,13 @@ from analyzer.trace.integrity import (
 )
 from analyzer.trace.plan import Trace, Unit
 from tracer.errors import TraceSchemaError
+from tracer.schema import REQUIRED_COLUMNS
 
 R = TypeVar("R")
+
+#: VMs read to their end are judged together once the kept rows reach this many (or the unit
+#: ends): a batch costs its rules' and episodes' fixed overhead once, not once per row group.
+BATCH_ROWS = 100_000
 
 
 @dataclass
@@ -62,28 +68,33 @@ def scan_unit(
     progress: Callable[[int], None] | None = None,
     observe: Callable[[RowGroup | None, pa.Table | None], None] | None = None,
 ) -> list[R]:
-    """Stream one unit and `judge` its VMs in batches, each batch as soon as the last row group
-    holding its VMs has been read: memory holds one row group plus the kept rows of the VMs
-    still being read. A unit not in (vm, seq) order is judged once, sorted as a whole.
+    """Stream one unit and `judge` its VMs in batches, a batch once the last row group holding
+    its VMs has been read and about `BATCH_ROWS` kept rows are waiting: memory holds one row
+    group plus the kept rows of the VMs still being read or waiting. A unit not in (vm, seq)
+    order is judged once, sorted as a whole..
 
-    `observe(rg, table)` sees every row group as read (every row, not only those kept), so that
-    another consumer of the rows (a report's statistics) needs no read of its own; it is called
-    with ``(None, None)`` when the unit is read again from the start (rows out of order)."""
+    `observe(rg, table)` sees every row group as read (every row of the unit's VMs, not only
+    those kept), so that another consumer of the rows (a report's statistics) needs no read of
+    its own; it is called with ``(None, None)`` when the unit is read again from the start
+    (rows out of order)."""
     reader = RowGroupDecoder(trace, unit, columns)
     state = _Streaming(reader)
     last_group: dict[str, int] = {}
     for i, rg in enumerate(unit.row_groups):
         for vm in rg.vms:
-            last_group[vm] = i
+            if vm in unit.vm_set:
+                last_group[vm] = i
     done_after: dict[int, list[int]] = {}
     for vm, i in last_group.items():
         done_after.setdefault(i, []).append(reader.enc.vm.codes[vm])
+        state.last_group[reader.enc.vm.codes[vm]] = i
     results: list[R] = []
+    done: list[int] = []  # VMs read to their end, not yet judged
     groups = unit.row_groups
     reported = 0
 
-    def read(i: int) -> pa.Table:
-        return read_row_group(trace.files[groups[i].file], groups[i].index, reader.columns, groups[i].count)
+    def read(i: int) -> tuple[RowGroup, pa.Table]:
+        return read_own(trace, unit, groups[i], reader.columns)
 
     # Read the next row group while this one is checked (Parquet decoding releases the GIL).
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -91,17 +102,22 @@ def scan_unit(
         try:
             for i, rg in enumerate(groups):
                 assert ahead is not None
-                table = ahead.result()
+                rg, table = ahead.result()
                 ahead = pool.submit(read, i + 1) if i + 1 < len(groups) else None
+                state.index = i
                 state.add(rg, table)
                 if observe is not None:
                     observe(rg, table)
                 del table
-                if i in done_after:
-                    results.append(judge(state.flush(np.array(sorted(done_after[i]), dtype=np.int32))))
+                done.extend(done_after.get(i, ()))
+                if done and (i + 1 == len(groups) or state.kept_rows() >= BATCH_ROWS):
+                    results.append(judge(state.flush(np.array(sorted(done), dtype=np.int32))))
+                    done = []
                 if progress is not None:
                     progress(rg.rows)
                     reported += rg.rows
+            if progress is not None and reported < unit.rows:  # unit.rows was an estimate
+                progress(unit.rows - reported)
             return results
         except _Unordered:
             if ahead is not None:
@@ -143,6 +159,43 @@ def read_unit(
     )
 
 
+def read_own(trace: Trace, unit: Unit, rg: RowGroup, columns: Sequence[str]) -> tuple[RowGroup, pa.Table]:
+    """Row group `rg` as `unit` sees it: all of it, or, when it also holds other units' VMs,
+    only the rows of the unit's VMs (with `rg` saying so: its VMs and rows the kept ones, its
+    `rows_of` where they lie in the row group, for naming a row in an error)."""
+    table = read_row_group(trace.files[rg.file], rg.index, _not_all_null(trace, rg, columns), rg.count)
+    if not unit.shared(rg):
+        return rg, table
+    idx, keys = vm_keys(table, trace.files[rg.file].run)
+    lut = np.array([k in unit.vm_set for k in keys] + [False], dtype=bool)
+    rows = np.flatnonzero(lut[idx])
+    mine = tuple(v for v in rg.vms if v in unit.vm_set)
+    return replace(rg, rows=len(rows), vms=mine, rows_of=rows), table.take(pa.array(rows))
+
+
+def _not_all_null(trace: Trace, rg: RowGroup, columns: Sequence[str]) -> list[str]:
+    """`columns` without the optional ones that the footer's statistics say are null in every
+    row of `rg` (a trace without source locations, a recorder's mostly-empty columns): an
+    absent optional column decodes as all null, and decoding a million nulls costs as much as
+    a column of values. Required columns are always read (their nulls are errors)."""
+    md = parquet_file(trace.files[rg.file].path).metadata
+    names = {md.schema.column(i).name: i for i in range(md.num_columns)}
+    out = []
+    for c in columns:
+        j = names.get(c)
+        if c not in REQUIRED_COLUMNS and j is not None and all(
+                _all_null(md.row_group(g).column(j), md.row_group(g).num_rows)
+                for g in range(rg.index, rg.index + rg.count)):
+            continue
+        out.append(c)
+    return out
+
+
+def _all_null(chunk: pq.ColumnChunkMetaData, rows: int) -> bool:
+    stats = chunk.statistics
+    return stats is not None and stats.null_count == rows
+
+
 class _Unordered(Exception):
     """A unit whose rows are not in (vm, seq) order across row groups: read it sorted."""
 
@@ -175,6 +228,9 @@ class _Streaming:
         self.integrity: list[StepFact] = []
         self.rows = 0
         self.present: set[str] = set()
+        #: Per VM, the index of the last row group holding its rows; the group being added.
+        self.last_group = np.full(n_vm, np.iinfo(np.int64).max, dtype=np.int64)
+        self.index = 0
 
     def add(self, rg: RowGroup, table: pa.Table) -> None:
         """Check one row group's order and timestamps, keep the rows the rules read."""
@@ -186,17 +242,21 @@ class _Streaming:
         seq, ts, thr = core["seq"], core["ts_ns"], core["thread"]
         pos: np.ndarray | None = None
         change: np.ndarray | None = None
+        contiguous = True  # VM after VM, each in seq order (checked first: no sort needed)
         if len(rg.vms) == 1:
             starts = np.zeros(1, dtype=np.int64)
         else:
             change = core["vm"][1:] != core["vm"][:-1]
-            starts = np.concatenate([[0], np.flatnonzero(change) + 1])
-        up = seq[1:] > seq[:-1]
-        if len(starts) != len(rg.vms) or not np.all(up if change is None else up | change):
+            contiguous = np.count_nonzero(change) + 1 == len(rg.vms)  # else VMs interleave
+            starts = np.concatenate([[0], np.flatnonzero(change) + 1]) if contiguous else np.zeros(0, dtype=np.int64)
+        if not contiguous or not np.all((seq[1:] > seq[:-1]) if change is None else
+                                        (seq[1:] > seq[:-1]) | change):
             # Not VM after VM in seq order: sort this group (a recorder of several VMs
             # interleaves them); duplicates or overlaps still need the whole-unit sort.
             vm_unit = self.reader.unit_codes(core, "vm")
-            pos = np.lexsort((seq, vm_unit))
+            pos = _by_vm(vm_unit, seq)
+            if pos is None:
+                pos = np.lexsort((seq, vm_unit))
             seq, ts, thr, vm_unit = seq[pos], ts[pos], thr[pos], vm_unit[pos]
             change = vm_unit[1:] != vm_unit[:-1]
             if not np.all((seq[1:] > seq[:-1]) | change):
@@ -225,8 +285,18 @@ class _Streaming:
         rising = ts[1:] >= ts[:-1]
         inside = bool(np.all(rising if change is None else rising | change))
         fast = inside and not np.any(self.seen_ts[block_vm] & (ts[starts] < self.vm_max_ts[block_vm]))
-        block = None if nb == 1 else np.repeat(np.arange(nb), np.diff(np.append(starts, n)))
-        key = thr.astype(np.int64) if block is None else block * n_thr + thr
+        # Only the VMs with rows in later row groups need a carry (none in a recorder's
+        # segments of whole VMs, the one at the cut in a file sorted by VM).
+        going_on = np.flatnonzero(self.last_group[block_vm] > self.index)
+        if fast and not len(going_on):
+            return
+        sizes = np.diff(np.append(starts, n))
+        # Rows are keyed by (block, thread); on the fast path only the blocks going on are.
+        whole = not fast or len(going_on) == nb
+        block: np.ndarray | None = None
+        if whole and nb > 1:
+            block = np.repeat(np.arange(nb), sizes)
+        key = (thr.astype(np.int64) if block is None else block * n_thr + thr) if whole else None
         has_src = "src_file" in table.column_names and table.column("src_file").null_count < table.num_rows
         enc = self.reader.enc
 
@@ -237,7 +307,7 @@ class _Streaming:
             return int(core["thread_map"][thr[i]])
 
         def vm_code(i: int) -> int:
-            return int(block_vm[0 if block is None else block[i]])
+            return int(block_vm[0 if nb == 1 else int(np.searchsorted(starts, i, side="right")) - 1])
 
         if not fast:
             earlier, later, first = clock_back(key, ts)
@@ -260,14 +330,21 @@ class _Streaming:
         self.vm_max_ts[block_vm] = np.where(seen, np.maximum(self.vm_max_ts[block_vm], block_max), block_max)
         self.seen_ts[block_vm] = True
         last = np.full(nb * n_thr, -1, dtype=np.int64)
-        np.maximum.at(last, key, _arange(n))
+        if key is not None and len(going_on) == nb:
+            np.maximum.at(last, key, _arange(n))
+        elif len(going_on):
+            rows = np.concatenate([_arange(n)[starts[b]:starts[b] + sizes[b]] for b in going_on])
+            blocks = np.repeat(going_on, sizes[going_on])
+            np.maximum.at(last, blocks * n_thr + thr[rows], rows)
         for k in np.flatnonzero(last >= 0):
             i = int(last[k])
             self.carry[(vm_code(i), thread_code(i))] = (int(seq[i]), int(ts[i]), src(i))
 
     def keep_rows(self, rg: RowGroup, table: pa.Table, core: dict[str, np.ndarray], keep: np.ndarray) -> None:
-        used = np.bincount(core["kind"], minlength=len(core["kind_map"])) > 0
-        self.present.update(VOCABULARIES["kind"][k] for k in core["kind_map"][used] if k >= 0)
+        kinds = VOCABULARIES["kind"]
+        if any(k >= 0 and kinds[k] not in self.present for k in core["kind_map"]):  # else nothing new
+            used = np.bincount(core["kind"], minlength=len(core["kind_map"])) > 0
+            self.present.update(kinds[k] for k in core["kind_map"][used] if k >= 0)
         if not len(keep):
             return
         detail = self.reader.detail(rg, table, keep)
@@ -281,6 +358,9 @@ class _Streaming:
             "ts_ns": core["ts_ns"][keep],
         }
         self.kept.append(_Kept(kc, detail))
+
+    def kept_rows(self) -> int:
+        return sum(len(k.core["seq"]) for k in self.kept)
 
     def flush(self, vms: np.ndarray) -> UnitData:
         """Hand over the VMs `vms` (codes), whose rows have all been read: their kept rows,
@@ -307,6 +387,24 @@ class _Streaming:
         return self.flush(np.arange(len(self.reader.unit.vms), dtype=np.int32))
 
 
+def _by_vm(vm: np.ndarray, seq: np.ndarray) -> np.ndarray | None:
+    """The order of rows by (vm, seq) when each VM's rows come in increasing seq order (VMs
+    interleaved in time), else None. A stable sort by vm alone gives it then (a radix sort for
+    small codes: linear); rows out of seq order or repeated need the sort by every key."""
+    small = vm.astype(np.int16) if len(vm) and int(vm.max()) < 2**15 else vm
+    pos = np.argsort(small, kind="stable")
+    s = seq[pos]
+    v = small[pos]
+    if np.all((s[1:] > s[:-1]) | (v[1:] != v[:-1])):
+        return pos
+    return None
+
+
+def _in_order(vm: np.ndarray, seq: np.ndarray) -> bool:
+    """Whether rows are in strictly increasing (vm, seq) order already."""
+    return bool(np.all((vm[1:] > vm[:-1]) | ((vm[1:] == vm[:-1]) & (seq[1:] > seq[:-1]))))
+
+
 def _named_kinds(steps: Steps) -> set[str]:
     """"kind:name" entries for the QMP rows of a batch (replies named after their command) and the
     management layer's (mgmt_event: libvirt's event and handler names)."""
@@ -330,8 +428,12 @@ def _build_steps(enc: UnitCodes, kept: list[_Kept]) -> Steps:
         vm, seq, ts = cat("core", "vm"), cat("core", "seq"), cat("core", "ts_ns")
         kind, thread = cat("core", "kind"), cat("core", "thread")
         d = {c: cat("detail", c) for c in kept[0].detail}
-        rank = _rank(enc.thread.names)
-        order = np.lexsort((kind, rank[thread] if len(thread) else thread, ts, seq, vm))
+        # Order by (vm, seq, ts, thread, kind); where (vm, seq) is unique (always, but for
+        # repeated steps across files) the later keys break no tie.
+        order = None if _in_order(vm, seq) else _by_vm(vm, seq)
+        if order is None and not _in_order(vm, seq):
+            rank = _rank(enc.thread.names)
+            order = np.lexsort((kind, rank[thread] if len(thread) else thread, ts, seq, vm))
         steps = Steps(
             vm=vm, seq=seq, ts=ts, kind=kind, thread=thread,
             thread_kind=d["thread_kind"], device=d["device"], op=d["op"], errno=d["errno"],
@@ -340,7 +442,9 @@ def _build_steps(enc: UnitCodes, kept: list[_Kept]) -> Steps:
             eid=d["error_id"], has_eid=d["has_error_id"], cmd_seq=d["cmd_seq"],
             has_cmd=d["has_cmd_seq"], src_file=d["src_file"], src_line=d["src_line"],
             evt=d["event_ts_ns"], throttle=d["throttle"],
-        ).take(order)
+        )
+        if order is not None:
+            steps = steps.take(order)
     steps.vm_names = enc.vm.names
     steps.thread_names = enc.thread.names
     steps.device_names = enc.device.names
@@ -391,8 +495,8 @@ def _read_sorted(trace: Trace, unit: Unit, columns: Sequence[str],
     reader = RowGroupDecoder(trace, unit, columns)
     state = _Streaming(reader)
     tables, cores = [], []
-    for rg in unit.row_groups:
-        table = read_row_group(trace.files[rg.file], rg.index, reader.columns, rg.count)
+    for whole in unit.row_groups:
+        rg, table = read_own(trace, unit, whole, reader.columns)
         if observe is not None:
             observe(rg, table)
         tables.append((rg, table))
@@ -480,7 +584,7 @@ def _repeated_seqs(trace: Trace, enc: UnitCodes, rows: _Sorted) -> tuple[list[Re
         rg = rows.tables[int(rows.which[m])][0]
         raise TraceSchemaError(
             f"column 'seq': duplicate seq {int(rows.seq[m])} within vm '{enc.vm.names[int(rows.vm[m])]}'",
-            path=trace.files[rg.file].path, row=rg.offset + int(rows.local[m]),
+            path=trace.files[rg.file].path, row=rg.row(rows.local[m]),
         )
     group, sets = repeated_runs(start, length, file_of, rows.vm)
     runs = np.flatnonzero(group >= 0)

@@ -15,8 +15,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from tests.analyzer.guarantees import check_guarantees as check
 from analyzer.importers import import_traces
+from tests.analyzer.guarantees import check_guarantees as check
 
 CAPTURES = [f"{v}/{c}" for v in ("qemu-7.2", "qemu-10.0") for c in ("a-stop-eio-dataplane", "c-report")]
 FILES = ("trace.log", "qmp-transcript.jsonl", "events.jsonl")

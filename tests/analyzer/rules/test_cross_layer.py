@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.analyzer.guarantees import check_guarantees as check
 from analyzer.importers import import_traces
+from tests.analyzer.guarantees import check_guarantees as check
 
 LIBVIRT = ("libvirt-9.0", "libvirt-11.3")
 FILES = ("libvirtd.log", "virsh-events.log", "qemu-vm-a-stop-eio-file.log")
