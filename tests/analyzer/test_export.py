@@ -245,9 +245,11 @@ def test_tables_read_back_with_the_episodes_findings_and_replayed_state(tmp_path
     assert all(r["time"] is None for r in a)  # a simulator's clock is not wall-clock time
     c = state.filter(pc.equal(state["vm"], "vm-c")).to_pylist()
     assert {r["host"] for r in c} == {None}
-    # Rows are in (vm, seq) order: a reader gets each VM's history in order.
-    keys = list(zip(state["vm"].to_pylist(), state["seq"].to_pylist(), strict=True))
+    # Rows are in (run, host, vm, seq) order (identities as everywhere, no host or run first):
+    # a reader gets each VM's history in order.
+    keys = [(r["run"] or "", r["host"] or "", r["vm"], r["seq"]) for r in state.to_pylist()]
     assert keys == sorted(keys)
+    assert {r["run"] for r in state.to_pylist()} == {None}
 
 
 def test_state_table_agrees_with_replay_and_is_the_same_bytes_whatever_the_layout(tmp_path):
