@@ -408,6 +408,15 @@ def test_perfetto_vm0_of_two_hosts_is_a_track_under_each_host_with_its_own_flow(
     for h, (fid,) in zip(("h1", "h2"), flows, strict=True):  # each error flows to its own STOP
         assert next(t for k, n, _, _, t in events(packets, uuid[h]) if (k, n) == ("I", "STOP")) == fid
     assert (summary.counts["hosts"], summary.counts["vms"], summary.counts["pauses"]) == (2, 2, 2)
+    # The same fleet as host=/vm= partitions (files without those columns): the same bytes.
+    table = pq.read_table(tmp_path / "two-hosts.parquet")
+    for host in ("h1", "h2"):
+        mine = table.filter(pc.equal(table["host"], host)).drop_columns(["vm", "host"])
+        part = tmp_path / "ds" / f"host={host}" / "vm=vm0" / "part-0.parquet"
+        part.parent.mkdir(parents=True)
+        tracedir.write_table(mine, part, row_group_size=5)
+    export.perfetto(tmp_path / "ds", tmp_path / "hive.pftrace")
+    assert (tmp_path / "hive.pftrace").read_bytes() == out.read_bytes()
 
 
 def test_perfetto_two_runs_of_vm0_are_two_tracks_named_with_their_run(tmp_path):
