@@ -15,7 +15,8 @@ writes through `analyzer.outputs` (checked against the inputs first, atomic, uma
 returns an :class:`ExportSummary`. As with `analyzer.replay`, the functions are the names of
 this package; their modules are imported as ``from analyzer.export.openmetrics import render``.
 
-* `source`      - the input resolved: check result, trace, each VM's host and time span
+* `source`      - the input resolved: check result, trace, each VM's identity (run, host,
+                  vm: `analyzer.identity`) and time span
 * `spool`       - per-VM pieces put in VM order (deterministic whatever the layout)
 * `perfetto`    - the Perfetto trace (extra ``export``: the `perfetto` package's protos)
 * `tables`      - the Parquet tables

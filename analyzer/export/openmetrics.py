@@ -1,6 +1,9 @@
 """OpenMetrics text of a check: io errors, pauses and time paused per VM and host, findings,
 incidents — for Prometheus, through node-exporter's textfile collector.
 
+A VM's series are per identity (`analyzer.identity`), labelled ``host`` and ``vm`` (and
+``run`` in a trace that has runs): vm0 of two hosts is two series, never one sum.
+
 An SRE's dashboards and alerts live in Prometheus/Grafana, not in our reports. A periodic
 ``blkreplay export ... --to openmetrics -o /var/lib/node_exporter/textfile/blkreplay.prom``
 puts the audit there. The collector reads ``*.prom`` files while other processes write
@@ -34,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer import outputs
-from analyzer.export.source import ExportSource, all_inputs, input_paths, resolve, vm_spans
+from analyzer.export.source import ExportSource, VmSpan, all_inputs, input_paths, resolve, vm_spans
 from analyzer.export.summary import ExportSummary
 from analyzer.result import CheckResult
 from analyzer.text import printable
@@ -89,14 +92,18 @@ def render(families: Iterable[Family]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def families(result: CheckResult, hosts: dict[str, str | None]) -> list[Family]:
-    """The metric families of a check; `hosts` maps every VM of the trace to its host (VMs
-    without an episode get zeros, so that their series exist for alerts)."""
-    per_vm = _per_vm(result.episodes, hosts)
+def families(result: CheckResult, vms: Iterable[VmSpan]) -> list[Family]:
+    """The metric families of a check; `vms` are every VM of the trace (`vm_spans`: VMs
+    without an episode get zeros, so that their series exist for alerts). A VM's series is
+    labelled by its host and name, and by its run where the trace has runs: vm0 of two hosts
+    (or two runs) is two series."""
+    per_vm = _per_vm(result.episodes, vms)
+    with_run = bool(per_vm["run"].notna().any())
 
     def vm_samples(col: str) -> list:
-        return [((("host", h or ""), ("vm", v)), _num(x))
-                for h, v, x in zip(per_vm["host"], per_vm["vm"], per_vm[col], strict=True)]
+        return [((("host", h or ""), ("vm", v), *((("run", r or ""),) if with_run else ())), _num(x))
+                for h, v, r, x in zip(per_vm["host"], per_vm["vm"], per_vm["run"], per_vm[col],
+                                      strict=True)]
 
     known = per_vm[per_vm["host"].notna()]
     per_host = known.groupby("host", sort=True)[["io_errors", "pauses", "paused_ns", "paused"]].sum()
@@ -154,38 +161,49 @@ def _num(x: object) -> int:
     return int(x)  # type: ignore[call-overload]
 
 
-def _per_vm(eps: pd.DataFrame, hosts: dict[str, str | None]) -> pd.DataFrame:
-    """Per VM (every VM of `hosts` and of the episodes): io_errors, pauses, paused_ns, paused;
-    host from the episodes' `host` column where it has one, else `hosts`."""
-    vms = pd.DataFrame({"vm": list(hosts), "host": [hosts[v] for v in hosts]}, dtype=object)
+#: The identity of a VM as grouping columns ("" for no host / no run, so that groups exist).
+_WHO = ["_host", "vm", "_run"]
+_STATS = ("io_errors", "pauses", "paused_ns", "paused")
+
+
+def _identity_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with _host / _run: its host / run ("" where none, or without the column)."""
+    def part(col: str) -> pd.Series:
+        if col not in frame.columns:
+            return pd.Series([""] * len(frame), index=frame.index, dtype=object)
+        return frame[col].astype(object).where(frame[col].notna(), "")
+    return frame.assign(_host=part("host"), _run=part("run"))
+
+
+def _per_vm(eps: pd.DataFrame, vms: Iterable[VmSpan]) -> pd.DataFrame:
+    """Per VM identity (every VM of `vms` and of the episodes): vm, host, run (None for none),
+    io_errors, pauses, paused_ns, paused; sorted by (host, vm, run)."""
+    spans = list(vms)
+    base = pd.DataFrame({"_host": [v.host or "" for v in spans], "vm": [v.vm for v in spans],
+                         "_run": [v.run or "" for v in spans]}, dtype=object)
     if len(eps):
-        frame = pd.DataFrame({"vm": eps["vm"].astype(object)})
-        frame["one"] = 1
-        errors = frame.groupby("vm", sort=True)["one"].sum().rename("io_errors")
-        stopped = eps[eps["seq_stop"].notna()]
-        stops = stopped.drop_duplicates(["vm", "seq_stop"])
+        frame = _identity_frame(eps[[c for c in ("vm", "host", "run", "seq_stop", "paused_ns", "ts_resume")
+                                     if c in eps.columns]])
+        frame["vm"] = frame["vm"].astype(object)
+        errors = frame.groupby(_WHO, sort=True).size().rename("io_errors")
+        stopped = frame[frame["seq_stop"].notna()]
+        stops = stopped.drop_duplicates([*_WHO, "seq_stop"])
         paused = stops.assign(p=stops["paused_ns"].fillna(0).astype("int64"),
                               open=stops["ts_resume"].isna().astype("int64"))
-        g = paused.groupby("vm", sort=True)
+        g = paused.groupby(_WHO, sort=True)
         agg = pd.DataFrame({"pauses": g.size(), "paused_ns": g["p"].sum(),
                             "paused": (g["open"].max() > 0).astype("int64")})
-        stats = pd.concat([errors, agg], axis=1)
-        if "host" in eps.columns:
-            ep_host = eps[eps["host"].notna()].drop_duplicates("vm").set_index("vm")["host"]
-            missing = sorted(set(stats.index) - set(vms["vm"]))
-            vms = pd.concat([vms, pd.DataFrame({"vm": missing, "host": [None] * len(missing)},
-                                               dtype=object)], ignore_index=True)
-            vms["host"] = [ep_host.get(v, h) for v, h in zip(vms["vm"], vms["host"], strict=True)]
-        else:
-            missing = sorted(set(stats.index) - set(vms["vm"]))
-            vms = pd.concat([vms, pd.DataFrame({"vm": missing, "host": [None] * len(missing)},
-                                               dtype=object)], ignore_index=True)
-        vms = vms.merge(stats, left_on="vm", right_index=True, how="left")
-    for col in ("io_errors", "pauses", "paused_ns", "paused"):
-        vms[col] = vms[col].fillna(0).astype("int64") if col in vms.columns else 0
-    vms["host"] = vms["host"].astype(object).where(vms["host"].notna(), None)
-    key = vms["host"].map(lambda h: "" if h is None else h)
-    return vms.assign(_k=key).sort_values(["_k", "vm"], kind="mergesort").drop(columns="_k").reset_index(drop=True)
+        stats = pd.concat([errors, agg], axis=1).reset_index()
+        base = base.merge(stats, on=_WHO, how="outer")
+    for col in _STATS:
+        base[col] = base[col].fillna(0).astype("int64") if col in base.columns else 0
+    base = base.drop_duplicates(_WHO).sort_values(_WHO, kind="mergesort").reset_index(drop=True)
+    return pd.DataFrame({
+        "vm": base["vm"].astype(object),
+        "host": base["_host"].astype(object).where(base["_host"] != "", None),
+        "run": base["_run"].astype(object).where(base["_run"] != "", None),
+        **{c: base[c] for c in _STATS},
+    })
 
 
 def openmetrics(
@@ -200,7 +218,7 @@ def openmetrics(
     outputs.check_output(out, inputs=inputs, kind="text", parents=parents, allow_stdout=True)
     src = resolve(source, need_trace=True)
     spans = vm_spans(src.require_trace())
-    fams = families(src.result, {v: s.host for v, s in spans.items()})
+    fams = families(src.result, spans.values())
     text = render(fams)
     outputs.write_output(out, text, inputs=all_inputs(inputs, src), kind="text",
                          parents=parents, allow_stdout=True)

@@ -8,7 +8,9 @@ already use, it opens multi-gigabyte traces, and it needs no server.
 The mapping:
 
 * a host is a process (``no host`` where the trace names none), a VM a thread-like track
-  under it;
+  under it, one per identity (`analyzer.identity`): vm0 of two hosts is a track under each,
+  vm0 of two runs two tracks named ``vm0 (run R)``. A track is named by the VM's name (and
+  run), never by its key, which may hold a lone surrogate that protobuf cannot encode;
 * a pause (STOP until the next RESUME, or until the VM's trace ends) is a slice ``paused``;
 * every BLOCK_IO_ERROR, STOP and RESUME is an instant event, with device, errno, error id and
   seq as arguments;
@@ -33,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from analyzer import outputs
+from analyzer import identity, outputs
 from analyzer.episodes import episodes
 from analyzer.export.source import (
     NO_HOST,
@@ -57,7 +59,8 @@ from tracer.errors import InputError
 SEQUENCE_ID = 1
 #: Packets per serialized chunk (one chunk is what memory holds while writing).
 CHUNK_PACKETS = 4096
-#: A flow's id: the VM's index (in sorted order) above these bits, its error's seq + 1 below.
+#: A flow's id: the VM's index (its identity's place in key order) above these bits, its
+#: error's seq + 1 below.
 _FLOW_VM_SHIFT = 40
 
 #: The module of the `perfetto` package's generated Trace protos.
@@ -100,7 +103,7 @@ def perfetto(
     spans = vm_spans(trace)
     hosts = sorted({s.host for s in spans.values()}, key=lambda h: (h is None, h or ""))
     host_pid = {h: i + 1 for i, h in enumerate(hosts)}
-    vm_index = {vm: i for i, vm in enumerate(spans)}
+    vm_index = {key: i for i, key in enumerate(spans)}
     counts = {"hosts": len(hosts), "vms": len(spans), "pauses": 0, "instants": 0, "flows": 0,
               "packets": 0}
 
@@ -108,8 +111,8 @@ def perfetto(
         return list(_vm_pieces(pb, s, spans, vm_index, host_pid, len(hosts)))
 
     with Spool() as spool:
-        for vm, (data, tally) in scan_vms(trace, judge):  # type: ignore[misc]
-            spool.add(vm, data)
+        for key, (data, tally) in scan_vms(trace, judge):  # type: ignore[misc]
+            spool.add(key, data)
             for k, v in tally.items():
                 counts[k] += v
         counts["packets"] += 1 + len(hosts) + len(spans)  # the header: start, hosts, VMs
@@ -155,7 +158,7 @@ def _vm_uuid(n_hosts: int, index: int) -> int:
 def _header(pb: Any, spans: dict[str, VmSpan], hosts: list[str | None],
             host_pid: dict[str | None, int], vm_index: dict[str, int]) -> Iterator[Any]:
     """The first packets: the sequence start, the clock snapshot (wall-clock traces), one
-    process track per host and one thread track per VM."""
+    process track per host and one thread track per VM identity, under its host."""
     first = _packet(pb)
     first.sequence_flags = pb.TracePacket.SequenceFlags.SEQ_INCREMENTAL_STATE_CLEARED
     first.first_packet_on_sequence = True
@@ -177,15 +180,21 @@ def _header(pb: Any, spans: dict[str, VmSpan], hosts: list[str | None],
         d.process.process_name = NO_HOST if h is None else printable(h)
         yield p
     n_hosts = len(hosts)
-    for vm, span in spans.items():
+    for key, span in spans.items():
         p = _packet(pb)
         d = p.track_descriptor
-        d.uuid = _vm_uuid(n_hosts, vm_index[vm])
+        d.uuid = _vm_uuid(n_hosts, vm_index[key])
         d.parent_uuid = _host_uuid(host_pid[span.host])
         d.thread.pid = host_pid[span.host]
-        d.thread.tid = _vm_uuid(n_hosts, vm_index[vm])
-        d.thread.thread_name = printable(vm)
+        d.thread.tid = _vm_uuid(n_hosts, vm_index[key])
+        d.thread.thread_name = track_name(span)
         yield p
+
+
+def track_name(span: VmSpan) -> str:
+    """A VM's track name: its name, and its run where it has one (the host is the process)."""
+    name = printable(span.vm)
+    return name if span.run is None else f"{name} (run {printable(span.run)})"
 
 
 #: Order of packets at the same timestamp on one track: a slice ends, instants, a slice begins.
@@ -194,7 +203,7 @@ _END, _INSTANT, _BEGIN = 0, 1, 2
 
 def _vm_pieces(pb: Any, s: Steps, spans: dict[str, VmSpan], vm_index: dict[str, int],
                host_pid: dict[str | None, int], n_hosts: int) -> Iterator[tuple[str, tuple[bytes, dict]]]:
-    """Per VM of a batch: its serialized event packets and their counts."""
+    """Per VM (identity key) of a batch: its serialized event packets and their counts."""
     bie, stop, resume = s.event("BLOCK_IO_ERROR"), s.event("STOP"), s.event("RESUME")
     instants = np.flatnonzero(bie | stop | resume)
     # A pause starts at a STOP not already inside one, and ends at the next RESUME.
@@ -202,20 +211,22 @@ def _vm_pieces(pb: Any, s: Steps, spans: dict[str, VmSpan], vm_index: dict[str, 
     before = s.prev(stop | resume, stops)
     starts = stops[(before < 0) | ~stop[np.maximum(before, 0)]]
     ends = s.next(resume, starts)
-    # Flows: each episode's BLOCK_IO_ERROR -> its STOP, keyed by (vm, seq).
+    # Flows: each episode's BLOCK_IO_ERROR -> its STOP, keyed by (identity key, seq).
     eps = episodes(s)
     linked = eps[eps["seq_event"].notna() & eps["seq_stop"].notna()]
     flow_from: dict[tuple[str, int], list[int]] = {}
     flow_to: dict[tuple[str, int], list[int]] = {}
-    for vm, se, ss in zip(linked["vm"].tolist(), linked["seq_event"].tolist(),
-                          linked["seq_stop"].tolist(), strict=True):
-        fid = (vm_index[vm] << _FLOW_VM_SHIFT) + int(se) + 1
-        if fid not in flow_from.setdefault((vm, int(se)), []):
-            flow_from[(vm, int(se))].append(fid)
-            flow_to.setdefault((vm, int(ss)), []).append(fid)
+    for vm, host, run, se, ss in zip(linked["vm"].tolist(), linked["host"].tolist(),
+                                     linked["run"].tolist(), linked["seq_event"].tolist(),
+                                     linked["seq_stop"].tolist(), strict=True):  # per episode
+        key = identity.make(vm, _part(host), _part(run))
+        fid = (vm_index[key] << _FLOW_VM_SHIFT) + int(se) + 1
+        if fid not in flow_from.setdefault((key, int(se)), []):
+            flow_from[(key, int(se))].append(fid)
+            flow_to.setdefault((key, int(ss)), []).append(fid)
     names = {"BLOCK_IO_ERROR": bie, "STOP": stop, "RESUME": resume}
-    for vm, rows in vm_rows(s):
-        uuid = _vm_uuid(n_hosts, vm_index[vm])
+    for key, rows in vm_rows(s):
+        uuid = _vm_uuid(n_hosts, vm_index[key])
         lo, hi = rows.start, rows.stop
         mine = instants[np.searchsorted(instants, lo):np.searchsorted(instants, hi)]
         items: list[tuple[int, int, int, Any]] = []
@@ -233,10 +244,10 @@ def _vm_pieces(pb: Any, s: Steps, spans: dict[str, VmSpan], vm_index: dict[str, 
                       "errno": int(s.errno[r]) if s.errno[r] > 0 else None,
                       "error_id": int(s.eid[r]) if s.has_eid[r] else None,
                       "action": s.text("action", r)})
-            for fid in flow_from.get((vm, seq), []):
+            for fid in flow_from.get((key, seq), []):
                 e.flow_ids.append(fid)
                 flows += 1
-            for fid in flow_to.get((vm, seq), []):
+            for fid in flow_to.get((key, seq), []):
                 e.terminating_flow_ids.append(fid)
             items.append((ts, _INSTANT, seq, p))
         pauses = 0
@@ -244,7 +255,7 @@ def _vm_pieces(pb: Any, s: Steps, spans: dict[str, VmSpan], vm_index: dict[str, 
         for a, b in zip(starts[sel].tolist(), ends[sel].tolist(), strict=True):
             t0 = int(s.ts[a])
             # never before its start, even where the trace's clock goes back (late events)
-            t1 = max(int(s.ts[b]) if b >= 0 else spans[vm].last_ns, t0)
+            t1 = max(int(s.ts[b]) if b >= 0 else spans[key].last_ns, t0)
             begin = _packet(pb, t0)
             e = begin.track_event
             e.type = pb.TrackEvent.Type.TYPE_SLICE_BEGIN
@@ -264,8 +275,13 @@ def _vm_pieces(pb: Any, s: Steps, spans: dict[str, VmSpan], vm_index: dict[str, 
             continue
         items.sort(key=lambda it: it[:3])
         data = b"".join(_chunks(pb, (it[3] for it in items)))
-        yield vm, (data, {"pauses": pauses, "instants": len(mine), "flows": flows,
+        yield key, (data, {"pauses": pauses, "instants": len(mine), "flows": flows,
                           "packets": len(items)})
+
+
+def _part(value: object) -> str | None:
+    """A host / run cell of the episodes frame as `identity.make` takes it (NA: none)."""
+    return value if isinstance(value, str) else None
 
 
 def _args(event: Any, values: dict[str, object]) -> None:

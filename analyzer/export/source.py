@@ -6,9 +6,11 @@ format, so it takes them from there: the check result (`analyzer.check`) for fin
 episodes and incidents, and the rule-relevant steps of each unit (`analyzer.trace.scan_unit`)
 for the events and replayed state (`analyzer.state`). Memory follows one unit of work.
 
-Two facts the `Steps` batches do not carry come from a light pass over three columns (`vm`,
-`host`, `ts_ns`) per row group: the host of each VM (a Perfetto process, a metric label) and
-the VM's last timestamp (a pause without RESUME lasts until the VM's trace ends; successful
+Every VM is its identity (`analyzer.identity`: run, host, vm), keyed as `Steps.vm_names` key
+it: vm0 of two hosts or of two recordings is two VMs, two tracks, two metric series. Two facts
+the `Steps` batches do not carry come from a light pass over the identity columns and `ts_ns`
+per row group: the host and run of each VM (a Perfetto process, a metric label) and the VM's
+last timestamp (a pause without RESUME lasts until the VM's trace ends; successful
 I/O, which the batches drop, may come after the last kept step).
 
 Units pack VMs by file layout, so results are produced per VM and put in VM order by the
@@ -24,12 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from analyzer import identity
 from analyzer.check import check
 from analyzer.result import CheckResult
 from analyzer.rules import RULE_IDS, columns_for
 from analyzer.steps import Steps
 from analyzer.trace import PathArg, Trace, load, release_footers, scan_unit
-from analyzer.trace.files import read_row_group
+from analyzer.trace.files import IDENTITY_COLUMNS, read_row_group, row_keys
 from tracer import tracedir
 
 #: What an export accepts: a check result (its inputs are read again where the export needs
@@ -42,11 +45,14 @@ NO_HOST = "no host"
 
 @dataclass(frozen=True)
 class VmSpan:
-    """One VM's host (None where the trace has no `host` for it) and first / last ts_ns."""
+    """One VM's host (None where the trace has no `host` for it), first / last ts_ns, name and
+    run (None where the trace names none)."""
 
     host: str | None
     first_ns: int
     last_ns: int
+    vm: str = ""
+    run: str | None = None
 
 
 @dataclass
@@ -105,42 +111,33 @@ def input_paths(source: ExportSource) -> list[str]:
 
 
 def vm_spans(trace: Trace) -> dict[str, VmSpan]:
-    """Per VM: its host and the span of its timestamps, from the `vm`, `host` and `ts_ns`
-    columns, one row group at a time (grouped in Arrow, no loop over rows).
-
-    A VM name seen on several hosts (names repeat across a fleet, and the analyzer keys VMs
-    by name) gets its hosts joined with ``,`` so that the ambiguity shows."""
-    hosts: dict[str, set[str]] = {}
+    """Per VM identity key (`analyzer.identity`, as `Steps.vm_names` hold them), in key order:
+    its name, host, run and the span of its timestamps, from the `vm`, `host`, `run` and
+    `ts_ns` columns, one row group at a time. The rows' keys come from
+    `analyzer.trace.files.row_keys` (the file's run for rows without one) and are grouped in
+    Arrow: no Python per row. vm0 of two hosts (or two runs) is two spans."""
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     try:
         for unit in trace.units:
             for rg in unit.row_groups:
                 tf = trace.files[rg.file]
-                t = read_row_group(tf, rg.index, ["vm", "host", "ts_ns"], rg.count)
-                vm = t.column("vm").cast(pa.string())
-                host = (t.column("host").cast(pa.string()) if "host" in t.column_names
-                        else pa.nulls(t.num_rows, pa.string()))
-                g = pa.table({"vm": vm, "host": host, "ts": t.column("ts_ns")}).group_by(
-                    ["vm", "host"]).aggregate([("ts", "min"), ("ts", "max")])
-                for v, h, lo, hi in zip(g.column("vm").to_pylist(), g.column("host").to_pylist(),
-                                        g.column("ts_min").to_pylist(), g.column("ts_max").to_pylist(),
-                                        strict=True):
-                    hosts.setdefault(v, set())
-                    if h is not None:
-                        hosts[v].add(h)
-                    first[v] = min(first.get(v, lo), lo)
-                    last[v] = max(last.get(v, hi), hi)
+                t = read_row_group(tf, rg.index, [*IDENTITY_COLUMNS, "ts_ns"], rg.count)
+                idx, keys = row_keys(t, tf.run)
+                g = pa.table({"k": pa.array(idx, pa.int32()), "ts": t.column("ts_ns")}).group_by(
+                    "k").aggregate([("ts", "min"), ("ts", "max")])
+                for k, lo, hi in zip(g.column("k").to_pylist(), g.column("ts_min").to_pylist(),
+                                     g.column("ts_max").to_pylist(), strict=True):
+                    key = keys[k]
+                    first[key] = min(first.get(key, lo), lo)
+                    last[key] = max(last.get(key, hi), hi)
     finally:
         release_footers()
-    return {
-        v: VmSpan(",".join(sorted(hosts[v])) if hosts[v] else None, first[v], last[v])
-        for v in sorted(hosts)
-    }
-
-
-def host_of(spans: dict[str, VmSpan]) -> Callable[[str], str | None]:
-    return lambda vm: spans[vm].host if vm in spans else None
+    out: dict[str, VmSpan] = {}
+    for key in sorted(first, key=identity.sort_key):
+        ident = identity.split(key)
+        out[key] = VmSpan(ident.host, first[key], last[key], ident.vm, ident.run)
+    return out
 
 
 def scan_vms(trace: Trace, judge: Callable[[Steps], list[tuple[str, object]]]) -> Iterator[tuple[str, object]]:
@@ -156,7 +153,8 @@ def scan_vms(trace: Trace, judge: Callable[[Steps], list[tuple[str, object]]]) -
 
 
 def vm_rows(s: Steps) -> Iterator[tuple[str, slice]]:
-    """(vm name, slice of its rows) for each VM of a batch (rows are in (vm, seq) order)."""
+    """(identity key, slice of its rows) for each VM of a batch (rows are in (vm, seq) order;
+    the key is one of `vm_spans`'s)."""
     if not len(s):
         return
     starts = [0, *(np.flatnonzero(s.vm[1:] != s.vm[:-1]) + 1).tolist()]

@@ -5,6 +5,7 @@ export must be the same bytes whatever the layout. So each VM's piece (serialize
 packets, an Arrow IPC stream of its state rows) goes to a temporary spool file as soon as it
 is made, and the writer reads the pieces back sorted by VM: memory holds one piece, the spool
 holds the export once more on disk (the temporary directory), and it is removed on close.
+The order is the VMs' identities' (`analyzer.identity.sort_key`: run, host, vm), as everywhere.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import tempfile
 from collections.abc import Iterator
 from types import TracebackType
 
+from analyzer import identity
 from tracer.errors import OutputError
 
 
 class Spool:
-    """``add(key, data)`` in any order; ``pieces()`` yields them by key (stable within a key)."""
+    """``add(key, data)`` in any order; ``pieces()`` yields them by key (a VM's identity key,
+    in `analyzer.identity.sort_key` order; stable within a key)."""
 
     def __init__(self) -> None:
         try:
@@ -41,7 +44,7 @@ class Spool:
 
     def pieces(self) -> Iterator[tuple[str, bytes]]:
         self._file.flush()
-        for key, _, offset, size in sorted(self._index):
+        for key, _, offset, size in sorted(self._index, key=lambda e: (identity.sort_key(e[0]), e[1])):
             self._file.seek(offset)
             yield key, self._file.read(size)
 

@@ -4,12 +4,15 @@ the replayed state of every VM.
 The findings document is for machines that know blkreplay; a table is for everyone else's
 SQL. ``-o DIR`` writes::
 
-    DIR/episodes.parquet   one row per error action (`analyzer.episodes`), with its host
+    DIR/episodes.parquet   one row per error action (`analyzer.episodes`), with its host, run
     DIR/incidents.parquet  one row per incident (`analyzer.outage.Incident`)
-    DIR/findings.parquet   one row per finding (`analyzer.result.Finding`)
+    DIR/findings.parquet   one row per finding (`analyzer.result.Finding`), with host, run
     DIR/state.parquet      one row per state change of each VM: ts_ns, time, seq, vm, host,
-                           kind and name of the step, runstate after it, and for a
+                           run, kind and name of the step, runstate after it, and for a
                            device's io-status change, device and iostatus after it
+
+A VM is its identity (`analyzer.identity`): every table names it by (vm, host, run), null
+where the trace names no host or run, so that vm0 of two hosts is two groups of rows.
 
 The state rows are those that tell a VM's run state or a device's io-status (the rows
 `analyzer.state` replays from), with the state *after* each, as `blkreplay replay` shows it.
@@ -73,6 +76,7 @@ STATE_SCHEMA = pa.schema([
     ("seq", pa.int64()),
     ("vm", pa.string()),
     ("host", pa.string()),
+    ("run", pa.string()),
     ("kind", pa.string()),
     ("name", pa.string()),
     ("runstate", pa.string()),
@@ -123,34 +127,25 @@ def _times(ts: pa.Array | np.ndarray | list) -> pa.Array:
     return pa.array(values, _TIME, mask=~valid)
 
 
-def episodes_table(result: CheckResult, spans: dict[str, VmSpan]) -> pa.Table:
-    """The episodes with a `host` column after `vm` (the frame's own where it has one)."""
+def episodes_table(result: CheckResult) -> pa.Table:
+    """The episodes (`EPISODE_COLUMNS` first: vm, host, run, ...), NA as null."""
     eps = result.episodes
-    host = (eps["host"].astype(object).where(eps["host"].notna(), None).tolist() if "host" in eps.columns
-            else [spans[v].host if v in spans else None for v in eps["vm"].tolist()])
     cols: dict[str, pa.Array] = {}
-    fields = []
-    for c in dict.fromkeys(["vm", "host", *EPISODE_COLUMNS, *eps.columns]):
-        if c == "host":
-            cols[c] = pa.array(host, pa.string())
-        else:
-            series = eps[c]
-            typ = pa.int64() if pd.api.types.is_integer_dtype(series.dtype) else pa.string()
-            values = series.astype(object).where(series.notna(), None).tolist()
-            cols[c] = pa.array(values, typ)
-        fields.append(pa.field(c, cols[c].type))
-    return pa.Table.from_arrays(list(cols.values()), schema=pa.schema(fields))
+    for c in dict.fromkeys([*EPISODE_COLUMNS, *eps.columns]):
+        series = eps[c] if c in eps.columns else pd.Series([None] * len(eps), dtype=object)
+        typ = pa.int64() if pd.api.types.is_integer_dtype(series.dtype) else pa.string()
+        cols[c] = pa.array(series.astype(object).where(series.notna(), None).tolist(), typ)
+    return pa.table(cols)
 
 
-def findings_table(result: CheckResult, spans: dict[str, VmSpan]) -> pa.Table:
+def findings_table(result: CheckResult) -> pa.Table:
     fs = result.findings
     ts = [f.ts_ns for f in fs]
     return pa.table({
         "rule": [f.rule for f in fs],
         "severity": [f.severity for f in fs],
         "vm": [f.vm for f in fs],
-        "host": [f.host if f.host is not None else (spans[f.vm].host if f.vm in spans else None)
-                 for f in fs],
+        "host": [f.host for f in fs],
         "run": [f.run for f in fs],
         "device": [f.device for f in fs],
         "error_id": [f.error_id for f in fs],
@@ -187,7 +182,8 @@ _KINDS = np.array([*VOCABULARIES["kind"], None], dtype=object)
 
 
 def state_rows(s: Steps, spans: dict[str, VmSpan]) -> Iterator[tuple[str, pa.Table]]:
-    """Per VM of a batch: its state-change rows (STATE_SCHEMA), vectorized over the batch."""
+    """Per VM (identity key) of a batch: its state-change rows (STATE_SCHEMA), vectorized over
+    the batch; vm, host and run from the VM's span."""
     told, _ = runstate_sources(s)
     ios = (iostatus_rows(s) | (s.reply("query-block") & (s.iostatus >= 0))) & (s.device >= 0)
     rows = np.flatnonzero(told | ios)
@@ -209,18 +205,20 @@ def state_rows(s: Steps, spans: dict[str, VmSpan]) -> Iterator[tuple[str, pa.Tab
         "device": device_names[np.where(has_dev & (dev >= 0), dev, len(device_names) - 1)],
         "iostatus": io,
     }
-    for vm, part in vm_rows(s):  # rows are sorted: each VM's are one slice of them
+    for key, part in vm_rows(s):  # rows are sorted: each VM's are one slice of them
         sel = slice(np.searchsorted(rows, part.start), np.searchsorted(rows, part.stop))
         if sel.start == sel.stop:
             continue
         ts = columns["ts_ns"][sel]
-        host = spans[vm].host if vm in spans else None
-        yield vm, pa.table({
+        span = spans[key]
+        n = len(ts)
+        yield key, pa.table({
             "ts_ns": pa.array(ts, pa.int64()),
             "time": _times(ts),
             "seq": pa.array(columns["seq"][sel], pa.int64()),
-            "vm": pa.array([vm] * len(ts), pa.string()),
-            "host": pa.array([host] * len(ts), pa.string()),
+            "vm": pa.array([span.vm] * n, pa.string()),
+            "host": pa.array([span.host] * n, pa.string()),
+            "run": pa.array([span.run] * n, pa.string()),
             **{c: pa.array(columns[c][sel].tolist(), pa.string())
                for c in ("kind", "name", "runstate", "device", "iostatus")},
         }, schema=STATE_SCHEMA)
@@ -258,12 +256,12 @@ def tables(
     counts: dict[str, int] = {}
     every_input = all_inputs(inputs, src)
     with Spool() as spool:
-        for vm, table in scan_vms(trace, lambda s: list(state_rows(s, spans))):
-            spool.add(vm, _ipc(table))  # type: ignore[arg-type]
+        for key, table in scan_vms(trace, lambda s: list(state_rows(s, spans))):
+            spool.add(key, _ipc(table))  # type: ignore[arg-type]
         with outputs.output_dir(out_dir, inputs=every_input, parents=parents, replace=replace) as work:
-            for name, table in (("episodes", episodes_table(src.result, spans)),
+            for name, table in (("episodes", episodes_table(src.result)),
                                 ("incidents", incidents_table(src.result)),
-                                ("findings", findings_table(src.result, spans))):
+                                ("findings", findings_table(src.result))):
                 _write(work / f"{name}.parquet", table)
                 counts[name] = table.num_rows
             counts["state"] = _write_state(work / "state.parquet", spool)

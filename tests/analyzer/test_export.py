@@ -27,6 +27,7 @@ from analyzer.importers import import_traces
 from analyzer.outage import Incident
 from analyzer.timefmt import WALL_CLOCK_MIN_NS
 from tests.analyzer.builders import TraceBuilder, write_dir
+from tests.analyzer.trace.test_load import broken_trace
 from tracer import tracedir
 from tracer.errors import InputError, OutputError
 from tracer.schema import from_pylist
@@ -245,9 +246,11 @@ def test_tables_read_back_with_the_episodes_findings_and_replayed_state(tmp_path
     assert all(r["time"] is None for r in a)  # a simulator's clock is not wall-clock time
     c = state.filter(pc.equal(state["vm"], "vm-c")).to_pylist()
     assert {r["host"] for r in c} == {None}
-    # Rows are in (vm, seq) order: a reader gets each VM's history in order.
-    keys = list(zip(state["vm"].to_pylist(), state["seq"].to_pylist(), strict=True))
+    # Rows are in (run, host, vm, seq) order (identities as everywhere, no host or run first):
+    # a reader gets each VM's history in order.
+    keys = [(r["run"] or "", r["host"] or "", r["vm"], r["seq"]) for r in state.to_pylist()]
     assert keys == sorted(keys)
+    assert {r["run"] for r in state.to_pylist()} == {None}
 
 
 def test_state_table_agrees_with_replay_and_is_the_same_bytes_whatever_the_layout(tmp_path):
@@ -349,6 +352,133 @@ def test_the_label_escaping_itself():
 
     assert escape_label('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
     assert escape_label(None) == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# VM identity: vm0 of two hosts, or of two recordings, is two VMs in every export
+# ---------------------------------------------------------------------------------------------
+
+
+def _vm0(io_before: int, *, resume: bool) -> TraceBuilder:
+    """vm0 that pauses on an error after `io_before` I/Os, and resumes when `resume`."""
+    b = TraceBuilder("vm0")
+    b.start()
+    b.io(n=io_before)
+    b.error(1)
+    b.main_loop()
+    if resume:
+        b.cont()
+    b.io(n=2)
+    return b
+
+
+def two_hosts(tmp_path: Path) -> Path:
+    """vm0 on h1 (pauses and resumes) and vm0 on h2 (pauses later, never resumes), one file."""
+    rows = ([{**r, "host": "h1"} for r in _vm0(1, resume=True).rows]
+            + [{**r, "host": "h2"} for r in _vm0(4, resume=False).rows])
+    path = tmp_path / "two-hosts.parquet"
+    tracedir.write_table(from_pylist(rows, "sim"), path)
+    return path
+
+
+def two_runs(tmp_path: Path) -> list[Path]:
+    """Two recorder directories of vm0 (no host): two runs, named by their directories."""
+    dirs = [tmp_path / "run1", tmp_path / "run2"]
+    write_dir(_vm0(1, resume=True).table(), dirs[0], segment_rows=7)
+    write_dir(_vm0(4, resume=False).table(), dirs[1], segment_rows=7)
+    return dirs
+
+
+def _pauses(packets, uuid: int) -> list[tuple[str, int]]:
+    return [(k, t) for k, _, t, _, _ in events(packets, uuid) if k in "BE"]
+
+
+def test_perfetto_vm0_of_two_hosts_is_a_track_under_each_host_with_its_own_flow(tmp_path):
+    out = tmp_path / "t.pftrace"
+    summary = export.perfetto(two_hosts(tmp_path), out)
+    packets = decode(out)
+    procs, threads, _ = tracks(packets)
+    assert sorted((n, procs[p]) for n, p in threads.values()) == [("vm0", "h1"), ("vm0", "h2")]
+    uuid = {procs[p]: u for u, (_, p) in threads.items()}
+    h1, h2 = _pauses(packets, uuid["h1"]), _pauses(packets, uuid["h2"])
+    assert [k for k, _ in h1] == [k for k, _ in h2] == ["B", "E"]
+    assert h1 != h2  # each host's own pause, not one VM's pauses merged
+    flows = [[f for _, n, _, f, _ in events(packets, uuid[h]) if n == "BLOCK_IO_ERROR"] for h in ("h1", "h2")]
+    assert len(flows[0]) == len(flows[1]) == 1 and flows[0] != flows[1]
+    for h, (fid,) in zip(("h1", "h2"), flows, strict=True):  # each error flows to its own STOP
+        assert next(t for k, n, _, _, t in events(packets, uuid[h]) if (k, n) == ("I", "STOP")) == fid
+    assert (summary.counts["hosts"], summary.counts["vms"], summary.counts["pauses"]) == (2, 2, 2)
+    # The same fleet as host=/vm= partitions (files without those columns): the same bytes.
+    table = pq.read_table(tmp_path / "two-hosts.parquet")
+    for host in ("h1", "h2"):
+        mine = table.filter(pc.equal(table["host"], host)).drop_columns(["vm", "host"])
+        part = tmp_path / "ds" / f"host={host}" / "vm=vm0" / "part-0.parquet"
+        part.parent.mkdir(parents=True)
+        tracedir.write_table(mine, part, row_group_size=5)
+    export.perfetto(tmp_path / "ds", tmp_path / "hive.pftrace")
+    assert (tmp_path / "hive.pftrace").read_bytes() == out.read_bytes()
+
+
+def test_perfetto_two_runs_of_vm0_are_two_tracks_named_with_their_run(tmp_path):
+    dirs = two_runs(tmp_path)
+    out = tmp_path / "t.pftrace"
+    export.perfetto(dirs, out)
+    packets = decode(out)  # a raw key (a lone surrogate) would not even serialize
+    procs, threads, _ = tracks(packets)
+    assert sorted(threads.values()) == [(f"vm0 (run {d})", 1) for d in dirs] and procs == {1: "no host"}
+    uuid = by_name(threads)
+    assert _pauses(packets, uuid[f"vm0 (run {dirs[0]})"]) != _pauses(packets, uuid[f"vm0 (run {dirs[1]})"])
+    export.perfetto(list(reversed(dirs)), tmp_path / "again.pftrace")
+    assert (tmp_path / "again.pftrace").read_bytes() == out.read_bytes()
+
+
+def test_openmetrics_vm0_of_two_hosts_is_two_series_and_two_runs_get_a_run_label(tmp_path):
+    out = tmp_path / "hosts.prom"
+    export.openmetrics(two_hosts(tmp_path), out)
+    text = out.read_text()
+    got = samples(text, om_parser)
+    assert samples(text.replace("# EOF\n", ""), prom_parser) == got
+    vm_paused = {k[1]: v for k, v in got.items() if k[0] == "blkreplay_vm_paused"}
+    assert vm_paused == {(("host", "h1"), ("vm", "vm0")): 0, (("host", "h2"), ("vm", "vm0")): 1}
+    assert 'run="' not in text  # no runs in the trace: no run label
+    assert got[("blkreplay_vm_io_errors", (("host", "h2"), ("vm", "vm0")))] == 1
+    assert got[("blkreplay_host_vms_paused", (("host", "h2"),))] == 1
+
+    dirs = two_runs(tmp_path)
+    export.openmetrics(dirs, tmp_path / "runs.prom")
+    got = samples((tmp_path / "runs.prom").read_text(), om_parser)
+    vm_paused = {k[1]: v for k, v in got.items() if k[0] == "blkreplay_vm_paused"}
+    assert vm_paused == {(("host", ""), ("run", str(dirs[0])), ("vm", "vm0")): 0,
+                         (("host", ""), ("run", str(dirs[1])), ("vm", "vm0")): 1}
+
+
+def test_tables_vm0_of_two_hosts_and_of_two_runs_are_separate_groups(tmp_path):
+    export.tables(two_hosts(tmp_path), tmp_path / "hosts")
+    state = pq.read_table(tmp_path / "hosts" / "state.parquet")
+    assert state.column_names[3:6] == ["vm", "host", "run"]
+    by_host = {h: [r["runstate"] for r in state.to_pylist() if r["host"] == h and r["kind"] == "runstate"]
+               for h in ("h1", "h2")}
+    assert by_host == {"h1": ["running", "io-error", "running"], "h2": ["running", "io-error"]}
+    for h in ("h1", "h2"):  # each host's vm0 history in seq order, not two interleaved
+        seqs = [r["seq"] for r in state.to_pylist() if r["host"] == h]
+        assert seqs == sorted(seqs)
+    eps = pq.read_table(tmp_path / "hosts" / "episodes.parquet")
+    assert eps.column_names[:3] == ["vm", "host", "run"]
+    assert sorted(zip(eps["vm"].to_pylist(), eps["host"].to_pylist(), strict=True)) == [("vm0", "h1"), ("vm0", "h2")]
+
+    dirs = two_runs(tmp_path)
+    export.tables(dirs, tmp_path / "runs")
+    state = pq.read_table(tmp_path / "runs" / "state.parquet")
+    runs = {r: [x["runstate"] for x in state.to_pylist() if x["run"] == r and x["kind"] == "runstate"]
+            for r in map(str, dirs)}
+    assert runs == {str(dirs[0]): ["running", "io-error", "running"], str(dirs[1]): ["running", "io-error"]}
+    assert set(state["host"].to_pylist()) == {None}
+    eps = pq.read_table(tmp_path / "runs" / "episodes.parquet")
+    assert sorted(eps["run"].to_pylist()) == sorted(map(str, dirs))
+    broken = [write_dir(broken_trace().table(), tmp_path / f"broken{i}") for i in (1, 2)]
+    export.tables(broken, tmp_path / "broken")
+    findings = pq.read_table(tmp_path / "broken" / "findings.parquet")
+    assert findings.num_rows and set(findings["run"].to_pylist()) == set(map(str, broken))
 
 
 @pytest.mark.parametrize("fmt, name", [("perfetto", "x.pftrace"), ("openmetrics", "x.prom"),
