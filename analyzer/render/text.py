@@ -163,7 +163,7 @@ SHOWN_INCIDENTS = 10
 def _incident_line(i: Incident) -> str:
     """``incident 1: 200 VM(s) on 10 host(s), <start> .. <end> (12.5 s)`` and an indented line
     with its pauses, devices, errnos and time paused (p50, p95, max)."""
-    hosts = f" on {len(i.hosts)} host(s)" if i.hosts else ""
+    hosts = f" on {len(i.hosts):,} host(s)" if i.hosts else ""
     devices = f", device(s) {terminal(', '.join(i.devices))}" if 0 < len(i.devices) <= 4 else ""
     errnos = f", errno {', '.join(str(e) for e in i.errnos)}" if i.errnos else ""
     if i.paused_max_ns is not None:
@@ -171,10 +171,10 @@ def _incident_line(i: Incident) -> str:
                   f"max {seconds(i.paused_max_ns)}")
     else:
         paused = "none resumed"
-    still = f", {i.still_paused} still paused at the end" if i.still_paused else ""
-    return (f"[bold magenta]incident {i.id}[/]: {len(i.vms)} VM(s){hosts}, {format_ts(i.start_ns)} .. "
+    still = f", {i.still_paused:,} still paused at the end" if i.still_paused else ""
+    return (f"[bold magenta]incident {i.id}[/]: {len(i.vms):,} VM(s){hosts}, {format_ts(i.start_ns)} .. "
             f"{format_ts(i.end_ns)} ({seconds(i.end_ns - i.start_ns)})\n"
-            f"        {i.episodes} io-error pause(s){devices}{errnos}; {paused}{still}")
+            f"        {i.episodes:,} io-error pause(s){devices}{errnos}; {paused}{still}")
 
 
 def _print_incidents(incidents: list[Incident], out: Console) -> None:
@@ -182,7 +182,7 @@ def _print_incidents(incidents: list[Incident], out: Console) -> None:
     for i in incidents[:SHOWN_INCIDENTS]:
         out.print(_incident_line(i))
     if len(incidents) > SHOWN_INCIDENTS:
-        out.print(f"... and {len(incidents) - SHOWN_INCIDENTS} more incident(s) (--format json lists them)")
+        out.print(f"... and {len(incidents) - SHOWN_INCIDENTS:,} more incident(s) (--format json lists them)")
     if incidents:
         out.print()
 

@@ -162,7 +162,7 @@ def test_the_text_output_shows_each_incident_in_utc():
     # " on 10 host(s)" once the episodes carry the trace's host column
     assert re.match(r"incident 1: 200 VM\(s\)( on 10 host\(s\))?, 2026-05-28T20:27:20\.", lines[at])
     assert "Z .. 2026-05-28T20:27:" in lines[at]
-    assert lines[at + 1].startswith("        2277 io-error pause(s), device(s) drive0, errno 5; paused p50 ")
+    assert lines[at + 1].startswith("        2,277 io-error pause(s), device(s) drive0, errno 5; paused p50 ")
     assert "incident" not in render_check(checked("fleet-outage", faults=()), "text")
 
 
