@@ -432,6 +432,21 @@ def test_perfetto_two_runs_of_vm0_are_two_tracks_named_with_their_run(tmp_path):
     assert (tmp_path / "again.pftrace").read_bytes() == out.read_bytes()
 
 
+def test_a_hostile_run_name_is_harmless_text_in_the_track_name_and_the_run_label(tmp_path):
+    rows = [{**r, "run": run} for run, b in ((HOSTILE_HOST, _vm0(1, resume=True)), ("r2", _vm0(2, resume=True)))
+            for r in b.rows]
+    path = tmp_path / "runs.parquet"
+    tracedir.write_table(from_pylist(rows, "sim"), path)
+    export.perfetto(path, tmp_path / "t.pftrace")
+    _, threads, _ = tracks(decode(tmp_path / "t.pftrace"))
+    assert sorted(n for n, _ in threads.values()) == ['vm0 (run h"\\n\\x1b]0;t\\x07\\u2066)', "vm0 (run r2)"]
+    export.openmetrics(path, tmp_path / "m.prom")
+    text = (tmp_path / "m.prom").read_text()
+    assert "\x1b" not in text and "\u2066" not in text
+    runs = {dict(k[1])["run"] for k in samples(text, om_parser) if k[0] == "blkreplay_vm_paused"}
+    assert runs == {'h"\n\\x1b]0;t\\x07\\u2066', "r2"}
+
+
 def test_openmetrics_vm0_of_two_hosts_is_two_series_and_two_runs_get_a_run_label(tmp_path):
     out = tmp_path / "hosts.prom"
     export.openmetrics(two_hosts(tmp_path), out)
