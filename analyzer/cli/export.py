@@ -20,12 +20,13 @@ from tracer.errors import check_format
 def register(app: typer.Typer) -> None:
     @app.command("export")
     def export_command(
-        paths: Annotated[list[Path], typer.Argument(help="Trace files, directories or globs.", show_default=False)],
-        to: Annotated[str, typer.Option("--to", "-t", help="perfetto, parquet or openmetrics.",
-                                        show_default=False)],
+        paths: Annotated[list[Path], typer.Argument(metavar="TRACE", help="Trace files, directories or globs.",
+                                                    show_default=False)],
+        to: Annotated[str, typer.Option("--to", "-t", metavar="FORMAT",
+                                        help="perfetto, parquet or openmetrics.", show_default=False)],
         output: Annotated[
             str,
-            typer.Option("--output", "-o", help="Where to write: a file (perfetto, openmetrics; - is stdout "
+            typer.Option("--output", "-o", metavar="PATH", help="Where to write: a file (perfetto, openmetrics; - is stdout "
                          "for openmetrics) or a new directory (parquet). Atomic; never over an input."),
         ],
         parents: Annotated[
