@@ -29,6 +29,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,20 +289,41 @@ def _parse_all(
     """Every input parsed, in input order: here one after the other, or with `workers` > 1
     the files in worker processes (standard input always here) and taken back in order, so
     that the first bad input in order is the one reported, as in one process."""
+    files = [p for p in inputs if str(p) != "-"]
+    if workers > 1 and len(files) > 1:
+        try:
+            return _parse_in_workers(inputs, sizes, format, skip_bad=skip_bad, progress=progress,
+                                     stdin_name=stdin_name, workers=workers)
+        except BrokenProcessPool:  # the workers died (a __main__ they cannot import): here
+            if any(str(p) == "-" for p in inputs):  # read once already, perhaps
+                raise InputError("the worker processes stopped; import with --workers 1") from None
+    total = sum(sizes)
+    parsed: list[ParsedInput] = []
+    base = 0
+    for p, size in zip(inputs, sizes, strict=True):
+        parsed.append(
+            parse_input(
+                p, format, skip_bad=skip_bad, progress=progress,
+                progress_base=base, progress_total=total, stdin_name=stdin_name,
+            )
+        )
+        base += size
+    return parsed
+
+
+def _parse_in_workers(
+    inputs: Sequence[str | Path],
+    sizes: Sequence[int],
+    format: str,
+    *,
+    skip_bad: bool,
+    progress: ProgressCallback | None,
+    stdin_name: str | None,
+    workers: int,
+) -> list[ParsedInput]:
+    """`_parse_all` with the files parsed in up to `workers` processes."""
     total = sum(sizes)
     files = [p for p in inputs if str(p) != "-"]
-    if workers <= 1 or len(files) < 2:
-        parsed: list[ParsedInput] = []
-        base = 0
-        for p, size in zip(inputs, sizes, strict=True):
-            parsed.append(
-                parse_input(
-                    p, format, skip_bad=skip_bad, progress=progress,
-                    progress_base=base, progress_total=total, stdin_name=stdin_name,
-                )
-            )
-            base += size
-        return parsed
     # forkserver: a clean process that imports what it needs, not a fork of this one's rows.
     context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
     pool = ProcessPoolExecutor(max_workers=min(workers, len(files)), mp_context=context)
