@@ -115,6 +115,12 @@ def register(app: typer.Typer) -> None:
                          help="Name of standard input (-) in src_file and the metadata "
                          "(default <stdin>)."),
         ] = None,
+        workers: Annotated[
+            int,
+            typer.Option("--workers", metavar="N", min=1,
+                         help="Parse up to N input files at once, each in its own process "
+                         "(the output is the same whatever N)."),
+        ] = 1,
     ) -> None:
         """Import what a real QEMU and its management wrote, as a trace `check` can audit."""
         check_format(format, CHOICES)
@@ -122,7 +128,7 @@ def register(app: typer.Typer) -> None:
             summary = import_traces(
                 expand_inputs(inputs), out, format=format, vm=vm, host=host,
                 skip_bad=skip_bad, progress=progress, parents=parents, replace=force,
-                stdin_name=stdin_name,
+                stdin_name=stdin_name, workers=workers,
             )
         if not quiet:
             for line in _describe(summary):

@@ -12,6 +12,11 @@ Each step is its own module; this one runs them in order and keeps the bookkeepi
    VM) (`vm_tables`, `vm_groups`, `merge`), refusing one that `check` would refuse;
 4. write them (`output`), only once every input has parsed: a bad input writes nothing.
 
+Several inputs may be parsed at once in worker processes (`workers`, `_parse_all`): each
+worker parses whole files and hands back its `ParsedInput` (our own dataclasses of parsed
+strings and integers, between our own processes); the parent takes them in input order, so
+the output, and which bad input is reported, are those of one process.
+
 Parsing is Python per line and builds millions of small objects, so it runs with the cyclic
 garbage collector paused (`_no_cycle_collection`).
 """
@@ -20,8 +25,11 @@ from __future__ import annotations
 
 import gc
 import glob
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,6 +219,7 @@ def import_traces(
     parents: bool = False,
     replace: bool = False,
     stdin_name: str | None = None,
+    workers: int = 1,
 ) -> ImportSummary:
     """Import `inputs` (of one VM, a libvirt log of several, or the files of many hosts) and
     write schema v1 to `out`.
@@ -228,7 +237,12 @@ def import_traces(
     `out` is checked before any input is read (:func:`analyzer.importers.output.check_output`):
     never an input, parents created only with `parents`, an existing directory replaced (as a
     whole, once the new one is complete) only with `replace`.
+
+    `workers` > 1 parses up to that many inputs at once, each in its own process; the output
+    is the same whatever `workers`.
     """
+    if workers < 1:
+        raise InputError(f"workers must be at least 1, not {workers}")
     if not inputs:
         raise InputError("no input to import")
     if sum(str(p) == "-" for p in inputs) > 1:
@@ -237,17 +251,11 @@ def import_traces(
     plan = check_output(out, inputs=[p for p in inputs if str(p) != "-"], parents=parents, replace=replace)
     sizes = [_size(p) for p in inputs]
     total = sum(sizes)
-    parsed: list[ParsedInput] = []
-    base = 0
     with _no_cycle_collection():
-        for p, size in zip(inputs, sizes, strict=True):
-            parsed.append(
-                parse_input(
-                    p, format, skip_bad=skip_bad, progress=progress,
-                    progress_base=base, progress_total=total, stdin_name=stdin_name,
-                )
-            )
-            base += size
+        parsed = _parse_all(
+            inputs, sizes, format, skip_bad=skip_bad, progress=progress, stdin_name=stdin_name,
+            workers=workers,
+        )
         counts = [p.rows for p in parsed]  # before the tables consume the rows
         hosts = assign_hosts(parsed, host, [None if str(p) == "-" else str(p) for p in inputs])
         tables = fleet_rows(parsed, hosts, vm=vm)  # (names each part's VM)
@@ -266,6 +274,88 @@ def import_traces(
         inputs=summaries, out=str(plan.path), files=tuple(files), vm_rows=by_name,
         host_vm_rows={key: t.num_rows for key, t in tables.items()},
     )
+
+
+def _parse_all(
+    inputs: Sequence[str | Path],
+    sizes: Sequence[int],
+    format: str,
+    *,
+    skip_bad: bool,
+    progress: ProgressCallback | None,
+    stdin_name: str | None,
+    workers: int,
+) -> list[ParsedInput]:
+    """Every input parsed, in input order: here one after the other, or with `workers` > 1
+    the files in worker processes (standard input always here) and taken back in order, so
+    that the first bad input in order is the one reported, as in one process."""
+    files = [p for p in inputs if str(p) != "-"]
+    if workers > 1 and len(files) > 1:
+        try:
+            return _parse_in_workers(inputs, sizes, format, skip_bad=skip_bad, progress=progress,
+                                     stdin_name=stdin_name, workers=workers)
+        except BrokenProcessPool:  # the workers died (a __main__ they cannot import): here
+            if any(str(p) == "-" for p in inputs):  # read once already, perhaps
+                raise InputError("the worker processes stopped; import with --workers 1") from None
+    total = sum(sizes)
+    parsed: list[ParsedInput] = []
+    base = 0
+    for p, size in zip(inputs, sizes, strict=True):
+        parsed.append(
+            parse_input(
+                p, format, skip_bad=skip_bad, progress=progress,
+                progress_base=base, progress_total=total, stdin_name=stdin_name,
+            )
+        )
+        base += size
+    return parsed
+
+
+def _parse_in_workers(
+    inputs: Sequence[str | Path],
+    sizes: Sequence[int],
+    format: str,
+    *,
+    skip_bad: bool,
+    progress: ProgressCallback | None,
+    stdin_name: str | None,
+    workers: int,
+) -> list[ParsedInput]:
+    """`_parse_all` with the files parsed in up to `workers` processes."""
+    total = sum(sizes)
+    files = [p for p in inputs if str(p) != "-"]
+    # forkserver: a clean process that imports what it needs, not a fork of this one's rows.
+    context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(files)), mp_context=context)
+    try:
+        futures: list[Future[ParsedInput] | None] = [
+            None if str(p) == "-" else pool.submit(_parse_in_worker, str(p), format, skip_bad)
+            for p in inputs
+        ]
+        parsed = []
+        base = 0
+        for p, size, future in zip(inputs, sizes, futures, strict=True):
+            if future is None:
+                parsed.append(
+                    parse_input(
+                        p, format, skip_bad=skip_bad, progress=progress,
+                        progress_base=base, progress_total=total, stdin_name=stdin_name,
+                    )
+                )
+            else:
+                parsed.append(future.result())
+            base += size
+            if progress is not None:
+                progress(base, total)
+        return parsed
+    finally:  # on a bad input: the inputs not yet started are not parsed
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _parse_in_worker(path: str, format: str, skip_bad: bool) -> ParsedInput:
+    """`parse_input` in a worker process (no progress: the parent reports each input done)."""
+    with _no_cycle_collection():
+        return parse_input(path, format, skip_bad=skip_bad)
 
 
 def fleet_rows(
