@@ -52,11 +52,11 @@ DOMAIN_HEAD = re.compile(
 )
 #: A QEMU command line (a ``cmdline`` file, the start of one in a domain log).
 COMMAND_LINE = re.compile(r"(?:^|\s)(?:\S*/)?(?:qemu-system-[\w.-]+|qemu-kvm) +-\w")
-#: ``virsh event --loop [--timestamp]``: ``[TIME: ]event 'NAME' for domain 'VM'``.
-VIRSH_EVENT = re.compile(r"(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d{4}: )?event '[\w-]+' for domain '")
+#: ``virsh event --loop [--timestamp]``: ``[TIME: ]event 'NAME' for domain 'VM'`` (older virsh: ``VM`` bare).
+VIRSH_EVENT = re.compile(r"(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d{4}: )?event '[\w-]+' for domain \S")
 #: ``virsh qemu-monitor-event --loop``: ``[TIME: ]event NAME [at SEC.USEC ]for domain 'VM': DATA``.
 MONITOR_EVENT = re.compile(
-    r"(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d{4}: )?event [A-Z][A-Z0-9_]* (?:at \d+\.\d+ )?for domain '"
+    r"(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d{4}: )?event [A-Z][A-Z0-9_]* (?:at \d+\.\d+ )?for domain \S"
 )
 #: ``journalctl -o export``: a record starts with the journal's own ``__`` fields.
 JOURNAL_EXPORT = re.compile(r"__(?:CURSOR|REALTIME_TIMESTAMP|MONOTONIC_TIMESTAMP|SEQNUM|SEQNUM_ID|BOOT_ID)=")

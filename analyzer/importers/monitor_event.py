@@ -17,7 +17,8 @@ VM of the domain it names. With the QMP timestamp the row is timed by it and has
 with ``--timestamp`` it is timed by virsh and merges with none (the same event in another
 input stays a second row: import it alone, or print without ``--timestamp``).
 
-``--pretty`` (the data spread over several lines) is not read: each line must hold its event.
+virsh before libvirt 6.x printed the domain name bare (``for domain vm-a: {...}``); both
+forms are read. ``--pretty`` (the data spread over several lines) is not read: each line must hold its event.
 virsh's own lines (``events received: N``, ``event loop interrupted``) are left.
 """
 
@@ -34,7 +35,7 @@ from analyzer.importers.rows import ParsedInput, Part, Rows
 
 LINE = re.compile(
     r"(?:(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d+)([+-])(\d\d)(\d\d): )?"
-    r"event ([A-Z][A-Z0-9_]*) (?:at (\d{1,12})\.(\d{6}) )?for domain '(.*?)': (.*)$"
+    r"event ([A-Z][A-Z0-9_]*) (?:at (\d{1,12})\.(\d{6}) )?for domain (?:'(.*?)'|(.+?)): (.*)$"
 )
 _VIRSH_OWN = re.compile(r"(?:events received: \d+|event loop interrupted|event loop timed out)\s*$")
 
@@ -55,7 +56,8 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
             policy.bad(number, line, "not a virsh qemu-monitor-event line "
                        "(expected \"[TIME: ]event NAME [at SECONDS.MICROS ]for domain 'VM': DATA\")")
             continue
-        name, seconds, micros, domain, details = m.group(6, 7, 8, 9, 10)
+        name, seconds, micros, quoted, bare, details = m.group(6, 7, 8, 9, 10, 11)
+        domain = quoted if quoted is not None else bare
         msg: dict = {}
         if seconds is not None:
             msg["timestamp"] = {"seconds": int(seconds), "microseconds": int(micros)}

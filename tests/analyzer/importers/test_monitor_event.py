@@ -50,3 +50,15 @@ def test_bad_event_data_names_its_line(write, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "events.txt, line 2:" in err and "bad JSON in the event data" in err
+
+
+def test_older_virsh_that_prints_the_domain_bare_is_read(write):
+    path = write("mon.log", 'event BLOCK_IO_ERROR at 1551434400.000100 for domain vm-a: '
+                            '{"device":"drive-virtio-disk0","nospace":false,"reason":"Input/output error",'
+                            '"operation":"write","action":"stop"}\n'
+                            "event STOP at 1551434400.000200 for domain vm-a: <null>\n")
+    parsed = parse_input(path)
+    assert parsed.format == "qemu-monitor-event"
+    [part] = parsed.parts
+    assert part.vm == "vm-a" and part.rows.name == ["BLOCK_IO_ERROR", "STOP"]
+    assert part.rows.ts == [1551434400000100000, 1551434400000200000]

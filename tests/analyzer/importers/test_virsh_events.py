@@ -96,3 +96,56 @@ def test_a_line_that_is_no_event_is_one_line_naming_file_and_line(write):
     assert str(exc.value).startswith(f"{path}, line 2: not a virsh event line")
     parsed = parse_input(path, skip_bad=True)
     assert parsed.skipped == 1 and parsed.rows == 1
+
+
+def test_every_event_virsh_prints_imports_multi_line_ones_as_one_row(write):
+    # what virsh of libvirt 11.x prints (tools/virsh-domain-event.c): disk events name the
+    # disk, tunable / job-completed / memory-failure / nic-mac-change span several lines
+    path = write("ev.log", "\n".join([
+        "2026-11-25 16:55:38.346+0000: event 'tunable' for domain 'a':",
+        "\tcputune.vcpu_period: 100000",
+        "\tcputune.vcpu_quota: 50000",
+        "2026-11-25 16:55:39.000+0000: event 'tray-change' for domain 'a' disk hdc: opened",
+        "2026-11-25 16:55:39.500+0000: event 'disk-change' for domain 'a' disk fdc: /a.img -> <null>: dropped",
+        "2026-11-25 16:55:40.000+0000: event 'job-completed' for domain 'a':",
+        "\toperation: 5",
+        "2026-11-25 16:55:41.000+0000: event 'nic-mac-change' for domain 'a':",
+        "alias: net0",
+        "oldMAC: 52:54:00:00:00:01",
+        "newMAC: 52:54:00:00:00:02",
+        "2026-11-25 16:55:41.640+0000: event 'io-error' for domain 'a': /x.img (virtio-disk0) pause",
+        "2026-11-25 16:55:42.000+0000: event 'reboot' for domain 'a'",
+        "events received: 7",
+    ]) + "\n")
+    [part] = parse_input(path).parts
+    assert part.rows.name == ["tunable", "tray-change", "disk-change", "job-completed", "nic-mac-change",
+                              "io-error", "reboot"]
+    assert part.rows.line == [1, 4, 5, 6, 8, 12, 13]
+    payloads = [json.loads(p) for p in part.rows.payload]
+    assert payloads[0]["lines"] == ["cputune.vcpu_period: 100000", "cputune.vcpu_quota: 50000"]
+    assert payloads[1] == {"disk": "hdc", "text": "opened"}
+    assert payloads[2]["text"] == "/a.img -> <null>: dropped"
+    assert payloads[4]["lines"] == ["alias: net0", "oldMAC: 52:54:00:00:00:01", "newMAC: 52:54:00:00:00:02"]
+    assert part.rows.sparse["device"] == {1: "hdc", 2: "fdc", 5: "virtio-disk0"}
+    assert part.rows.sparse["action"] == {5: "stop"}
+
+
+def test_older_virsh_that_prints_the_domain_bare_is_read(write):
+    # virsh before libvirt 6.x: "for domain %s:" without quotes
+    path = write("ev.log", "2019-03-01 10:00:00.000+0000: event 'lifecycle' for domain vm-a: Suspended I/O Error\n"
+                           "2019-03-01 10:00:00.000+0000: event 'io-error-reason' for domain vm-a: /x.img (drive-virtio-disk0) pause due to enospc\n"
+                           "2019-03-01 10:00:01.000+0000: event 'reboot' for domain vm-a\n")
+    parsed = parse_input(path)
+    assert parsed.format == "virsh-events"
+    [part] = parsed.parts
+    assert part.vm == "vm-a" and part.rows.name == ["lifecycle", "io-error-reason", "reboot"]
+    assert part.rows.sparse["runstate"] == {0: "io-error"}
+    assert json.loads(part.rows.payload[1])["reason"] == "enospc"
+
+
+def test_a_field_line_after_a_one_line_event_is_a_bad_line(write):
+    # "FIELD: VALUE" continues only an event whose header ended in ":"
+    path = write("ev.log", "event 'reboot' for domain 'a'\nalias: net0\n")
+    with pytest.raises(ImportFormatError) as exc:
+        parse_input(path)
+    assert str(exc.value).startswith(f"{path}, line 2: not a virsh event line")
