@@ -99,8 +99,7 @@ class CarriedText:
             inner.close()
         origin = np.frombuffer(self.origin, dtype=np.int64) if len(self.origin) else np.zeros(0, np.int64)
         for part in parsed.parts:
-            if part.rows.line:
-                part.rows.line = origin[np.asarray(part.rows.line, dtype=np.int64) - 1].tolist()
+            part.rows.map_lines(origin)
         return ParsedInput(
             path=outer.path, format=fmt, sha256=outer.sha256, lines=outer.line_count,
             skipped=outer_policy.skipped + policy.skipped,

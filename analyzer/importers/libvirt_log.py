@@ -34,7 +34,11 @@ import calendar
 import json
 import re
 import time
+from collections.abc import Iterator
 
+import numpy as np
+
+from analyzer.importers.byte_lines import ByteLines, is_digit, is_utf8
 from analyzer.importers.detect import TRACE_PREFIXED
 from analyzer.importers.json_scan import parse_json
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
@@ -50,6 +54,11 @@ _HANDLED = re.compile(
     r"(qemuProcessHandle(?:IOError|Stop|Resume)):\d+ : Transitioned guest (\S+) "
     r"(?:to paused state(?: due to IO error|, reason '?([^,']*))|into running state)"
 )
+#: Every line the parser reads past its first header holds one of these (RE2, for
+#: `ByteLines.contains`) when the log has RECV probes: the message starts with a probe that
+#: carries a message or opens or closes a monitor, the greeting, a handler's
+#: transition or the host name, or it names a monitor's or a domain's pointer (`naming`).
+_RELEVANT = r'QEMU_MONITOR_(?:SEND_MSG|RECV_|NEW|CLOSE)|Line \[\{"QMP"|Transitioned guest |hostname: |vm[=:]0x'
 _SEND_FD = re.compile(r"\s+fd=-?\d+\s*$")
 _IO_LEN = re.compile(r" ?len=\d+\s*$")
 
@@ -76,8 +85,9 @@ class _LibvirtParser:
         self.generations: dict[str, int] = {}
         self.vm_names: dict[str, str] = {}
         self.host: str | None = None
-        self._seconds: dict[str, int] = {}
-        self.use_io_process = not any("QEMU_MONITOR_RECV_" in line for line in text.lines)
+        self._seconds: dict[tuple[str, str, str, str], int] = {}
+        self.use_io_process = not self._has_recv_probes()
+        self.seen_head = False
         self.pending_io: list[tuple[int, str]] | None = None
         self.pending_io_at: tuple[_Session, int] | None = None
         #: The monitor opened last (QEMU_MONITOR_NEW): the one a greeting line belongs to.
@@ -96,41 +106,78 @@ class _LibvirtParser:
     def time_ns(self, m: re.Match[str]) -> int:
         """The header's time in ns; ValueError for a date that does not exist (month 13,
         February 30), a UTC offset beyond ±23:59, or a time beyond int64 ns."""
-        day_second = m.group(1)
-        epoch = self._seconds.get(day_second)
-        if epoch is None:
-            try:
-                epoch = calendar.timegm(time.strptime(day_second, "%Y-%m-%d %H:%M:%S"))
-            except (ValueError, OverflowError):
-                raise ValueError(f"no such date and time {day_second!r} in the line header") from None
-            self._seconds[day_second] = epoch
-        if int(m.group(4)) > 23 or int(m.group(5)) > 59:
-            raise ValueError(f"UTC offset {m.group(3)}{m.group(4)}{m.group(5)} out of range in the line header")
-        offset = int(m.group(4)) * 3600 + int(m.group(5)) * 60
-        if m.group(3) == "+":
-            epoch -= offset
-        else:
-            epoch += offset
-        ns = epoch * 1_000_000_000 + int(m.group(2).ljust(9, "0")[:9])
+        day_second, fraction, sign, hours, minutes = m.group(1, 2, 3, 4, 5)
+        key = (day_second, sign, hours, minutes)
+        base = self._seconds.get(key)
+        if base is None:
+            base = self._seconds[key] = self._second_ns(day_second, sign, hours, minutes)
+            if len(self._seconds) > 65536:
+                self._seconds.clear()
+        ns = base + int(fraction[:9].ljust(9, "0"))
         if not -(1 << 63) <= ns < 1 << 63:
             raise ValueError(f"time {day_second!r} in the line header is out of range (int64 ns: years 1678 to 2262)")
         return ns
 
+    @staticmethod
+    def _second_ns(day_second: str, sign: str, hours: str, minutes: str) -> int:
+        """A header's second (``YYYY-MM-DD HH:MM:SS`` at UTC offset ``±HHMM``) in ns since the epoch."""
+        try:
+            epoch = calendar.timegm(time.strptime(day_second, "%Y-%m-%d %H:%M:%S"))
+        except (ValueError, OverflowError):
+            raise ValueError(f"no such date and time {day_second!r} in the line header") from None
+        if int(hours) > 23 or int(minutes) > 59:
+            raise ValueError(f"UTC offset {sign}{hours}{minutes} out of range in the line header")
+        offset = int(hours) * 3600 + int(minutes) * 60
+        return (epoch - offset if sign == "+" else epoch + offset) * 1_000_000_000
+
+    def _has_recv_probes(self) -> bool:
+        text = self.text
+        if isinstance(text, InputText):  # (a probe never spans blocks: they end at newlines)
+            return any(b"QEMU_MONITOR_RECV_" in block for _, block in text.iter_byte_blocks())
+        return any("QEMU_MONITOR_RECV_" in line for line in text.lines)
+
+    def lines(self) -> Iterator[tuple[int, str]]:
+        """(number, line) of the lines `run` must read, in order.
+
+        An old libvirt's ``QEMU_MONITOR_IO_PROCESS`` buffers continue over lines of any kind:
+        every line then. Otherwise `run` does nothing with a line that has a header but none of
+        the `_RELEVANT` literals, nor with a line without a header once a header was seen,
+        unless it is a line of another format (it starts with a digit or ``{``): those lines
+        are passed over in bulk (`_relevant`), each block's first lines read one by one until
+        the first header."""
+        text, policy = self.text, self.policy
+        if self.use_io_process or not isinstance(text, InputText):
+            for number, line in enumerate(text.lines, 1):
+                if not number % PROGRESS_EVERY:
+                    policy.progress(number)
+                yield number, line
+            return
+        for before, block in text.iter_byte_blocks():
+            if not is_utf8(block):  # read where its bad line is reported
+                yield from enumerate(text.decode_block(block, before), before + 1)
+                continue
+            lines = ByteLines(block)
+            k = 0
+            while not self.seen_head and k < len(lines):
+                yield before + k + 1, lines.line(k)
+                k += 1
+            picked = np.flatnonzero(_relevant(lines))
+            for i in picked[np.searchsorted(picked, k) :].tolist():
+                yield before + i + 1, lines.line(i)
+            policy.progress(before + len(lines))
+
     def run(self) -> ParsedInput:
         policy = self.policy
-        seen_head = False
         head = _HEAD.match
-        for number, line in enumerate(self.text.lines, 1):
-            if not number % PROGRESS_EVERY:
-                policy.progress(number)
+        for number, line in self.lines():
             m = head(line)
             if m is None:
                 if self.pending_io is not None:
                     self.pending_io.append((number, line))
-                elif line.strip() and (not seen_head or self.foreign(line)):
+                elif line.strip() and (not self.seen_head or self.foreign(line)):
                     policy.bad(number, line, "not a libvirt log line (expected 'YYYY-MM-DD HH:MM:SS.mmm+ZZZZ: TID: LEVEL : ...')")
                 continue
-            seen_head = True
+            self.seen_head = True
             if self.pending_io is not None:
                 self.flush_io()
             text = line[m.end() :]
@@ -138,12 +185,7 @@ class _LibvirtParser:
             if not sep:
                 message = text
             if message.startswith("QEMU_MONITOR_"):
-                try:
-                    ts = self.time_ns(m)
-                except ValueError as exc:
-                    policy.bad(number, line, str(exc))
-                    continue
-                self.monitor(number, line, ts, message)
+                self.monitor(number, line, m, message)
             elif message.startswith('Line [{"QMP"'):
                 self.greeting(message)
             elif message.startswith("Transitioned guest ") and "qemuProcessHandle" in text:
@@ -227,7 +269,7 @@ class _LibvirtParser:
         for m in _VM_NAME.finditer(message):
             self.vm_names[m.group(1)] = m.group(2)
 
-    def monitor(self, number: int, line: str, ts: int, message: str) -> None:
+    def monitor(self, number: int, line: str, head: re.Match[str], message: str) -> None:
         probe, _, rest = message.partition(": ")
         if not rest.startswith("mon="):
             return
@@ -239,13 +281,17 @@ class _LibvirtParser:
             self.current.pop(mon, None)
             return
         field, _, payload = body.partition("=")
-        if probe == "QEMU_MONITOR_IO_PROCESS":
-            if self.use_io_process and field == "buf":
-                self.pending_io = [(number, payload)]
-                self.pending_io_at = (self.session(mon), ts)
+        expected = _PROBE_FIELDS.get(probe)
+        if expected is None or (probe == "QEMU_MONITOR_IO_PROCESS" and not (self.use_io_process and field == "buf")):
+            return  # a probe whose messages another one reports (or none)
+        try:
+            ts = self.time_ns(head)
+        except ValueError as exc:
+            self.policy.bad(number, line, str(exc))
             return
-        expected = {"QEMU_MONITOR_SEND_MSG": "msg", "QEMU_MONITOR_RECV_EVENT": "event", "QEMU_MONITOR_RECV_REPLY": "reply"}.get(probe)
-        if expected is None:
+        if probe == "QEMU_MONITOR_IO_PROCESS":
+            self.pending_io = [(number, payload)]
+            self.pending_io_at = (self.session(mon), ts)
             return
         if field != expected:
             self.policy.bad(number, line, f"{probe} without {expected}=")
@@ -305,6 +351,27 @@ class _LibvirtParser:
             lines=len(self.text.lines), skipped=self.policy.skipped,
             truncated=self.policy.truncated, parts=parts,
         )
+
+
+#: The field each monitor probe that carries a message prints it in.
+_PROBE_FIELDS = {
+    "QEMU_MONITOR_SEND_MSG": "msg", "QEMU_MONITOR_RECV_EVENT": "event", "QEMU_MONITOR_RECV_REPLY": "reply",
+    "QEMU_MONITOR_IO_PROCESS": "buf",
+}
+
+
+#: The punctuation of a header's date (``2026-11-25 10:00:00.``).
+_DATE_SHAPE = b"????-??-?? ??:??:??."
+
+
+def _relevant(lines: ByteLines) -> np.ndarray:
+    """The lines of a block (past its first header) that `_LibvirtParser.run` must read: those
+    with a `_RELEVANT` literal, and those without a header's shape that may be a line of
+    another format (a digit or ``{`` first, or a non-ASCII character: Python's ``\\d``)."""
+    first = lines.first_bytes()
+    digit = is_digit(first)
+    foreign = ~(digit & lines.shaped(_DATE_SHAPE, ord("?"))) & (digit | (first == ord("{")) | (first >= 0x80))
+    return lines.contains(_RELEVANT) | foreign
 
 
 def parse(text: InputText, policy: LinePolicy) -> ParsedInput:

@@ -138,6 +138,14 @@ class InputText:
     def iter_blocks(self, max_bytes: int | None = None) -> Iterator[list[str]]:
         """The lines of `iter_lines`, a chunk's worth at a time (iterating lists costs no
         Python frame per line)."""
+        for number, block in self.iter_byte_blocks(max_bytes):
+            yield self.decode_block(block, number)
+
+    def iter_byte_blocks(self, max_bytes: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """The input as blocks of whole lines, each without its last newline, with the number of
+        lines before it: (0, lines 1..k), (k, lines k+1..), ... Every line is bounded by
+        `MAX_LINE_BYTES` (an InputError naming it); with `max_bytes`, only the blocks that
+        start within them."""
         f = self._handle
         f.seek(0)
         number = read = 0
@@ -163,10 +171,10 @@ class InputText:
                 lengths = [len(line) for line in block.split(b"\n")]
                 longest = max(range(len(lengths)), key=lengths.__getitem__)
                 self._bound(lengths[longest], number + longest + 1)
-            yield self._decode(block, number)
+            yield number, block
             number += count
         if carry and eof:
-            yield self._decode(carry, number)
+            yield number, carry
 
     def _bound(self, length: int, number: int) -> None:
         if length > MAX_LINE_BYTES:
@@ -174,7 +182,7 @@ class InputText:
                 f"line longer than {MAX_LINE_BYTES >> 20} MiB: not a log or QMP line", path=self.source, line=number
             )
 
-    def _decode(self, block: bytes, number: int) -> list[str]:
+    def decode_block(self, block: bytes, number: int) -> list[str]:
         """The lines of `block` (line `number` + 1 first) as text; one that is not UTF-8 goes
         to `on_bad` and is read as an empty line when skipped."""
         try:

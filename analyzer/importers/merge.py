@@ -82,10 +82,14 @@ def build_rows(
     line_arr = np.empty(n, dtype=np.int64)
     part_of = np.empty(n, dtype=np.int64)
     sparse: dict[str, dict[int, Any]] = {}
+    # Segment rows (read in bulk, never Python objects) stay Arrow: `segment_of` maps a row to
+    # its place in the VM's segment columns (-1: a row of the lists).
+    segment_of = np.full(n, -1, dtype=np.int64)
+    segments: list = []
     for p_i, part in enumerate(parts):
         off = int(offsets[p_i])
         rows = part.rows
-        end = off + len(rows)
+        end = off + len(rows.kind)
         for target, values in ((kind, rows.kind), (tid, rows.tid), (name, rows.name), (payload, rows.payload)):
             target[off:end] = values
             values.clear()
@@ -93,7 +97,16 @@ def build_rows(
         line_arr[off:end] = rows.line
         rows.ts.clear()
         rows.line.clear()
-        part_of[off:end] = p_i
+        part_of[off : int(offsets[p_i + 1])] = p_i
+        done = sum(len(s) for s in segments)
+        for seg in rows.segments:
+            ts_arr[end : end + len(seg)] = seg.ts
+            line_arr[end : end + len(seg)] = seg.line
+            segment_of[end : end + len(seg)] = np.arange(done, done + len(seg))
+            done += len(seg)
+            end += len(seg)
+        segments.extend(rows.segments)
+        rows.segments = []
         for col, values in rows.sparse.items():
             if col not in sparse and off == 0:
                 # The first part's own dict when nothing here writes to it (one part: no
@@ -126,24 +139,36 @@ def build_rows(
     position = np.full(n, -1, dtype=np.int64)
     position[order] = np.arange(m)
 
-    # Every column but payload goes to Arrow whole (numbers, and dictionary-encoded kind and
-    # name: a few bytes a row, one dictionary for the VM as before); the strings of `kind`,
-    # `tid` and `name` leave Python one chunk at a time. Payload, the bulk, stays Python strings
-    # in output order until its row group is written (`VmRows.batches`).
-    dense_types = {"kind": pa.string(), "tid": pa.int64(), "name": pa.string()}
-    dense_values = {"kind": kind, "tid": tid, "name": name}
-    dense_chunks: dict[str, list[pa.Array]] = {col: [] for col in dense_types}
-    for start in range(0, m, chunk):
-        at = order[start : start + chunk]
-        for col, values in dense_values.items():
-            dense_chunks[col].append(pa.array(values[at], dense_types[col]))
+    # The dense columns go to Arrow in reading order -- the lists' rows a chunk at a time (a
+    # chunk's Python objects are freed once it is in Arrow), then the segments' -- and into
+    # output order with one take each.
+    listed = np.flatnonzero(segment_of < 0)
+    place = np.empty(n, dtype=np.int64)
+    place[listed] = np.arange(len(listed))
+    in_segments = segment_of >= 0
+    place[in_segments] = len(listed) + segment_of[in_segments]
+    output_place = pa.array(place[order])
+    bulk = _SegmentColumns(segments)
+
+    def to_output(values: np.ndarray, col: str, type_: pa.DataType) -> pa.Array:
+        chunks = []
+        for start in range(0, len(listed), chunk):
+            at = listed[start : start + chunk]
+            chunks.append(pa.array(values[at], type_))
             values[at] = None
-    del kind, tid, name, dense_values
-    payload_sorted = payload[order]
+        chunks.extend(bulk.column(col, type_))
+        whole = pa.concat_arrays(chunks) if chunks else pa.array([], type_)
+        del chunks
+        return whole.take(output_place)
+
+    dense_types = {"kind": pa.string(), "tid": pa.int64(), "name": pa.string()}
+    dense_columns = {col: to_output(v, col, dense_types[col]) for col, v in (("kind", kind), ("tid", tid), ("name", name))}
+    del kind, tid, name
+    payload_column = to_output(payload, "payload", pa.string())
     del payload
 
-    def dense(col: str) -> pa.ChunkedArray:
-        return pa.chunked_array(dense_chunks.pop(col), dense_types[col])
+    def dense(col: str) -> pa.Array:
+        return dense_columns.pop(col)
 
     hints = ThreadHints()
     for part in parts:
@@ -233,21 +258,39 @@ def build_rows(
         arr = arr.cast(col.type)
         arrays.append(arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr)
     table = pa.Table.from_arrays(arrays, schema=schema_with_metadata(source, metadata))
-    return VmRows(table, payload_sorted)
+    return VmRows(table, payload_column)
+
+
+class _SegmentColumns:
+    """The segment rows of one VM (`rows.Segment`), column by column, in Arrow."""
+
+    def __init__(self, segments: Sequence[Any]) -> None:
+        self._segments = segments
+
+    def column(self, col: str, type_: pa.DataType) -> list[pa.Array]:
+        """Column `col` of every segment row, in reading order (one array per segment)."""
+        if col == "kind":
+            constant = pa.array(["trace_event"], type_)
+            return [
+                s.kind.cast(type_) if s.kind is not None else constant.take(pa.array(np.zeros(len(s), np.int64)))
+                for s in self._segments
+            ]
+        if col == "tid":
+            return [pa.array(s.tid, type_) for s in self._segments]
+        return [getattr(s, col).cast(type_) for s in self._segments]
 
 
 class VmRows:
-    """One VM's rows in output order, ready to write: every column in Arrow, but payload.
+    """One VM's rows in output order, ready to write: the table but its payloads, and them.
 
-    Payloads (most of a VM's bytes) stay the Python strings the parsers made until their
-    row group is written: `batches` turns one group at a time into Arrow and drops the Python
-    strings, so that a VM is never held both ways but for one row group. `table` holds no
-    payload; `validate` can check it (payload is a free string column).
+    Payloads (most of a VM's bytes) are one Arrow column beside `table`, which holds a
+    placeholder: `batches` gives the rows one row group at a time with their payloads.
+    `validate` can check `table` (payload is a free string column).
     """
 
-    def __init__(self, table: pa.Table, payload: np.ndarray) -> None:
+    def __init__(self, table: pa.Table, payload: pa.Array) -> None:
         self.table = table
-        self._payload = payload
+        self._payload: pa.Array | None = payload
         self._column = table.schema.get_field_index("payload")
 
     @property
@@ -259,17 +302,15 @@ class VmRows:
         payload, self._payload = self._payload, None
         if payload is None:
             raise RuntimeError("the rows of this VM were already taken")
+        field = self.table.schema.field(self._column)
         for start in range(0, max(self.num_rows, 1), rows):
             part = self.table.slice(start, rows)
-            values = pa.array(payload[start : start + rows], pa.string())
-            payload[start : start + rows] = None
-            yield part.set_column(self._column, self.table.schema.field(self._column), values)
+            yield part.set_column(self._column, field, payload.slice(start, rows))
 
     def to_table(self) -> pa.Table:
         """The whole table in one piece (for `read_input`, and several VMs in one file)."""
         parts = list(self.batches(max(self.num_rows, 1)))
         return parts[0]
-
 
 
 def _coalesce(preset: pa.Array, derived: pa.Array, default: str) -> pa.Array:

@@ -39,9 +39,15 @@ from __future__ import annotations
 import bisect
 import json
 import re
+from collections.abc import Iterable
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from sys import intern
 
+import numpy as np
+import pyarrow as pa
+
+from analyzer.importers import ahead
+from analyzer.importers.byte_lines import ByteLines, is_utf8
 from analyzer.importers.detect import QEMU_MESSAGE
 from analyzer.importers.json_scan import parse_json
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
@@ -50,7 +56,8 @@ from analyzer.importers.qmp_semantics import QmpState, event_time_ns
 from analyzer.importers.qmp_types import INT64_MAX as _INT64_MAX
 from analyzer.importers.qmp_types import INT64_MIN as _INT64_MIN
 from analyzer.importers.qmp_types import check_event
-from analyzer.importers.rows import ParsedInput, Part, Rows
+from analyzer.importers.rows import ParsedInput, Part, Rows, Segment
+from analyzer.importers.trace_block import TraceBlock
 from tracer.schema import RUNSTATES
 
 # Numbers are at most 20 digits (int64 and beyond, never the 4,300 digits int() refuses).
@@ -75,6 +82,8 @@ _UNDERSCORE_COMMANDS = frozenset(
     }
 )
 _RUNSTATE_NAMES = frozenset(RUNSTATES)
+#: Threads that read blocks in bulk ahead of the line-by-line reading.
+_BULK_THREADS = 2
 _INT32_MIN = -(1 << 31)
 _PROGRESS_MASK = PROGRESS_EVERY - 1
 #: Name of the row marking an input's lines of a trace event blkreplay reads whose arguments
@@ -112,6 +121,47 @@ class _Queued:
         self.tid, self.ts, self.line, self.number, self.args = tid, ts, line, number, args
 
 
+class _Prepared:
+    """A block of lines as `_TraceLogParser.prepare` left it for `consume`."""
+
+    __slots__ = ("before", "block", "lines", "requests", "rest", "segment")
+
+    def __init__(self, before: int, block: bytes) -> None:
+        self.before, self.block = before, block
+        #: None: the block is not UTF-8 and is read one line at a time.
+        self.lines: ByteLines | None = None
+        self.rest = np.zeros(0, dtype=np.int64)
+        self.requests: tuple | None = None
+        self.segment: Segment | None = None
+
+
+class _Requests:
+    """Request -> op pairs read in bulk (`virtio_blk_handle_read/write` lines of a block), to
+    apply to the parser's map in line order: before a line read one by one that uses or sets
+    the map, every pair of an earlier line."""
+
+    def __init__(self) -> None:
+        self._lines: list[int] = []
+        self._pairs: list[tuple[str, str]] = []
+        self._done = 0
+
+    def add(self, lines: np.ndarray, reqs: list[str], found: np.ndarray, writes: np.ndarray) -> None:
+        keep = np.flatnonzero(found).tolist()
+        self._lines.extend(lines[keep].tolist())
+        self._pairs.extend((reqs[k], "write" if writes[k] else "read") for k in keep)
+
+    def apply_before(self, line: int | None, req_op: dict[str, str]) -> None:
+        """Apply the pairs of lines before `line` (None: all of them)."""
+        end = len(self._lines) if line is None else bisect.bisect_left(self._lines, line, self._done)
+        if end > self._done:
+            req_op.update(self._pairs[self._done : end])
+            self._done = end
+        if self._done == len(self._lines):
+            self._lines.clear()
+            self._pairs.clear()
+            self._done = 0
+
+
 class _TraceLogParser:
     def __init__(self, text: InputText, policy: LinePolicy) -> None:
         self.text = text
@@ -127,6 +177,7 @@ class _TraceLogParser:
         self.emitting: dict[int | None, _Queued] = {}
         self.orphans: list[_Queued] = []
         self.req_op: dict[str, str] = {}
+        self.requests = _Requests()
         self.enter_rows: list[tuple[int, str]] = []
         self.saw_handle = False
         self.events_from_json = False
@@ -134,6 +185,9 @@ class _TraceLogParser:
         #: Lines of an interpreted event in no format it knows: (count, first line, its tid, ts).
         self.unknown_lines = 0
         self.first_unknown: tuple[int, int | None, int | None] | None = None
+        #: How each event name's lines are read (`classify`, once per name).
+        self.dispatch: dict[str, object] = {}
+        self.tids: dict[int | None, int | None] = {}
         self.handlers = {
             "runstate_set": self.runstate_set,
             "vm_stop_flush_all": self.vm_stop_flush_all,
@@ -153,16 +207,85 @@ class _TraceLogParser:
     # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> ParsedInput:
+        text = self.text
+        if isinstance(text, InputText):
+            for prepared in ahead.ordered(text.iter_byte_blocks(), self.prepare, workers=_BULK_THREADS):
+                self.consume(prepared)
+        else:  # a text that is only lines (a domain log's trace lines)
+            self.lines(enumerate(text.lines, 1))
+        self.hints.first_tid = self.rows.first_tid()
+        self.finish()
+        policy = self.policy
+        return ParsedInput(
+            path=text.path, format="qemu-log", sha256=text.sha256,
+            lines=len(text.lines), skipped=policy.skipped, truncated=policy.truncated,
+            parts=[self.part], unknown_lines=self.unknown_lines,
+        )
+
+    def prepare(self, numbered_block: tuple[int, bytes]) -> _Prepared:
+        """What the block of lines before+1.. holds, read in bulk (`trace_block`): which plain
+        lines become ``trace_event`` rows as they are -- events no handler reads, requests
+        (whose request -> op pairs are applied in line order, `_Requests`), successful
+        completions, QMP command entries -- as a `Segment`, and which lines are left to be read
+        one by one. Pure (it runs on a thread ahead of `consume`, `ahead.ordered`)."""
+        before, block = numbered_block
+        prepared = _Prepared(before, block)
+        if not is_utf8(block):  # read where its bad line is reported
+            return prepared
+        lines = prepared.lines = ByteLines(block)
+        plain = TraceBlock(lines, self.text.crlf)
+        how = [self.dispatch.setdefault(name, self.classify(name)) for name in plain.names]
+        code_is = {
+            what: np.array([h == what for h in how] + [False], dtype=bool)[plain.codes]
+            for what in (_BULK, self.handle_rw, self.rw_complete, self.qmp_enter)
+        }
+        bulk = code_is[_BULK] | code_is[self.handle_rw] | code_is[self.qmp_enter]
+        completes = np.flatnonzero(code_is[self.rw_complete])
+        if len(completes):  # a failed one (" ret -N") is an io_complete row, read one by one
+            bulk[completes[~plain.contains(completes, " ret -")]] = True
+        bulk = np.flatnonzero(bulk)
+        requests = np.flatnonzero(code_is[self.handle_rw])
+        if len(requests):
+            writes = np.array([name[-1:] == "e" for name in plain.names] + [False], dtype=bool)[plain.codes[requests]]
+            reqs, found = plain.requests(requests)
+            prepared.requests = (plain.line_numbers(requests) + before, reqs, found, writes)
+        rest = np.ones(len(lines), dtype=bool)
+        rest[plain.plain[bulk]] = False
+        prepared.rest = np.flatnonzero(rest)
+        if len(bulk):
+            prepared.segment = Segment(
+                ts=plain.ts[bulk], tid=plain.tid[bulk], line=plain.line_numbers(bulk) + before,
+                name=pa.array(plain.names, pa.string()).take(pa.array(plain.codes[bulk])),
+                payload=plain.payloads(bulk), commands=code_is[self.qmp_enter][bulk],
+            )
+        return prepared
+
+    def consume(self, prepared: _Prepared) -> None:
+        """Read a prepared block: its other lines one by one, then its segment."""
+        before, lines = prepared.before, prepared.lines
+        if lines is None:
+            self.lines(enumerate(self.text.decode_block(prepared.block, before), before + 1))
+            return
+        if prepared.requests is not None:
+            self.requests.add(*prepared.requests)
+        self.lines((before + i + 1, lines.line(i)) for i in prepared.rest.tolist())
+        self.requests.apply_before(None, self.req_op)
+        if prepared.segment is not None:
+            self.rows.segments.append(prepared.segment)
+        self.policy.progress(before + len(lines))
+
+    def lines(self, numbered: Iterable[tuple[int, str]]) -> None:
+        """Read these (number, line) one by one."""
         rows = self.rows
         kind_append, ts_append, tid_append = rows.kind.append, rows.ts.append, rows.tid.append
         name_append, payload_append, line_append = rows.name.append, rows.payload.append, rows.line.append
-        dispatch: dict[str, object] = {}
+        dispatch = self.dispatch
         classify = self.classify
         policy = self.policy
         encode = encode_basestring
         crlf = self.text.crlf
-        tids: dict[int | None, int | None] = {}
-        for number, line in enumerate(self.text.lines, 1):
+        tids = self.tids
+        for number, line in numbered:
             if not number & _PROGRESS_MASK:
                 policy.progress(number)
             if crlf and line[-1:] == "\r":
@@ -210,13 +333,6 @@ class _TraceLogParser:
                 self.other_line(number, line, tid, ts)
             else:
                 handler(number, line, tid, ts, name, args)  # type: ignore[operator]
-        self.hints.first_tid = next((t for t in rows.tid if t is not None), None)
-        self.finish()
-        return ParsedInput(
-            path=self.text.path, format="qemu-log", sha256=self.text.sha256,
-            lines=len(self.text.lines), skipped=policy.skipped, truncated=policy.truncated,
-            parts=[self.part], unknown_lines=self.unknown_lines,
-        )
 
     def classify(self, name: str) -> object:
         """How lines of event `name` are read (decided once per name)."""
@@ -284,12 +400,14 @@ class _TraceLogParser:
         self.rows.add("vm_stop", ts, number, tid=tid, name=name, payload=args_payload(args))
 
     def handle_rw(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
+        self.requests.apply_before(number, self.req_op)
         _, sep, rest = args.partition("req ")
         if sep:
             self.req_op[rest.partition(" ")[0]] = "write" if name[-1] == "e" else "read"
         self.keep(number, tid, ts, name, args)
 
     def rw_complete(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
+        self.requests.apply_before(number, self.req_op)
         _, sep, ret_text = args.rpartition(" ret ")
         if not sep or ret_text[:1] != "-":  # success (or a form we do not know): kept as is
             self.keep(number, tid, ts, name, args)
@@ -446,6 +564,8 @@ class _TraceLogParser:
             for i, c_name in self.enter_rows:
                 rows.kind[i] = "qmp_command"
                 rows.name[i] = command_name(c_name)
+            for seg in rows.segments:
+                seg.as_commands(lambda name: command_name(name[len("qmp_enter_") :]))
         if self.first_unknown is not None:
             number, tid, ts = self.first_unknown
             rows.add("qmp_event", ts, number, tid=tid, name=f"{UNKNOWN_LINES_MARKER}{self.unknown_lines}",

@@ -17,6 +17,13 @@ Besides schema columns, rows carry importer-internal fields:
   ``event_ts_ns``): the emission time, which a throttled event keeps when delivered late.
 - ``node`` / ``qom``: on a ``BLOCK_IO_ERROR`` whose ``device`` is empty, the ``node-name`` and
   ``qom-path`` to resolve into a device name once every ``query-block`` reply has been seen.
+
+Rows read in bulk (`trace_block`: plain ``trace_event`` rows of a trace log) never become
+Python objects: they are `Segment` rows: columns already in numpy and Arrow, kept beside the
+lists. A segment row has no sparse value, no key and no command link, so nothing refers to it
+by index: the lists' rows are rows 0..k-1 of the `Rows`, the segments' rows come after them.
+(Output order does not depend on it: rows are sorted by time, input and line, and a line
+gives either list rows or one segment row.)
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from analyzer.importers.thread_hints import ThreadHints
 
@@ -49,10 +58,40 @@ SPARSE = (
 )
 
 
+@dataclass
+class Segment:
+    """``trace_event`` rows read in bulk: one value per row in each column."""
+
+    ts: np.ndarray  # int64
+    tid: np.ndarray  # int64
+    line: np.ndarray  # int64
+    name: pa.Array  # string
+    payload: pa.Array  # string
+    #: Rows that are QMP command entries (``qmp_enter_*``), if any.
+    commands: np.ndarray | None = None
+    #: None: every row is a ``trace_event``.
+    kind: pa.Array | None = None
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def as_commands(self, rename: Any) -> None:
+        """Make the `commands` rows ``qmp_command`` rows named ``rename(name)`` (a log that
+        never traced ``handle_qmp_command``: its command entries are the commands)."""
+        if self.commands is None or not self.commands.any():
+            return
+        at = np.flatnonzero(self.commands)
+        names = [rename(n) for n in self.name.take(pa.array(at)).to_pylist()]
+        mask = pa.array(self.commands)
+        self.name = pc.replace_with_mask(self.name, mask, pa.array(names, pa.string()))
+        kind = self.kind if self.kind is not None else pa.array(["trace_event"] * len(self), pa.string())
+        self.kind = pc.replace_with_mask(kind, mask, pa.array(["qmp_command"] * len(at), pa.string()))
+
+
 class Rows:
     """Columns of one input's rows (or one VM's rows of a libvirt log), in reading order."""
 
-    __slots__ = ("kind", "line", "name", "payload", "sparse", "tid", "ts")
+    __slots__ = ("kind", "line", "name", "payload", "segments", "sparse", "tid", "ts")
 
     def __init__(self) -> None:
         self.kind: list[str] = []
@@ -62,9 +101,28 @@ class Rows:
         self.payload: list[str | None] = []
         self.line: list[int] = []
         self.sparse: dict[str, dict[int, Any]] = {c: {} for c in SPARSE}
+        self.segments: list[Segment] = []
 
     def __len__(self) -> int:
-        return len(self.kind)
+        return len(self.kind) + sum(len(s) for s in self.segments)
+
+    def first_tid(self) -> int | None:
+        """The TID of the first line (by line number) that has one."""
+        best: tuple[int, int] | None = None
+        listed = next(((line, t) for line, t in zip(self.line, self.tid, strict=True) if t is not None), None)
+        if listed is not None:
+            best = listed
+        for seg in self.segments:
+            if len(seg) and (best is None or int(seg.line[0]) < best[0]):
+                best = (int(seg.line[0]), int(seg.tid[0]))
+        return None if best is None else best[1]
+
+    def map_lines(self, origin: np.ndarray) -> None:
+        """Renumber every row's line through `origin` (carried line k -> origin[k - 1])."""
+        if self.line:
+            self.line = origin[np.asarray(self.line, dtype=np.int64) - 1].tolist()
+        for seg in self.segments:
+            seg.line = origin[seg.line - 1]
 
     def add(
         self,
@@ -100,9 +158,14 @@ class Rows:
         """Carry the last known timestamp forward (and the first one back); 0 if none at all.
 
         Sources without a time on every line (a raw QMP stream's replies, a trace log without
-        ``-msg timestamp=on``) leave None where the line itself has no time.
+        ``-msg timestamp=on``) leave None where the line itself has no time. The last known
+        time is that of the row before in reading order, or, with segments, of the row of the
+        nearest line before (segments hold rows of many lines, all timed).
         """
         ts = self.ts
+        if self.segments and any(t is None for t in ts):
+            self._fill_by_line()
+            return
         first = next((t for t in ts if t is not None), 0)
         last = first
         for i, t in enumerate(ts):
@@ -110,6 +173,20 @@ class Rows:
                 ts[i] = last
             else:
                 last = t
+
+    def _fill_by_line(self) -> None:
+        listed = len(self.ts)
+        lines = np.concatenate([np.asarray(self.line, dtype=np.int64)] + [s.line for s in self.segments])
+        known = np.concatenate([np.array([t is not None for t in self.ts], dtype=bool)] + [np.ones(len(s), bool) for s in self.segments])
+        values = np.concatenate([np.array([t or 0 for t in self.ts], dtype=np.int64)] + [s.ts for s in self.segments])
+        order = np.lexsort((np.arange(len(lines)), lines))
+        at = np.where(known[order], np.arange(len(order)), -1)
+        np.maximum.accumulate(at, out=at)
+        first = values[order][np.argmax(known[order])] if known.any() else 0
+        filled = np.where(at >= 0, values[order][np.maximum(at, 0)], first)
+        out = np.empty(len(lines), dtype=np.int64)
+        out[order] = filled
+        self.ts = out[:listed].tolist()
 
 
 @dataclass
