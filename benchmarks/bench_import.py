@@ -1,27 +1,34 @@
-"""How fast `blkreplay import` reads real QEMU output, Parquet included.
+"""How fast `blkreplay import` reads real QEMU and libvirt output, against `wc -l` and `grep -c`.
 
     python benchmarks/bench_import.py [--lines N] [--samples DIR] [--keep DIR] [--memory]
 
-Builds a synthetic QEMU trace log and a synthetic QMP transcript of about N lines each (default
-1,000,000) by repeating the real QEMU 7.2 captures (shared/samples/qemu-7.2/
-a-stop-eio-dataplane), every repetition shifted in time (line prefixes, transcript `t`, QMP
-timestamps) so that its events are new events. Then times `import_traces` on each alone and on
-both merged, from reading the text to the Parquet file on disk, and prints lines/s.
+Builds inputs of about N lines each (default 10,000,000) by repeating real captures, every
+repetition shifted in time (trace-line prefixes, transcript ``t``, QMP timestamps; libvirt
+header dates a day later) so that its events are new events:
 
-``--memory`` instead imports only the trace log, in a child process, and prints its peak
-resident memory against the size of the input, and its lines/s. The input is read in bounded
-chunks and each VM's payloads are written one Parquet row group at a time, but the parsers
-still hold every row of an input as Python objects until the table is built: the peak still
-grows with the input (6.5x a 166 MB trace log of the QEMU 10.0 capture, 7.0x before the
-build streamed; `blkreplay import` of it: 1.05 GB, 1.37 GB before).
+- ``trace log``: the QEMU 7.2 trace log of shared/samples/qemu-7.2/a-stop-eio-dataplane as it
+  is (a test capture: 12% of its lines are QMP traffic, management polls every 100 ms);
+- ``trace log, block I/O``: only its ``blk_*`` / ``virtio_blk_*`` lines (what a day of block
+  tracing on a busy host is made of);
+- ``QMP transcript``: that capture's qmp-transcript.jsonl;
+- ``libvirt log``: shared/samples/libvirt-9.0/a-stop-eio/libvirtd.log (one in ten lines
+  about the monitor).
+
+Then times, on each file, ``wc -l`` and ``grep -c`` of a literal the importer looks for (the
+floor: reading the bytes once), and `import_traces` of it alone (one process, from the text to
+the Parquet file on disk; the trace-log parser uses a second thread for its bulk reading), and
+prints lines/s and the ratio to ``wc -l``.
+
+``--memory`` instead imports the trace log and the libvirt log, each in a child process,
+and prints its peak resident memory against the size of the input.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -41,9 +48,12 @@ def _shift_seconds(text: str, delta: int) -> str:
     return _SECONDS.sub(lambda m: f"{m.group(1)}{int(m.group(2)) + delta}", text)
 
 
-def make_trace_log(samples: Path, target: Path, lines: int) -> int:
-    """Repeat trace.log, each copy `span` seconds later. Returns the number of lines written."""
+def make_trace_log(samples: Path, target: Path, lines: int, *, only: str | None = None) -> int:
+    """Repeat trace.log (`only`: its lines matching that regex), each copy `span` seconds later.
+    Returns the number of lines written."""
     base = (samples / "trace.log").read_text()
+    if only is not None:
+        base = "".join(line for line in base.splitlines(keepends=True) if re.search(only, line))
     n = base.count("\n")
     span = 20
     written = 0
@@ -53,6 +63,23 @@ def make_trace_log(samples: Path, target: Path, lines: int) -> int:
             delta = k * span
             text = _PREFIX.sub(lambda m, d=delta: f"{m.group(1)}@{int(m.group(2)) + d}.{m.group(3)}:", base)
             f.write(_shift_seconds(text, delta))
+            written += n
+            k += 1
+    return written
+
+
+def make_libvirt_log(sample: Path, target: Path, lines: int) -> int:
+    """Repeat a libvirt daemon log (of one day), each copy a day later."""
+    base = sample.read_text()
+    day = base[:10]
+    first = datetime.date.fromisoformat(day)
+    n = base.count("\n")
+    written = 0
+    with target.open("w") as f:
+        k = 0
+        while written < lines:
+            text = base.replace(day, (first + datetime.timedelta(days=k)).isoformat())
+            f.write(_shift_seconds(text, k * 86400))
             written += n
             k += 1
     return written
@@ -75,56 +102,74 @@ def make_transcript(samples: Path, target: Path, lines: int) -> int:
     return written
 
 
-def timed(label: str, inputs: list[Path], out: Path, lines: int) -> None:
-    """Wall time, and this process's CPU time (what a busy machine does not inflate)."""
+def floor(args: list[str]) -> float:
+    """Wall time of a command reading the file (best of 3: the page cache is warm)."""
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run(args, check=False, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def timed(label: str, path: Path, literal: str, out: Path, lines: int) -> None:
+    """Import wall and CPU time (CPU: what a busy machine does not inflate), beside the floors."""
+    wc = floor(["wc", "-l", str(path)])
+    grep = floor(["grep", "-c", "-F", literal, str(path)])
     start, cpu = time.perf_counter(), time.process_time()
-    summary = import_traces(inputs, out)
+    summary = import_traces([path], out, replace=True)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(
-        f"{label:22s} {lines:>10,} lines {summary.rows:>10,} rows  wall {seconds:6.2f} s "
-        f"{lines / seconds:>9,.0f} lines/s  cpu {cpu:6.2f} s {lines / cpu:>9,.0f} lines/s  "
-        f"{out.stat().st_size / 1e6:5.1f} MB"
+        f"{label:22s} {lines:>11,} lines {path.stat().st_size / 1e6:7,.0f} MB {summary.rows:>11,} rows | "
+        f"wc -l {wc:5.2f} s  grep -c {grep:5.2f} s | import {seconds:6.2f} s {lines / seconds / 1e6:5.2f} M lines/s "
+        f"(cpu {cpu:6.2f} s) = {seconds / wc:5.0f}x wc -l"
     )
 
 
-def peak_rss(trace: Path, out: Path, lines: int) -> None:
-    """Peak RSS of importing `trace` in a fresh process, against the input's size."""
+def peak_rss(label: str, path: Path, out: Path, lines: int) -> None:
+    """Peak RSS of importing `path` in a fresh process, against the input's size."""
     code = "import sys; from analyzer.importers import import_traces; import_traces([sys.argv[1]], sys.argv[2])"
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code, str(trace), str(out)], check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)",
+         str(path), str(out)],
+        check=True, capture_output=True, text=True,
+    )
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB, the largest child so far
-    size = trace.stat().st_size
-    note = "" if peak > before else " (no larger than an earlier child: an upper bound)"
-    print(f"qemu-log import: input {size / 1e6:,.0f} MB, peak RSS {peak / 1024:,.0f} MiB "
-          f"({peak * 1024 / size:.1f}x the input), wall {seconds:.1f} s, {lines / seconds:,.0f} lines/s{note}")
+    peak = int(child.stdout.split()[-1])  # KiB
+    size = path.stat().st_size
+    print(f"{label:22s} input {size / 1e6:,.0f} MB, peak RSS {peak / 1024:,.0f} MiB "
+          f"({peak * 1024 / size:.2f}x the input), wall {seconds:.1f} s, {lines / seconds:,.0f} lines/s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--lines", type=int, default=10_000_000)
     parser.add_argument("--samples", type=Path, default=DEFAULT_SAMPLES)
     parser.add_argument("--keep", type=Path, default=None, help="Write the synthetic inputs here.")
-    parser.add_argument("--memory", action="store_true", help="Peak RSS of importing the trace log.")
+    parser.add_argument("--memory", action="store_true", help="Peak RSS of importing the logs.")
     args = parser.parse_args()
-    if args.memory:
-        with tempfile.TemporaryDirectory() as tmp:
-            work = args.keep or Path(tmp)
-            work.mkdir(parents=True, exist_ok=True)
-            trace = work / "trace.log"
-            lines = make_trace_log(args.samples, trace, args.lines)
-            peak_rss(trace, Path(tmp) / "trace.parquet", lines)
-        return
+    libvirt_sample = args.samples.parents[1] / "libvirt-9.0" / "a-stop-eio" / "libvirtd.log"
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        trace, transcript = work / "trace.log", work / "qmp-transcript.jsonl"
-        n_trace = make_trace_log(args.samples, trace, args.lines)
-        n_transcript = make_transcript(args.samples, transcript, args.lines)
-        timed("qemu-log (trace log)", [trace], Path(tmp) / "trace.parquet", n_trace)
-        timed("qmp (transcript)", [transcript], Path(tmp) / "transcript.parquet", n_transcript)
-        timed("merged (both)", [transcript, trace], Path(tmp) / "merged.parquet", n_trace + n_transcript)
+        trace, io = work / "trace.log", work / "trace-io.log"
+        transcript, libvirt = work / "qmp-transcript.jsonl", work / "libvirtd.log"
+        made = {
+            trace: make_trace_log(args.samples, trace, args.lines),
+            libvirt: make_libvirt_log(libvirt_sample, libvirt, args.lines),
+        }
+        if args.memory:
+            peak_rss("trace log", trace, Path(tmp) / "out.parquet", made[trace])
+            peak_rss("libvirt log", libvirt, Path(tmp) / "out.parquet", made[libvirt])
+            return
+        made[io] = make_trace_log(args.samples, io, args.lines, only=r":(blk_|virtio_blk_)")
+        made[transcript] = make_transcript(args.samples, transcript, args.lines)
+        out = Path(tmp) / "out.parquet"
+        timed("trace log", trace, "BLOCK_IO_ERROR", out, made[trace])
+        timed("trace log, block I/O", io, "virtio_blk_rw_complete", out, made[io])
+        timed("QMP transcript", transcript, "BLOCK_IO_ERROR", out, made[transcript])
+        timed("libvirt log", libvirt, "QEMU_MONITOR_", out, made[libvirt])
 
 
 if __name__ == "__main__":

@@ -84,8 +84,8 @@ def find(parts: Sequence[Part]) -> list[tuple[int, int, int, int]]:
     found: list[tuple[int, int, int, int, str, dict]] = []
     for i, j in combinations(range(len(parts)), 2):
         a, b = events[i], events[j]
-        if not a or not b:
-            continue
+        if not a or not b or (parts[i].path, parts[i].sha256) == (parts[j].path, parts[j].sha256):
+            continue  # (two monitor sessions of one input: other QEMU runs, not other views)
         pa_, pb = parts[i], parts[j]
         once = sorted(k for k in a.keys() & b.keys() if len(a[k]) == 1 and len(b[k]) == 1)
         # content; answers too, between a trace log (it sees every monitor) and a client's
