@@ -51,6 +51,7 @@ from analyzer.importers.byte_lines import ByteLines, is_utf8
 from analyzer.importers.detect import QEMU_MESSAGE
 from analyzer.importers.json_scan import parse_json
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
+from analyzer.importers.message_cache import MessageCache
 from analyzer.importers.qapi_events import EventNumbers, unnamed
 from analyzer.importers.qmp_semantics import QmpState, event_time_ns
 from analyzer.importers.qmp_types import INT64_MAX as _INT64_MAX
@@ -178,6 +179,8 @@ class _TraceLogParser:
         self.orphans: list[_Queued] = []
         self.req_op: dict[str, str] = {}
         self.requests = _Requests()
+        #: Commands and replies parsed once per shape (management polls repeat them).
+        self.cache = MessageCache()
         self.enter_rows: list[tuple[int, str]] = []
         self.saw_handle = False
         self.events_from_json = False
@@ -469,10 +472,17 @@ class _TraceLogParser:
     def respond(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
         _, sep, text = args.partition(" resp: ")
         text = text.strip()
+        known = self.cache.lookup(text) if sep else None
+        if known is not None and not known[0].command:  # a poll's reply seen before
+            try:
+                self.qmp.known(known[0], known[1], text, ts, number, tid=tid, preset=False)
+            except ValueError:
+                self.keep(number, tid, ts, name, args)
+            return
         try:
             if not sep:
                 raise ValueError("monitor_qmp_respond without resp: JSON")
-            msg = parse_json(text)
+            msg = self.cache.parse(text)
             if not isinstance(msg, dict):
                 raise ValueError("monitor_qmp_respond JSON is not an object")
         except ValueError as exc:
@@ -513,8 +523,12 @@ class _TraceLogParser:
         text = text.strip()
         msg = None
         if sep:
+            known = self.cache.lookup(text)
+            if known is not None and known[0].command and known[0].name is not None:  # a poll
+                self.qmp.known(known[0], known[1], text, ts, number, tid=tid, preset=False)
+                return
             try:
-                msg = parse_json(text)
+                msg = self.cache.parse(text)
             except ValueError:
                 msg = None
         else:

@@ -261,12 +261,16 @@ class QmpState:
     def reply(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> None:
         self._reply(_message_id_key(msg), "error" in msg, msg.get("return"), None, text, ts, line, tid, preset)
 
-    def known(self, shape: Shape, msg_id: Any, text: str, ts: int | None, line: int) -> None:
-        """Add the rows of a command or reply of a known `shape` (see `MessageCache`) with id `msg_id`."""
+    def known(
+        self, shape: Shape, msg_id: Any, text: str, ts: int | None, line: int,
+        *, tid: int | None = None, preset: bool = True,
+    ) -> None:
+        """Add the rows of a command or reply of a known `shape` (see `MessageCache`) with id
+        `msg_id`: what `message` adds for it, without parsing it again."""
         if shape.command:
-            self._command(shape.name, id_key(msg_id), text, ts, line, None, True)
+            self._command(shape.name, id_key(msg_id), text, ts, line, tid, preset)
         else:
-            self._reply(id_key(msg_id), shape.failed, shape.ret, shape, text, ts, line, None, True)
+            self._reply(id_key(msg_id), shape.failed, shape.ret, shape, text, ts, line, tid, preset)
 
     def _command(self, name: str | None, idk: Any, text: str, ts: int | None, line: int, tid: int | None, preset: bool) -> int:
         base = ("cmd", idk, name)
