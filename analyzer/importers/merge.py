@@ -161,10 +161,11 @@ def build_rows(
         del chunks
         return whole.take(output_place)
 
-    dense_types = {"kind": pa.string(), "tid": pa.int64(), "name": pa.string()}
+    # (64-bit offsets: a VM's names or payloads may pass 2 GiB; each row group's fit in 32)
+    dense_types = {"kind": pa.large_string(), "tid": pa.int64(), "name": pa.large_string()}
     dense_columns = {col: to_output(v, col, dense_types[col]) for col, v in (("kind", kind), ("tid", tid), ("name", name))}
     del kind, tid, name
-    payload_column = to_output(payload, "payload", pa.string())
+    payload_column = to_output(payload, "payload", pa.large_string())
     del payload
 
     def dense(col: str) -> pa.Array:
@@ -305,7 +306,7 @@ class VmRows:
         field = self.table.schema.field(self._column)
         for start in range(0, max(self.num_rows, 1), rows):
             part = self.table.slice(start, rows)
-            yield part.set_column(self._column, field, payload.slice(start, rows))
+            yield part.set_column(self._column, field, payload.slice(start, rows).cast(field.type))
 
     def to_table(self) -> pa.Table:
         """The whole table in one piece (for `read_input`, and several VMs in one file)."""

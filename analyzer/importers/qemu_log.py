@@ -1,9 +1,12 @@
 """QEMU's ``log`` trace backend text -> rows (the `qemu-log` format).
 
 Lines are ``name args`` or, with ``-msg timestamp=on``, ``TID@SECONDS.MICROS:name args``
-(TID the Linux thread id). Each line costs a couple of ``str.partition`` calls; only lines
-that carry JSON are parsed as JSON. What matters becomes a typed row, every other event a
-``trace_event`` row with its arguments in ``payload`` (``{"args": "..."}``):
+(TID the Linux thread id). The input is read a block at a time: the plain lines of events
+that become ``trace_event`` rows as they are go through `trace_block` in bulk, on threads
+ahead of the rest (`prepare`); every other line costs a couple of ``str.partition`` calls,
+and only lines that carry JSON are parsed as JSON (a poll's command or reply once per shape,
+`message_cache`). What matters becomes a typed row, every other event a ``trace_event`` row
+with its arguments in ``payload`` (``{"args": "..."}``):
 
 - ``runstate_set`` -> ``runstate`` (prev_runstate -> runstate; names printed by QEMU, numbers
   mapped with ``tracer.schema.RUNSTATES`` when only numbers are printed);
