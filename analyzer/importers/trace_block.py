@@ -65,9 +65,9 @@ class TraceBlock:
         self.lines = lines
         block = lines.block
         padded = bytes(_PAD) + block + bytes(_PAD)
-        #: words[x + _PAD] is the little-endian word of block bytes x .. x+7.
+        #: words[x + _PAD] is the little-endian word of block bytes x .. x+7 (a view: it keeps
+        #: `padded` alive).
         self._words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
-        self._padded = padded
         shaped = np.flatnonzero(lines.contains(_SHAPE))
         starts, ends = lines.starts[shaped], lines.ends[shaped]
         if crlf:
