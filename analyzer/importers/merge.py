@@ -278,7 +278,11 @@ class _SegmentColumns:
             ]
         if col == "tid":
             return [pa.array(s.tid, type_) for s in self._segments]
-        return [getattr(s, col).cast(type_) for s in self._segments]
+        out = []
+        for s in self._segments:  # each column is taken once: the segments let go of theirs
+            out.append(getattr(s, col).cast(type_))
+            setattr(s, col, None)
+        return out
 
 
 class VmRows:
