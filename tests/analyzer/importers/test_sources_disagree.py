@@ -149,3 +149,35 @@ def test_an_answer_whose_data_differ_names_both_places(samples_dir, tmp_path, ca
     [f] = _found(result)
     assert f.message.startswith("query-block differs between the inputs (iostatus)")
     assert f"{edited}:{k + 1}" in f.src and any(s.startswith(f"{trace}:") for s in f.src)
+
+
+def test_two_monitors_of_one_vm_in_one_log_are_not_two_views(tmp_path):
+    """A domain migrated within the host (or restarted) has two QEMU processes in one libvirt
+    log, their monitors open at once: each sees its own events (the source's STOP, the
+    destination's RESUME). They are two runs, not two sources of one run: nothing disagrees."""
+    head = "2026-11-25 10:00:{s:02d}.000+0000: 4242: info : "
+
+    def event(s: int, mon: str, name: str) -> str:
+        payload = json.dumps({"timestamp": {"seconds": 1795600800 + s, "microseconds": 0}, "event": name})
+        return head.format(s=s) + f"qemuMonitorJSONIOProcessLine:208 : QEMU_MONITOR_RECV_EVENT: mon={mon} event={payload}"
+
+    lines = [
+        head.format(s=0) + "qemuMonitorOpenInternal:250 : QEMU_MONITOR_NEW: mon=0x7f01 refs=2 fd=30",
+        head.format(s=0) + "qemuDomainObjEnterMonitorInternal:6000 : Entering monitor (mon=0x7f01 vm=0x5501 name=vm-a)",
+        event(1, "0x7f01", "RESUME"),
+        head.format(s=2) + "qemuMonitorOpenInternal:250 : QEMU_MONITOR_NEW: mon=0x7f02 refs=2 fd=31",
+        head.format(s=2) + "qemuDomainObjEnterMonitorInternal:6000 : Entering monitor (mon=0x7f02 vm=0x5502 name=vm-a)",
+        event(3, "0x7f01", "STOP"),
+        event(4, "0x7f02", "RESUME"),
+        event(5, "0x7f01", "SHUTDOWN"),
+        event(6, "0x7f02", "STOP"),
+        event(7, "0x7f02", "RESUME"),
+    ]
+    log = tmp_path / "libvirtd.log"
+    log.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o.parquet"
+    import_traces([log], out)
+    names = set(pq.read_table(out, columns=["name"])["name"].to_pylist())
+    assert {"RESUME", "STOP", "SHUTDOWN"} <= names
+    assert not {n for n in names if n and n.startswith("blkreplay:")}
+    assert _found(check([out])) == []
