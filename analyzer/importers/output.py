@@ -114,8 +114,8 @@ def check_output(
     return OutputPlan(path, False, ins, parents, replace)
 
 
-#: Rows of a Parquet row group (pyarrow's default, what `tracer.tracedir.parquet_bytes` writes):
-#: an import holds at most one group of a VM's payloads both as Python strings and in Arrow.
+#: Rows of a Parquet row group (pyarrow's default, what `tracer.tracedir.parquet_bytes` writes);
+#: each is written from a slice of the VM's columns (`merge.VmRows.batches`).
 ROW_GROUP_ROWS = 1 << 20
 
 

@@ -4,7 +4,7 @@ Parsers append rows while they read lines; columns that most rows leave empty (d
 iostatus, ...) are kept sparse (row index -> value) so that a million `trace_event` rows cost
 six list appends each. `merge.build_rows` turns one VM's `Part`s into a schema-v1 table,
 emptying their lists as it goes (a row is never held as Python objects and in Arrow at once
-but for one chunk; payloads for one Parquet row group).
+but for one chunk of `merge.CHUNK_ROWS`).
 
 Besides schema columns, rows carry importer-internal fields:
 
