@@ -233,7 +233,8 @@ class _TraceLogParser:
         lines become ``trace_event`` rows as they are -- events no handler reads, requests
         (whose request -> op pairs are applied in line order, `_Requests`), successful
         completions, QMP command entries -- as a `Segment`, and which lines are left to be read
-        one by one. Pure (it runs on a thread ahead of `consume`, `ahead.ordered`)."""
+        one by one. It changes no parser state but the per-name `dispatch` table (the same
+        entry whoever fills it), so it runs on threads ahead of `consume` (`ahead.ordered`)."""
         before, block = numbered_block
         prepared = _Prepared(before, block)
         if not is_utf8(block):  # read where its bad line is reported

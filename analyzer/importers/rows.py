@@ -84,8 +84,8 @@ class Segment:
         names = [rename(n) for n in self.name.take(pa.array(at)).to_pylist()]
         mask = pa.array(self.commands)
         self.name = pc.replace_with_mask(self.name, mask, pa.array(names, pa.string()))
-        kind = self.kind if self.kind is not None else pa.array(["trace_event"] * len(self), pa.string())
-        self.kind = pc.replace_with_mask(kind, mask, pa.array(["qmp_command"] * len(at), pa.string()))
+        kind = self.kind if self.kind is not None else pa.repeat(pa.scalar("trace_event"), len(self))
+        self.kind = pc.replace_with_mask(kind, mask, pa.repeat(pa.scalar("qmp_command"), len(at)))
 
 
 class Rows:
