@@ -341,8 +341,12 @@ def _first_duplicate_seq(table: pa.Table) -> tuple[int, str, int] | None:
     for name in ("host", "run"):
         if name in table.column_names and table.column(name).null_count < n:
             other = _string_codes(pc.fill_null(table.column(name).cast(pa.string()), ""))
+            if not other.any():
+                continue  # one host (one run) throughout: the VM alone tells
             vm_codes = np.unique(np.stack([vm_codes, other]), axis=1, return_inverse=True)[1].ravel()
     seq = table.column("seq").to_numpy().astype(np.int64, copy=False)
+    if np.all((vm_codes[1:] > vm_codes[:-1]) | ((vm_codes[1:] == vm_codes[:-1]) & (seq[1:] > seq[:-1]))):
+        return None  # in (vm, seq) order already, each seq new: what an import writes
     order = np.lexsort((np.arange(n), seq, vm_codes))
     s_vm, s_seq = vm_codes[order], seq[order]
     same = (s_vm[1:] == s_vm[:-1]) & (s_seq[1:] == s_seq[:-1])

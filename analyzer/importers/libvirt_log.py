@@ -42,6 +42,7 @@ from analyzer.importers.byte_lines import ByteLines, is_digit, is_utf8
 from analyzer.importers.detect import TRACE_PREFIXED
 from analyzer.importers.json_scan import parse_json
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
+from analyzer.importers.message_cache import MessageCache
 from analyzer.importers.qmp_semantics import QmpState
 from analyzer.importers.rows import ParsedInput, Part, Rows
 
@@ -88,6 +89,7 @@ class _LibvirtParser:
         self._seconds: dict[tuple[str, str, str, str], int] = {}
         self.use_io_process = not self._has_recv_probes()
         self.seen_head = False
+        self.cache = MessageCache()
         self.pending_io: list[tuple[int, str]] | None = None
         self.pending_io_at: tuple[_Session, int] | None = None
         #: The monitor opened last (QEMU_MONITOR_NEW): the one a greeting line belongs to.
@@ -303,8 +305,12 @@ class _LibvirtParser:
                 return
         session = self.session(mon)
         try:
-            msg = parse_json(text)
-            kind = session.qmp.message(msg, text, ts, number)
+            known = self.cache.lookup(text)
+            if known is not None:  # a poll (or its reply) seen before but for its id
+                session.qmp.known(known[0], known[1], text, ts, number)
+                kind = "command" if known[0].command else "reply"
+            else:
+                kind = session.qmp.message(self.cache.parse(text), text, ts, number)
         except ValueError as exc:
             reason = f"bad JSON ({exc.msg} at column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else str(exc)
             self.policy.bad(number, line, f"{probe}: {reason}")

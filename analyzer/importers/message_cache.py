@@ -51,10 +51,10 @@ class Shape:
 class MessageCache:
     """Parse QMP messages, reusing the `Shape` of a reply or command seen before but for its id.
 
-    QEMU and libvirt put the id last, so the text before ``, "id": `` identifies the rest of
-    the message; a message whose id is not last, or whose tail is no JSON value, is simply
-    parsed in full. (Inside a JSON string every quote is escaped, so ``, "id": `` can only be
-    a key; and a tail that is one JSON value right before the last ``}`` means the key is a
+    QEMU and libvirt put the id last, so the text before ``, "id": `` (libvirt's compact
+    ``,"id":``) identifies the rest of the message; a message whose id is not last, or whose
+    tail is no JSON value, is simply parsed in full. (Inside a JSON string every quote is
+    escaped, so ``, "id": `` can only be a key; and a tail that is one JSON value right before the last ``}`` means the key is a
     top-level one.) Bounded: messages up to `MAX_TEXT` characters, at most `LIMIT` shapes
     (then it starts over).
     """
@@ -73,13 +73,13 @@ class MessageCache:
         """(shape, QMP id) of a command or reply whose shape was seen before, else None."""
         if len(text) > self.MAX_TEXT or not text.startswith(self._STARTS) or text[-1] != "}":
             return None
-        cut = text.rfind(', "id": ')
+        cut, tail_at = _id_key_at(text)
         if cut <= 0:
             return None
         shape = self._cache.get(text[:cut])
         if shape is None:
             return None
-        tail = text[cut + 8 : -1]
+        tail = text[tail_at:-1]
         if tail.isdigit() and tail.isascii() and len(tail) <= 20 and (tail[0] != "0" or len(tail) == 1):
             return shape, int(tail)  # the usual counter id, without the JSON scanner
         try:
@@ -137,10 +137,21 @@ class MessageCache:
             and text.startswith(self._STARTS)
             and text[-1] == "}"
         ):
-            cut = text.rfind(', "id": ')
+            cut = _id_key_at(text)[0]
             reply = "return" in msg or "error" in msg
             if cut > 0 and (reply or "execute" in msg or "exec-oob" in msg):
                 if len(self._cache) >= self.LIMIT:
                     self._cache.clear()
                 self._cache[text[:cut]] = Shape(msg, command=not reply)
         return msg
+
+
+def _id_key_at(text: str) -> tuple[int, int]:
+    """Where the last ``"id"`` key of `text` starts (its comma) and where its value starts:
+    ``, "id": `` as QEMU writes it, or ``,"id":`` as libvirt does (compact JSON), whichever
+    comes last; (-1, -1) if neither is there."""
+    spaced, compact = text.rfind(', "id": '), text.rfind(',"id":')
+    if spaced < 0 and compact < 0:
+        return -1, -1
+    return (spaced, spaced + 8) if spaced > compact else (compact, compact + 6)
+
