@@ -147,7 +147,10 @@ def build_rows(
     place[listed] = np.arange(len(listed))
     in_segments = segment_of >= 0
     place[in_segments] = len(listed) + segment_of[in_segments]
-    output_place = pa.array(place[order])
+    output_place = place[order]
+    # One input read in time order (the usual case) is in output order already: no take.
+    in_place = bool(np.array_equal(output_place, np.arange(m)))
+    output_indices = pa.array(output_place)
     bulk = _SegmentColumns(segments)
 
     def to_output(values: np.ndarray, col: str, type_: pa.DataType) -> pa.Array:
@@ -159,7 +162,7 @@ def build_rows(
         chunks.extend(bulk.column(col, type_))
         whole = pa.concat_arrays(chunks) if chunks else pa.array([], type_)
         del chunks
-        return whole.take(output_place)
+        return whole if in_place else whole.take(output_indices)
 
     # (64-bit offsets: a VM's names or payloads may pass 2 GiB; each row group's fit in 32)
     dense_types = {"kind": pa.large_string(), "tid": pa.int64(), "name": pa.large_string()}
