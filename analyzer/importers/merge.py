@@ -149,7 +149,7 @@ def build_rows(
     place[in_segments] = len(listed) + segment_of[in_segments]
     output_place = place[order]
     # One input read in time order (the usual case) is in output order already: no take.
-    in_place = bool(np.array_equal(output_place, np.arange(m)))
+    in_place = m == n and bool(np.array_equal(output_place, np.arange(m)))
     output_indices = pa.array(output_place)
     bulk = _SegmentColumns(segments)
 

@@ -254,10 +254,13 @@ class _Streaming:
             # Not VM after VM in seq order: sort this group (a recorder of several VMs
             # interleaves them); duplicates or overlaps still need the whole-unit sort.
             vm_unit = self.reader.unit_codes(core, "vm")
-            pos = _by_vm(vm_unit, seq)
-            if pos is None:
+            by_vm = _by_vm(vm_unit, seq)
+            if by_vm is None:
                 pos = np.lexsort((seq, vm_unit))
-            seq, ts, thr, vm_unit = seq[pos], ts[pos], thr[pos], vm_unit[pos]
+                seq, vm_unit = seq[pos], vm_unit[pos]
+            else:
+                pos, seq, vm_unit = by_vm
+            ts, thr = ts[pos], thr[pos]
             change = vm_unit[1:] != vm_unit[:-1]
             if not np.all((seq[1:] > seq[:-1]) | change):
                 raise _Unordered
@@ -387,16 +390,18 @@ class _Streaming:
         return self.flush(np.arange(len(self.reader.unit.vms), dtype=np.int32))
 
 
-def _by_vm(vm: np.ndarray, seq: np.ndarray) -> np.ndarray | None:
+def _by_vm(vm: np.ndarray, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """The order of rows by (vm, seq) when each VM's rows come in increasing seq order (VMs
-    interleaved in time), else None. A stable sort by vm alone gives it then (a radix sort for
-    small codes: linear); rows out of seq order or repeated need the sort by every key."""
+    interleaved in time), and `seq` and `vm` in that order; else None. A stable sort by vm
+    alone gives it then (a radix sort for small codes: linear); rows out of seq order or
+    repeated need the sort by every key. (The columns in order come along: gathering a row
+    group's column in another order is what this costs most.)"""
     small = vm.astype(np.int16) if len(vm) and int(vm.max()) < 2**15 else vm
     pos = np.argsort(small, kind="stable")
     s = seq[pos]
     v = small[pos]
     if np.all((s[1:] > s[:-1]) | (v[1:] != v[:-1])):
-        return pos
+        return pos, s, v.astype(vm.dtype, copy=False)
     return None
 
 
@@ -430,8 +435,10 @@ def _build_steps(enc: UnitCodes, kept: list[_Kept]) -> Steps:
         d = {c: cat("detail", c) for c in kept[0].detail}
         # Order by (vm, seq, ts, thread, kind); where (vm, seq) is unique (always, but for
         # repeated steps across files) the later keys break no tie.
-        order = None if _in_order(vm, seq) else _by_vm(vm, seq)
-        if order is None and not _in_order(vm, seq):
+        in_order = _in_order(vm, seq)
+        by_vm = None if in_order else _by_vm(vm, seq)
+        order = None if by_vm is None else by_vm[0]
+        if order is None and not in_order:
             rank = _rank(enc.thread.names)
             order = np.lexsort((kind, rank[thread] if len(thread) else thread, ts, seq, vm))
         steps = Steps(
