@@ -526,23 +526,24 @@ class _TraceLogParser:
         _, sep, text = args.partition(" req: ")
         text = text.strip()
         msg = None
-        if sep:
-            known = self.cache.lookup(text)
-            if known is not None and known[0].command and known[0].name is not None:  # a poll
-                self.qmp.known(known[0], known[1], text, ts, number, tid=tid, preset=False)
-                return
-            try:
+        try:
+            if sep:
+                known = self.cache.lookup(text)
+                if known is not None and known[0].command and known[0].name is not None:  # a poll
+                    self.qmp.known(known[0], known[1], text, ts, number, tid=tid, preset=False)
+                    return
                 msg = self.cache.parse(text)
-            except ValueError:
-                msg = None
-        else:
-            m = _CMD_NAMED.search(args)
-            if m:
-                msg, text = {"execute": m.group(1)}, args_payload(args)
-        if isinstance(msg, dict) and isinstance(msg.get("execute", msg.get("exec-oob")), str):
-            self.qmp.command(msg, text, ts, number, tid=tid, preset=False)
-        else:  # QEMU traces the request as received: it may be no valid command
-            self.keep(number, tid, ts, name, args)
+            else:
+                m = _CMD_NAMED.search(args)
+                if m:
+                    msg, text = {"execute": m.group(1)}, args_payload(args)
+            if isinstance(msg, dict) and isinstance(msg.get("execute", msg.get("exec-oob")), str):
+                self.qmp.command(msg, text, ts, number, tid=tid, preset=False)
+                return
+        except ValueError:
+            pass
+        # QEMU traces the request as received: it may be no valid command
+        self.keep(number, tid, ts, name, args)
 
     def exit_query(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
         text = args.rpartition(" ")[0].strip()

@@ -268,6 +268,7 @@ class QmpState:
         """Add the rows of a command or reply of a known `shape` (see `MessageCache`) with id
         `msg_id`: what `message` adds for it, without parsing it again."""
         if shape.command:
+            check_command(shape.msg)  # a shape is cached before it is judged: judge each copy
             self._command(shape.name, id_key(msg_id), text, ts, line, tid, preset)
         else:
             self._reply(id_key(msg_id), shape.failed, shape.ret, shape, text, ts, line, tid, preset)

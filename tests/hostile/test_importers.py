@@ -163,6 +163,10 @@ ACCEPTED: list[tuple[str, str, str]] = [
      + '11542@1796188107.2:monitor_protocol_event event=' + "9" * 5000 + ' name "STOP"\n'),
     ("trace-runstate-2^64", "trace.log",
      f"11542@1796188106.7:runstate_set current_run_state {2**64} (x) new_state {2**64} (running)\n"),
+    # a request QEMU traced as received, twice: no valid command either time (was a crash)
+    ("trace-request-exec-oob-number", "trace.log",
+     RUNNING + "".join(f'11542@1796188107.{i}:handle_qmp_command mon 0x1 req: {{"execute": "cont", '
+                       f'"exec-oob": 5, "id": {i}}}\n' for i in (1, 2))),
 ]
 
 
@@ -185,6 +189,27 @@ def test_ret_minus_0_is_no_failed_completion(tmp_path: Path):
     table = pq.read_table(tmp_path / "o.parquet")
     assert "io_complete" not in table.column("kind").to_pylist()
     assert table.column("errno").null_count == table.num_rows
+
+
+@pytest.mark.parametrize(("name", "line"), [
+    ("t.jsonl", lambda i: rec(f'{{"execute": 5, "id": {i}}}', direction="send")),
+    ("libvirtd.log", lambda i: LV.replace("qemuMonitorIOProcess:447", "qemuMonitorSend:861")
+     + f'QEMU_MONITOR_SEND_MSG: mon=0x7ffb2c004460 msg={{"execute":5,"id":"libvirt-{i}"}} fd=-1\n'),
+], ids=["transcript", "libvirt-log"])
+def test_every_copy_of_a_bad_command_is_a_bad_line(tmp_path: Path, name: str, line):
+    """A command QMP would refuse, sent three times with new ids: three bad lines, however
+    the importer remembers messages it saw before."""
+    import pyarrow.parquet as pq
+
+    content = (LV_EVENT if name == "libvirtd.log" else rec(EVENT)) + "".join(line(i) for i in (1, 2, 3))
+    path = _write(tmp_path / name, content)
+    first = run_cli(["import", path, "-o", tmp_path / "refused.parquet", "-q"])
+    assert first.code == 2 and f"{path}, line 2:" in first.err and "is a number, expected a string" in first.err
+    out = tmp_path / "o.parquet"
+    skipped = run_cli(["import", path, "-o", out, "--skip-bad"])
+    assert skipped.code == 0, skipped.err or skipped.crash
+    assert "3 skipped" in skipped.out + skipped.err
+    assert "qmp_command" not in pq.read_table(out).column("kind").to_pylist()
 
 
 def test_merged_inputs_name_the_bad_one(tmp_path: Path):
