@@ -54,9 +54,10 @@ class MessageCache:
     QEMU and libvirt put the id last, so the text before ``, "id": `` (libvirt's compact
     ``,"id":``) identifies the rest of the message; a message whose id is not last, or whose
     tail is no JSON value, is simply parsed in full. (Inside a JSON string every quote is
-    escaped, so ``, "id": `` can only be a key; and a tail that is one JSON value right before the last ``}`` means the key is a
-    top-level one.) Bounded: messages up to `MAX_TEXT` characters, at most `LIMIT` shapes
-    (then it starts over).
+    escaped, so ``, "id": `` can only be a key; and a tail that is one JSON value right before
+    the last ``}`` means the key is a top-level one.) Bounded: messages up to `MAX_TEXT`
+    characters, at most `LIMIT` shapes (then it starts over). A shape is what a message says,
+    not a verdict on it: whoever uses one judges the message again (`QmpState.known`).
     """
 
     LIMIT = 4096
@@ -154,4 +155,3 @@ def _id_key_at(text: str) -> tuple[int, int]:
     if spaced < 0 and compact < 0:
         return -1, -1
     return (spaced, spaced + 8) if spaced > compact else (compact, compact + 6)
-
