@@ -164,10 +164,22 @@ def build_rows(
         del chunks
         return whole if in_place else whole.take(output_indices)
 
-    # (64-bit offsets: a VM's names or payloads may pass 2 GiB; each row group's fit in 32)
-    dense_types = {"kind": pa.large_string(), "tid": pa.int64(), "name": pa.large_string()}
-    dense_columns = {col: to_output(v, col, dense_types[col]) for col, v in (("kind", kind), ("tid", tid), ("name", name))}
+    def to_output_codes(values: np.ndarray, col: str) -> pa.DictionaryArray:
+        """`to_output` of a column of few distinct strings (kind, name), as dictionary codes
+        all along: what is concatenated and taken is 4 bytes a row, not the strings."""
+        chunks = []
+        for start in range(0, len(listed), chunk):
+            at = listed[start : start + chunk]
+            chunks.append(pa.array(values[at], pa.string()).dictionary_encode())
+            values[at] = None
+        chunks.extend(bulk.codes(col))
+        column = pa.chunked_array(chunks, pa.dictionary(pa.int32(), pa.string())).unify_dictionaries()
+        return first_appearance((column if in_place else column.take(output_indices)).combine_chunks())
+
+    dense_columns = {"tid": to_output(tid, "tid", pa.int64()), "kind": to_output_codes(kind, "kind"),
+                     "name": to_output_codes(name, "name")}
     del kind, tid, name
+    # (64-bit offsets: a VM's payloads may pass 2 GiB; each row group's fit in 32)
     payload_column = to_output(payload, "payload", pa.large_string())
     del payload
 
@@ -265,20 +277,43 @@ def build_rows(
     return VmRows(table, payload_column)
 
 
+def first_appearance(column: pa.DictionaryArray) -> pa.DictionaryArray:
+    """`column` with its dictionary in order of first appearance (nulls stay nulls): what
+    ``dictionary_encode`` of the plain strings gives, whatever dictionary it came with."""
+    indices = column.indices
+    seen = pc.drop_null(pc.unique(indices)).to_numpy()
+    remap = np.zeros(max(len(column.dictionary), 1), dtype=np.int32)  # (all null: no dictionary)
+    remap[seen] = np.arange(len(seen), dtype=np.int32)
+    codes = remap[pc.fill_null(indices, 0).to_numpy()]
+    mask = indices.is_null().to_numpy(zero_copy_only=False) if indices.null_count else None
+    return pa.DictionaryArray.from_arrays(pa.array(codes, mask=mask), column.dictionary.take(pa.array(seen)))
+
+
 class _SegmentColumns:
     """The segment rows of one VM (`rows.Segment`), column by column, in Arrow."""
 
     def __init__(self, segments: Sequence[Any]) -> None:
         self._segments = segments
 
-    def column(self, col: str, type_: pa.DataType) -> list[pa.Array]:
-        """Column `col` of every segment row, in reading order (one array per segment)."""
+    def codes(self, col: str) -> list[pa.DictionaryArray]:
+        """Column `col` (kind or name) of every segment row as dictionary codes, in reading
+        order (one array per segment); the segments let go of theirs."""
         if col == "kind":
-            constant = pa.array(["trace_event"], type_)
+            trace_event = pa.array(["trace_event"])
             return [
-                s.kind.cast(type_) if s.kind is not None else constant.take(pa.array(np.zeros(len(s), np.int64)))
+                s.kind.dictionary_encode() if s.kind is not None
+                else pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(s), np.int32)), trace_event)
                 for s in self._segments
             ]
+        out = []
+        for s in self._segments:
+            out.append(s.name if pa.types.is_dictionary(s.name.type) else s.name.dictionary_encode())
+            s.name = None
+        return out
+
+    def column(self, col: str, type_: pa.DataType) -> list[pa.Array]:
+        """Column `col` (tid, payload) of every segment row, in reading order (one array per
+        segment)."""
         if col == "tid":
             return [pa.array(s.tid, type_) for s in self._segments]
         out = []

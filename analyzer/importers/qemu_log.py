@@ -262,7 +262,7 @@ class _TraceLogParser:
         if len(bulk):
             prepared.segment = Segment(
                 ts=plain.ts[bulk], tid=plain.tid[bulk], line=plain.line_numbers(bulk) + before,
-                name=pa.array(plain.names, pa.string()).take(pa.array(plain.codes[bulk])),
+                name=pa.DictionaryArray.from_arrays(pa.array(plain.codes[bulk].astype(np.int32)), pa.array(plain.names, pa.string())),
                 payload=plain.payloads(bulk), commands=code_is[self.qmp_enter][bulk],
             )
         return prepared

@@ -65,7 +65,7 @@ class Segment:
     ts: np.ndarray  # int64
     tid: np.ndarray  # int64
     line: np.ndarray  # int64
-    name: pa.Array  # string
+    name: pa.Array  # string, or dictionary of strings (a block's few names, coded)
     payload: pa.Array  # string
     #: Rows that are QMP command entries (``qmp_enter_*``), if any.
     commands: np.ndarray | None = None
@@ -83,7 +83,7 @@ class Segment:
         at = np.flatnonzero(self.commands)
         names = [rename(n) for n in self.name.take(pa.array(at)).to_pylist()]
         mask = pa.array(self.commands)
-        self.name = pc.replace_with_mask(self.name, mask, pa.array(names, pa.string()))
+        self.name = pc.replace_with_mask(self.name.cast(pa.string()), mask, pa.array(names, pa.string()))
         kind = self.kind if self.kind is not None else pa.repeat(pa.scalar("trace_event"), len(self))
         self.kind = pc.replace_with_mask(kind, mask, pa.repeat(pa.scalar("qmp_command"), len(at)))
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
+from hypothesis import given
+from hypothesis import strategies as st
 
 from analyzer.importers import import_traces, read_input
+from analyzer.importers.merge import first_appearance
 from tracer.schema import read_metadata, validate
 
 
@@ -120,3 +124,27 @@ def test_every_sample_imports_to_a_valid_table(samples_dir):
         table = read_input(path)
         assert validate(table) == [], path
         assert table.num_rows > 0
+
+
+@given(st.lists(st.sampled_from(["trace_event", "qmp_reply", "b", "a", None]), max_size=40),
+       st.permutations(range(5)))
+def test_columns_kept_as_codes_come_out_as_encoding_the_strings_would(values, dictionary_order):
+    """kind and name go through the build as dictionary codes under any dictionary: what is
+    written is what ``dictionary_encode`` of the strings in output order gives (same bytes)."""
+    words = ["trace_event", "qmp_reply", "b", "a", "unused"]
+    dictionary = pa.array([words[i] for i in dictionary_order])
+    position = {w: k for k, w in enumerate(dictionary.to_pylist())}
+    coded = pa.DictionaryArray.from_arrays(
+        pa.array([None if v is None else position[v] for v in values], pa.int32()), dictionary)
+    got = first_appearance(coded)
+    want = pa.array(values, pa.string()).dictionary_encode()
+    assert got.dictionary.equals(want.dictionary) and got.indices.equals(want.indices)
+
+
+def test_a_vm_of_one_nameless_reply_imports(tmp_path):
+    """Every name null (a lone reply whose command was never seen): no dictionary at all."""
+    src = tmp_path / "t.jsonl"
+    src.write_text(json.dumps({"t": 1795625380.5, "dir": "recv", "line": '{"return": false, "id": 9}'}) + "\n")
+    import_traces([src], tmp_path / "o.parquet")
+    table = pq.read_table(tmp_path / "o.parquet")
+    assert table.column("kind").to_pylist() == ["qmp_reply"] and table.column("name").to_pylist() == [None]
