@@ -228,8 +228,10 @@ class FakeQmp:
         return [c.get("execute", "") for _, c in self.commands]
 
 
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    """Poll `predicate` until true or `timeout`."""
+def wait_for(predicate, timeout: float = 60.0) -> bool:
+    """Poll `predicate` until true or `timeout`. (Generous: it returns as soon as `predicate`
+    holds, and a loaded CI machine may take seconds to start the CLI whose first command a
+    driver waits for; a driver that gave up would let a capture end normally.)"""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():
