@@ -228,6 +228,8 @@ class _Streaming:
         self.integrity: list[StepFact] = []
         self.rows = 0
         self.present: set[str] = set()
+        #: The latest timestamp of any VM so far (None: none yet).
+        self.max_ts: int | None = None
         #: Per VM, the index of the last row group holding its rows; the group being added.
         self.last_group = np.full(n_vm, np.iinfo(np.int64).max, dtype=np.int64)
         self.index = 0
@@ -243,6 +245,7 @@ class _Streaming:
         pos: np.ndarray | None = None
         change: np.ndarray | None = None
         contiguous = True  # VM after VM, each in seq order (checked first: no sort needed)
+        in_time = False  # read in time order (see `_in_time`)
         if len(rg.vms) == 1:
             starts = np.zeros(1, dtype=np.int64)
         else:
@@ -254,13 +257,21 @@ class _Streaming:
             # Not VM after VM in seq order: sort this group (a recorder of several VMs
             # interleaves them); duplicates or overlaps still need the whole-unit sort.
             vm_unit = self.reader.unit_codes(core, "vm")
+            in_time = self._in_time(core, ts)
+            reading_seq, reading_vm = seq, vm_unit
             by_vm = _by_vm(vm_unit, seq)
             if by_vm is None:
+                in_time = False
                 pos = np.lexsort((seq, vm_unit))
                 seq, vm_unit = seq[pos], vm_unit[pos]
             else:
                 pos, seq, vm_unit = by_vm
-            ts, thr = ts[pos], thr[pos]
+            if in_time:
+                # Read in time order (a fleet's event stream sorted by time), each VM's rows in
+                # seq order: no thread's clock goes back here, and ts and thread stay as read.
+                self._carry_in_time(table, core, reading_seq, ts, thr, reading_vm)
+            else:
+                ts, thr = ts[pos], thr[pos]
             change = vm_unit[1:] != vm_unit[:-1]
             if not np.all((seq[1:] > seq[:-1]) | change):
                 raise _Unordered
@@ -273,8 +284,46 @@ class _Streaming:
             raise _Unordered
         self.seen[block_vm] = True
         self.last_seq[block_vm] = seq[ends]
-        self._timestamps(table, core, seq, ts, thr, starts, block_vm, change, pos)
+        if not in_time:
+            self._timestamps(table, core, seq, ts, thr, starts, block_vm, change, pos)
         self.keep_rows(rg, table, core, np.flatnonzero(core["keep"]))
+
+    def _in_time(self, core: dict[str, np.ndarray], ts: np.ndarray) -> bool:
+        """Whether a row group's timestamps never decrease as read, from no lower than every
+        VM's latest so far (and its (vm, thread) keys are few enough to count densely)."""
+        dense = len(self.seen) * max(len(core["thread_map"]), 1)
+        return (dense <= 4 * len(ts) + 65_536 and bool(np.all(ts[1:] >= ts[:-1]))
+                and (self.max_ts is None or int(ts[0]) >= self.max_ts))
+
+    def _carry_in_time(self, table: pa.Table, core: dict[str, np.ndarray], seq: np.ndarray,
+                       ts: np.ndarray, thr: np.ndarray, vm: np.ndarray) -> None:
+        """The carry of a row group `_in_time`, rows as read: each VM's latest timestamp and
+        the last step of each (vm, thread), with no reordering of the rows."""
+        n_thr = max(len(core["thread_map"]), 1)
+        last = np.full(len(self.seen) * n_thr, -1, dtype=np.int64)
+        np.maximum.at(last, vm.astype(np.int64) * n_thr + thr, _arange(len(ts)))
+        keys = np.flatnonzero(last >= 0)
+        rows = last[keys]
+        vms = keys // n_thr
+        latest = np.full(len(self.seen), -1, dtype=np.int64)
+        np.maximum.at(latest, vms, rows)
+        present = np.flatnonzero(latest >= 0)
+        self.vm_max_ts[present] = ts[latest[present]]  # (no lower than any carried: `_in_time`)
+        self.seen_ts[present] = True
+        self.max_ts = int(ts[-1])
+        self._remember(table, core, rows, vms, thr[rows], seq, ts, None)
+
+    def _remember(self, table: pa.Table, core: dict[str, np.ndarray], rows: np.ndarray,
+                  vms: np.ndarray, threads: np.ndarray, seq: np.ndarray, ts: np.ndarray,
+                  pos: np.ndarray | None) -> None:
+        """Carry `rows` (each the last of its (vm, thread) here) as those threads' last steps."""
+        if "src_file" in table.column_names and table.column("src_file").null_count < table.num_rows:
+            at = rows if pos is None else pos[rows]
+            src: list[str | None] = [source_location(table, i) for i in at.tolist()]
+        else:
+            src = [None] * len(rows)
+        keys = zip(vms.tolist(), core["thread_map"][threads].tolist(), strict=True)
+        self.carry.update(zip(keys, zip(seq[rows].tolist(), ts[rows].tolist(), src, strict=True), strict=True))
 
     def _timestamps(self, table: pa.Table, core: dict[str, np.ndarray],
                     seq: np.ndarray, ts: np.ndarray, thr: np.ndarray, starts: np.ndarray,
@@ -332,6 +381,8 @@ class _Streaming:
         seen = self.seen_ts[block_vm]
         self.vm_max_ts[block_vm] = np.where(seen, np.maximum(self.vm_max_ts[block_vm], block_max), block_max)
         self.seen_ts[block_vm] = True
+        top = int(block_max.max())
+        self.max_ts = top if self.max_ts is None else max(self.max_ts, top)
         last = np.full(nb * n_thr, -1, dtype=np.int64)
         if key is not None and len(going_on) == nb:
             np.maximum.at(last, key, _arange(n))
@@ -339,9 +390,8 @@ class _Streaming:
             rows = np.concatenate([_arange(n)[starts[b]:starts[b] + sizes[b]] for b in going_on])
             blocks = np.repeat(going_on, sizes[going_on])
             np.maximum.at(last, blocks * n_thr + thr[rows], rows)
-        for k in np.flatnonzero(last >= 0):
-            i = int(last[k])
-            self.carry[(vm_code(i), thread_code(i))] = (int(seq[i]), int(ts[i]), src(i))
+        keys = np.flatnonzero(last >= 0)
+        self._remember(table, core, last[keys], block_vm[keys // n_thr], keys % n_thr, seq, ts, pos)
 
     def keep_rows(self, rg: RowGroup, table: pa.Table, core: dict[str, np.ndarray], keep: np.ndarray) -> None:
         kinds = VOCABULARIES["kind"]

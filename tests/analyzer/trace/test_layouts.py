@@ -152,3 +152,30 @@ def test_hive_host_vm_date_partitions_give_the_same_findings(tmp_path) -> None:
     reference = check([one])
     assert doc(check([tmp_path / "hive"])) == doc(reference)
     assert doc(check(load([tmp_path / "hive"], unit_rows=40), workers=2)) == doc(reference)
+
+
+def test_a_clock_going_back_after_row_groups_read_in_time_order_is_found(tmp_path, monkeypatch) -> None:
+    """Row groups read in time order keep each thread's last step without reordering their
+    rows; a later group where a thread's clock goes back below that step is a finding, the same
+    as in a file sorted by (vm, seq)."""
+    monkeypatch.setattr(files, "COALESCE_ROWS", 1)  # tiny row groups read one by one
+    size = 17
+    by_time = _sorted(_table(), ["ts_ns", "vm", "seq"])
+    rows = by_time.to_pylist()
+    start = (len(rows) // size - 1) * size  # the last whole row group
+    last_of: dict[tuple[str, str], int] = {}
+    for i, r in enumerate(rows[:start]):
+        last_of[(r["vm"], r["thread"])] = i
+    # a row that is its thread's first in that group, the thread's previous step an earlier group's
+    i = next(i for i in range(start, len(rows)) if (rows[i]["vm"], rows[i]["thread"]) in last_of
+             and all((r["vm"], r["thread"]) != (rows[i]["vm"], rows[i]["thread"]) for r in rows[start:i]))
+    before = rows[last_of[(rows[i]["vm"], rows[i]["thread"])]]
+    rows[i]["ts_ns"] = before["ts_ns"] - 1
+    edited = from_pylist(rows, "sim")
+    pq.write_table(edited, tmp_path / "time.parquet", row_group_size=size)
+    pq.write_table(_sorted(edited, ["vm", "seq"]), tmp_path / "sorted.parquet")
+    found = check([tmp_path / "time.parquet"])
+    back = [f for f in found.findings if f.rule == "ts-monotonic-per-thread"]
+    assert [(f.vm, f.thread, f.seq) for f in back] == [(rows[i]["vm"], rows[i]["thread"],
+                                                        (before["seq"], rows[i]["seq"]))]
+    assert doc(found) == doc(check([tmp_path / "sorted.parquet"]))
