@@ -446,7 +446,9 @@ def _by_vm(vm: np.ndarray, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     alone gives it then (a radix sort for small codes: linear); rows out of seq order or
     repeated need the sort by every key. (The columns in order come along: gathering a row
     group's column in another order is what this costs most.)"""
-    small = vm.astype(np.int16) if len(vm) and int(vm.max()) < 2**15 else vm
+    top = int(vm.max()) if len(vm) else 0
+    # (radix sorts: one pass over bytes for a host's few VMs, two for a fleet's thousands)
+    small = vm.astype(np.uint8) if top < 2**8 else vm.astype(np.int16) if top < 2**15 else vm
     pos = np.argsort(small, kind="stable")
     s = seq[pos]
     v = small[pos]
