@@ -7,6 +7,11 @@ trace, is dropped by a vectorized mask right after the read. A batch of VMs is h
 caller as soon as the last row group holding them has been read, so memory holds one row group
 plus the kept rows of the VMs still being read.
 
+A row group of interleaved VMs (a recorder of several VMs, a fleet's stream sorted by time) is
+put in (vm, seq) order by a stable sort on the VM alone, for the seq checks; its timestamps are
+checked in that order too, unless it was read in time order, where no thread's clock can go back
+and each thread's last step is carried from the rows as read.
+
 A unit whose rows are not already in (vm, seq) order across row groups (shuffled files,
 duplicated steps) is read again and sorted as a whole; the result is the same whatever the file
 order, row-group size or partitioning.
