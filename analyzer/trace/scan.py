@@ -322,7 +322,7 @@ class _Streaming:
                   vms: np.ndarray, threads: np.ndarray, seq: np.ndarray, ts: np.ndarray,
                   pos: np.ndarray | None) -> None:
         """Carry `rows` (each the last of its (vm, thread) here) as those threads' last steps."""
-        if "src_file" in table.column_names and table.column("src_file").null_count < table.num_rows:
+        if _has_sources(table):
             at = rows if pos is None else pos[rows]
             src: list[str | None] = [source_location(table, i) for i in at.tolist()]
         else:
@@ -354,7 +354,7 @@ class _Streaming:
         if whole and nb > 1:
             block = np.repeat(np.arange(nb), sizes)
         key = (thr.astype(np.int64) if block is None else block * n_thr + thr) if whole else None
-        has_src = "src_file" in table.column_names and table.column("src_file").null_count < table.num_rows
+        has_src = _has_sources(table)
         enc = self.reader.enc
 
         def src(i: int) -> str | None:
@@ -443,6 +443,11 @@ class _Streaming:
 
     def finish(self) -> UnitData:
         return self.flush(np.arange(len(self.reader.unit.vms), dtype=np.int32))
+
+
+def _has_sources(table: pa.Table) -> bool:
+    """Whether a row group names where its rows came from (an imported trace's src_file)."""
+    return "src_file" in table.column_names and table.column("src_file").null_count < table.num_rows
 
 
 def _by_vm(vm: np.ndarray, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
