@@ -75,35 +75,38 @@ def build_rows(
     n = int(offsets[-1])
     chunk = max(1, int(CHUNK_ROWS if chunk_rows is None else chunk_rows))
 
-    # The dense columns as pointer arrays (what the parts' lists held, which are emptied):
-    # a chunk of output rows set to None frees its Python objects once it is in Arrow.
-    kind, tid, name, payload = (np.empty(n, dtype=object) for _ in range(4))
+    # The dense columns of the lists' rows as pointer arrays (what the parts' lists held,
+    # which are emptied; a chunk of them set to None frees its Python objects once it is in
+    # Arrow). Segment rows (read in bulk, never Python objects) stay Arrow. `place` is where
+    # each row is in the order the columns are put together -- the lists' rows, then the
+    # segments' -- so for a row of the lists also its index into `kind`, `tid`, `name`, `payload`.
+    list_offsets = np.cumsum([0] + [len(p.rows.kind) for p in parts])
+    k = int(list_offsets[-1])
+    kind, tid, name, payload = (np.empty(k, dtype=object) for _ in range(4))
     ts_arr = np.empty(n, dtype=np.int64)
     line_arr = np.empty(n, dtype=np.int64)
     part_of = np.empty(n, dtype=np.int64)
+    place = np.empty(n, dtype=np.int64)
     sparse: dict[str, dict[int, Any]] = {}
-    # Segment rows (read in bulk, never Python objects) stay Arrow: `segment_of` maps a row to
-    # its place in the VM's segment columns (-1: a row of the lists).
-    segment_of = np.full(n, -1, dtype=np.int64)
     segments: list = []
     for p_i, part in enumerate(parts):
-        off = int(offsets[p_i])
+        off, lo, upto = int(offsets[p_i]), int(list_offsets[p_i]), int(offsets[p_i + 1])
         rows = part.rows
         end = off + len(rows.kind)
         for target, values in ((kind, rows.kind), (tid, rows.tid), (name, rows.name), (payload, rows.payload)):
-            target[off:end] = values
+            target[lo : lo + len(values)] = values
             values.clear()
         ts_arr[off:end] = rows.ts
         line_arr[off:end] = rows.line
         rows.ts.clear()
         rows.line.clear()
-        part_of[off : int(offsets[p_i + 1])] = p_i
-        done = sum(len(s) for s in segments)
+        part_of[off:upto] = p_i
+        place[off:end] = np.arange(lo, lo + end - off)
+        done = k + sum(len(s) for s in segments)
+        place[end:upto] = np.arange(done, done + upto - end)
         for seg in rows.segments:
             ts_arr[end : end + len(seg)] = seg.ts
             line_arr[end : end + len(seg)] = seg.line
-            segment_of[end : end + len(seg)] = np.arange(done, done + len(seg))
-            done += len(seg)
             end += len(seg)
         segments.extend(rows.segments)
         rows.segments = []
@@ -128,59 +131,45 @@ def build_rows(
 
     alias = np.arange(n, dtype=np.int64)
     if len(parts) > 1:  # one input keeps a message seen twice: nothing to merge
-        _match(parts, offsets, sparse, alias, name, payload)
-        _match_numbered(parts, offsets, sparse, alias, kind, ts_arr, name)
+        by_row = {c: _ByRow(values, place) for c, values in (("kind", kind), ("name", name), ("payload", payload))}
+        _match(parts, offsets, sparse, alias, by_row["name"], by_row["payload"])
+        _match_numbered(parts, offsets, list_offsets, sparse, alias, by_row["kind"], ts_arr, by_row["name"])
     _resolve_devices(parts, sparse)
 
-    keep = alias == np.arange(n)
-    idx = np.nonzero(keep)[0]
-    order = idx[np.lexsort((idx, line_arr[idx], part_of[idx], ts_arr[idx]))]
+    order = _output_order(alias, ts_arr, line_arr, part_of, k if len(parts) == 1 else None)
     m = len(order)
     position = np.full(n, -1, dtype=np.int64)
     position[order] = np.arange(m)
 
-    # The dense columns go to Arrow in reading order -- the lists' rows a chunk at a time (a
+    # The dense columns go to Arrow in `place` order -- the lists' rows a chunk at a time (a
     # chunk's Python objects are freed once it is in Arrow), then the segments' -- and into
-    # output order with one take each.
-    listed = np.flatnonzero(segment_of < 0)
-    place = np.empty(n, dtype=np.int64)
-    place[listed] = np.arange(len(listed))
-    in_segments = segment_of >= 0
-    place[in_segments] = len(listed) + segment_of[in_segments]
-    output_place = place[order]
-    # One input read in time order (the usual case) is in output order already: no take.
-    in_place = m == n and bool(np.array_equal(output_place, np.arange(m)))
-    output_indices = pa.array(output_place)
+    # output order as slices of those pieces (`_Gather`).
     bulk = _SegmentColumns(segments)
+    gather = _Gather(
+        np.concatenate((np.arange(0, k, chunk), k + np.cumsum([0] + [len(s) for s in segments])[:-1])),
+        place[order],
+    )
 
-    def to_output(values: np.ndarray, col: str, type_: pa.DataType) -> pa.Array:
-        chunks = []
-        for start in range(0, len(listed), chunk):
-            at = listed[start : start + chunk]
-            chunks.append(pa.array(values[at], type_))
-            values[at] = None
-        chunks.extend(bulk.column(col, type_))
-        whole = pa.concat_arrays(chunks) if chunks else pa.array([], type_)
-        del chunks
-        return whole if in_place else whole.take(output_indices)
+    def list_chunks(values: np.ndarray, type_: pa.DataType) -> Iterator[pa.Array]:
+        for start in range(0, k, chunk):
+            yield pa.array(values[start : start + chunk], type_)
+            values[start : start + chunk] = None
 
     def to_output_codes(values: np.ndarray, col: str) -> pa.DictionaryArray:
-        """`to_output` of a column of few distinct strings (kind, name), as dictionary codes
-        all along: what is concatenated and taken is 4 bytes a row, not the strings."""
-        chunks = []
-        for start in range(0, len(listed), chunk):
-            at = listed[start : start + chunk]
-            chunks.append(pa.array(values[at], pa.string()).dictionary_encode())
-            values[at] = None
-        chunks.extend(bulk.codes(col))
-        column = pa.chunked_array(chunks, pa.dictionary(pa.int32(), pa.string())).unify_dictionaries()
-        return first_appearance((column if in_place else column.take(output_indices)).combine_chunks())
+        """A column of few distinct strings (kind, name) in output order, as dictionary codes
+        all along: what is put in order is 4 bytes a row, not the strings."""
+        chunks = [c.dictionary_encode() for c in list_chunks(values, pa.string())] + bulk.codes(col)
+        type_ = pa.dictionary(pa.int32(), pa.string())
+        return first_appearance(gather.take(pa.chunked_array(chunks, type_).unify_dictionaries().chunks, type_))
 
-    dense_columns = {"tid": to_output(tid, "tid", pa.int64()), "kind": to_output_codes(kind, "kind"),
-                     "name": to_output_codes(name, "name")}
+    tids = [*list_chunks(tid, pa.int64()), *bulk.column("tid", pa.int64())]
+    dense_columns = {"tid": gather.take(tids, pa.int64()),
+                     "kind": to_output_codes(kind, "kind"), "name": to_output_codes(name, "name")}
     del kind, tid, name
-    # (64-bit offsets: a VM's payloads may pass 2 GiB; each row group's fit in 32)
-    payload_column = to_output(payload, "payload", pa.large_string())
+    # (64-bit offsets: a VM's payloads may pass 2 GiB; each row group's fit in 32. The
+    # payloads stay in pieces: slices of what the parsers made, never copied into one array.)
+    payload_column = gather.slices([*list_chunks(payload, pa.large_string()), *bulk.column("payload", pa.large_string())],
+                                   pa.large_string())
     del payload
 
     def dense(col: str) -> pa.Array:
@@ -191,16 +180,19 @@ def build_rows(
         hints.update(part.hints)
 
     def scattered(col: str, type_: pa.DataType) -> pa.Array:
-        """A sparse column in output order, placed with numpy (no Python loop over its values)."""
+        """A sparse integer column in output order, placed with numpy (no Python loop over its
+        values, no Python object per row)."""
         values = sparse.get(col, {})
-        out = np.full(m, None, dtype=object)
-        if values:
-            at = position[np.fromiter(values, np.int64, len(values))]
-            found = np.empty(len(values), dtype=object)
-            found[:] = list(values.values())
-            kept = at >= 0
-            out[at[kept]] = found[kept]
-        return pa.array(out, type_)
+        if not values:
+            return pa.nulls(m, type_)
+        at = position[np.fromiter(values, np.int64, len(values))]
+        found = np.fromiter(values.values(), np.int64, len(values))
+        kept = at >= 0
+        out = np.zeros(m, dtype=np.int64)
+        valid = np.zeros(m, dtype=bool)
+        out[at[kept]] = found[kept]
+        valid[at[kept]] = True
+        return pa.array(out, mask=~valid).cast(type_)
 
     def scattered_dictionary(col: str) -> pa.DictionaryArray:
         """A sparse string column straight to its dictionary column: no column of `m` strings.
@@ -234,8 +226,8 @@ def build_rows(
 
     tid_arr = dense("tid")
     thread_names, thread_kinds = attribute(tid_arr, hints)
-    thread = _coalesce(scattered("thread", pa.string()), thread_names, "qemu")
-    thread_kind = _coalesce(scattered("thread_kind", pa.string()), thread_kinds, "unknown")
+    thread = _coalesce(scattered_dictionary("thread"), thread_names, "qemu")
+    thread_kind = _coalesce(scattered_dictionary("thread_kind"), thread_kinds, "unknown")
 
     unique_paths = sorted({p.path for p in parts}, key=[p.path for p in parts].index)
     path_index = np.array([unique_paths.index(p.path) for p in parts], dtype=np.int32)
@@ -289,6 +281,100 @@ def first_appearance(column: pa.DictionaryArray) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.array(codes, mask=mask), column.dictionary.take(pa.array(seen)))
 
 
+def _output_order(alias: np.ndarray, ts: np.ndarray, line: np.ndarray, part_of: np.ndarray, listed: int | None) -> np.ndarray:
+    """The rows no other row was merged into, in output order: by time, then source order,
+    line and reading order (see the module docstring).
+
+    One input (`listed`: how many of its rows are the lists', which come first, then the
+    segments') read in time order -- the usual case -- is in that order once its rows are in
+    line order: the lists' rows merged into the segments' when each run is in line order, in
+    linear time. Only otherwise are all four keys sorted."""
+    if listed is not None:
+        by_line = _merged_by_line(line, listed)
+        if by_line is not None and bool(np.all(np.diff(ts[by_line]) >= 0)):
+            return by_line
+    idx = np.flatnonzero(alias == np.arange(len(alias)))
+    return idx[np.lexsort((idx, line[idx], part_of[idx], ts[idx]))]
+
+
+def _merged_by_line(line: np.ndarray, split: int) -> np.ndarray | None:
+    """The rows in (line, row) order when rows ..`split` and rows `split`.. are each in line
+    order (a merge: a row of the first run goes before rows of the second on the same line),
+    else None."""
+    first, second = line[:split], line[split:]
+    if not (bool(np.all(np.diff(first) >= 0)) and bool(np.all(np.diff(second) >= 0))):
+        return None
+    if not split or not len(second) or first[-1] <= second[0]:
+        return np.arange(len(line))
+    at = np.arange(split) + np.searchsorted(second, first, side="left")
+    order = np.empty(len(line), dtype=np.int64)
+    taken = np.zeros(len(line), dtype=bool)
+    taken[at] = True
+    order[at] = np.arange(split)
+    order[~taken] = np.arange(split, len(line))
+    return order
+
+
+class _Gather:
+    """A column in output order as slices of the pieces it is put together from.
+
+    A dense column comes in pieces (a chunk of the lists' rows, one segment) laid end to end in
+    `place` order. Output order mostly runs through them in long stretches -- one input read in
+    time order: a stretch per piece; a trace log's few rows read one by one between its bulk
+    rows: a stretch between two of them -- so the column in output order is slices of its
+    pieces, not a copy. Only when the stretches are short (inputs merged row by row) is it one
+    take.
+    """
+
+    #: Fewer rows than this per stretch, on average: one take instead of slices.
+    MIN_STRETCH = 16
+
+    def __init__(self, piece_starts: np.ndarray, output_place: np.ndarray) -> None:
+        """`piece_starts`: where each piece starts in `place` order; `output_place`: the `place`
+        of each output row."""
+        self._places = output_place
+        m = len(output_place)
+        is_start = np.zeros(int(output_place.max(initial=0)) + 2, dtype=bool)
+        is_start[piece_starts[piece_starts < len(is_start)]] = True
+        breaks = (np.diff(output_place) != 1) | is_start[output_place[1:]]
+        starts = np.concatenate(([0], np.flatnonzero(breaks) + 1)) if m else np.zeros(0, np.int64)
+        self._stretches: list[tuple[int, int, int]] | None = None
+        if len(starts) * self.MIN_STRETCH <= m:
+            first = output_place[starts]
+            piece = np.searchsorted(piece_starts, first, side="right") - 1
+            lengths = np.diff(np.append(starts, m))
+            self._stretches = list(zip(piece.tolist(), (first - piece_starts[piece]).tolist(), lengths.tolist(), strict=True))
+
+    def take(self, pieces: Sequence[pa.Array], type_: pa.DataType) -> pa.Array:
+        """The column in output order as one array (the pieces put together, then one take:
+        for narrow columns, cheaper than many slices)."""
+        whole = pa.concat_arrays(list(pieces)) if pieces else pa.array([], type_)
+        return whole.take(pa.array(self._places))
+
+    def slices(self, pieces: Sequence[pa.Array], type_: pa.DataType) -> pa.ChunkedArray:
+        """The column in output order as slices of its pieces (one take when the stretches are
+        short)."""
+        if self._stretches is None:
+            return pa.chunked_array([self.take(pieces, type_)], type_)
+        return pa.chunked_array([pieces[p].slice(o, n) for p, o, n in self._stretches], type_)
+
+
+class _ByRow:
+    """A column of the lists' rows (`kind`, `name`, `payload`) indexed by row, through `place`
+    (for the merge's row-by-row matching)."""
+
+    __slots__ = ("_place", "_values")
+
+    def __init__(self, values: np.ndarray, place: np.ndarray) -> None:
+        self._values, self._place = values, place
+
+    def __getitem__(self, row: int) -> Any:
+        return self._values[self._place[row]]
+
+    def __setitem__(self, row: int, value: Any) -> None:
+        self._values[self._place[row]] = value
+
+
 class _SegmentColumns:
     """The segment rows of one VM (`rows.Segment`), column by column, in Arrow."""
 
@@ -326,14 +412,15 @@ class _SegmentColumns:
 class VmRows:
     """One VM's rows in output order, ready to write: the table but its payloads, and them.
 
-    Payloads (most of a VM's bytes) are one Arrow column beside `table`, which holds a
-    placeholder: `batches` gives the rows one row group at a time with their payloads.
+    Payloads (most of a VM's bytes) are one Arrow column beside `table` (in pieces: slices of
+    what the parsers made, `_Gather`), which holds a placeholder: `batches` gives the rows one
+    row group at a time with their payloads, each row group's in one array.
     `validate` can check `table` (payload is a free string column).
     """
 
-    def __init__(self, table: pa.Table, payload: pa.Array) -> None:
+    def __init__(self, table: pa.Table, payload: pa.Array | pa.ChunkedArray) -> None:
         self.table = table
-        self._payload: pa.Array | None = payload
+        self._payload: pa.Array | pa.ChunkedArray | None = payload
         self._column = table.schema.get_field_index("payload")
 
     @property
@@ -348,7 +435,10 @@ class VmRows:
         field = self.table.schema.field(self._column)
         for start in range(0, max(self.num_rows, 1), rows):
             part = self.table.slice(start, rows)
-            yield part.set_column(self._column, field, payload.slice(start, rows).cast(field.type))
+            payloads = payload.slice(start, rows)
+            if isinstance(payloads, pa.ChunkedArray):  # (one array, as the writer had it before)
+                payloads = pa.concat_arrays(payloads.chunks) if payloads.num_chunks else pa.array([], payload.type)
+            yield part.set_column(self._column, field, payloads.cast(field.type))
 
     def to_table(self) -> pa.Table:
         """The whole table in one piece (for `read_input`, and several VMs in one file)."""
@@ -356,8 +446,25 @@ class VmRows:
         return parts[0]
 
 
-def _coalesce(preset: pa.Array, derived: pa.Array, default: str) -> pa.Array:
-    return pc.fill_null(pc.coalesce(preset, derived), default)
+def _coalesce(preset: pa.DictionaryArray, derived: pa.DictionaryArray, default: str) -> pa.DictionaryArray:
+    """Per row the preset value, else the derived one, else `default`, as one dictionary
+    column (in order of first appearance, as encoding the strings would make it)."""
+    words = [*preset.dictionary.to_pylist(), *derived.dictionary.to_pylist(), default]
+    unique = list(dict.fromkeys(words))
+    code = np.array([unique.index(w) for w in words], dtype=np.int32)
+    p_codes, p_missing = _codes(preset)
+    d_codes, d_missing = _codes(derived)
+    codes = code[len(preset.dictionary) + d_codes]
+    codes[d_missing] = code[-1]
+    if not p_missing.all():
+        codes[~p_missing] = code[p_codes[~p_missing]]
+    return first_appearance(pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(unique, pa.string())))
+
+
+def _codes(column: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, whether null) of a dictionary column, nulls as code 0."""
+    indices = column.indices
+    return pc.fill_null(indices, 0).to_numpy(), indices.is_null().to_numpy(zero_copy_only=False)
 
 
 def _match(
@@ -365,8 +472,8 @@ def _match(
     offsets: np.ndarray,
     sparse: dict[str, dict[int, Any]],
     alias: np.ndarray,
-    name: list,
-    payload: list,
+    name: _ByRow,
+    payload: _ByRow,
 ) -> None:
     """Merge rows with the same message key into the row of the first input (see module doc)."""
     keys = sparse.get("key", {})
@@ -411,11 +518,12 @@ _QUEUE_LAG_NS = 10_000_000
 def _match_numbered(
     parts: Sequence[Part],
     offsets: np.ndarray,
+    list_offsets: np.ndarray,
     sparse: dict[str, dict[int, Any]],
     alias: np.ndarray,
-    kind: list,
-    ts: list,
-    name: list,
+    kind: _ByRow,
+    ts: np.ndarray,
+    name: _ByRow,
 ) -> None:
     """Merge the events of a trace log that has event numbers only (``qmp_event`` rows without
     a message key, named from the version's table or ``#N``) into the same events of the other
@@ -429,7 +537,8 @@ def _match_numbered(
     numbered: list[int] = []
     stamped: list[int] = []
     for p_i, part in enumerate(parts):
-        for g in range(int(offsets[p_i]), int(offsets[p_i + 1])):  # (the part's lists are emptied)
+        first = int(offsets[p_i])  # (the part's lists are emptied; its segments hold no event)
+        for g in range(first, first + int(list_offsets[p_i + 1] - list_offsets[p_i])):
             if kind[g] != "qmp_event" or alias[g] != g:
                 continue
             if part.source == "qemu-log" and g not in keys:
@@ -438,7 +547,7 @@ def _match_numbered(
                 stamped.append(g)
     if not numbered or not stamped:
         return
-    part_of = np.searchsorted(offsets, np.arange(len(kind)), side="right") - 1
+    part_of = np.searchsorted(offsets, np.arange(int(offsets[-1])), side="right") - 1
     pairs = []
     stamps = sorted(stamped, key=lambda g: event_ts[g])
     times = np.array([event_ts[g] for g in stamps], dtype=np.int64)

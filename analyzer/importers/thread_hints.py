@@ -76,12 +76,13 @@ class ThreadHints:
         return f"tid{tid}", "unknown"
 
 
-def attribute(tids: pa.Array, hints: ThreadHints) -> tuple[pa.Array, pa.Array]:
-    """Thread names and kinds for a column of TIDs (nulls stay null), one lookup per distinct id."""
+def attribute(tids: pa.Array, hints: ThreadHints) -> tuple[pa.DictionaryArray, pa.DictionaryArray]:
+    """Thread names and kinds for a column of TIDs (nulls stay null), one lookup per distinct
+    id, as dictionary columns (codes into the distinct ids' names and kinds)."""
     distinct = pc.unique(tids.drop_null())
     names, kinds = zip(*(hints.name(t) for t in distinct.to_pylist()), strict=True) if len(distinct) else ((), ())
     idx = pc.index_in(tids, value_set=distinct)
     return (
-        pc.take(pa.array(list(names), pa.string()), idx),
-        pc.take(pa.array(list(kinds), pa.string()), idx),
+        pa.DictionaryArray.from_arrays(idx, pa.array(list(names), pa.string())),
+        pa.DictionaryArray.from_arrays(idx, pa.array(list(kinds), pa.string())),
     )

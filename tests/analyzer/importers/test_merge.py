@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from hypothesis import given
 from hypothesis import strategies as st
 
 from analyzer.importers import import_traces, read_input
-from analyzer.importers.merge import first_appearance
+from analyzer.importers.merge import _coalesce, _Gather, _output_order, first_appearance
 from tracer.schema import read_metadata, validate
 
 
@@ -148,3 +150,69 @@ def test_a_vm_of_one_nameless_reply_imports(tmp_path):
     import_traces([src], tmp_path / "o.parquet")
     table = pq.read_table(tmp_path / "o.parquet")
     assert table.column("kind").to_pylist() == ["qmp_reply"] and table.column("name").to_pylist() == [None]
+
+
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), max_size=40), st.integers(0, 40),
+       st.booleans(), st.booleans())
+def test_one_input_comes_out_in_the_order_of_sorting_every_key(rows, split, lines_in_runs, ts_in_order):
+    """The output order of one input (its lists' rows, then its segments') taken from line
+    order when that is time order is exactly the order of sorting by time, line and reading
+    order -- whether or not each run is in line order, and the time in order."""
+    split = min(split, len(rows))
+    ts = np.array([t for t, _ in rows], dtype=np.int64)
+    line = np.array([n for _, n in rows], dtype=np.int64)
+    if lines_in_runs:
+        line = np.concatenate((np.sort(line[:split]), np.sort(line[split:])))
+    if ts_in_order:  # time follows line order (ties included)
+        by_line = np.lexsort((np.arange(len(line)), line))
+        ts[by_line] = np.sort(ts)
+    idx = np.arange(len(rows))
+    want = np.lexsort((idx, line, np.zeros(len(rows), np.int64), ts))
+    got = _output_order(idx.copy(), ts, line, np.zeros(len(rows), np.int64), split)
+    assert got.tolist() == want.tolist()
+
+
+@given(st.lists(st.integers(0, 9), min_size=1, max_size=8), st.randoms(use_true_random=False), st.booleans())
+def test_a_column_in_output_order_is_the_same_as_slices_or_as_one_take(lengths, rnd, stretches):
+    """Slices of the pieces (long stretches) or one take (rows shuffled) give what taking
+    every row from the pieces put together gives."""
+    pieces = []
+    for n in lengths:
+        pieces.append(pa.array([f"r{len(pieces)}.{i}" for i in range(n)], pa.large_string()))
+    starts = np.cumsum([0, *lengths])[:-1]
+    total = sum(lengths)
+    places = list(range(total))
+    if stretches:  # a few stretches, moved around, some rows dropped (merged into others)
+        cut = sorted(rnd.sample(range(1, total), min(2, total - 1))) if total > 1 else []
+        runs = [places[a:b] for a, b in zip([0, *cut], [*cut, total], strict=True)]
+        rnd.shuffle(runs)
+        places = [p for run in runs for p in run if rnd.random() > 0.05]
+    else:
+        rnd.shuffle(places)
+    gather = _Gather(starts.astype(np.int64), np.array(places, dtype=np.int64))
+    want = pa.concat_arrays(pieces).take(pa.array(places, pa.int64())).to_pylist()
+    assert gather.slices(pieces, pa.large_string()).to_pylist() == want
+    assert gather.take(pieces, pa.large_string()).to_pylist() == want
+
+
+_WORDS = st.sampled_from(["main", "mgmt", "iothread0", "qemu", "vcpu0"])
+
+
+@given(st.lists(st.tuples(st.none() | _WORDS, st.none() | _WORDS), max_size=30),
+       st.lists(_WORDS, max_size=3))
+def test_threads_from_presets_tids_and_a_default_come_out_as_encoding_the_strings_would(rows, extra):
+    """A preset thread, else the one its TID names, else the default, as one dictionary
+    column -- whatever duplicates or unused words the dictionaries hold -- is what
+    ``dictionary_encode`` of the coalesced strings gives."""
+    preset = [p for p, _ in rows]
+    derived = [d for _, d in rows]
+
+    def coded(values):
+        words = list(dict.fromkeys([v for v in values if v is not None] + extra)) + extra
+        return pa.DictionaryArray.from_arrays(
+            pa.array([None if v is None else words.index(v) for v in values], pa.int32()), pa.array(words, pa.string()))
+
+    got = _coalesce(coded(preset), coded(derived), "qemu")
+    plain = pc.fill_null(pc.coalesce(pa.array(preset, pa.string()), pa.array(derived, pa.string())), "qemu")
+    want = plain.dictionary_encode()
+    assert got.dictionary.equals(want.dictionary) and got.indices.equals(want.indices)
