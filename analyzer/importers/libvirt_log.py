@@ -300,7 +300,9 @@ class _LibvirtParser:
             return
         text = payload.rstrip("\r\n")
         if expected == "msg":
-            text = _SEND_FD.sub("", text).rstrip("\r")
+            if "fd=" in text:  # (libvirt appends the fd it passes with a message, if any)
+                text = _SEND_FD.sub("", text)
+            text = text.rstrip("\r")
             if not text.startswith("{"):  # a human monitor command of an old libvirt: not QMP
                 return
         session = self.session(mon)

@@ -135,6 +135,9 @@ def build_rows(
         _match(parts, offsets, sparse, alias, by_row["name"], by_row["payload"])
         _match_numbered(parts, offsets, list_offsets, sparse, alias, by_row["kind"], ts_arr, by_row["name"])
     _resolve_devices(parts, sparse)
+    sparse.pop("key", None)  # (message keys only serve the matching: let them go)
+    for part in parts:
+        part.rows.sparse["key"] = {}
 
     order = _output_order(alias, ts_arr, line_arr, part_of, k if len(parts) == 1 else None)
     m = len(order)
@@ -160,7 +163,9 @@ def build_rows(
         all along: what is put in order is 4 bytes a row, not the strings."""
         chunks = [c.dictionary_encode() for c in list_chunks(values, pa.string())] + bulk.codes(col)
         type_ = pa.dictionary(pa.int32(), pa.string())
-        return first_appearance(gather.take(pa.chunked_array(chunks, type_).unify_dictionaries().chunks, type_))
+        unified = pa.chunked_array(chunks, type_).unify_dictionaries().chunks
+        del chunks
+        return first_appearance(gather.take(unified, type_))
 
     tids = [*list_chunks(tid, pa.int64()), *bulk.column("tid", pa.int64())]
     dense_columns = {"tid": gather.take(tids, pa.int64()),
@@ -345,13 +350,15 @@ class _Gather:
             lengths = np.diff(np.append(starts, m))
             self._stretches = list(zip(piece.tolist(), (first - piece_starts[piece]).tolist(), lengths.tolist(), strict=True))
 
-    def take(self, pieces: Sequence[pa.Array], type_: pa.DataType) -> pa.Array:
+    def take(self, pieces: list[pa.Array], type_: pa.DataType) -> pa.Array:
         """The column in output order as one array (the pieces put together, then one take:
-        for narrow columns, cheaper than many slices)."""
-        whole = pa.concat_arrays(list(pieces)) if pieces else pa.array([], type_)
+        for narrow columns, cheaper than many slices). Empties `pieces`: they are let go of
+        before the take, so that no more than two copies of the column are ever held."""
+        whole = pa.concat_arrays(pieces) if pieces else pa.array([], type_)
+        pieces.clear()
         return whole.take(pa.array(self._places))
 
-    def slices(self, pieces: Sequence[pa.Array], type_: pa.DataType) -> pa.ChunkedArray:
+    def slices(self, pieces: list[pa.Array], type_: pa.DataType) -> pa.ChunkedArray:
         """The column in output order as slices of its pieces (one take when the stretches are
         short)."""
         if self._stretches is None:

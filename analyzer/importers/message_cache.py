@@ -83,6 +83,8 @@ class MessageCache:
         tail = text[tail_at:-1]
         if tail.isdigit() and tail.isascii() and len(tail) <= 20 and (tail[0] != "0" or len(tail) == 1):
             return shape, int(tail)  # the usual counter id, without the JSON scanner
+        if _plain_string(tail):
+            return shape, tail[1:-1]  # libvirt's "libvirt-N", likewise
         try:
             return shape, parse_json(tail)
         except ValueError:
@@ -145,6 +147,15 @@ class MessageCache:
                     self._cache.clear()
                 self._cache[text[:cut]] = Shape(msg, command=not reply)
         return msg
+
+
+def _plain_string(text: str) -> bool:
+    """Whether `text` is a JSON string without escapes (printable ASCII between its quotes),
+    whose value is what lies between them."""
+    return (
+        len(text) >= 2 and text[0] == '"' == text[-1] and text.isascii() and text.isprintable()
+        and '"' not in text[1:-1] and "\\" not in text
+    )
 
 
 def _id_key_at(text: str) -> tuple[int, int]:

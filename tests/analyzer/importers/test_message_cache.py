@@ -17,7 +17,9 @@ _VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=3),
     max_leaves=8,
 )
-_IDS = st.integers(0, 10**6) | st.builds(lambda n: f"libvirt-{n}", st.integers(0, 10**6))
+#: Counter ids, libvirt's, and any string (quotes, backslashes, control and non-ASCII
+#: characters: escaped in the text, so not read as the plain string between the quotes).
+_IDS = st.integers(0, 10**6) | st.builds(lambda n: f"libvirt-{n}", st.integers(0, 10**6)) | st.text(max_size=6)
 
 
 def _text(body: dict, msg_id: object, compact: bool) -> str:
