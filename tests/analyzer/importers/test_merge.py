@@ -191,8 +191,8 @@ def test_a_column_in_output_order_is_the_same_as_slices_or_as_one_take(lengths, 
         rnd.shuffle(places)
     gather = _Gather(starts.astype(np.int64), np.array(places, dtype=np.int64))
     want = pa.concat_arrays(pieces).take(pa.array(places, pa.int64())).to_pylist()
-    assert gather.slices(pieces, pa.large_string()).to_pylist() == want
-    assert gather.take(pieces, pa.large_string()).to_pylist() == want
+    assert gather.slices(list(pieces), pa.large_string()).to_pylist() == want
+    assert gather.take(list(pieces), pa.large_string()).to_pylist() == want
 
 
 _WORDS = st.sampled_from(["main", "mgmt", "iothread0", "qemu", "vcpu0"])
