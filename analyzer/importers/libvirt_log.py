@@ -38,6 +38,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from analyzer.importers import ahead
 from analyzer.importers.byte_lines import ByteLines, is_digit, is_utf8
 from analyzer.importers.detect import TRACE_PREFIXED
 from analyzer.importers.json_scan import parse_json
@@ -145,8 +146,8 @@ class _LibvirtParser:
         every line then. Otherwise `run` does nothing with a line that has a header but none of
         the `_RELEVANT` literals, nor with a line without a header once a header was seen,
         unless it is a line of another format (it starts with a digit or ``{``): those lines
-        are passed over in bulk (`_relevant`), each block's first lines read one by one until
-        the first header."""
+        are passed over in bulk (`_relevant`, on threads ahead of the parser), each block's
+        first lines read one by one until the first header."""
         text, policy = self.text, self.policy
         if self.use_io_process or not isinstance(text, InputText):
             for number, line in enumerate(text.lines, 1):
@@ -154,16 +155,14 @@ class _LibvirtParser:
                     policy.progress(number)
                 yield number, line
             return
-        for before, block in text.iter_byte_blocks():
-            if not is_utf8(block):  # read where its bad line is reported
+        for before, block, lines, picked in ahead.ordered(text.iter_byte_blocks(), _picked, workers=_BULK_THREADS):
+            if lines is None:  # not UTF-8: read where its bad line is reported
                 yield from enumerate(text.decode_block(block, before), before + 1)
                 continue
-            lines = ByteLines(block)
             k = 0
             while not self.seen_head and k < len(lines):
                 yield before + k + 1, lines.line(k)
                 k += 1
-            picked = np.flatnonzero(_relevant(lines))
             for i in picked[np.searchsorted(picked, k) :].tolist():
                 yield before + i + 1, lines.line(i)
             policy.progress(before + len(lines))
@@ -370,6 +369,21 @@ _PROBE_FIELDS = {
 
 #: The punctuation of a header's date (``2026-11-25 10:00:00.``).
 _DATE_SHAPE = b"????-??-?? ??:??:??."
+
+
+#: Threads finding the relevant lines of the next blocks (numpy and RE2 release the GIL)
+#: while the parser reads the picked lines of this one.
+_BULK_THREADS = 2
+
+
+def _picked(item: tuple[int, bytes]) -> tuple[int, bytes, ByteLines | None, np.ndarray | None]:
+    """(lines before, block, its lines, the `_relevant` ones) of a block; no lines when the
+    block is not UTF-8. Pure: it runs ahead on threads (`ahead.ordered`)."""
+    before, block = item
+    if not is_utf8(block):
+        return before, block, None, None
+    lines = ByteLines(block)
+    return before, block, lines, np.flatnonzero(_relevant(lines))
 
 
 def _relevant(lines: ByteLines) -> np.ndarray:
