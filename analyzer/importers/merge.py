@@ -131,9 +131,9 @@ def build_rows(
 
     alias = np.arange(n, dtype=np.int64)
     if len(parts) > 1:  # one input keeps a message seen twice: nothing to merge
-        by_row = {c: _ByRow(values, place) for c, values in (("kind", kind), ("name", name), ("payload", payload))}
-        _match(parts, offsets, sparse, alias, by_row["name"], by_row["payload"])
-        _match_numbered(parts, offsets, list_offsets, sparse, alias, by_row["kind"], ts_arr, by_row["name"])
+        names = _ByRow(name, place)
+        _match(parts, offsets, sparse, alias, names, _ByRow(payload, place))
+        _match_numbered(parts, offsets, list_offsets, sparse, alias, _ByRow(kind, place), ts_arr, names)
     _resolve_devices(parts, sparse)
     sparse.pop("key", None)  # (message keys only serve the matching: let them go)
     for part in parts:
@@ -337,7 +337,7 @@ class _Gather:
     def __init__(self, piece_starts: np.ndarray, output_place: np.ndarray) -> None:
         """`piece_starts`: where each piece starts in `place` order; `output_place`: the `place`
         of each output row."""
-        self._places = output_place
+        self._indices = pa.array(output_place)
         m = len(output_place)
         is_start = np.zeros(int(output_place.max(initial=0)) + 2, dtype=bool)
         is_start[piece_starts[piece_starts < len(is_start)]] = True
@@ -356,7 +356,7 @@ class _Gather:
         before the take, so that no more than two copies of the column are ever held."""
         whole = pa.concat_arrays(pieces) if pieces else pa.array([], type_)
         pieces.clear()
-        return whole.take(pa.array(self._places))
+        return whole.take(self._indices)
 
     def slices(self, pieces: list[pa.Array], type_: pa.DataType) -> pa.ChunkedArray:
         """The column in output order as slices of its pieces (one take when the stretches are
@@ -444,7 +444,7 @@ class VmRows:
             part = self.table.slice(start, rows)
             payloads = payload.slice(start, rows)
             if isinstance(payloads, pa.ChunkedArray):  # (one array, as the writer had it before)
-                payloads = pa.concat_arrays(payloads.chunks) if payloads.num_chunks else pa.array([], payload.type)
+                payloads = payloads.combine_chunks()
             yield part.set_column(self._column, field, payloads.cast(field.type))
 
     def to_table(self) -> pa.Table:
