@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from analyzer.importers import disagree
 from analyzer.importers.qmp_semantics import qdev_name
-from analyzer.importers.rows import Part
+from analyzer.importers.rows import MessageColumns, Part
 from analyzer.importers.thread_hints import ThreadHints, attribute
 from tracer.schema import COLUMNS, schema_with_metadata
 
@@ -70,6 +70,9 @@ def build_rows(
     held twice (as Python objects and in Arrow) but for one chunk. The table is the same
     whatever the chunk size."""
     parts = sorted(parts, key=lambda p: (p.order, *part_sort_key(p)))
+    if len(parts) > 1:  # inputs are merged row by row: every message a list row with its key
+        for part in parts:
+            part.rows.materialize()
     links = disagree.find(parts) if len(parts) > 1 else []  # (adds marker rows: before counting)
     offsets = np.cumsum([0] + [len(p.rows) for p in parts])
     n = int(offsets[-1])
@@ -89,6 +92,9 @@ def build_rows(
     place = np.empty(n, dtype=np.int64)
     sparse: dict[str, dict[int, Any]] = {}
     segments: list = []
+    #: (row of its first, row of its part's first segment row, columns) of each segment of
+    #: QMP messages (`rows.MessageColumns`): their sparse values and command links.
+    messages: list[tuple[int, int, MessageColumns]] = []
     for p_i, part in enumerate(parts):
         off, lo, upto = int(offsets[p_i]), int(list_offsets[p_i]), int(offsets[p_i + 1])
         rows = part.rows
@@ -104,9 +110,12 @@ def build_rows(
         place[off:end] = np.arange(lo, lo + end - off)
         done = k + sum(len(s) for s in segments)
         place[end:upto] = np.arange(done, done + upto - end)
+        first_segment_row = end
         for seg in rows.segments:
             ts_arr[end : end + len(seg)] = seg.ts
             line_arr[end : end + len(seg)] = seg.line
+            if seg.messages is not None:
+                messages.append((end, first_segment_row, seg.messages))
             end += len(seg)
         segments.extend(rows.segments)
         rows.segments = []
@@ -205,13 +214,20 @@ def build_rows(
         The dictionary is in order of first appearance in output order, as encoding the
         whole column would make it."""
         values = sparse.get(col, {})
-        at = position[np.fromiter(values, np.int64, len(values))]
-        found = np.empty(len(values), dtype=object)
-        found[:] = list(values.values())
+        at_pieces = [position[np.fromiter(values, np.int64, len(values))]]
+        found_pieces = [pa.array(list(values.values()), pa.string())]
+        for start, _, columns in messages:  # (rows of messages read in bulk: a value per row)
+            column = columns.values.get(col)
+            if column is not None:
+                valid = column.is_valid().to_numpy(zero_copy_only=False)
+                at_pieces.append(position[start + np.flatnonzero(valid)])
+                found_pieces.append(column.filter(pa.array(valid)).cast(pa.string()))
+        at = np.concatenate(at_pieces)
+        found = pa.concat_arrays(found_pieces)
         kept = at >= 0
-        at, found = at[kept], found[kept]
+        at, found = at[kept], found.filter(pa.array(kept))
         by_row = np.argsort(at, kind="stable")
-        encoded = pa.array(found[by_row], pa.string()).dictionary_encode()
+        encoded = found.take(pa.array(by_row)).dictionary_encode()
         indices = np.zeros(m, dtype=np.int32)
         missing = np.ones(m, dtype=bool)
         codes = encoded.indices
@@ -222,9 +238,13 @@ def build_rows(
     cmd_seq = np.zeros(m, dtype=np.int64)
     has_cmd = np.zeros(m, dtype=bool)
     refs = sparse.get("cmd_ref", {})
-    if refs:
-        at = position[np.fromiter(refs, np.int64, len(refs))]
-        cmd_at = position[alias[np.fromiter(refs.values(), np.int64, len(refs))]]
+    linked = [(np.fromiter(refs, np.int64, len(refs)), np.fromiter(refs.values(), np.int64, len(refs)))]
+    for start, first, columns in messages:
+        answering = np.flatnonzero(columns.cmd_ref >= 0)
+        linked.append((start + answering, first + columns.cmd_ref[answering]))
+    for rows_at, commands in linked:
+        at = position[rows_at]
+        cmd_at = position[alias[commands]]
         kept = at >= 0
         cmd_seq[at[kept]] = cmd_at[kept]
         has_cmd[at[kept]] = True
@@ -394,7 +414,7 @@ class _SegmentColumns:
         if col == "kind":
             trace_event = pa.array(["trace_event"])
             return [
-                s.kind.dictionary_encode() if s.kind is not None
+                (s.kind if pa.types.is_dictionary(s.kind.type) else s.kind.dictionary_encode()) if s.kind is not None
                 else pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(s), np.int32)), trace_event)
                 for s in self._segments
             ]
@@ -408,7 +428,7 @@ class _SegmentColumns:
         """Column `col` (tid, payload) of every segment row, in reading order (one array per
         segment)."""
         if col == "tid":
-            return [pa.array(s.tid, type_) for s in self._segments]
+            return [pa.nulls(len(s), type_) if s.tid is None else pa.array(s.tid, type_) for s in self._segments]
         out = []
         for s in self._segments:  # each column is taken once: the segments let go of theirs
             out.append(getattr(s, col).cast(type_))

@@ -129,6 +129,11 @@ class MessageCache:
                 self._escaped.clear()
             self._escaped[record[start:cut]] = (shape, head)
 
+    def known_head(self, escaped: str) -> tuple[Shape, str] | None:
+        """(shape, head as QMP sent it) of a head as a transcript record escapes it, if
+        `remember_record` remembered it."""
+        return self._escaped.get(escaped)
+
     def parse(self, text: str) -> Any:
         """Parse one message in full, remembering its shape if it is a command or reply."""
         msg = parse_json(text)

@@ -9,9 +9,19 @@ row the last one before it (the first one, for rows before any event).
 
 This module only takes the lines apart (the record, its time, the message text); what each
 message means is `analyzer.importers.qmp_semantics`, shared with the trace-log and libvirt
-importers. A transcript is mostly management polling the same queries, so the loop first
-tries the capture client's own record layout and `MessageCache` (a poll seen before costs
-neither unescaping nor JSON parsing), and falls back to parsing each record in full.
+importers. A transcript is mostly management polling the same queries, so:
+
+- its records of the capture client's own layout whose message is a command or reply of a
+  shape seen before (`MessageCache`) are taken apart in bulk, a block at a time on threads
+  ahead of the reader (`transcript_block`), and their rows made for all of them at once once
+  every line is read (`qmp_messages`): no Python object per message;
+- every other line is read one by one: a record of a known shape without unescaping or JSON
+  parsing, any other parsed in full. Its command or reply joins the bulk ones (a reply may
+  answer a command of either); its event or greeting becomes rows right away (`QmpState`).
+
+Bad lines are reported in line order once every line is read (a reply's rows, or its being
+a bad one, depend on the command it answers). A raw stream, or a text that is only lines (a
+KubeVirt pod log's), is read one line at a time.
 """
 
 from __future__ import annotations
@@ -21,12 +31,27 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analyzer.importers import ahead
+from analyzer.importers.byte_lines import ByteLines, is_utf8
 from analyzer.importers.json_scan import parse_json_exact, scan_string
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
-from analyzer.importers.message_cache import MessageCache
-from analyzer.importers.qmp_semantics import QmpState, event_time_ns
-from analyzer.importers.qmp_types import INT64_MAX, INT64_MIN
+from analyzer.importers.message_cache import MessageCache, Shape
+from analyzer.importers.qmp_messages import MessageTable
+from analyzer.importers.qmp_semantics import (
+    QmpState,
+    event_time_ns,
+    id_key,
+    message_type,
+    reply_fields,
+)
+from analyzer.importers.qmp_types import INT64_MAX, INT64_MIN, check_command
 from analyzer.importers.rows import ParsedInput, Part, Rows
+from analyzer.importers.transcript_block import TranscriptBlock
+from tracer.errors import InputError
 
 _POWERS = [10**k for k in range(10)]
 
@@ -77,6 +102,13 @@ def _reason(exc: ValueError) -> str:
 
 def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
     """Parse a QMP raw stream or transcript into one Part."""
+    if isinstance(text, InputText) and _is_transcript(text):
+        return _Transcript(text, policy).run()
+    return _parse_lines(text, policy)
+
+
+def _parse_lines(text: InputText, policy: LinePolicy) -> ParsedInput:
+    """Parse a QMP raw stream or transcript into one Part, one line at a time."""
     rows = Rows()
     part = Part(source="qmp", path=text.path, sha256=text.sha256, rows=rows)
     state = QmpState(rows, part.hints, part.node_map)
@@ -154,3 +186,219 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
         path=text.path, format="qmp", sha256=text.sha256, lines=len(text.lines),
         skipped=policy.skipped, truncated=policy.truncated, parts=[part],
     )
+
+
+def _decides(line: str) -> bool | None:
+    """Whether this line makes `_parse_lines` read its input as a transcript (True) or a raw
+    stream (False); None: a line that decides nothing (empty, or bad)."""
+    s = line.strip()
+    if not s:
+        return None
+    m = _RECORD.match(s)
+    if m is not None:
+        try:
+            _, end = scan_string(s, m.end())
+        except ValueError:
+            return None
+        return True if s[end:] == "}" else None
+    try:
+        obj = parse_json_exact(s)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    return "t" in obj and "dir" in obj and "line" in obj
+
+
+def _is_transcript(text: InputText) -> bool:
+    """Whether the line that decides (`_decides`) says transcript; without decoding errors
+    (a line that is not UTF-8 decides nothing: the reader reports it)."""
+    for _, block in text.iter_byte_blocks():
+        for raw in block.split(b"\n"):
+            try:
+                decided = _decides(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                continue
+            if decided is not None:
+                return decided
+    return False
+
+
+#: The commands whose replies `reply_fields` checks (every other reply means one row).
+_CHECKED = (None, "query-status", "query-block", "query-name", "query-iothreads", "query-cpus-fast", "query-cpus")
+
+
+def _prepare(item: tuple[int, bytes]) -> tuple[int, bytes, ByteLines | None, TranscriptBlock | None]:
+    """(lines before, block, its lines, its records read in bulk); no lines when the block is
+    not UTF-8. Pure: it runs ahead on threads (`ahead.ordered`)."""
+    before, block = item
+    if not is_utf8(block):
+        return before, block, None, None
+    lines = ByteLines(block)
+    return before, block, lines, TranscriptBlock(lines)
+
+
+class _Transcript:
+    """A capture client's transcript, read in bulk where it can be (see the module doc)."""
+
+    def __init__(self, text: InputText, policy: LinePolicy) -> None:
+        self.text, self.policy = text, policy
+        self.rows = Rows()
+        self.part = Part(source="qmp", path=text.path, sha256=text.sha256, rows=self.rows)
+        self.state = QmpState(self.rows, self.part.hints, self.part.node_map)
+        self.table = MessageTable()
+        self.cache = MessageCache()
+        #: Escaped head -> (shape index in `table`, head as QMP sent it), or None: not read
+        #: in bulk.
+        self.heads: dict[str, tuple[int, str] | None] = {}
+        self.errors: list[tuple[int, str, str]] = []
+        self.announced: list[tuple[int, Any]] = []
+
+    def bad(self, number: int, line: str, reason: str) -> None:
+        self.errors.append((number, line, reason))
+
+    def report(self) -> None:
+        """The bad lines, in line order (`LinePolicy.bad`: the first raises without
+        ``--skip-bad``)."""
+        errors, self.errors = sorted(self.errors, key=lambda e: e[0]), []
+        for number, line, reason in errors:
+            self.policy.bad(number, line, reason)
+
+    def run(self) -> ParsedInput:
+        text, policy = self.text, self.policy
+        on_bad, text.on_bad = text.on_bad, self.bad
+        try:
+            for before, block, lines, bulk in ahead.ordered(text.iter_byte_blocks(), _prepare, workers=2):
+                if lines is None or bulk is None:  # not UTF-8: read where its bad line is reported
+                    for number, line in enumerate(text.decode_block(block, before), before + 1):
+                        self.line(number, line)
+                    continue
+                self.block(before, lines, bulk)
+                policy.progress(before + len(lines))
+        except InputError:
+            self.report()
+            raise
+        finally:
+            text.on_bad = on_bad
+        segments, reply_errors = self.table.segments(self.state, self.announced)
+        self.rows.segments.extend(segments)
+        self.errors.extend(reply_errors)
+        self.report()
+        self.rows.fill_missing_ts()
+        self.part.vm = self.state.vm_name
+        self.part.qemu_version = self.state.qemu_release
+        return ParsedInput(
+            path=text.path, format="qmp", sha256=text.sha256, lines=len(text.lines),
+            skipped=policy.skipped, truncated=policy.truncated, parts=[self.part],
+        )
+
+    def block(self, before: int, lines: ByteLines, bulk: TranscriptBlock) -> None:
+        """One block: its records of known heads in bulk, every other line one by one."""
+        first = np.full(len(bulk.heads), -1, dtype=np.int64)
+        first[bulk.head[::-1]] = np.arange(len(bulk.head) - 1, -1, -1)  # each head's first record
+        known = [self.head(h, lines.line(int(bulk.taken[f]))) for h, f in zip(bulk.heads, first.tolist(), strict=True)]
+        shape_of = np.array([k[0] if k is not None else -1 for k in known] or [-1], dtype=np.int64)
+        taken = shape_of[bulk.head] >= 0 if len(bulk.head) else np.zeros(0, dtype=bool)
+        rest = np.ones(len(lines), dtype=bool)
+        rest[bulk.taken[taken]] = False
+        for i in np.flatnonzero(rest).tolist():
+            self.line(before + i + 1, lines.line(i))
+        heads = pa.array([k[1] if k is not None else "" for k in known], pa.string())
+        payloads = pc.binary_join_element_wise(
+            heads.take(pa.array(bulk.head[taken])), ', "id": ', bulk.id_text.filter(pa.array(taken)), "}", ""
+        )
+        self.table.add_chunk(before + bulk.taken[taken] + 1, bulk.ts[taken], shape_of[bulk.head[taken]], bulk.id[taken], payloads)
+
+    def head(self, escaped: str, line: str) -> tuple[int, str] | None:
+        """(shape index, head as sent) of the records with this escaped head, if they can be
+        read in bulk: the head of a command or reply `MessageCache` keeps (as the line-by-line
+        reading of `line`, its first record, would keep it), whose every copy means the same
+        rows whatever command it answers (no copy can be a bad line)."""
+        if escaped in self.heads:
+            return self.heads[escaped]
+        found = None
+        probe = MessageCache()  # (what the line-by-line reading would remember, kept apart)
+        m = _RECORD.match(line)
+        try:
+            if m is not None:
+                raw, end = scan_string(line, m.end())
+                if line[end:] == "}":
+                    probe.parse(raw.strip())
+                    probe.remember_record(line, m.end(), raw)
+                    found = probe.known_head(escaped)
+            if found is not None:
+                shape = found[0]
+                if shape.command:
+                    check_command(shape.msg)
+                elif not shape.failed:
+                    for name in _CHECKED:
+                        reply_fields(name, shape.ret)
+        except ValueError:
+            found = None
+        self.heads[escaped] = result = None if found is None else (self.table.shape_index(found[0]), found[1])
+        return result
+
+    def line(self, number: int, line: str) -> None:
+        """One line read one by one (the reading of `_parse_lines` for a transcript)."""
+        s = line.strip()
+        if not s:
+            return
+        m = _RECORD.match(s)
+        if m is not None:
+            try:
+                sec, frac = m.group(1, 2)
+                ts = int(sec) * 1_000_000_000 + (int(frac) * _POWERS[9 - len(frac)] if frac else 0)
+                start = m.end()
+                known = self.cache.lookup_record(s, start)
+                if known is not None:
+                    self.known(known[0], known[1], known[2], ts, number, line)
+                    return
+                raw, end = scan_string(s, start)
+                if s[end:] != "}":
+                    raise ValueError("extra data after the transcript record")
+                again = self.cache.lookup(raw)
+                if again is not None:
+                    self.known(again[0], again[1], raw, ts, number, line)
+                else:
+                    self.message(self.cache.parse(raw.strip()), raw, ts, number, line)
+                self.cache.remember_record(s, start, raw)
+            except ValueError as exc:
+                self.bad(number, line, _reason(exc))
+            return
+        try:
+            obj = parse_json_exact(s)
+        except ValueError as exc:
+            reason = f"not JSON ({exc.msg} at column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            self.bad(number, line, reason)
+            return
+        if not isinstance(obj, dict):
+            self.bad(number, line, "not a JSON object")
+            return
+        if not ("t" in obj and "dir" in obj and "line" in obj):
+            self.bad(number, line, "a raw QMP message in a transcript")
+            return
+        try:
+            raw = obj["line"]
+            if not isinstance(raw, str) or obj["dir"] not in ("send", "recv"):
+                raise ValueError("transcript record needs dir send|recv and line text")
+            ts = seconds_to_ns(obj["t"])
+            self.message(self.cache.parse(raw.strip()), raw, ts, number, line)
+        except ValueError as exc:
+            self.bad(number, line, _reason(exc))
+
+    def known(self, shape: Shape, msg_id: Any, text: str, ts: int, number: int, line: str) -> None:
+        if shape.command:
+            check_command(shape.msg)  # (as `QmpState.known`: each copy is judged)
+        self.table.add(number, ts, shape, id_key(msg_id), text, line)
+
+    def message(self, msg: Any, text: str, ts: int, number: int, line: str) -> None:
+        kind = message_type(msg)
+        if kind == "event":
+            self.state.event(msg, text, ts, number)
+        elif kind == "greeting":
+            self.state.greeting(msg, text, ts, number)
+            self.announced.append((number, msg))
+        else:
+            if kind == "command":
+                check_command(msg)
+            self.table.add(number, ts, Shape(msg, command=kind == "command"), id_key(msg["id"]) if "id" in msg else None, text, line)

@@ -50,9 +50,9 @@ _PERIPHERAL = "/machine/peripheral/"
 ReplyFields = tuple[list[tuple], list[tuple[str, str]]]
 
 #: The rows of a reply that gives one row without sparse values, and teaches no node name.
-_ONE_ROW: ReplyFields = ([()], [])
-#: Replies that teach something besides their rows (`QmpState._learn`).
-_LEARNING = frozenset({"query-iothreads", "query-cpus-fast", "query-cpus", "query-name", "query-version"})
+ONE_ROW: ReplyFields = ([()], [])
+#: Replies that teach something besides their rows (`QmpState.learn`).
+LEARNING_REPLIES = frozenset({"query-iothreads", "query-cpus-fast", "query-cpus", "query-name", "query-version"})
 
 
 # -- single messages -----------------------------------------------------------------------
@@ -122,6 +122,21 @@ def block_io_error_fields(data: dict) -> dict[str, Any]:
     return fields
 
 
+def message_type(msg: Any) -> str:
+    """"event", "reply", "command" or "greeting"; ValueError if `msg` is no QMP message."""
+    if not isinstance(msg, dict):
+        raise ValueError("not a JSON object")
+    if "event" in msg:
+        return "event"
+    if "return" in msg or "error" in msg:
+        return "reply"
+    if "execute" in msg or "exec-oob" in msg:
+        return "command"
+    if "QMP" in msg:
+        return "greeting"
+    raise ValueError("not a QMP message (no event, return, error, execute or QMP key)")
+
+
 def id_key(value: Any) -> Any:
     """A hashable identity of a QMP id; 5 and "5" differ."""
     if type(value) is str:
@@ -163,7 +178,7 @@ def reply_fields(name: str | None, ret: Any) -> ReplyFields:
         status = ret.get("status")
         if status in _RUNSTATES:
             return [(("runstate", status),)], []
-    return _ONE_ROW
+    return ONE_ROW
 
 
 def _block_info(info: Any, learnt: list[tuple[str, str]]) -> tuple[str | None, str | None]:
@@ -237,21 +252,10 @@ class QmpState:
         `preset_threads`: QMP-only rows get the conventional thread names (events "qemu",
         commands "mgmt", replies "main"); a trace log leaves them to its TIDs.
         """
-        if not isinstance(msg, dict):
-            raise ValueError("not a JSON object")
-        if "event" in msg:
-            self.event(msg, text, ts, line, tid=tid, preset=preset_threads)
-            return "event"
-        if "return" in msg or "error" in msg:
-            self.reply(msg, text, ts, line, tid=tid, preset=preset_threads)
-            return "reply"
-        if "execute" in msg or "exec-oob" in msg:
-            self.command(msg, text, ts, line, tid=tid, preset=preset_threads)
-            return "command"
-        if "QMP" in msg:
-            self.greeting(msg, text, ts, line, tid=tid, preset=preset_threads)
-            return "greeting"
-        raise ValueError("not a QMP message (no event, return, error, execute or QMP key)")
+        kind = message_type(msg)
+        handle = {"event": self.event, "reply": self.reply, "command": self.command, "greeting": self.greeting}[kind]
+        handle(msg, text, ts, line, tid=tid, preset=preset_threads)
+        return kind
 
     def command(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> int:
         check_command(msg)
@@ -314,7 +318,7 @@ class QmpState:
         occ = self._occ.get(base, 0)
         self._occ[base] = occ + 1
         if failed:
-            row_fields, learnt = _ONE_ROW
+            row_fields, learnt = ONE_ROW
         elif shape is not None:
             row_fields, learnt = shape.meaning(name, reply_fields)
         else:
@@ -339,10 +343,10 @@ class QmpState:
                 self._thread_kinds[i] = "main"
             for col, value in fields:
                 sparse[col][i] = value
-        if name in _LEARNING and not failed:
-            self._learn(name, ret)
+        if name in LEARNING_REPLIES and not failed:
+            self.learn(name, ret)
 
-    def _learn(self, name: str | None, ret: Any) -> None:
+    def learn(self, name: str | None, ret: Any) -> None:
         """What a successful reply teaches about the VM besides its rows."""
         if name == "query-iothreads":
             self.hints.add_iothreads(ret)

@@ -18,16 +18,20 @@ Besides schema columns, rows carry importer-internal fields:
 - ``node`` / ``qom``: on a ``BLOCK_IO_ERROR`` whose ``device`` is empty, the ``node-name`` and
   ``qom-path`` to resolve into a device name once every ``query-block`` reply has been seen.
 
-Rows read in bulk (`trace_block`: plain ``trace_event`` rows of a trace log) never become
-Python objects: they are `Segment` rows: columns already in numpy and Arrow, kept beside the
-lists. A segment row has no sparse value, no key and no command link, so nothing refers to it
-by index: the lists' rows are rows 0..k-1 of the `Rows`, the segments' rows come after them.
-(Output order does not depend on it: rows are sorted by time, input and line, and a line
-gives either list rows or one segment row.)
+Rows read in bulk never become Python objects: they are `Segment` rows, columns already in
+numpy and Arrow, kept beside the lists. The lists' rows are rows 0..k-1 of the `Rows`, the
+segments' rows come after them. (Output order does not depend on it: rows are sorted by
+time, input and line, and a line gives either list rows or segment rows.) A trace log's
+plain ``trace_event`` rows (`trace_block`) have no sparse value, no key and no command link.
+A transcript's commands and replies (`qmp_messages`) carry theirs as columns
+(`MessageColumns`): their sparse values, and command links as indices among the part's
+segment rows; their keys are made only when inputs merge, which reads rows one by one
+(`Rows.materialize`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,11 +63,24 @@ SPARSE = (
 
 
 @dataclass
+class MessageColumns:
+    """What the QMP command and reply rows of a segment carry besides its columns."""
+
+    #: Sparse columns (thread, thread_kind, device, iostatus, runstate) as one value per row,
+    #: null where the row has none.
+    values: dict[str, pa.Array]
+    #: Per row, the index among the part's segment rows of the command a reply answers, or -1.
+    cmd_ref: np.ndarray
+    #: Per row, its message key (see the module doc), made when asked for.
+    keys: Callable[[], list[tuple]]
+
+
+@dataclass
 class Segment:
-    """``trace_event`` rows read in bulk: one value per row in each column."""
+    """Rows read in bulk: one value per row in each column."""
 
     ts: np.ndarray  # int64
-    tid: np.ndarray  # int64
+    tid: np.ndarray | None  # int64; None: no row has one
     line: np.ndarray  # int64
     name: pa.Array  # string, or dictionary of strings (a block's few names, coded)
     payload: pa.Array  # string
@@ -71,6 +88,7 @@ class Segment:
     commands: np.ndarray | None = None
     #: None: every row is a ``trace_event``.
     kind: pa.Array | None = None
+    messages: MessageColumns | None = None
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -91,7 +109,7 @@ class Segment:
 class Rows:
     """Columns of one input's rows (or one VM's rows of a libvirt log), in reading order."""
 
-    __slots__ = ("kind", "line", "name", "payload", "segments", "sparse", "tid", "ts")
+    __slots__ = ("kind", "line", "name", "payload", "segments", "sparse", "tid", "ts", "unfit_ts")
 
     def __init__(self) -> None:
         self.kind: list[str] = []
@@ -102,6 +120,9 @@ class Rows:
         self.line: list[int] = []
         self.sparse: dict[str, dict[int, Any]] = {c: {} for c in SPARSE}
         self.segments: list[Segment] = []
+        #: (line, value) of the segment rows' times that int64 ns cannot hold (the segment
+        #: holds 0 for them): `first_out_of_range` reports the first.
+        self.unfit_ts: list[tuple[int, int]] = []
 
     def __len__(self) -> int:
         return len(self.kind) + sum(len(s) for s in self.segments)
@@ -113,9 +134,46 @@ class Rows:
         if listed is not None:
             best = listed
         for seg in self.segments:
-            if len(seg) and (best is None or int(seg.line[0]) < best[0]):
+            if seg.tid is not None and len(seg) and (best is None or int(seg.line[0]) < best[0]):
                 best = (int(seg.line[0]), int(seg.tid[0]))
         return None if best is None else best[1]
+
+    def materialize(self) -> None:
+        """Turn the segments of QMP messages into list rows, with their sparse values and keys:
+        the form in which inputs are merged, row by row (`merge`)."""
+        if not any(seg.messages is not None for seg in self.segments):
+            return
+        total = sum(len(seg) for seg in self.segments)
+        moved_to = np.full(total, -1, dtype=np.int64)
+        at, kept, moved = 0, [], []
+        for seg in self.segments:
+            if seg.messages is not None:
+                moved_to[at : at + len(seg)] = len(self.kind) + sum(len(m) for m in moved) + np.arange(len(seg))
+                moved.append(seg)
+            else:
+                kept.append(seg)
+            at += len(seg)
+        for seg in moved:
+            assert seg.messages is not None and seg.kind is not None and seg.tid is None
+            base, n = len(self.kind), len(seg)
+            self.kind.extend(seg.kind.to_pylist())
+            self.ts.extend(seg.ts.tolist())
+            self.tid.extend([None] * n)
+            self.name.extend(seg.name.to_pylist())
+            self.payload.extend(seg.payload.to_pylist())
+            self.line.extend(seg.line.tolist())
+            for col, column in seg.messages.values.items():
+                target = self.sparse[col]
+                for i, value in enumerate(column.to_pylist()):
+                    if value is not None:
+                        target[base + i] = value
+            refs = self.sparse["cmd_ref"]
+            for i in np.flatnonzero(seg.messages.cmd_ref >= 0).tolist():
+                refs[base + i] = int(moved_to[seg.messages.cmd_ref[i]])
+            keys = self.sparse["key"]
+            for i, key in enumerate(seg.messages.keys()):
+                keys[base + i] = key
+        self.segments = kept
 
     def map_lines(self, origin: np.ndarray) -> None:
         """Renumber every row's line through `origin` (carried line k -> origin[k - 1])."""
@@ -246,8 +304,13 @@ def first_out_of_range(rows: Rows) -> tuple[int, str, Any] | None:
     """
     for attr, column, type_ in _DENSE_INTS:
         bad = _first_bad(getattr(rows, attr), type_)
-        if bad is not None:
-            return rows.line[bad], column, getattr(rows, attr)[bad]
+        found = None if bad is None else (rows.line[bad], column, getattr(rows, attr)[bad])
+        if attr == "ts" and rows.unfit_ts:
+            line, value = min(rows.unfit_ts)
+            if found is None or line < found[0]:
+                found = (line, column, value)
+        if found is not None:
+            return found
     for attr, column, type_ in _SPARSE_INTS:
         values = rows.sparse[attr]
         if not values:

@@ -25,49 +25,23 @@ ever a faster way to the same rows.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from analyzer.importers.byte_lines import ByteLines
+from analyzer.importers.byte_words import PAD, U64, ByteWords, low_mask
 
 #: ``TID@SECONDS.MICROS:name`` then a space or the end of the line (its ``\\r`` in a CRLF file).
 _SHAPE = r"^\d{1,8}@\d{10}\.\d{6}:[A-Za-z_][A-Za-z0-9_]*(?: |\r?\n?$)"
 #: Seconds beyond which seconds * 10^9 + micros * 1000 leaves int64.
 _MAX_SECONDS = ((1 << 63) - 1) // 1_000_000_000 - 1
-_PAD = 16
-_ZEROS = np.uint64(0x3030303030303030)
-_U64 = np.uint64
-
-
-def _digits8(words: np.ndarray) -> np.ndarray:
-    """The numbers that 8 ASCII digits make, one per little-endian word (first digit lowest)."""
-    v = words - _ZEROS
-    v = ((v * _U64(10)) + (v >> _U64(8))) & _U64(0x00FF00FF00FF00FF)
-    v = ((v * _U64(100)) + (v >> _U64(16))) & _U64(0x0000FFFF0000FFFF)
-    v = ((v * _U64(10000)) + (v >> _U64(32))) & _U64(0x00000000FFFFFFFF)
-    return v.astype(np.int64)
-
-
-def _low_mask(nbytes: np.ndarray) -> np.ndarray:
-    """Words with the low `nbytes` bytes set (0..8)."""
-    n = np.asarray(nbytes, dtype=np.uint64) * _U64(8)
-    full = n >= _U64(64)
-    out = (_U64(1) << np.where(full, _U64(0), n)) - _U64(1)
-    out[full] = _U64(0xFFFFFFFFFFFFFFFF)
-    return out
-
-
 class TraceBlock:
     """The plain lines of one block (`plain`) with their TID, time, name and payload pieces."""
 
     def __init__(self, lines: ByteLines, crlf: bool) -> None:
         self.lines = lines
         block = lines.block
-        padded = bytes(_PAD) + block + bytes(_PAD)
-        #: words[x + _PAD] is the little-endian word of block bytes x .. x+7 (a view: it keeps
-        #: `padded` alive).
-        self._words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+        self._words = ByteWords(block)
         shaped = np.flatnonzero(lines.contains(_SHAPE))
         starts, ends = lines.starts[shaped], lines.ends[shaped]
         if crlf:
@@ -78,9 +52,10 @@ class TraceBlock:
             ends = ends - cr
         line_array = lines.array()
         at = pc.find_substring(line_array, "@").to_numpy()[shaped].astype(np.int64)
-        tid = self._number(starts + at, at)
-        seconds = self._number(starts + at + 11, np.full(len(at), 8)) + self._number(starts + at + 3, np.full(len(at), 2)) * 100_000_000
-        micros = self._number(starts + at + 18, np.full(len(at), 6))
+        number = self._words.number
+        tid = number(starts + at, at)
+        seconds = number(starts + at + 11, 8) + number(starts + at + 3, 2) * 100_000_000
+        micros = number(starts + at + 18, 6)
         name_start = starts + at + 19
         space = pc.find_substring(line_array, " ").to_numpy()[shaped].astype(np.int64)
         name_end = np.where(space >= 0, starts + space, ends)
@@ -97,12 +72,6 @@ class TraceBlock:
         #: The distinct event names (`codes` index them).
         self.names = names
         self._args = (args_start[k], ends[k])
-
-    def _number(self, end: np.ndarray, ndigits: np.ndarray) -> np.ndarray:
-        """The numbers of the `ndigits` (1..8) ASCII digits before each offset `end`."""
-        words = self._words[end - 8 + _PAD]
-        pad = _low_mask(8 - ndigits)
-        return _digits8((words & ~pad) | (_ZEROS & pad))
 
     def _control(self, crlf: bool) -> np.ndarray:
         """Whether each line of the block holds a control character (but its newline and, in a
@@ -132,11 +101,12 @@ class TraceBlock:
         words = []
         fingerprint = length.astype(np.uint64)
         for offset in range(0, int(length.max()), 8):
-            at = np.minimum(start + offset + _PAD, len(self._words) - 1)  # (past a name: masked out)
-            w = self._words[at] & _low_mask(np.clip(length - offset, 0, 8))
+            at = np.minimum(start + offset + PAD, len(self._words.words) - 1)  # (past a name: masked out)
+            w = self._words.words[at] & low_mask(np.clip(length - offset, 0, 8))
             words.append(w)
-            fingerprint = (fingerprint * _U64(0x100000001B3)) ^ w
-        codes, _ = pd.factorize(fingerprint)  # (codes in order of first appearance)
+            fingerprint = (fingerprint * U64(0x100000001B3)) ^ w
+        # codes in order of first appearance (Arrow's hash encoding numbers values as it meets them)
+        codes = pa.array(fingerprint).dictionary_encode().indices.to_numpy()
         seen = np.maximum.accumulate(codes)
         first = np.flatnonzero(np.concatenate(([True], seen[1:] > seen[:-1])))
         agree = length == length[first][codes]
@@ -167,34 +137,18 @@ class TraceBlock:
         after = np.searchsorted(spaces, start)
         next_space = np.where(after < len(spaces), spaces[np.minimum(after, max(len(spaces) - 1, 0))] if len(spaces) else end, end)
         stop = np.minimum(next_space, end)
-        return self._strings(start, np.maximum(stop, start)).to_pylist(), has
+        return self._words.strings(start, np.maximum(stop, start)).to_pylist(), has
 
     def payloads(self, pick: np.ndarray) -> pa.Array:
         """``{"args": "<arguments>"}`` of the plain lines `pick`, as `json.encoder`'s
         ``encode_basestring`` writes it: their arguments hold no control character, so JSON
         escapes only their backslashes and quotes."""
-        args = self._strings(self._args[0][pick], self._args[1][pick])
+        args = self._words.strings(self._args[0][pick], self._args[1][pick])
         if b"\\" in self.lines.block:
             args = pc.replace_substring(args, "\\", "\\\\")
         if b'"' in self.lines.block:
             args = pc.replace_substring(args, '"', '\\"')
         return pc.binary_join_element_wise('{"args": "', args, '"}', "")
-
-    def _strings(self, start: np.ndarray, end: np.ndarray) -> pa.Array:
-        """The block's bytes start..end of each row as a string array (the block is UTF-8 and
-        each range whole characters), through Arrow string views into the block."""
-        length = (end - start).astype(np.int64)
-        views = np.zeros((len(start), 2), dtype=np.uint64)
-        head = self._words[start + _PAD]
-        tail = self._words[start + 4 + _PAD]
-        views[:, 0] = length.astype(np.uint64) | ((head & _low_mask(np.minimum(length, 4))) << _U64(32))
-        views[:, 1] = np.where(
-            length <= 12,  # inline: the bytes themselves; else buffer 0 at offset `start`
-            tail & _low_mask(np.clip(length - 4, 0, 8)),
-            start.astype(np.uint64) << _U64(32),
-        )
-        data = pa.py_buffer(self.lines.block)
-        return pa.Array.from_buffers(pa.string_view(), len(start), [None, pa.py_buffer(views), data]).cast(pa.string())
 
 
 __all__ = ["TraceBlock"]

@@ -1,23 +1,28 @@
 """Reading in bulk is only ever a faster way to the same rows.
 
 The QEMU trace-log parser reads the plain lines of a block with numpy and Arrow
-(`trace_block`) and the libvirt log parser passes over the lines it has nothing to do with
-(`libvirt_log._relevant`); both must give exactly what reading every line one by one gives,
+(`trace_block`), the libvirt log parser passes over the lines it has nothing to do with
+(`libvirt_log._relevant`), and the transcript parser takes apart the records of polls in
+bulk and makes their rows at the end (`transcript_block`, `qmp_messages`); each must give exactly what reading every line one by one gives,
 on any mix of lines: generated here, in blocks of a few lines (so that requests, failures and
 command entries fall in different blocks), with and without CRLF line ends.
 """
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analyzer.importers import libvirt_log, qemu_log
+from analyzer.importers import libvirt_log, qemu_log, qmp
 from analyzer.importers import lines as lines_module
 from analyzer.importers.lines import LinePolicy, read_text
 from analyzer.importers.merge import build_rows
+from analyzer.importers.pipeline import _check_ranges
+from tracer.errors import ImportFormatError
 
 
 class _LinesOnly:
@@ -38,8 +43,12 @@ def _parse(parser, path, fmt: str, *, bulk: bool):
     finally:
         text.close()
     facts = [(p.vm, p.host, p.qemu_version, p.throttles, p.node_map) for p in parsed.parts]
+    try:
+        _check_ranges(parsed)  # (as the import does before building: a time beyond int64 ns)
+    except ImportFormatError as exc:
+        return [], parsed.skipped, parsed.unknown_lines, facts, str(exc)
     tables = [build_rows([part], part.vm or "vm", host=part.host, source=fmt).to_table() for part in parsed.parts]
-    return tables, parsed.skipped, parsed.unknown_lines, facts
+    return tables, parsed.skipped, parsed.unknown_lines, facts, None
 
 
 def _same_both_ways(parser, path, fmt: str) -> list[pa.Table]:
@@ -151,3 +160,163 @@ def test_libvirt_real_sample_same_both_ways(samples_dir, crlf, tmp_path):
     path.write_bytes(data.replace(b"\n", b"\r\n") if crlf else data)
     tables = _same_both_ways(libvirt_log.parse, path, "libvirt-log")
     assert sum(t.num_rows for t in tables) > 100
+
+
+# -- QMP transcripts ----------------------------------------------------------------------
+
+_BLOCK_REPLY = (
+    '{"return": [{"device": "drive0", "qdev": "/machine/peripheral/disk0/virtio-backend", "io-status": "ok",'
+    ' "inserted": {"node-name": "node0"}}, {"device": "", "qdev": "disk1", "io-status": "failed"}], "id": @ID}'
+)
+_MESSAGES = st.sampled_from([
+    '{"execute": "query-status", "id": @ID}',
+    '{"execute": "query-block", "id": @ID}',
+    '{"execute": "query-iothreads", "id": @ID}',
+    '{"execute": "query-name", "id": @ID}',
+    '{"execute": "query-version", "id": @ID}',
+    '{"execute": "cont", "id": @ID}',
+    '{"exec-oob": "migrate-pause", "id": @ID}',
+    '{"execute": 5, "id": @ID}',
+    '{"execute": "query-status"}',
+    '{"return": {"status": "running", "running": true}, "id": @ID}',
+    '{"return": {"status": "paused", "running": false}, "id": @ID}',
+    '{"return": {"status": 5}, "id": @ID}',
+    _BLOCK_REPLY,
+    '{"return": [{"device": 7}], "id": @ID}',
+    '{"return": {}, "id": @ID}',
+    '{"error": {"class": "GenericError", "desc": "no"}, "id": @ID}',
+    '{"return": [{"poll-max-ns": 32768, "thread-id": 9678, "id": "iothread0"}], "id": @ID}',
+    '{"return": {"name": "vm-x"}, "id": @ID}',
+    '{"return": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "id": @ID}',
+    '{"return": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "id": @ID}',
+    '{"timestamp": {"seconds": 1795625377, "microseconds": @ID}, "event": "STOP"}',
+    '{"timestamp": {"seconds": 1795625377, "microseconds": 5}, "event": "BLOCK_IO_ERROR", "data": {"device": "",'
+    ' "node-name": "node0", "operation": "write", "action": "stop", "nospace": false, "reason": "Input/output error"}}',
+    '{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": ""}, "capabilities": ["oob"]}}',
+    '{"QMP": {"version": {"qemu": {"micro": 0, "minor": 1, "major": 9}, "package": ""}, "capabilities": []}}',
+    '{"return": "caf\u00e9 \\\\ \\" \u202e", "id": @ID}',
+    '{"return": {}, "id": @ID, "extra": 1}',
+    '{"return": {}, "id": @ID}}',
+    "not json",
+])
+_IDS = st.sampled_from(["1", "1", "2", "2", "3", "0", "07", '"libvirt-1"', '"s"', "12345678901234567", "123456789012345678901", "-4", "1.5"])
+_TIMES = st.sampled_from(["1795625377.5", "1795625377.57185", "1795625377", "1795625378.123456789", "9300000000.1",
+                          "17956253770", "1795625379.0000000001"])
+
+
+@st.composite
+def _transcript_line(draw) -> str:
+    form = draw(st.integers(0, 12))
+    message = draw(_MESSAGES).replace("@ID", draw(_IDS))
+    if form == 0:
+        return draw(st.sampled_from(["", "  ", "junk", '{"event": "STOP"}', "[1]", '{"t": 1, "dir": "up", "line": "{}"}']))
+    record = {"t": 0, "dir": draw(st.sampled_from(["send", "recv"])), "line": message}
+    text = json.dumps(record).replace('"t": 0', f'"t": {draw(_TIMES)}', 1)
+    if form == 1:
+        return " " + text + "\r"
+    if form == 2:
+        return json.dumps({"dir": record["dir"], "line": message, "t": 1795625377.25})
+    return text
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(_transcript_line(), min_size=1, max_size=50), st.integers(40, 1200))
+def test_transcript_bulk_reading_gives_the_rows_of_line_by_line(tmp_path, monkeypatch, lines, chunk):
+    monkeypatch.setattr(lines_module, "CHUNK_BYTES", chunk)
+    path = tmp_path / "qmp-transcript.jsonl"
+    path.write_text('{"t": 1795625377.0, "dir": "recv", "line": "{}"}\n' + "\n".join(lines) + "\n")
+    _same_both_ways(qmp.parse, path, "qmp")
+    bulk, one_by_one = (_first_error(path, bulk=b) for b in (True, False))
+    assert bulk == one_by_one
+
+
+def _first_error(path, *, bulk: bool) -> str | None:
+    text = read_text(path)
+    try:
+        qmp.parse(text if bulk else _LinesOnly(text), LinePolicy(text, "qmp", skip_bad=False))
+    except ImportFormatError as exc:
+        return str(exc)
+    finally:
+        text.close()
+    return None
+
+
+def test_transcript_bulk_rows_pair_replies_and_teach_what_replies_teach(tmp_path, monkeypatch):
+    """Replies answer the oldest command of their id across blocks, a query-block reply gives
+    a row per device, and what replies teach (version, name, IOThreads) comes in line order."""
+    monkeypatch.setattr(lines_module, "CHUNK_BYTES", 200)
+    messages = [
+        '{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}',
+        '{"execute": "query-block", "id": 1}', '{"execute": "query-status", "id": 1}',
+        _BLOCK_REPLY.replace("@ID", "1"), '{"return": {"status": "paused", "running": false}, "id": 1}',
+        '{"execute": "query-name", "id": 2}', '{"return": {"name": "vm-x"}, "id": 2}',
+        '{"execute": "query-version", "id": 3}',
+        '{"return": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "id": 3}',
+        '{"return": {}, "id": 9}',
+    ]
+    path = tmp_path / "qmp-transcript.jsonl"
+    path.write_text("".join(json.dumps({"t": 1795625377 + i, "dir": "recv", "line": m}) + "\n" for i, m in enumerate(messages)))
+    (table,) = _same_both_ways(qmp.parse, path, "qmp")
+    rows = [(r["kind"], r["name"], r["device"], r["iostatus"], r["runstate"], r["cmd_seq"], r["thread"]) for r in table.to_pylist()]
+    assert rows == [
+        ("trace_event", "qmp_greeting", None, None, None, None, "qemu"),
+        ("qmp_command", "query-block", None, None, None, None, "mgmt"),
+        ("qmp_command", "query-status", None, None, None, None, "mgmt"),
+        ("qmp_reply", "query-block", "drive0", "ok", None, 1, "main"),
+        ("qmp_reply", "query-block", "disk1", "failed", None, 1, "main"),
+        ("qmp_reply", "query-status", None, None, "paused", 2, "main"),
+        ("qmp_command", "query-name", None, None, None, None, "mgmt"),
+        ("qmp_reply", "query-name", None, None, None, 6, "main"),
+        ("qmp_command", "query-version", None, None, None, None, "mgmt"),
+        ("qmp_reply", "query-version", None, None, None, 8, "main"),
+        ("qmp_reply", None, None, None, None, None, "main"),
+    ]
+    text = read_text(path)
+    try:
+        parsed = qmp.parse(text, LinePolicy(text, "qmp", skip_bad=False))
+    finally:
+        text.close()
+    (part,) = parsed.parts
+    assert (part.vm, part.qemu_version, part.node_map) == ("vm-x", "10.0.2", {"node0": "drive0", "/machine/peripheral/disk0/virtio-backend": "drive0", "disk1": "disk1"})
+
+
+def test_transcript_merged_with_its_trace_log_same_both_ways(samples_dir):
+    """Merging reads a transcript's bulk rows one by one (`Rows.materialize`): the same VM."""
+    sample = samples_dir / "qemu-7.2" / "a-stop-eio-dataplane"
+
+    def merged(bulk: bool) -> pa.Table:
+        parts = []
+        for parser, name, fmt in ((qemu_log.parse, "trace.log", "qemu-log"), (qmp.parse, "qmp-transcript.jsonl", "qmp")):
+            text = read_text(sample / name)
+            try:
+                parts += parser(text if bulk else _LinesOnly(text), LinePolicy(text, fmt, skip_bad=False)).parts
+            finally:
+                text.close()
+        return build_rows(parts, "vm", host=None, source="import").to_table()
+
+    bulk, one_by_one = merged(True), merged(False)
+    assert bulk.num_rows > 1000
+    assert bulk.equals(one_by_one, check_metadata=True)
+
+
+def test_transcript_records_just_outside_the_bulk_shape_are_read_one_by_one(tmp_path, monkeypatch):
+    """After a poll's head is known, the same head with an id JSON refuses (07), one of 17
+    digits, a string or a negative id, spaces or a CR around the record, or a time the layout
+    does not allow, is read one by one; a reply that is a bad line only for the command it
+    answers (a query-status reply with a numeric status) is never read in bulk."""
+    monkeypatch.setattr(lines_module, "CHUNK_BYTES", 4096)
+    poll = '{"execute": "query-status", "id": @}'
+    odd = '{"return": {"status": 5}, "id": @}'
+
+    def record(message: str, ident: str, t: str = "1795625377.5") -> str:
+        return json.dumps({"t": 0, "dir": "send", "line": message.replace("@", ident)}).replace('"t": 0', f'"t": {t}')
+
+    lines = [record(poll, "1"), record(poll, "07"), record(poll, "12345678901234567"), record(poll, "-4"),
+             record(poll, '"s"'), " " + record(poll, "2"), record(poll, "3") + "\r", record(poll, "4", "1795625377.1234567891"),
+             record(poll, "5", "17956253770"), record(poll, "6") + "x", record(poll, "8"), record(odd, "8"), record(odd, "8")]
+    path = tmp_path / "qmp-transcript.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    (table,) = _same_both_ways(qmp.parse, path, "qmp")
+    assert table.num_rows > 5
+    bulk, one_by_one = (_first_error(path, bulk=b) for b in (True, False))
+    assert bulk == one_by_one and "line 2" in bulk

@@ -1,0 +1,105 @@
+"""A block of bytes read as 64-bit words at any offset: numbers and strings of many lines at once.
+
+The bulk readers (`trace_block`, `transcript_block`) know where each line's fields are (byte
+offsets found with numpy and Arrow) and need their values without a Python loop:
+
+- numbers are read eight ASCII digits at a time from the little-endian word that ends at
+  them ("SWAR" digit parsing: three multiply-and-mask steps), never through Python ints;
+- strings become Arrow string views into the block (a length and an offset per row, the
+  first bytes inline), cast to a plain string array: one copy, by Arrow.
+
+The block is padded on both sides so that a word may start before its first byte or end past
+its last: every offset of the block, and a few around it, is a word.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+PAD = 16
+_ZEROS = np.uint64(0x3030303030303030)
+_HIGH = np.uint64(0xF0F0F0F0F0F0F0F0)
+_SIXES = np.uint64(0x0606060606060606)
+U64 = np.uint64
+
+
+def digits8(words: np.ndarray) -> np.ndarray:
+    """The numbers that 8 ASCII digits make, one per little-endian word (first digit lowest)."""
+    v = words - _ZEROS
+    v = ((v * U64(10)) + (v >> U64(8))) & U64(0x00FF00FF00FF00FF)
+    v = ((v * U64(100)) + (v >> U64(16))) & U64(0x0000FFFF0000FFFF)
+    v = ((v * U64(10000)) + (v >> U64(32))) & U64(0x00000000FFFFFFFF)
+    return v.astype(np.int64)
+
+
+def low_mask(nbytes: np.ndarray) -> np.ndarray:
+    """Words with the low `nbytes` bytes set (0..8)."""
+    n = np.asarray(nbytes, dtype=np.uint64) * U64(8)
+    full = n >= U64(64)
+    return np.where(full, U64(0xFFFFFFFFFFFFFFFF), (U64(1) << np.where(full, U64(0), n)) - U64(1))
+
+
+class ByteWords:
+    """`block` as words: ``words[x + PAD]`` is the little-endian word of bytes x .. x+7."""
+
+    __slots__ = ("block", "words")
+
+    def __init__(self, block: bytes) -> None:
+        self.block = block
+        padded = bytes(PAD) + block + bytes(PAD)
+        #: (a view: it keeps `padded` alive)
+        self.words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+
+    def number(self, end: np.ndarray, ndigits: np.ndarray | int) -> np.ndarray:
+        """The numbers of the `ndigits` (0..8) ASCII digits before each offset `end`."""
+        words = self.words[end - 8 + PAD]
+        pad = low_mask(8 - np.asarray(ndigits))
+        return digits8((words & ~pad) | (_ZEROS & pad))
+
+    def long_number(self, end: np.ndarray, ndigits: np.ndarray) -> np.ndarray:
+        """The numbers of the `ndigits` (0..16) ASCII digits before each offset `end`."""
+        low = np.minimum(ndigits, 8)
+        return self.number(end, low) + self.number(end - low, ndigits - low) * 100_000_000
+
+    def digits(self, end: np.ndarray, ndigits: np.ndarray) -> np.ndarray:
+        """Whether the `ndigits` (0..16) bytes before each offset `end` are all ASCII digits."""
+        low = np.minimum(ndigits, 8)
+        return self._digits8(end, low) & self._digits8(end - low, ndigits - low)
+
+    def _digits8(self, end: np.ndarray, ndigits: np.ndarray) -> np.ndarray:
+        words = self.words[end - 8 + PAD]
+        pad = low_mask(8 - np.asarray(ndigits))
+        w = (words & ~pad) | (_ZEROS & pad)
+        # a byte is a digit when its high nibble is 3 both as it is and 6 higher (0x30..0x39)
+        return ((w & _HIGH) == _ZEROS) & (((w + _SIXES) & _HIGH) == _ZEROS)
+
+    def equal(self, at: np.ndarray, literal: bytes) -> np.ndarray:
+        """Whether `literal` is at each offset `at`, eight bytes at a time (an offset past the
+        block's end answers no)."""
+        ok = np.ones(len(at), dtype=bool)
+        last = len(self.words) - 1
+        for k in range(0, len(literal), 8):
+            piece = literal[k : k + 8]
+            mask = low_mask(np.array([len(piece)]))[0]
+            ok &= (self.words[np.minimum(at + k + PAD, last)] & mask) == U64(int.from_bytes(piece, "little"))
+        return ok & (at + len(literal) <= len(self.block))
+
+    def strings(self, start: np.ndarray, end: np.ndarray) -> pa.Array:
+        """The block's bytes start..end of each row as a string array (the block is UTF-8 and
+        each range whole characters), through Arrow string views into the block."""
+        length = (end - start).astype(np.int64)
+        views = np.zeros((len(start), 2), dtype=np.uint64)
+        head = self.words[start + PAD]
+        tail = self.words[start + 4 + PAD]
+        views[:, 0] = length.astype(np.uint64) | ((head & low_mask(np.minimum(length, 4))) << U64(32))
+        views[:, 1] = np.where(
+            length <= 12,  # inline: the bytes themselves; else buffer 0 at offset `start`
+            tail & low_mask(np.clip(length - 4, 0, 8)),
+            start.astype(np.uint64) << U64(32),
+        )
+        data = pa.py_buffer(self.block)
+        return pa.Array.from_buffers(pa.string_view(), len(start), [None, pa.py_buffer(views), data]).cast(pa.string())
+
+
+__all__ = ["PAD", "U64", "ByteWords", "digits8", "low_mask"]

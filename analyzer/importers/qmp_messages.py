@@ -1,0 +1,353 @@
+"""A transcript's QMP commands and replies as columns, turned into rows once every one is read.
+
+`qmp_semantics.QmpState` turns one message at a time into rows, Python objects a row. A
+transcript is millions of them, nearly all management polls of a few shapes (`MessageCache`),
+so `MessageTable` keeps them as columns instead -- per message its line, time, shape (a
+`Shape`: what it says but for its id) and id -- and makes their rows at the end, for all of
+them at once:
+
+- which command each reply answers, by id, oldest first (`qmp_pairing.answered`), and so
+  the reply's name (its command's, else guessed from its shape, as `QmpState` does);
+- each message's occurrence among those of the same id and name (its key, for merging);
+- what a reply means (`reply_fields`: ``query-block`` one row per device with its
+  ``iostatus``, ``query-status`` its ``runstate``), worked out once per shape and name;
+- what replies teach (node names, IOThreads and vCPUs, the VM name, the QEMU version), in
+  reading order with the greetings.
+
+The rows are `Segment` rows with `MessageColumns`, the same rows `QmpState` would have made
+(``tests/analyzer/importers/test_transcript_bulk.py`` compares the two). Events and greetings
+stay with `QmpState`: they are few and need no pairing.
+
+Messages come in chunks (`add_chunk`, one per block of the input: the ones read in bulk as
+arrays, the others one by one with `add`), and each chunk becomes one segment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from analyzer.importers.message_cache import Shape
+from analyzer.importers.qmp_pairing import answered, occurrences
+from analyzer.importers.qmp_semantics import (
+    LEARNING_REPLIES,
+    ONE_ROW,
+    QmpState,
+    guess_command,
+    reply_fields,
+)
+from analyzer.importers.qmp_types import INT64_MAX, INT64_MIN
+from analyzer.importers.rows import MessageColumns, Segment
+
+#: How an id is kept: an integer id (kind 0) is its value; any other (a string, a JSON
+#: value, a counter beyond int64) a code into `MessageTable` ids (kind 1); no id, kind 2.
+_INT, _OTHER, _NONE = 0, 1, 2
+_KINDS = pa.array(["qmp_command", "qmp_reply"])
+_THREADS = pa.array(["mgmt", "main"])
+_VALUE_COLUMNS = ("device", "iostatus", "runstate")
+
+
+@dataclass
+class _Chunk:
+    """The messages of one block: those read in bulk, then those read one by one."""
+
+    line: np.ndarray
+    ts: np.ndarray
+    shape: np.ndarray  # index into MessageTable.shapes
+    id_kind: np.ndarray
+    id_value: np.ndarray
+    #: Per message, where its payload is in `payloads`.
+    payload_at: np.ndarray
+    payloads: pa.Array
+    #: The line text of each message read one by one (a reply of theirs may be a bad line).
+    texts: dict[int, str]
+
+
+class MessageTable:
+    """One transcript's commands and replies, as columns (see the module doc)."""
+
+    def __init__(self) -> None:
+        self.shapes: list[Shape] = []
+        self._shape_index: dict[int, int] = {}
+        self._ids: dict[Any, int] = {}
+        self._id_objects: list[Any] = []
+        self._chunks: list[_Chunk] = []
+        self._pending: list[tuple[int, int, int, int, int, str, str]] = []
+        #: line -> time of the messages whose time int64 ns cannot hold (0 in the columns).
+        self._unfit: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return sum(len(c.line) for c in self._chunks) + len(self._pending)
+
+    def shape_index(self, shape: Shape) -> int:
+        """The index of `shape` in `shapes` (added if new)."""
+        found = self._shape_index.get(id(shape))
+        if found is None:
+            found = self._shape_index[id(shape)] = len(self.shapes)
+            self.shapes.append(shape)
+        return found
+
+    def add(self, line: int, ts: int, shape: Shape, idk: Any, payload: str, text: str) -> None:
+        """A message read one by one: `idk` is its `qmp_semantics.id_key`, `text` its line."""
+        if idk is None:
+            kind, value = _NONE, 0
+        elif type(idk) is tuple and idk[0] == "int" and INT64_MIN <= idk[1] <= INT64_MAX:
+            kind, value = _INT, idk[1]
+        else:
+            kind, value = _OTHER, self._ids.setdefault(idk, len(self._ids))
+            if value == len(self._id_objects):
+                self._id_objects.append(idk)
+        if not INT64_MIN <= ts <= INT64_MAX:
+            self._unfit[line], ts = ts, 0
+        self._pending.append((line, ts, self.shape_index(shape), kind, value, payload, text))
+
+    def add_chunk(self, line: np.ndarray, ts: np.ndarray, shape: np.ndarray, id_value: np.ndarray, payloads: pa.Array) -> None:
+        """Close a chunk: the messages read in bulk (integer ids) of a block, with those read one
+        by one since the last chunk; in line order."""
+        pending, self._pending = self._pending, []
+        n = len(line)
+        if not n and not pending:
+            return
+        lines = np.concatenate((line, np.array([p[0] for p in pending], dtype=np.int64)))
+        order = np.argsort(lines, kind="stable")
+        self._chunks.append(_Chunk(
+            line=lines[order],
+            ts=np.concatenate((ts, np.array([p[1] for p in pending], dtype=np.int64)))[order],
+            shape=np.concatenate((shape, np.array([p[2] for p in pending], dtype=np.int64)))[order],
+            id_kind=np.concatenate((np.full(n, _INT, np.int64), np.array([p[3] for p in pending], dtype=np.int64)))[order],
+            id_value=np.concatenate((id_value, np.array([p[4] for p in pending], dtype=np.int64)))[order],
+            payload_at=order,
+            payloads=pa.concat_arrays([payloads.cast(pa.string()), pa.array([p[5] for p in pending], pa.string())]),
+            texts={p[0]: p[6] for p in pending},
+        ))
+
+    def segments(self, state: QmpState, announced: list[tuple[int, Any]]) -> tuple[list[Segment], list[tuple[int, str, str]]]:
+        """The rows of every message, one segment per chunk, and the bad lines (line, text,
+        reason) among them. Teaches `state` what the replies teach, in reading order with the
+        greetings' `announced` (line, greeting) versions; adds to `state.rows.unfit_ts` the
+        rows whose time int64 ns cannot hold."""
+        if self._pending:
+            self.add_chunk(*(np.zeros(0, np.int64) for _ in range(4)), pa.array([], pa.string()))
+        chunks, self._chunks = self._chunks, []
+        if not chunks:
+            self._teach(state, announced, [])
+            return [], []
+        line, shape, id_kind, id_value = (np.concatenate([getattr(c, f) for c in chunks])
+                                          for f in ("line", "shape", "id_kind", "id_value"))
+        is_reply = np.array([not s.command for s in self.shapes], dtype=bool)[shape]
+        failed = np.array([s.failed for s in self.shapes], dtype=bool)[shape]
+        command_of = answered(is_reply, id_kind, id_value)
+
+        names = _Names()
+        shape_name = np.array([names.code(s.name) for s in self.shapes] or [-1], dtype=np.int64)
+        guessed = np.array([names.code(guess_command(s.ret)) if not s.command and not s.failed else -1
+                            for s in self.shapes] or [-1], dtype=np.int64)
+        name = np.where(is_reply, -1, shape_name[shape])
+        matched = command_of >= 0
+        name[matched] = name[command_of[matched]]
+        unnamed = is_reply & (name < 0) & ~failed
+        name[unnamed] = guessed[shape[unnamed]]
+        occ = occurrences(is_reply.astype(np.int64), id_kind, id_value, name)
+
+        meanings = _Meanings(self.shapes, names)
+        meaning = np.full(len(line), -1, dtype=np.int64)
+        replies = np.flatnonzero(is_reply)
+        width = len(names.names) + 1
+        pairs, pair_of = np.unique(shape[replies] * width + name[replies] + 1, return_inverse=True)
+        codes = np.array([meanings.code(p // width, p % width - 1) for p in pairs.tolist()], dtype=np.int64)
+        meaning[replies] = codes[pair_of] if len(replies) else codes[:0]
+        bad = meaning <= -2
+        rows_of = np.where(is_reply, meanings.row_counts[np.maximum(meaning, 0)], 1)
+        rows_of[bad] = 0
+        errors = [(int(line[i]), self._text(chunks, int(line[i])), meanings.reason(int(meaning[i])))
+                  for i in np.flatnonzero(bad).tolist()]
+        if self._unfit:
+            with_rows = set(line[rows_of > 0].tolist())
+            state.rows.unfit_ts.extend((n, t) for n, t in self._unfit.items() if n in with_rows)
+
+        learning = np.flatnonzero(is_reply & ~failed & ~bad & np.isin(name, names.codes(LEARNING_REPLIES)))
+        self._teach(state, announced, [(int(line[i]), names.names[name[i]], self.shapes[shape[i]].ret) for i in learning.tolist()])
+        meanings.teach(state, meaning)
+
+        first_row = np.cumsum(rows_of) - rows_of  # each message's first row among the segments'
+        keys = _Keys(is_reply, id_kind, id_value, self._id_objects, names, name, occ)
+        out, at = [], 0
+        for c in chunks:
+            n = len(c.line)
+            out.append(self._segment(c, slice(at, at + n), rows_of, first_row, is_reply, name, names, meaning,
+                                     meanings, command_of, keys))
+            at += n
+        return out, errors
+
+    @staticmethod
+    def _text(chunks: list[_Chunk], line: int) -> str:
+        return next(c.texts[line] for c in chunks if line in c.texts)
+
+    @staticmethod
+    def _teach(state: QmpState, announced: list[tuple[int, Any]], learnt: list[tuple[int, str, Any]]) -> None:
+        """What replies and greetings teach, in reading order (the last version seen wins)."""
+        if not learnt:
+            return
+        state.version = None
+        events = sorted([(line, 0, None, msg) for line, msg in announced] + [(line, 1, n, r) for line, n, r in learnt],
+                        key=lambda e: e[0])
+        for _, what, name, value in events:
+            if what == 0:
+                state.announce(value)
+            else:
+                state.learn(name, value)
+
+    def _segment(
+        self, c: _Chunk, at: slice, rows_of: np.ndarray, first_row: np.ndarray, is_reply: np.ndarray,
+        name: np.ndarray, names: _Names, meaning: np.ndarray, meanings: _Meanings, command_of: np.ndarray,
+        keys: _Keys,
+    ) -> Segment:
+        counts = rows_of[at]
+        message = np.repeat(np.arange(at.start, at.stop), counts)  # the message of each row
+        local = message - at.start
+        j = np.arange(len(message)) - np.repeat(first_row[at] - first_row[at.start], counts)
+        reply = is_reply[message].astype(np.int32)
+        values: dict[str, pa.Array] = {"thread": _coded(reply, _THREADS), "thread_kind": _coded(reply, _THREADS)}
+        row = np.where(meaning[message] >= 0, meanings.first_row[np.maximum(meaning[message], 0)] + j, -1)
+        for col, table in meanings.columns().items():
+            values[col] = _coded(np.where(row >= 0, table[0][np.maximum(row, 0)], -1), table[1])
+        command = command_of[message]
+        cmd_ref = np.where(command >= 0, first_row[np.maximum(command, 0)], -1)
+        return Segment(
+            ts=c.ts[local], tid=None, line=c.line[local],
+            name=_coded(name[message], names.array()),
+            payload=c.payloads.take(pa.array(c.payload_at[local])),
+            kind=_coded(reply, _KINDS),
+            messages=MessageColumns(values=values, cmd_ref=cmd_ref, keys=_RowKeys(keys, message, j)),
+        )
+
+
+def _coded(codes: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArray:
+    """Dictionary codes (-1: null) over `dictionary`."""
+    codes = np.asarray(codes)
+    mask = codes < 0
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.maximum(codes, 0).astype(np.int32), mask=mask if mask.any() else None), dictionary
+    )
+
+
+class _Names:
+    """Command names (and guessed ones) as codes; None is -1."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._codes: dict[str, int] = {}
+
+    def code(self, name: str | None) -> int:
+        if name is None:
+            return -1
+        found = self._codes.get(name)
+        if found is None:
+            found = self._codes[name] = len(self.names)
+            self.names.append(name)
+        return found
+
+    def codes(self, names: frozenset[str]) -> np.ndarray:
+        return np.array([self._codes[n] for n in names if n in self._codes], dtype=np.int64)
+
+    def array(self) -> pa.Array:
+        return pa.array(self.names, pa.string())
+
+
+class _Meanings:
+    """What each (reply shape, command name) means (`reply_fields`), worked out once each:
+    codes 0.. for meanings, -2 - k for the k-th reason a pair is a bad line."""
+
+    def __init__(self, shapes: list[Shape], names: _Names) -> None:
+        self._shapes, self._names = shapes, names
+        self._rows: list[tuple] = []
+        self._learnt: list[list[tuple[str, str]]] = []
+        self._counts: list[int] = []
+        self._firsts: list[int] = []
+        self.reasons: list[str] = []
+
+    def code(self, shape: int, name: int) -> int:
+        s = self._shapes[shape]
+        if s.failed:
+            row_fields, learnt = ONE_ROW
+        else:
+            try:
+                row_fields, learnt = reply_fields(self._names.names[name] if name >= 0 else None, s.ret)
+            except ValueError as exc:
+                self.reasons.append(str(exc))
+                return -1 - len(self.reasons)
+        self._firsts.append(len(self._rows))
+        self._counts.append(len(row_fields))
+        self._rows.extend(row_fields)
+        self._learnt.append(learnt)
+        return len(self._counts) - 1
+
+    @property
+    def row_counts(self) -> np.ndarray:
+        return np.array(self._counts or [0], dtype=np.int64)
+
+    @property
+    def first_row(self) -> np.ndarray:
+        return np.array(self._firsts or [0], dtype=np.int64)
+
+    def reason(self, code: int) -> str:
+        return self.reasons[-2 - code]
+
+    def columns(self) -> dict[str, tuple[np.ndarray, pa.Array]]:
+        """Per sparse column, its value code in each meaning's row (-1: none) and the values."""
+        out = {}
+        for col in _VALUE_COLUMNS:
+            values: dict[str, int] = {}
+            codes = np.array([values.setdefault(dict(fields)[col], len(values)) if col in dict(fields) else -1
+                              for fields in self._rows] or [-1], dtype=np.int64)
+            if values:
+                out[col] = (codes, pa.array(list(values), pa.string()))
+        return out
+
+    def teach(self, state: QmpState, meaning: np.ndarray) -> None:
+        """The node names the replies teach, as if each reply taught its own in reading order
+        (each meaning's, in the order of the last reply that means it)."""
+        taught = [m for m, learnt in enumerate(self._learnt) if learnt]
+        if not taught:
+            return
+        last = {m: int(np.flatnonzero(meaning == m)[-1]) for m in taught if (meaning == m).any()}
+        for m in sorted(last, key=last.__getitem__):
+            state.node_map.update(self._learnt[m])
+
+
+class _Keys:
+    """The message keys of rows (see `rows`), made only when inputs merge."""
+
+    def __init__(self, is_reply: np.ndarray, id_kind: np.ndarray, id_value: np.ndarray, id_objects: list[Any],
+                 names: _Names, name: np.ndarray, occ: np.ndarray) -> None:
+        self._is_reply, self._id_kind, self._id_value = is_reply, id_kind, id_value
+        self._id_objects, self._names, self._name, self._occ = id_objects, names.names, name, occ
+
+    def _id(self, message: int) -> Any:
+        kind, value = int(self._id_kind[message]), int(self._id_value[message])
+        return ("int", value) if kind == _INT else self._id_objects[value] if kind == _OTHER else None
+
+    def of(self, message: np.ndarray, j: np.ndarray) -> list[tuple]:
+        out = []
+        for m, k in zip(message.tolist(), j.tolist(), strict=True):
+            code = int(self._name[m])
+            name = self._names[code] if code >= 0 else None
+            if self._is_reply[m]:
+                out.append(("reply", self._id(m), name, int(self._occ[m]), k))
+            else:
+                out.append(("cmd", self._id(m), name, int(self._occ[m])))
+        return out
+
+
+class _RowKeys:
+    """The message keys of one segment's rows, when asked for (picklable: parsed inputs
+    travel between worker processes)."""
+
+    def __init__(self, keys: _Keys, message: np.ndarray, j: np.ndarray) -> None:
+        self._keys, self._message, self._j = keys, message, j
+
+    def __call__(self) -> list[tuple]:
+        return self._keys.of(self._message, self._j)

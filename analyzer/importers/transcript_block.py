@@ -1,0 +1,99 @@
+"""A block of a capture client's transcript read in bulk: the records of polls, taken apart with numpy.
+
+The capture client writes each record as ``{"t": SECONDS.FRACTION, "dir": "send"|"recv",
+"line": "MESSAGE"}``, the message JSON-escaped, and QEMU puts a message's id last: most
+records are ``...\\"id\\": 12}"}`` where everything before ``, \\"id\\": `` (the *head*) is
+one of the few commands and replies management polls with. `TranscriptBlock` finds, in every
+line of a block at once, the records of that exact layout with a decimal id, and reads their
+time, head and id:
+
+- the fixed parts are compared byte by byte at their offsets (numpy gathers);
+- the time's digits and the id's are read by `byte_words` (no Python int per line);
+- heads become one Arrow string array, dictionary-encoded: a block's distinct heads are few,
+  and each is judged once, by the caller (`qmp`), with the line-by-line reader's own rules.
+
+A line of any other layout (spaces, a ``\\r``, an id that is a string or has more than 16
+digits, a time beyond int64 ns) is simply not taken: the caller reads it one by one, as it
+always did.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.compute as pc
+
+from analyzer.importers.byte_lines import ByteLines
+from analyzer.importers.byte_words import ByteWords
+
+_PREFIX = b'{"t": '
+_DIR = ', "dir": "'
+_LINE = b'", "line": "'
+_ID = b', \\"id\\": '
+_END = b'}"}'
+#: Seconds beyond which seconds * 10^9 + fraction leaves int64.
+_MAX_SECONDS = ((1 << 63) - 1) // 1_000_000_000 - 1
+_MAX_TIME = 20  # "SSSSSSSSSS.FFFFFFFFF"
+_MAX_ID = 16
+_POWERS = np.array([10 ** (9 - k) for k in range(10)], dtype=np.int64)
+
+
+class TranscriptBlock:
+    """The records of a block in the capture client's layout (`taken`), with their values."""
+
+    def __init__(self, lines: ByteLines) -> None:
+        words = ByteWords(lines.block)
+        starts, ends = lines.starts, lines.ends
+        array = lines.array()
+        dir_at = pc.find_substring(array, _DIR).to_numpy().astype(np.int64)
+        time_len = dir_at - len(_PREFIX)
+        body = starts + dir_at + len(_DIR) + 4 + len(_LINE)
+        ok = (time_len >= 1) & (time_len <= _MAX_TIME) & (ends - body >= len(_ID) + 1 + len(_END) + 1)
+
+        def at(offsets: np.ndarray) -> np.ndarray:  # (offsets of the lines still in the running)
+            return np.where(ok, offsets, 0)
+
+        ok &= words.equal(at(starts), _PREFIX) & words.equal(at(ends - len(_END)), _END)
+        direction = at(starts + dir_at + len(_DIR))
+        ok &= (words.equal(direction, b"send") | words.equal(direction, b"recv")) & words.equal(direction + 4, _LINE)
+
+        # the time: 1-10 digits, then optionally a dot and 1-9 digits (the line's first dot,
+        # if it comes before "dir")
+        time_at = starts + len(_PREFIX)
+        dot = pc.find_substring(array, ".").to_numpy().astype(np.int64) - len(_PREFIX)
+        has_dot = (dot >= 0) & (dot < time_len)
+        whole = np.where(has_dot, dot, time_len)
+        fraction = np.where(has_dot, time_len - dot - 1, 0)
+        ok &= (whole >= 1) & (whole <= 10) & (~has_dot | (fraction >= 1)) & (fraction <= 9)
+        whole, fraction = np.where(ok, whole, 0), np.where(ok, fraction, 0)
+        ok &= words.digits(at(time_at + whole), whole) & words.digits(at(time_at + time_len), fraction)
+        seconds = words.long_number(at(time_at + whole), np.where(ok, whole, 0))
+        ok &= seconds <= _MAX_SECONDS
+        frac = words.long_number(at(time_at + time_len), np.where(ok, fraction, 0))
+
+        # the id: 1-16 digits (no leading zero) between ', \"id\": ' and the end, found in
+        # the record's last bytes
+        id_end = ends - len(_END)
+        tail = np.maximum(id_end - len(_ID) - _MAX_ID, body)
+        found = pc.find_substring(words.strings(at(tail), at(id_end)), _ID.decode()).to_numpy().astype(np.int64)
+        head_end = tail + found
+        id_at = head_end + len(_ID)
+        id_len = id_end - id_at
+        ok &= (found >= 0) & (head_end > body) & (id_len >= 1) & (id_len <= _MAX_ID)
+        id_len = np.where(ok, id_len, 0)
+        ok &= words.digits(at(id_end), id_len)
+        ok &= (id_len == 1) | ~words.equal(at(id_at), b"0")
+
+        taken = np.flatnonzero(ok)
+        #: Indices (in the block) of the records taken, and per record its values.
+        self.taken = taken
+        self.ts = seconds[taken] * 1_000_000_000 + frac[taken] * _POWERS[fraction[taken]]
+        self.id = words.long_number(id_end[taken], id_len[taken])
+        encoded = words.strings(body[taken], head_end[taken]).dictionary_encode()
+        #: Per record its head's index in `heads` (the head as escaped in the record).
+        self.head = encoded.indices.to_numpy().astype(np.int64)
+        self.heads: list[str] = encoded.dictionary.to_pylist()
+        #: Per record its id's digits (for its message text).
+        self.id_text = words.strings(id_at[taken], id_end[taken])
+
+
+__all__ = ["TranscriptBlock"]
