@@ -74,6 +74,17 @@ class ByteWords:
         # a byte is a digit when its high nibble is 3 both as it is and 6 higher (0x30..0x39)
         return ((w & _HIGH) == _ZEROS) & (((w + _SIXES) & _HIGH) == _ZEROS)
 
+    def digit_run(self, start: np.ndarray, most: int) -> np.ndarray:
+        """How many ASCII digits (up to `most`, at most 8) follow each offset `start`."""
+        words = self.words[np.minimum(start + PAD, len(self.words) - 1)]
+        run = np.ones(len(start), dtype=bool)
+        count = np.zeros(len(start), dtype=np.int64)
+        for k in range(most):
+            byte = (words >> U64(8 * k)) & U64(0xFF)
+            run &= (byte >= U64(ord("0"))) & (byte <= U64(ord("9")))
+            count += run
+        return count
+
     def equal(self, at: np.ndarray, literal: bytes) -> np.ndarray:
         """Whether `literal` is at each offset `at`, eight bytes at a time (an offset past the
         block's end answers no)."""

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 
 from analyzer.importers import ahead
 from analyzer.importers.byte_lines import ByteLines, is_utf8
-from analyzer.importers.json_scan import parse_json_exact, scan_string
+from analyzer.importers.json_scan import parse_json, parse_json_exact, scan_string
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
 from analyzer.importers.message_cache import MessageCache, Shape
 from analyzer.importers.qmp_messages import MessageTable
@@ -48,7 +48,12 @@ from analyzer.importers.qmp_semantics import (
     message_type,
     reply_fields,
 )
-from analyzer.importers.qmp_types import INT64_MAX, INT64_MIN, check_command
+from analyzer.importers.qmp_types import (
+    INT64_MAX,
+    INT64_MIN,
+    check_command,
+    check_event,
+)
 from analyzer.importers.rows import ParsedInput, Part, Rows
 from analyzer.importers.transcript_block import TranscriptBlock
 from tracer.errors import InputError
@@ -224,6 +229,11 @@ def _is_transcript(text: InputText) -> bool:
     return False
 
 
+def _stamp(seconds: int, micros: int) -> str:
+    """How an event's message starts, with its timestamp."""
+    return f'{{"timestamp": {{"seconds": {seconds}, "microseconds": {micros}}}, '
+
+
 #: The commands whose replies `reply_fields` checks (every other reply means one row).
 _CHECKED = (None, "query-status", "query-block", "query-name", "query-iothreads", "query-cpus-fast", "query-cpus")
 
@@ -251,6 +261,10 @@ class _Transcript:
         #: Escaped head -> (shape index in `table`, head as QMP sent it), or None: not read
         #: in bulk.
         self.heads: dict[str, tuple[int, str] | None] = {}
+        #: What follows an event's timestamp, escaped -> (event, as QEMU sent it), or None:
+        #: not read in bulk.
+        self.rests: dict[str, tuple[dict, str] | None] = {}
+        self._rests: list[tuple[dict, str] | None] = []
         self.errors: list[tuple[int, str, str]] = []
         self.announced: list[tuple[int, Any]] = []
 
@@ -301,13 +315,67 @@ class _Transcript:
         taken = shape_of[bulk.head] >= 0 if len(bulk.head) else np.zeros(0, dtype=bool)
         rest = np.ones(len(lines), dtype=bool)
         rest[bulk.taken[taken]] = False
-        for i in np.flatnonzero(rest).tolist():
-            self.line(before + i + 1, lines.line(i))
+        events = self.bulk_events(lines, bulk)
+        rest[bulk.event_taken[events]] = False
+        # one by one and bulk events in line order: events are list rows, in reading order
+        at = np.concatenate((np.flatnonzero(rest), bulk.event_taken[events]))
+        which = np.concatenate((np.full(int(rest.sum()), -1), np.flatnonzero(events)))
+        order = np.argsort(at, kind="stable")
+        for i, e in zip(at[order].tolist(), which[order].tolist(), strict=True):
+            if e < 0:
+                self.line(before + i + 1, lines.line(i))
+            else:
+                self.event(before + i + 1, bulk, e, lines)
         heads = pa.array([k[1] if k is not None else "" for k in known], pa.string())
         payloads = pc.binary_join_element_wise(
             heads.take(pa.array(bulk.head[taken])), ', "id": ', bulk.id_text.filter(pa.array(taken)), "}", ""
         )
         self.table.add_chunk(before + bulk.taken[taken] + 1, bulk.ts[taken], shape_of[bulk.head[taken]], bulk.id[taken], payloads)
+
+    def bulk_events(self, lines: ByteLines, bulk: TranscriptBlock) -> np.ndarray:
+        """Which of the block's event records to read from their rest's one parse
+        (`event_rest`): those whose rest `rest` accepts (`QmpState.event` judges each one's
+        timestamp)."""
+        first = np.full(len(bulk.rests), -1, dtype=np.int64)
+        first[bulk.event_rest[::-1]] = np.arange(len(bulk.event_rest) - 1, -1, -1)
+        self._rests = [self.rest(r, lines.line(int(bulk.event_taken[f])), int(bulk.event_seconds[f]), int(bulk.event_micros[f]))
+                       for r, f in zip(bulk.rests, first.tolist(), strict=True)]
+        known = np.array([r is not None for r in self._rests] + [False], dtype=bool)
+        return known[bulk.event_rest] if len(bulk.event_rest) else np.zeros(0, dtype=bool)
+
+    def rest(self, escaped: str, line: str, seconds: int, micros: int) -> tuple[dict, str] | None:
+        """(event, what follows its timestamp as QEMU sent it) of the event records whose
+        message is ``{"timestamp": ..., `` then `escaped`, from `line`, the first of them: an
+        event `QmpState.event` takes whatever its timestamp (no other timestamp member)."""
+        found = self.rests.get(escaped, False)
+        if found is not False:
+            return found
+        result = None
+        m = _RECORD.match(line)
+        prefix = _stamp(seconds, micros)
+        try:
+            if m is not None:
+                raw, end = scan_string(line, m.end())
+                msg = parse_json(raw.strip()) if line[end:] == "}" and raw.startswith(prefix) else None
+                if (message_type(msg) == "event" and msg.get("timestamp") == {"seconds": seconds, "microseconds": micros}
+                        and len(msg["timestamp"]) == 2):
+                    check_event(msg)
+                    result = (msg, raw[len(prefix) :])
+        except ValueError:
+            result = None
+        self.rests[escaped] = result
+        return result
+
+    def event(self, number: int, bulk: TranscriptBlock, e: int, lines: ByteLines) -> None:
+        """Event record `e` of the block, from its rest's event (`rest`)."""
+        msg, rest = self._rests[bulk.event_rest[e]]
+        seconds, micros = int(bulk.event_seconds[e]), int(bulk.event_micros[e])
+        event = dict(msg)
+        event["timestamp"] = {"seconds": seconds, "microseconds": micros}
+        try:
+            self.state.event(event, _stamp(seconds, micros) + rest, int(bulk.event_ts[e]), number)
+        except ValueError as exc:
+            self.bad(number, lines.line(int(bulk.event_taken[e])), _reason(exc))
 
     def head(self, escaped: str, line: str) -> tuple[int, str] | None:
         """(shape index, head as sent) of the records with this escaped head, if they can be

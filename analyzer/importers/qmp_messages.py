@@ -120,7 +120,8 @@ class MessageTable:
             id_kind=np.concatenate((np.full(n, _INT, np.int64), np.array([p[3] for p in pending], dtype=np.int64)))[order],
             id_value=np.concatenate((id_value, np.array([p[4] for p in pending], dtype=np.int64)))[order],
             payload_at=order,
-            payloads=pa.concat_arrays([payloads.cast(pa.string()), pa.array([p[5] for p in pending], pa.string())]),
+            payloads=pa.concat_arrays([payloads.cast(pa.string()), pa.array([p[5] for p in pending], pa.string())])
+            if pending else payloads.cast(pa.string()),
             texts={p[0]: p[6] for p in pending},
         ))
 
@@ -156,9 +157,13 @@ class MessageTable:
         meaning = np.full(len(line), -1, dtype=np.int64)
         replies = np.flatnonzero(is_reply)
         width = len(names.names) + 1
-        pairs, pair_of = np.unique(shape[replies] * width + name[replies] + 1, return_inverse=True)
-        codes = np.array([meanings.code(p // width, p % width - 1) for p in pairs.tolist()], dtype=np.int64)
-        meaning[replies] = codes[pair_of] if len(replies) else codes[:0]
+        pair = shape[replies] * width + name[replies] + 1  # (small: shapes times names, counted)
+        present = np.zeros(len(self.shapes) * width + 1, dtype=bool)
+        present[pair] = True
+        pairs = np.flatnonzero(present)
+        codes = np.zeros(len(present), dtype=np.int64)
+        codes[pairs] = [meanings.code(p // width, p % width - 1) for p in pairs.tolist()]
+        meaning[replies] = codes[pair]
         bad = meaning <= -2
         rows_of = np.where(is_reply, meanings.row_counts[np.maximum(meaning, 0)], 1)
         rows_of[bad] = 0
@@ -175,7 +180,9 @@ class MessageTable:
         first_row = np.cumsum(rows_of) - rows_of  # each message's first row among the segments'
         keys = _Keys(is_reply, id_kind, id_value, self._id_objects, names, name, occ)
         out, at = [], 0
-        for c in chunks:
+        chunks.reverse()
+        while chunks:  # (each chunk's payloads let go of once its segment has them)
+            c = chunks.pop()
             n = len(c.line)
             out.append(self._segment(c, slice(at, at + n), rows_of, first_row, is_reply, name, names, meaning,
                                      meanings, command_of, keys))

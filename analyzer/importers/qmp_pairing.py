@@ -26,7 +26,7 @@ def answered(is_reply: np.ndarray, id_kind: np.ndarray, id_value: np.ndarray) ->
     out = np.full(n, -1, dtype=np.int64)
     if not n:
         return out
-    order = np.lexsort((np.arange(n), id_value, id_kind))  # by id, reading order within
+    order = stable_order(id_kind, id_value)  # by id, reading order within
     kind, value, reply = id_kind[order], id_value[order], is_reply[order]
     new_group = np.ones(n, dtype=bool)
     new_group[1:] = (kind[1:] != kind[:-1]) | (value[1:] != value[:-1])
@@ -61,7 +61,7 @@ def occurrences(*keys: np.ndarray) -> np.ndarray:
     n = len(keys[0]) if keys else 0
     if not n:
         return np.zeros(0, dtype=np.int64)
-    order = np.lexsort((np.arange(n), *reversed(keys)))
+    order = stable_order(*keys)
     new_group = np.zeros(n, dtype=bool)
     new_group[0] = True
     for key in keys:
@@ -74,4 +74,19 @@ def occurrences(*keys: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["answered", "occurrences"]
+def stable_order(*keys: np.ndarray) -> np.ndarray:
+    """The rows sorted by `keys` (the first the most significant), ties in row order: as
+    ``np.lexsort`` with the row index last, one stable sort per key from the least
+    significant. A key of small values is sorted as 16-bit codes (numpy's radix sort); ids
+    counted up by a client are runs already in order (its merge sort finds them)."""
+    n = len(keys[0])
+    order = np.arange(n)
+    for key in reversed(keys):
+        values = key[order]
+        if n and int(values.max()) - int(values.min()) < 1 << 16:
+            values = (values - values.min()).astype(np.uint16)
+        order = order[np.argsort(values, kind="stable")]
+    return order
+
+
+__all__ = ["answered", "occurrences", "stable_order"]

@@ -30,6 +30,9 @@ _DIR = ', "dir": "'
 _LINE = b'", "line": "'
 _ID = b', \\"id\\": '
 _END = b'}"}'
+_STAMP = b'{\\"timestamp\\": {\\"seconds\\": '
+_USEC = b', \\"microseconds\\": '
+_STAMP_END = b"}, "
 #: Seconds beyond which seconds * 10^9 + fraction leaves int64.
 _MAX_SECONDS = ((1 << 63) - 1) // 1_000_000_000 - 1
 _MAX_TIME = 20  # "SSSSSSSSSS.FFFFFFFFF"
@@ -69,6 +72,8 @@ class TranscriptBlock:
         seconds = words.long_number(at(time_at + whole), np.where(ok, whole, 0))
         ok &= seconds <= _MAX_SECONDS
         frac = words.long_number(at(time_at + time_len), np.where(ok, fraction, 0))
+        time_ns = seconds * 1_000_000_000 + frac * _POWERS[fraction]
+        self._events(words, np.flatnonzero(ok & words.equal(at(body), _STAMP)), body, ends, time_ns)
 
         # the id: 1-16 digits (no leading zero) between ', \"id\": ' and the end, found in
         # the record's last bytes
@@ -86,7 +91,7 @@ class TranscriptBlock:
         taken = np.flatnonzero(ok)
         #: Indices (in the block) of the records taken, and per record its values.
         self.taken = taken
-        self.ts = seconds[taken] * 1_000_000_000 + frac[taken] * _POWERS[fraction[taken]]
+        self.ts = time_ns[taken]
         self.id = words.long_number(id_end[taken], id_len[taken])
         encoded = words.strings(body[taken], head_end[taken]).dictionary_encode()
         #: Per record its head's index in `heads` (the head as escaped in the record).
@@ -94,6 +99,32 @@ class TranscriptBlock:
         self.heads: list[str] = encoded.dictionary.to_pylist()
         #: Per record its id's digits (for its message text).
         self.id_text = words.strings(id_at[taken], id_end[taken])
+
+    def _events(self, words: ByteWords, candidates: np.ndarray, body: np.ndarray, ends: np.ndarray, time_ns: np.ndarray) -> None:
+        """The event records among `candidates` (whose message starts with its timestamp):
+        ``{\\"timestamp\\": {\\"seconds\\": S, \\"microseconds\\": U}, REST``, S of 1-16
+        digits and U of 1-7, neither with a leading zero (JSON refuses one)."""
+        sec_at = body[candidates] + len(_STAMP)
+        end = ends[candidates] - len(_END) + 1  # (the message's last byte, its closing brace, is REST's)
+        sec_len = pc.find_substring(words.strings(sec_at, np.maximum(end, sec_at)), _USEC.decode()).to_numpy().astype(np.int64)
+        ok = (sec_len >= 1) & (sec_len <= 16)
+        sec_len = np.where(ok, sec_len, 0)
+        ok &= words.digits(sec_at + sec_len, sec_len) & ((sec_len == 1) | ~words.equal(sec_at, b"0"))
+        usec_at = sec_at + sec_len + len(_USEC)
+        usec_len = words.digit_run(np.where(ok, usec_at, 0), 8)
+        rest_at = usec_at + usec_len + len(_STAMP_END)
+        ok &= (usec_len >= 1) & (usec_len <= 7) & ((usec_len == 1) | ~words.equal(usec_at, b"0"))
+        ok &= words.equal(np.where(ok, usec_at + usec_len, 0), _STAMP_END) & (end > rest_at)
+        k = np.flatnonzero(ok)
+        #: Indices (in the block) of the event records taken, and per record its values.
+        self.event_taken = candidates[k]
+        self.event_ts = time_ns[self.event_taken]
+        self.event_seconds = words.long_number(sec_at[k] + sec_len[k], sec_len[k])
+        self.event_micros = words.number(usec_at[k] + usec_len[k], usec_len[k])
+        encoded = words.strings(rest_at[k], end[k]).dictionary_encode()
+        #: Per event record the index in `rests` of what follows its timestamp (as escaped).
+        self.event_rest = encoded.indices.to_numpy().astype(np.int64)
+        self.rests: list[str] = encoded.dictionary.to_pylist()
 
 
 __all__ = ["TranscriptBlock"]

@@ -190,6 +190,9 @@ _MESSAGES = st.sampled_from([
     '{"return": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "id": @ID}',
     '{"return": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "id": @ID}',
     '{"timestamp": {"seconds": 1795625377, "microseconds": @ID}, "event": "STOP"}',
+    '{"timestamp": {"seconds": @ID, "microseconds": 5}, "event": "RESUME"}',
+    '{"timestamp": {"seconds": 1795625377, "microseconds": @ID}, "event": "STOP", "timestamp": {"seconds": 1, "microseconds": 2}}',
+    '{"timestamp": {"seconds": 1795625377, "microseconds": @ID}, "event": 5}',
     '{"timestamp": {"seconds": 1795625377, "microseconds": 5}, "event": "BLOCK_IO_ERROR", "data": {"device": "",'
     ' "node-name": "node0", "operation": "write", "action": "stop", "nospace": false, "reason": "Input/output error"}}',
     '{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": ""}, "capabilities": ["oob"]}}',
@@ -199,7 +202,7 @@ _MESSAGES = st.sampled_from([
     '{"return": {}, "id": @ID}}',
     "not json",
 ])
-_IDS = st.sampled_from(["1", "1", "2", "2", "3", "0", "07", '"libvirt-1"', '"s"', "12345678901234567", "123456789012345678901", "-4", "1.5"])
+_IDS = st.sampled_from(["1", "1", "2", "2", "3", "0", "07", '"libvirt-1"', '"s"', "12345678901234567", "123456789012345678901", "-4", "1.5", "999999", "1000000"])
 _TIMES = st.sampled_from(["1795625377.5", "1795625377.57185", "1795625377", "1795625378.123456789", "9300000000.1",
                           "17956253770", "1795625379.0000000001"])
 
@@ -303,17 +306,21 @@ def test_transcript_records_just_outside_the_bulk_shape_are_read_one_by_one(tmp_
     """After a poll's head is known, the same head with an id JSON refuses (07), one of 17
     digits, a string or a negative id, spaces or a CR around the record, or a time the layout
     does not allow, is read one by one; a reply that is a bad line only for the command it
-    answers (a query-status reply with a numeric status) is never read in bulk."""
+    answers (a query-status reply with a numeric status) is never read in bulk; nor is an
+    event whose timestamp JSON refuses (07) or QMP's range does not hold."""
     monkeypatch.setattr(lines_module, "CHUNK_BYTES", 4096)
     poll = '{"execute": "query-status", "id": @}'
     odd = '{"return": {"status": 5}, "id": @}'
+    stop = '{"timestamp": {"seconds": 1795625377, "microseconds": @}, "event": "STOP"}'
 
     def record(message: str, ident: str, t: str = "1795625377.5") -> str:
         return json.dumps({"t": 0, "dir": "send", "line": message.replace("@", ident)}).replace('"t": 0', f'"t": {t}')
 
     lines = [record(poll, "1"), record(poll, "07"), record(poll, "12345678901234567"), record(poll, "-4"),
              record(poll, '"s"'), " " + record(poll, "2"), record(poll, "3") + "\r", record(poll, "4", "1795625377.1234567891"),
-             record(poll, "5", "17956253770"), record(poll, "6") + "x", record(poll, "8"), record(odd, "8"), record(odd, "8")]
+             record(poll, "5", "17956253770"), record(poll, "6") + "x", record(poll, "8"), record(odd, "8"), record(odd, "8"),
+             record(stop, "5"), record(stop, "07"), record(stop, "1000000"), record(stop.replace("1795625377", "01795625377"), "5"),
+             record(stop, "6") + " "]
     path = tmp_path / "qmp-transcript.jsonl"
     path.write_text("\n".join(lines) + "\n")
     (table,) = _same_both_ways(qmp.parse, path, "qmp")
