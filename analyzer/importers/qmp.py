@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from analyzer.importers import ahead
 from analyzer.importers.byte_lines import ByteLines, is_utf8
@@ -42,6 +41,7 @@ from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
 from analyzer.importers.message_cache import MessageCache, Shape
 from analyzer.importers.qmp_messages import MessageTable
 from analyzer.importers.qmp_semantics import (
+    EventMeaning,
     QmpState,
     event_time_ns,
     id_key,
@@ -53,6 +53,7 @@ from analyzer.importers.qmp_types import (
     INT64_MIN,
     check_command,
     check_event,
+    check_event_time,
 )
 from analyzer.importers.rows import ParsedInput, Part, Rows
 from analyzer.importers.transcript_block import TranscriptBlock
@@ -263,8 +264,8 @@ class _Transcript:
         self.heads: dict[str, tuple[int, str] | None] = {}
         #: What follows an event's timestamp, escaped -> (event, as QEMU sent it), or None:
         #: not read in bulk.
-        self.rests: dict[str, tuple[dict, str] | None] = {}
-        self._rests: list[tuple[dict, str] | None] = []
+        self.rests: dict[str, tuple[EventMeaning, str] | None] = {}
+        self._rests: list[tuple[EventMeaning, str] | None] = []
         self.errors: list[tuple[int, str, str]] = []
         self.announced: list[tuple[int, Any]] = []
 
@@ -311,7 +312,8 @@ class _Transcript:
         first = np.full(len(bulk.heads), -1, dtype=np.int64)
         first[bulk.head[::-1]] = np.arange(len(bulk.head) - 1, -1, -1)  # each head's first record
         known = [self.head(h, lines.line(int(bulk.taken[f]))) for h, f in zip(bulk.heads, first.tolist(), strict=True)]
-        shape_of = np.array([k[0] if k is not None else -1 for k in known] or [-1], dtype=np.int64)
+        shape_of = np.array([k[0] if k is not None and k[1] == sent else -1  # (as the payloads have it)
+                             for k, sent in zip(known, bulk.sent_heads, strict=True)] or [-1], dtype=np.int64)
         taken = shape_of[bulk.head] >= 0 if len(bulk.head) else np.zeros(0, dtype=bool)
         rest = np.ones(len(lines), dtype=bool)
         rest[bulk.taken[taken]] = False
@@ -326,10 +328,7 @@ class _Transcript:
                 self.line(before + i + 1, lines.line(i))
             else:
                 self.event(before + i + 1, bulk, e, lines)
-        heads = pa.array([k[1] if k is not None else "" for k in known], pa.string())
-        payloads = pc.binary_join_element_wise(
-            heads.take(pa.array(bulk.head[taken])), ', "id": ', bulk.id_text.filter(pa.array(taken)), "}", ""
-        )
+        payloads = bulk.payloads if taken.all() else bulk.payloads.filter(pa.array(taken))
         self.table.add_chunk(before + bulk.taken[taken] + 1, bulk.ts[taken], shape_of[bulk.head[taken]], bulk.id[taken], payloads)
 
     def bulk_events(self, lines: ByteLines, bulk: TranscriptBlock) -> np.ndarray:
@@ -343,10 +342,11 @@ class _Transcript:
         known = np.array([r is not None for r in self._rests] + [False], dtype=bool)
         return known[bulk.event_rest] if len(bulk.event_rest) else np.zeros(0, dtype=bool)
 
-    def rest(self, escaped: str, line: str, seconds: int, micros: int) -> tuple[dict, str] | None:
-        """(event, what follows its timestamp as QEMU sent it) of the event records whose
-        message is ``{"timestamp": ..., `` then `escaped`, from `line`, the first of them: an
-        event `QmpState.event` takes whatever its timestamp (no other timestamp member)."""
+    def rest(self, escaped: str, line: str, seconds: int, micros: int) -> tuple[EventMeaning, str] | None:
+        """(what the event means, what follows its timestamp as QEMU sent it) of the event
+        records whose message is ``{"timestamp": ..., `` then `escaped`, from `line`, the first
+        of them: an event `QmpState.event` takes whatever its timestamp (no other timestamp
+        member)."""
         found = self.rests.get(escaped, False)
         if found is not False:
             return found
@@ -360,20 +360,21 @@ class _Transcript:
                 if (message_type(msg) == "event" and msg.get("timestamp") == {"seconds": seconds, "microseconds": micros}
                         and len(msg["timestamp"]) == 2):
                     check_event(msg)
-                    result = (msg, raw[len(prefix) :])
+                    result = (EventMeaning.of(msg), raw[len(prefix) :])
         except ValueError:
             result = None
         self.rests[escaped] = result
         return result
 
     def event(self, number: int, bulk: TranscriptBlock, e: int, lines: ByteLines) -> None:
-        """Event record `e` of the block, from its rest's event (`rest`)."""
-        msg, rest = self._rests[bulk.event_rest[e]]
+        """Event record `e` of the block, from its rest's meaning (`rest`): as `QmpState.event`
+        would read it, its timestamp judged."""
+        meaning, rest = self._rests[bulk.event_rest[e]]
         seconds, micros = int(bulk.event_seconds[e]), int(bulk.event_micros[e])
-        event = dict(msg)
-        event["timestamp"] = {"seconds": seconds, "microseconds": micros}
         try:
-            self.state.event(event, _stamp(seconds, micros) + rest, int(bulk.event_ts[e]), number)
+            check_event_time(meaning.name or "", seconds, micros)
+            self.state.add_event(meaning, (seconds, micros), seconds * 1_000_000_000 + micros * 1000,
+                                 _stamp(seconds, micros) + rest, int(bulk.event_ts[e]), number)
         except ValueError as exc:
             self.bad(number, lines.line(int(bulk.event_taken[e])), _reason(exc))
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from analyzer.importers.message_cache import Shape
@@ -203,6 +204,25 @@ def _block_info(info: Any, learnt: list[tuple[str, str]]) -> tuple[str | None, s
     return name, status if status in _IOSTATUSES else None
 
 
+@dataclass(frozen=True)
+class EventMeaning:
+    """What an event says but for its timestamp: its name and the sparse columns of its row
+    (a ``BLOCK_IO_ERROR``'s, `block_io_error_fields`), and whether QEMU 9.2.0 swapped its
+    ``device`` and ``qom-path`` (a marker row follows it)."""
+
+    name: str | None
+    fields: dict[str, Any]
+    swapped: bool
+
+    @classmethod
+    def of(cls, msg: dict) -> EventMeaning:
+        name = msg.get("event")
+        name = name if isinstance(name, str) else None
+        data = msg.get("data")
+        bie = name == "BLOCK_IO_ERROR" and isinstance(data, dict)
+        return cls(name, block_io_error_fields(data) if bie else {}, bie and swapped_qom_path(data))
+
+
 # -- one conversation ----------------------------------------------------------------------
 
 
@@ -359,22 +379,24 @@ class QmpState:
 
     def event(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> int:
         check_event(msg)
-        name = msg.get("event")
-        name = name if isinstance(name, str) else None
         stamp = msg.get("timestamp")
-        key = None
-        if isinstance(stamp, dict):
-            key = ("event", name, stamp.get("seconds"), stamp.get("microseconds"))
-        data = msg.get("data")
-        bie = name == "BLOCK_IO_ERROR" and isinstance(data, dict)
-        fields = block_io_error_fields(data) if bie else {}
+        when = (stamp.get("seconds"), stamp.get("microseconds")) if isinstance(stamp, dict) else None
+        return self.add_event(EventMeaning.of(msg), when, event_time_ns(msg), text, ts, line, tid=tid, preset=preset)
+
+    def add_event(
+        self, meaning: EventMeaning, stamp: tuple[Any, Any] | None, event_ts: int | None,
+        text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True,
+    ) -> int:
+        """The rows of an event (checked) that means `meaning`, stamped (seconds,
+        microseconds) `stamp` (None: no timestamp member)."""
+        name, fields = meaning.name, meaning.fields
+        key = None if stamp is None else ("event", name, *stamp)
         thread = ("qemu", "unknown") if preset else (None, None)
-        event_ts = event_time_ns(msg)
         i = self.rows.add(
             "qmp_event", ts, line, tid=tid, name=name, payload=text,
             thread=thread[0], thread_kind=thread[1], key=key, event_ts=event_ts, **fields,
         )
-        if bie and swapped_qom_path(data):
+        if meaning.swapped:
             marker_key = None if key is None else ("event", SWAPPED_MARKER, *key[2:])
             self.rows.add(
                 "qmp_event", ts, line, tid=tid, name=SWAPPED_MARKER, payload=text,

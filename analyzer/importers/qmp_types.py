@@ -67,11 +67,7 @@ def check_event(msg: dict) -> None:
         sec, usec = stamp.get("seconds"), stamp.get("microseconds")
         if not (_is_int(sec) and _is_int(usec)):
             raise ValueError(f"{name} timestamp needs integer seconds and microseconds")
-        if (sec, usec) != (-1, -1) and not (0 <= sec <= MAX_EVENT_SECONDS and 0 <= usec < 1_000_000):
-            raise ValueError(
-                f"{name} timestamp out of range (seconds {_short(sec)}, microseconds {_short(usec)}; "
-                f"seconds 0..{MAX_EVENT_SECONDS}, microseconds 0..999999, or -1/-1)"
-            )
+        check_event_time(name, sec, usec)
     data = msg.get("data")
     if data is not None and not isinstance(data, dict):
         raise ValueError(f"{name} data is {_kind(data)}, expected an object")
@@ -81,6 +77,15 @@ def check_event(msg: dict) -> None:
         nospace = data.get("nospace")
         if nospace is not None and not isinstance(nospace, bool):
             raise ValueError(f"BLOCK_IO_ERROR data.nospace is {_kind(nospace)}, expected a boolean")
+
+
+def check_event_time(name: str, sec: int, usec: int) -> None:
+    """An event's timestamp (integers): a time QMP can stamp, or -1/-1 (no time)."""
+    if (sec, usec) != (-1, -1) and not (0 <= sec <= MAX_EVENT_SECONDS and 0 <= usec < 1_000_000):
+        raise ValueError(
+            f"{name} timestamp out of range (seconds {_short(sec)}, microseconds {_short(usec)}; "
+            f"seconds 0..{MAX_EVENT_SECONDS}, microseconds 0..999999, or -1/-1)"
+        )
 
 
 def check_command(msg: dict) -> None:

@@ -20,10 +20,12 @@ always did.
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from analyzer.importers.byte_lines import ByteLines
 from analyzer.importers.byte_words import ByteWords
+from analyzer.importers.json_scan import scan_string
 
 _PREFIX = b'{"t": '
 _DIR = ', "dir": "'
@@ -97,8 +99,13 @@ class TranscriptBlock:
         #: Per record its head's index in `heads` (the head as escaped in the record).
         self.head = encoded.indices.to_numpy().astype(np.int64)
         self.heads: list[str] = encoded.dictionary.to_pylist()
-        #: Per record its id's digits (for its message text).
-        self.id_text = words.strings(id_at[taken], id_end[taken])
+        #: Per head, the head as QMP sent it (unescaped; None: no JSON string's start).
+        self.sent_heads = [_unescaped(h) for h in self.heads]
+        #: Per record its message text: the head as sent, then ``, "id": N}``.
+        self.payloads = pc.binary_join_element_wise(
+            pa.array([h or "" for h in self.sent_heads], pa.string()).take(encoded.indices), ', "id": ',
+            words.strings(id_at[taken], id_end[taken]), "}", "",
+        )
 
     def _events(self, words: ByteWords, candidates: np.ndarray, body: np.ndarray, ends: np.ndarray, time_ns: np.ndarray) -> None:
         """The event records among `candidates` (whose message starts with its timestamp):
@@ -125,6 +132,16 @@ class TranscriptBlock:
         #: Per event record the index in `rests` of what follows its timestamp (as escaped).
         self.event_rest = encoded.indices.to_numpy().astype(np.int64)
         self.rests: list[str] = encoded.dictionary.to_pylist()
+
+
+def _unescaped(head: str) -> str | None:
+    """`head` (the escaped inside of a JSON string, up to a point between two escapes)
+    unescaped, or None if it is not one."""
+    try:
+        value, end = scan_string(f'"{head}"', 1)
+    except ValueError:
+        return None
+    return value if end == len(head) + 2 else None
 
 
 __all__ = ["TranscriptBlock"]
