@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from analyzer.importers.message_cache import Shape
-from analyzer.importers.qmp_pairing import answered, occurrences
+from analyzer.importers.qmp_pairing import answered, in_turns, occurrences
 from analyzer.importers.qmp_semantics import (
     LEARNING_REPLIES,
     ONE_ROW,
@@ -151,7 +151,10 @@ class MessageTable:
         name[matched] = name[command_of[matched]]
         unnamed = is_reply & (name < 0) & ~failed
         name[unnamed] = guessed[shape[unnamed]]
-        occ = occurrences(is_reply.astype(np.int64), id_kind, id_value, name)
+        if in_turns(is_reply, id_kind, id_value):  # (each reply counts as its command does)
+            occ = np.repeat(occurrences(id_kind[0::2], id_value[0::2], name[0::2]), 2)
+        else:
+            occ = occurrences(is_reply.astype(np.int64), id_kind, id_value, name)
 
         meanings = _Meanings(self.shapes, names)
         meaning = np.full(len(line), -1, dtype=np.int64)

@@ -16,6 +16,8 @@ any other id is a code of the caller's), so that no Python object is made per me
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -25,6 +27,9 @@ def answered(is_reply: np.ndarray, id_kind: np.ndarray, id_value: np.ndarray) ->
     n = len(is_reply)
     out = np.full(n, -1, dtype=np.int64)
     if not n:
+        return out
+    if in_turns(is_reply, id_kind, id_value):  # a client that waits for each reply: no sort
+        out[1::2] = np.arange(0, n, 2)
         return out
     order = stable_order(id_kind, id_value)  # by id, reading order within
     kind, value, reply = id_kind[order], id_value[order], is_reply[order]
@@ -56,6 +61,16 @@ def answered(is_reply: np.ndarray, id_kind: np.ndarray, id_value: np.ndarray) ->
     return out
 
 
+def in_turns(is_reply: np.ndarray, id_kind: np.ndarray, id_value: np.ndarray) -> bool:
+    """Whether the messages are command, its reply, command, its reply, ...: then each reply
+    answers the command right before it (no command of its id is left waiting)."""
+    n = len(is_reply)
+    return (
+        n % 2 == 0 and not is_reply[0::2].any() and bool(is_reply[1::2].all())
+        and np.array_equal(id_kind[0::2], id_kind[1::2]) and np.array_equal(id_value[0::2], id_value[1::2])
+    )
+
+
 def occurrences(*keys: np.ndarray) -> np.ndarray:
     """Per row, how many rows before it have the same value in every one of `keys`."""
     n = len(keys[0]) if keys else 0
@@ -80,13 +95,22 @@ def stable_order(*keys: np.ndarray) -> np.ndarray:
     significant. A key of small values is sorted as 16-bit codes (numpy's radix sort); ids
     counted up by a client are runs already in order (its merge sort finds them)."""
     n = len(keys[0])
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    low = [int(k.min()) for k in keys]
+    spans = [int(k.max()) - lo + 1 for k, lo in zip(keys, low, strict=True)]
+    if math.prod(spans) < 1 << 62:  # one key of them all (a sort of small integers)
+        combined = np.zeros(n, dtype=np.int64)
+        for key, lo, span in zip(keys, low, spans, strict=True):
+            combined = combined * span + (key - lo)
+        keys, low = (combined,), [0]
     order = np.arange(n)
-    for key in reversed(keys):
+    for key, lo in zip(reversed(keys), reversed(low), strict=True):
         values = key[order]
-        if n and int(values.max()) - int(values.min()) < 1 << 16:
-            values = (values - values.min()).astype(np.uint16)
+        if int(values.max()) - lo < 1 << 16:
+            values = (values - lo).astype(np.uint16)
         order = order[np.argsort(values, kind="stable")]
     return order
 
 
-__all__ = ["answered", "occurrences", "stable_order"]
+__all__ = ["answered", "in_turns", "occurrences", "stable_order"]

@@ -231,6 +231,7 @@ def test_transcript_bulk_reading_gives_the_rows_of_line_by_line(tmp_path, monkey
     _same_both_ways(qmp.parse, path, "qmp")
     bulk, one_by_one = (_first_error(path, bulk=b) for b in (True, False))
     assert bulk == one_by_one
+    assert _message_keys(path, bulk=True) == _message_keys(path, bulk=False)
 
 
 def _first_error(path, *, bulk: bool) -> str | None:
@@ -327,3 +328,36 @@ def test_transcript_records_just_outside_the_bulk_shape_are_read_one_by_one(tmp_
     assert table.num_rows > 5
     bulk, one_by_one = (_first_error(path, bulk=b) for b in (True, False))
     assert bulk == one_by_one and "line 2" in bulk
+
+
+_POLLS = st.sampled_from([
+    ('{"execute": "query-status", "id": @ID}', '{"return": {"status": "running", "running": true}, "id": @ID}'),
+    ('{"execute": "query-block", "id": @ID}', _BLOCK_REPLY),
+    ('{"execute": "cont", "id": @ID}', '{"error": {"class": "GenericError", "desc": "no"}, "id": @ID}'),
+    ('{"execute": "query-name", "id": @ID}', '{"return": {"name": "vm-x"}, "id": @ID}'),
+])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(_POLLS, st.sampled_from(["1", "2", "3", '"libvirt-1"'])), min_size=1, max_size=40), st.integers(60, 900))
+def test_transcript_of_a_client_waiting_for_each_reply_same_both_ways(tmp_path, monkeypatch, polls, chunk):
+    """Commands each answered right away (the usual client), ids reused: the counting
+    shortcut for such transcripts gives the rows of line-by-line reading."""
+    monkeypatch.setattr(lines_module, "CHUNK_BYTES", chunk)
+    lines = [json.dumps({"t": 1795625377.25, "dir": d, "line": m.replace("@ID", ident)})
+             for (command, reply), ident in polls for d, m in (("send", command), ("recv", reply))]
+    path = tmp_path / "qmp-transcript.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    _same_both_ways(qmp.parse, path, "qmp")
+    assert _message_keys(path, bulk=True) == _message_keys(path, bulk=False)
+
+
+def _message_keys(path, *, bulk: bool) -> list[tuple]:
+    """(line, key) of every row, as merging inputs sees them (`Rows.materialize`)."""
+    text = read_text(path)
+    try:
+        (part,) = qmp.parse(text if bulk else _LinesOnly(text), LinePolicy(text, "qmp", skip_bad=True)).parts
+    finally:
+        text.close()
+    part.rows.materialize()
+    return sorted((part.rows.line[i], key) for i, key in part.rows.sparse["key"].items())

@@ -25,7 +25,9 @@ def _queues(messages: list[tuple[bool, int, int]]) -> list[int]:
     return out
 
 
-_MESSAGES = st.lists(st.tuples(st.booleans(), st.integers(0, 2), st.integers(-3, 3)), max_size=80)
+_MESSAGES = st.lists(st.tuples(st.booleans(), st.integers(0, 2), st.integers(-3, 3)), max_size=80) | st.lists(
+    st.tuples(st.integers(0, 1), st.integers(-2, 2)), max_size=30,
+).map(lambda ids: [m for kind, value in ids for m in ((False, kind, value), (True, kind, value))])  # (in turns)
 
 
 @settings(max_examples=400, deadline=None)
