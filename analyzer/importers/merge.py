@@ -347,16 +347,18 @@ class _Gather:
     `place` order. Output order mostly runs through them in long stretches -- one input read in
     time order: a stretch per piece; a trace log's few rows read one by one between its bulk
     rows: a stretch between two of them -- so the column in output order is slices of its
-    pieces, not a copy. Only when the stretches are short (inputs merged row by row) is it one
-    take.
+    pieces, not a copy. When the stretches are short (inputs merged row by row, a transcript's
+    events between its polls), a narrow column is one take (`take`) and the payloads are taken
+    a row group at a time as they are written (`slices`, `_Taken`).
     """
 
-    #: Fewer rows than this per stretch, on average: one take instead of slices.
+    #: Fewer rows than this per stretch, on average: a take instead of slices.
     MIN_STRETCH = 16
 
     def __init__(self, piece_starts: np.ndarray, output_place: np.ndarray) -> None:
         """`piece_starts`: where each piece starts in `place` order; `output_place`: the `place`
         of each output row."""
+        self._piece_starts, self._output_place = piece_starts, output_place
         self._indices = pa.array(output_place)
         m = len(output_place)
         is_start = np.zeros(int(output_place.max(initial=0)) + 2, dtype=bool)
@@ -378,12 +380,36 @@ class _Gather:
         pieces.clear()
         return whole.take(self._indices)
 
-    def slices(self, pieces: list[pa.Array], type_: pa.DataType) -> pa.ChunkedArray:
-        """The column in output order as slices of its pieces (one take when the stretches are
-        short)."""
+    def slices(self, pieces: list[pa.Array], type_: pa.DataType) -> pa.ChunkedArray | _Taken:
+        """The column in output order as slices of its pieces; when the stretches are short,
+        taken a row group at a time when written (`_Taken`)."""
         if self._stretches is None:
-            return pa.chunked_array([self.take(pieces, type_)], type_)
+            return _Taken(pieces, self._piece_starts, self._output_place, type_)
         return pa.chunked_array([pieces[p].slice(o, n) for p, o, n in self._stretches], type_)
+
+
+class _Taken:
+    """A column in output order that is taken from its pieces only as its rows are asked for:
+    a row group's rows from the pieces they lie in, so that the whole column is never copied
+    at once (`_Gather.slices`, for inputs merged row by row)."""
+
+    def __init__(self, pieces: list[pa.Array], piece_starts: np.ndarray, output_place: np.ndarray, type_: pa.DataType) -> None:
+        self._pieces = [p.cast(type_) for p in pieces] or [pa.array([], type_)]
+        self._starts = np.append(piece_starts, piece_starts[-1] + len(pieces[-1])) if pieces else np.zeros(2, np.int64)
+        self._place = output_place
+
+    def slice(self, start: int, rows: int) -> pa.Array:
+        """Output rows start .. start + rows, as one array (what taking from all the pieces put
+        together gives)."""
+        place = self._place[start : start + rows]
+        piece = np.searchsorted(self._starts, place, side="right") - 1
+        touched = np.unique(piece)
+        lengths = np.diff(self._starts)[touched]
+        base = np.zeros(len(self._pieces), dtype=np.int64)
+        base[touched] = np.cumsum(lengths) - lengths
+        local = base[piece] + place - self._starts[piece]
+        whole = pa.concat_arrays([self._pieces[p] for p in touched.tolist()]) if len(touched) else self._pieces[0][:0]
+        return whole.take(pa.array(local))
 
 
 class _ByRow:
@@ -445,9 +471,9 @@ class VmRows:
     `validate` can check `table` (payload is a free string column).
     """
 
-    def __init__(self, table: pa.Table, payload: pa.Array | pa.ChunkedArray) -> None:
+    def __init__(self, table: pa.Table, payload: pa.Array | pa.ChunkedArray | _Taken) -> None:
         self.table = table
-        self._payload: pa.Array | pa.ChunkedArray | None = payload
+        self._payload: pa.Array | pa.ChunkedArray | _Taken | None = payload
         self._column = table.schema.get_field_index("payload")
 
     @property
