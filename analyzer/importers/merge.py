@@ -213,27 +213,26 @@ def build_rows(
 
         The dictionary is in order of first appearance in output order, as encoding the
         whole column would make it."""
-        values = sparse.get(col, {})
-        at_pieces = [position[np.fromiter(values, np.int64, len(values))]]
-        found_pieces = [pa.array(list(values.values()), pa.string())]
-        for start, _, columns in messages:  # (rows of messages read in bulk: a value per row)
-            column = columns.values.get(col)
-            if column is not None:
-                valid = column.is_valid().to_numpy(zero_copy_only=False)
-                at_pieces.append(position[start + np.flatnonzero(valid)])
-                found_pieces.append(column.filter(pa.array(valid)).cast(pa.string()))
-        at = np.concatenate(at_pieces)
-        found = pa.concat_arrays(found_pieces)
-        kept = at >= 0
-        at, found = at[kept], found.filter(pa.array(kept))
-        by_row = np.argsort(at, kind="stable")
-        encoded = found.take(pa.array(by_row)).dictionary_encode()
         indices = np.zeros(m, dtype=np.int32)
         missing = np.ones(m, dtype=bool)
-        codes = encoded.indices
-        indices[at[by_row]] = codes.fill_null(0).to_numpy()
-        missing[at[by_row]] = codes.is_null().to_numpy(zero_copy_only=False)
-        return pa.DictionaryArray.from_arrays(pa.array(indices, mask=missing), encoded.dictionary)
+        words: dict[str, int] = {}
+
+        def place(at: np.ndarray, codes: pa.Array, dictionary: pa.Array) -> None:
+            """Rows `at` (output positions, -1: merged away) take `codes` into `dictionary`."""
+            remap = np.array([words.setdefault(w, len(words)) for w in dictionary.to_pylist()] or [0], dtype=np.int32)
+            kept = (at >= 0) & codes.is_valid().to_numpy(zero_copy_only=False)
+            indices[at[kept]] = remap[pc.fill_null(codes, 0).to_numpy()[kept]]
+            missing[at[kept]] = False
+
+        values = sparse.get(col, {})
+        if values:
+            encoded = pa.array(list(values.values()), pa.string()).dictionary_encode()
+            place(position[np.fromiter(values, np.int64, len(values))], encoded.indices, encoded.dictionary)
+        for start, _, columns in messages:  # (rows of messages read in bulk: a code per row)
+            column = columns.values.get(col)
+            if column is not None:
+                place(position[start : start + len(column)], column.indices, column.dictionary)
+        return first_appearance(pa.DictionaryArray.from_arrays(pa.array(indices, mask=missing), pa.array(list(words), pa.string())))
 
     cmd_seq = np.zeros(m, dtype=np.int64)
     has_cmd = np.zeros(m, dtype=bool)
