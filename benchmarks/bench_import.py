@@ -19,8 +19,8 @@ floor: reading the bytes once), and `import_traces` of it alone (one process, fr
 the Parquet file on disk; the trace-log parser uses a second thread for its bulk reading), and
 prints lines/s and the ratio to ``wc -l``.
 
-``--memory`` instead imports the trace log and the libvirt log, each in a child process,
-and prints its peak resident memory against the size of the input.
+``--memory`` instead imports the trace log, the transcript and the libvirt log, each in a
+child process, and prints its peak resident memory against the size of the input.
 """
 
 from __future__ import annotations
@@ -159,13 +159,14 @@ def main() -> None:
         made = {
             trace: make_trace_log(args.samples, trace, args.lines),
             libvirt: make_libvirt_log(libvirt_sample, libvirt, args.lines),
+            transcript: make_transcript(args.samples, transcript, args.lines),
         }
         if args.memory:
             peak_rss("trace log", trace, Path(tmp) / "out.parquet", made[trace])
+            peak_rss("QMP transcript", transcript, Path(tmp) / "out.parquet", made[transcript])
             peak_rss("libvirt log", libvirt, Path(tmp) / "out.parquet", made[libvirt])
             return
         made[io] = make_trace_log(args.samples, io, args.lines, only=r":(blk_|virtio_blk_)")
-        made[transcript] = make_transcript(args.samples, transcript, args.lines)
         out = Path(tmp) / "out.parquet"
         timed("trace log", trace, "BLOCK_IO_ERROR", out, made[trace])
         timed("trace log, block I/O", io, "virtio_blk_rw_complete", out, made[io])

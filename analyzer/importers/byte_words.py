@@ -98,7 +98,12 @@ class ByteWords:
 
     def strings(self, start: np.ndarray, end: np.ndarray) -> pa.Array:
         """The block's bytes start..end of each row as a string array (the block is UTF-8 and
-        each range whole characters), through Arrow string views into the block."""
+        each range whole characters), through Arrow string views into the block (`views`)."""
+        return self.views(start, end).cast(pa.string())
+
+    def views(self, start: np.ndarray, end: np.ndarray) -> pa.Array:
+        """The block's bytes start..end of each row as string views into it, not copied (for
+        the kernels that take views: hashing, dictionary encoding)."""
         length = (end - start).astype(np.int64)
         views = np.zeros((len(start), 2), dtype=np.uint64)
         head = self.words[start + PAD]
@@ -110,7 +115,7 @@ class ByteWords:
             start.astype(np.uint64) << U64(32),
         )
         data = pa.py_buffer(self.block)
-        return pa.Array.from_buffers(pa.string_view(), len(start), [None, pa.py_buffer(views), data]).cast(pa.string())
+        return pa.Array.from_buffers(pa.string_view(), len(start), [None, pa.py_buffer(views), data])
 
 
 __all__ = ["PAD", "U64", "ByteWords", "digits8", "low_mask"]

@@ -49,6 +49,7 @@ from analyzer.importers.qmp_semantics import (
     reply_fields,
 )
 from analyzer.importers.qmp_types import (
+    CHECKED_REPLIES,
     INT64_MAX,
     INT64_MIN,
     check_command,
@@ -120,10 +121,8 @@ def _parse_lines(text: InputText, policy: LinePolicy) -> ParsedInput:
     state = QmpState(rows, part.hints, part.node_map)
     transcript: bool | None = None
     cache = MessageCache()
-    loads, lookup, loads_exact = cache.parse, cache.lookup, parse_json_exact
-    lookup_record, remember_record = cache.lookup_record, cache.remember_record
+    loads, loads_exact = cache.parse, parse_json_exact
     record = _RECORD.match
-    scanstring = scan_string
     for number, line in enumerate(text.lines, 1):
         if not number % PROGRESS_EVERY:
             policy.progress(number)
@@ -131,40 +130,27 @@ def _parse_lines(text: InputText, policy: LinePolicy) -> ParsedInput:
         if not s:
             continue
         m = record(s) if transcript is not False else None
-        if m is not None:  # the capture client's own layout: no need to build the record
+        if m is not None:
             try:
-                # seconds_to_ns on the matched digits, without its checks and string joins
-                sec, frac = m.group(1, 2)
-                ts = int(sec) * 1_000_000_000 + (int(frac) * _POWERS[9 - len(frac)] if frac else 0)
-                start = m.end()
-                known = lookup_record(s, start)
-                if known is not None:  # a poll seen before: no unescaping, no parsing
-                    transcript = True
-                    state.known(known[0], known[1], known[2], ts, number)
-                    continue
-                raw, end = scanstring(s, start)
-                if s[end:] != "}":
-                    raise ValueError("extra data after the transcript record")
+                ts, raw, known = _record(s, m, cache)
                 transcript = True
-                known = lookup(raw)
                 if known is not None:
                     state.known(known[0], known[1], raw, ts, number)
                 else:
                     state.message(loads(raw.strip()), raw, ts, number)
-                remember_record(s, start, raw)
+                cache.remember_record(s, m.end(), raw)
             except ValueError as exc:
                 policy.bad(number, line, _reason(exc))
             continue
         try:
             obj = loads_exact(s)
         except ValueError as exc:
-            reason = f"not JSON ({exc.msg} at column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else str(exc)
-            policy.bad(number, line, reason)
+            policy.bad(number, line, _not_json(exc))
             continue
         if not isinstance(obj, dict):
             policy.bad(number, line, "not a JSON object")
             continue
-        is_record = "t" in obj and "dir" in obj and "line" in obj
+        is_record = _is_record(obj)
         if transcript is None:
             transcript = is_record
         if is_record != transcript:
@@ -173,10 +159,7 @@ def _parse_lines(text: InputText, policy: LinePolicy) -> ParsedInput:
             continue
         try:
             if transcript:
-                raw = obj["line"]
-                if not isinstance(raw, str) or obj["dir"] not in ("send", "recv"):
-                    raise ValueError("transcript record needs dir send|recv and line text")
-                ts = seconds_to_ns(obj["t"])
+                ts, raw = _record_of(obj)
                 msg = loads(raw.strip())
             else:
                 raw, msg = s, obj
@@ -192,6 +175,38 @@ def _parse_lines(text: InputText, policy: LinePolicy) -> ParsedInput:
         path=text.path, format="qmp", sha256=text.sha256, lines=len(text.lines),
         skipped=policy.skipped, truncated=policy.truncated, parts=[part],
     )
+
+
+def _record(s: str, m: re.Match[str], cache: MessageCache) -> tuple[int, str, tuple[Shape, Any] | None]:
+    """A record of the capture client's own layout (`m`: its `_RECORD` match; no need to build
+    the record): (time, message text, (shape, id) when `cache` has seen the message's shape
+    -- a poll seen before: no unescaping, no parsing -- else None). ValueError for a bad one."""
+    sec, frac = m.group(1, 2)  # (`seconds_to_ns` on the matched digits, without its checks)
+    ts = int(sec) * 1_000_000_000 + (int(frac) * _POWERS[9 - len(frac)] if frac else 0)
+    start = m.end()
+    known = cache.lookup_record(s, start)
+    if known is not None:
+        return ts, known[2], (known[0], known[1])
+    raw, end = scan_string(s, start)
+    if s[end:] != "}":
+        raise ValueError("extra data after the transcript record")
+    return ts, raw, cache.lookup(raw)
+
+
+def _record_of(obj: dict) -> tuple[int, str]:
+    """(time, message text) of a transcript record parsed in full."""
+    raw = obj["line"]
+    if not isinstance(raw, str) or obj["dir"] not in ("send", "recv"):
+        raise ValueError("transcript record needs dir send|recv and line text")
+    return seconds_to_ns(obj["t"]), raw
+
+
+def _is_record(obj: dict) -> bool:
+    return "t" in obj and "dir" in obj and "line" in obj
+
+
+def _not_json(exc: ValueError) -> str:
+    return f"not JSON ({exc.msg} at column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else str(exc)
 
 
 def _decides(line: str) -> bool | None:
@@ -211,9 +226,7 @@ def _decides(line: str) -> bool | None:
         obj = parse_json_exact(s)
     except ValueError:
         return None
-    if not isinstance(obj, dict):
-        return None
-    return "t" in obj and "dir" in obj and "line" in obj
+    return _is_record(obj) if isinstance(obj, dict) else None
 
 
 def _is_transcript(text: InputText) -> bool:
@@ -233,10 +246,6 @@ def _is_transcript(text: InputText) -> bool:
 def _stamp(seconds: int, micros: int) -> str:
     """How an event's message starts, with its timestamp."""
     return f'{{"timestamp": {{"seconds": {seconds}, "microseconds": {micros}}}, '
-
-
-#: The commands whose replies `reply_fields` checks (every other reply means one row).
-_CHECKED = (None, "query-status", "query-block", "query-name", "query-iothreads", "query-cpus-fast", "query-cpus")
 
 
 def _prepare(item: tuple[int, bytes]) -> tuple[int, bytes, ByteLines | None, TranscriptBlock | None]:
@@ -400,7 +409,7 @@ class _Transcript:
                 if shape.command:
                     check_command(shape.msg)
                 elif not shape.failed:
-                    for name in _CHECKED:
+                    for name in (None, *CHECKED_REPLIES):
                         reply_fields(name, shape.ret)
         except ValueError:
             found = None
@@ -415,42 +424,28 @@ class _Transcript:
         m = _RECORD.match(s)
         if m is not None:
             try:
-                sec, frac = m.group(1, 2)
-                ts = int(sec) * 1_000_000_000 + (int(frac) * _POWERS[9 - len(frac)] if frac else 0)
-                start = m.end()
-                known = self.cache.lookup_record(s, start)
+                ts, raw, known = _record(s, m, self.cache)
                 if known is not None:
-                    self.known(known[0], known[1], known[2], ts, number, line)
-                    return
-                raw, end = scan_string(s, start)
-                if s[end:] != "}":
-                    raise ValueError("extra data after the transcript record")
-                again = self.cache.lookup(raw)
-                if again is not None:
-                    self.known(again[0], again[1], raw, ts, number, line)
+                    self.known(known[0], known[1], raw, ts, number, line)
                 else:
                     self.message(self.cache.parse(raw.strip()), raw, ts, number, line)
-                self.cache.remember_record(s, start, raw)
+                self.cache.remember_record(s, m.end(), raw)
             except ValueError as exc:
                 self.bad(number, line, _reason(exc))
             return
         try:
             obj = parse_json_exact(s)
         except ValueError as exc:
-            reason = f"not JSON ({exc.msg} at column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else str(exc)
-            self.bad(number, line, reason)
+            self.bad(number, line, _not_json(exc))
             return
         if not isinstance(obj, dict):
             self.bad(number, line, "not a JSON object")
             return
-        if not ("t" in obj and "dir" in obj and "line" in obj):
+        if not _is_record(obj):
             self.bad(number, line, "a raw QMP message in a transcript")
             return
         try:
-            raw = obj["line"]
-            if not isinstance(raw, str) or obj["dir"] not in ("send", "recv"):
-                raise ValueError("transcript record needs dir send|recv and line text")
-            ts = seconds_to_ns(obj["t"])
+            ts, raw = _record_of(obj)
             self.message(self.cache.parse(raw.strip()), raw, ts, number, line)
         except ValueError as exc:
             self.bad(number, line, _reason(exc))

@@ -15,7 +15,7 @@ them at once:
   reading order with the greetings.
 
 The rows are `Segment` rows with `MessageColumns`, the same rows `QmpState` would have made
-(``tests/analyzer/importers/test_transcript_bulk.py`` compares the two). Events and greetings
+(``tests/analyzer/importers/test_bulk_reading.py`` compares the two). Events and greetings
 stay with `QmpState`: they are few and need no pairing.
 
 Messages come in chunks (`add_chunk`, one per block of the input: the ones read in bulk as
@@ -72,15 +72,12 @@ class MessageTable:
     def __init__(self) -> None:
         self.shapes: list[Shape] = []
         self._shape_index: dict[int, int] = {}
+        #: Ids other than integers (`_OTHER`) -> their codes, in the order first seen.
         self._ids: dict[Any, int] = {}
-        self._id_objects: list[Any] = []
         self._chunks: list[_Chunk] = []
         self._pending: list[tuple[int, int, int, int, int, str, str]] = []
         #: line -> time of the messages whose time int64 ns cannot hold (0 in the columns).
         self._unfit: dict[int, int] = {}
-
-    def __len__(self) -> int:
-        return sum(len(c.line) for c in self._chunks) + len(self._pending)
 
     def shape_index(self, shape: Shape) -> int:
         """The index of `shape` in `shapes` (added if new)."""
@@ -98,8 +95,6 @@ class MessageTable:
             kind, value = _INT, idk[1]
         else:
             kind, value = _OTHER, self._ids.setdefault(idk, len(self._ids))
-            if value == len(self._id_objects):
-                self._id_objects.append(idk)
         if not INT64_MIN <= ts <= INT64_MAX:
             self._unfit[line], ts = ts, 0
         self._pending.append((line, ts, self.shape_index(shape), kind, value, payload, text))
@@ -134,7 +129,6 @@ class MessageTable:
             self.add_chunk(*(np.zeros(0, np.int64) for _ in range(4)), pa.array([], pa.string()))
         chunks, self._chunks = self._chunks, []
         if not chunks:
-            self._teach(state, announced, [])
             return [], []
         line, shape, id_kind, id_value = (np.concatenate([getattr(c, f) for c in chunks])
                                           for f in ("line", "shape", "id_kind", "id_value"))
@@ -181,14 +175,15 @@ class MessageTable:
         meanings.teach(state, meaning)
 
         first_row = np.cumsum(rows_of) - rows_of  # each message's first row among the segments'
-        keys = _Keys(is_reply, id_kind, id_value, self._id_objects, names, name, occ)
+        columns = meanings.columns()
+        keys = _Keys(is_reply, id_kind, id_value, list(self._ids), names, name, occ)
         out, at = [], 0
         chunks.reverse()
         while chunks:  # (each chunk's payloads let go of once its segment has them)
             c = chunks.pop()
             n = len(c.line)
             out.append(self._segment(c, slice(at, at + n), rows_of, first_row, is_reply, name, names, meaning,
-                                     meanings, command_of, keys))
+                                     meanings, columns, command_of, keys))
             at += n
         return out, errors
 
@@ -212,8 +207,8 @@ class MessageTable:
 
     def _segment(
         self, c: _Chunk, at: slice, rows_of: np.ndarray, first_row: np.ndarray, is_reply: np.ndarray,
-        name: np.ndarray, names: _Names, meaning: np.ndarray, meanings: _Meanings, command_of: np.ndarray,
-        keys: _Keys,
+        name: np.ndarray, names: _Names, meaning: np.ndarray, meanings: _Meanings,
+        columns: dict[str, tuple[np.ndarray, pa.Array]], command_of: np.ndarray, keys: _Keys,
     ) -> Segment:
         counts = rows_of[at]
         message = np.repeat(np.arange(at.start, at.stop), counts)  # the message of each row
@@ -222,7 +217,7 @@ class MessageTable:
         reply = is_reply[message].astype(np.int32)
         values: dict[str, pa.Array] = {"thread": _coded(reply, _THREADS), "thread_kind": _coded(reply, _THREADS)}
         row = np.where(meaning[message] >= 0, meanings.first_row[np.maximum(meaning[message], 0)] + j, -1)
-        for col, table in meanings.columns().items():
+        for col, table in columns.items():
             values[col] = _coded(np.where(row >= 0, table[0][np.maximum(row, 0)], -1), table[1])
         command = command_of[message]
         cmd_ref = np.where(command >= 0, first_row[np.maximum(command, 0)], -1)

@@ -105,8 +105,13 @@ def check_greeting(msg: dict) -> None:
         raise ValueError(f"QMP greeting: version is {_kind(version)}, expected an object")
 
 
+#: The commands whose replies `check_reply` (and `qmp_semantics.reply_fields`) read: a
+#: reply to any other command is taken whatever it holds. (Keep in step with `check_reply`.)
+CHECKED_REPLIES = ("query-status", "query-block", "query-name", "query-iothreads", "query-cpus-fast", "query-cpus")
+
+
 def check_reply(name: str | None, ret: Any) -> None:
-    """The fields of a successful reply to `name` that the importers read."""
+    """The fields of a successful reply to `name` that the importers read (`CHECKED_REPLIES`)."""
     if name == "query-status" and isinstance(ret, dict):
         _text(ret, "status", "query-status reply: ")
     elif name == "query-block" and isinstance(ret, list):

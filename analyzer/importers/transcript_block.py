@@ -95,7 +95,7 @@ class TranscriptBlock:
         self.taken = taken
         self.ts = time_ns[taken]
         self.id = words.long_number(id_end[taken], id_len[taken])
-        encoded = words.strings(body[taken], head_end[taken]).dictionary_encode()
+        encoded = words.views(body[taken], head_end[taken]).dictionary_encode()  # (heads not copied)
         #: Per record its head's index in `heads` (the head as escaped in the record).
         self.head = encoded.indices.to_numpy().astype(np.int64)
         self.heads: list[str] = encoded.dictionary.to_pylist()
@@ -128,7 +128,7 @@ class TranscriptBlock:
         self.event_ts = time_ns[self.event_taken]
         self.event_seconds = words.long_number(sec_at[k] + sec_len[k], sec_len[k])
         self.event_micros = words.number(usec_at[k] + usec_len[k], usec_len[k])
-        encoded = words.strings(rest_at[k], end[k]).dictionary_encode()
+        encoded = words.views(rest_at[k], end[k]).dictionary_encode()
         #: Per event record the index in `rests` of what follows its timestamp (as escaped).
         self.event_rest = encoded.indices.to_numpy().astype(np.int64)
         self.rests: list[str] = encoded.dictionary.to_pylist()
