@@ -243,6 +243,15 @@ def _is_transcript(text: InputText) -> bool:
     return False
 
 
+def _remember(known: dict[str, Any], key: str, value: Any) -> None:
+    """Keep what a head or an event's rest was found to be, for at most `MessageCache.LIMIT`
+    of them (then start over: a transcript of messages that never repeat keeps no copy of
+    each)."""
+    if len(known) >= MessageCache.LIMIT:
+        known.clear()
+    known[key] = value
+
+
 def _stamp(seconds: int, micros: int) -> str:
     """How an event's message starts, with its timestamp."""
     return f'{{"timestamp": {{"seconds": {seconds}, "microseconds": {micros}}}, '
@@ -372,7 +381,7 @@ class _Transcript:
                     result = (EventMeaning.of(msg), raw[len(prefix) :])
         except ValueError:
             result = None
-        self.rests[escaped] = result
+        _remember(self.rests, escaped, result)
         return result
 
     def event(self, number: int, bulk: TranscriptBlock, e: int, lines: ByteLines) -> None:
@@ -413,7 +422,8 @@ class _Transcript:
                         reply_fields(name, shape.ret)
         except ValueError:
             found = None
-        self.heads[escaped] = result = None if found is None else (self.table.shape_index(found[0]), found[1])
+        result = None if found is None else (self.table.shape_index(found[0]), found[1])
+        _remember(self.heads, escaped, result)
         return result
 
     def line(self, number: int, line: str) -> None:

@@ -21,6 +21,7 @@ from analyzer.importers import libvirt_log, qemu_log, qmp
 from analyzer.importers import lines as lines_module
 from analyzer.importers.lines import LinePolicy, read_text
 from analyzer.importers.merge import build_rows
+from analyzer.importers.message_cache import MessageCache
 from analyzer.importers.pipeline import _check_ranges
 from tracer.errors import ImportFormatError
 
@@ -223,9 +224,10 @@ def _transcript_line(draw) -> str:
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(_transcript_line(), min_size=1, max_size=50), st.integers(40, 1200))
-def test_transcript_bulk_reading_gives_the_rows_of_line_by_line(tmp_path, monkeypatch, lines, chunk):
+@given(st.lists(_transcript_line(), min_size=1, max_size=50), st.integers(40, 1200), st.sampled_from([1, 3, 4096]))
+def test_transcript_bulk_reading_gives_the_rows_of_line_by_line(tmp_path, monkeypatch, lines, chunk, limit):
     monkeypatch.setattr(lines_module, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(MessageCache, "LIMIT", limit)  # (what is remembered starts over)
     path = tmp_path / "qmp-transcript.jsonl"
     path.write_text('{"t": 1795625377.0, "dir": "recv", "line": "{}"}\n' + "\n".join(lines) + "\n")
     _same_both_ways(qmp.parse, path, "qmp")
