@@ -21,9 +21,11 @@ Modules: `pipeline` runs an import (read, detect, parse, group by VM, merge, wri
 format parsers `qmp`, `qemu_log`, `libvirt_log` share `qmp_semantics` (what a QMP message
 means as rows), `json_scan` and `message_cache` (parsing each line fast, bounded), `qmp_types` (the types
 and ranges of the fields read), `thread_hints`
-(which TID is which QEMU thread) and `qapi_events` (trace-log event numbers); `rows` is the
-form they fill, `vm_groups` / `vm_tables` / `merge` turn it into one table per VM, `output`
-writes them.
+(which TID is which QEMU thread) and `qapi_events` (trace-log event numbers); the lines that
+need no Python are read in bulk (`byte_lines`, `byte_words`, `trace_block`,
+`transcript_block`), and a transcript's commands and replies become rows as columns
+(`qmp_pairing`, `qmp_messages`); `rows` is the form they fill, `vm_groups` / `vm_tables` /
+`merge` turn it into one table per VM, `output` writes them.
 
 Bad input (a malformed line, an unknown or mixed format, a truncated file, JSON beyond
 `json_scan`'s bounds, a field of the wrong type (`qmp_types`), a number no column can hold, a
