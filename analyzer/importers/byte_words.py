@@ -65,9 +65,9 @@ class ByteWords:
     def digits(self, end: np.ndarray, ndigits: np.ndarray) -> np.ndarray:
         """Whether the `ndigits` (0..16) bytes before each offset `end` are all ASCII digits."""
         low = np.minimum(ndigits, 8)
-        return self._digits8(end, low) & self._digits8(end - low, ndigits - low)
+        return self._all_digits8(end, low) & self._all_digits8(end - low, ndigits - low)
 
-    def _digits8(self, end: np.ndarray, ndigits: np.ndarray) -> np.ndarray:
+    def _all_digits8(self, end: np.ndarray, ndigits: np.ndarray) -> np.ndarray:
         words = self.words[end - 8 + PAD]
         pad = low_mask(8 - np.asarray(ndigits))
         w = (words & ~pad) | (_ZEROS & pad)

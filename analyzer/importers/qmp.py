@@ -243,6 +243,14 @@ def _is_transcript(text: InputText) -> bool:
     return False
 
 
+def _first_of(codes: np.ndarray, distinct: int) -> np.ndarray:
+    """Per code 0..distinct-1, the index of its first row in `codes` (the lines a head or an
+    event's rest is judged on)."""
+    first = np.full(distinct, -1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    return first
+
+
 def _remember(known: dict[str, Any], key: str, value: Any) -> None:
     """Keep what a head or an event's rest was found to be, for at most `MessageCache.LIMIT`
     of them (then start over: a transcript of messages that never repeat keeps no copy of
@@ -327,8 +335,7 @@ class _Transcript:
 
     def block(self, before: int, lines: ByteLines, bulk: TranscriptBlock) -> None:
         """One block: its records of known heads in bulk, every other line one by one."""
-        first = np.full(len(bulk.heads), -1, dtype=np.int64)
-        first[bulk.head[::-1]] = np.arange(len(bulk.head) - 1, -1, -1)  # each head's first record
+        first = _first_of(bulk.head, len(bulk.heads))
         known = [self.head(h, lines.line(int(bulk.taken[f]))) for h, f in zip(bulk.heads, first.tolist(), strict=True)]
         shape_of = np.array([k[0] if k is not None and k[1] == sent else -1  # (as the payloads have it)
                              for k, sent in zip(known, bulk.sent_heads, strict=True)] or [-1], dtype=np.int64)
@@ -353,8 +360,7 @@ class _Transcript:
         """Which of the block's event records to read from their rest's one parse
         (`event_rest`): those whose rest `rest` accepts (`QmpState.event` judges each one's
         timestamp)."""
-        first = np.full(len(bulk.rests), -1, dtype=np.int64)
-        first[bulk.event_rest[::-1]] = np.arange(len(bulk.event_rest) - 1, -1, -1)
+        first = _first_of(bulk.event_rest, len(bulk.rests))
         self._rests = [self.rest(r, lines.line(int(bulk.event_taken[f])), int(bulk.event_seconds[f]), int(bulk.event_micros[f]))
                        for r, f in zip(bulk.rests, first.tolist(), strict=True)]
         known = np.array([r is not None for r in self._rests] + [False], dtype=bool)

@@ -41,6 +41,7 @@ from analyzer.importers.qmp_semantics import (
 )
 from analyzer.importers.qmp_types import INT64_MAX, INT64_MIN
 from analyzer.importers.rows import MessageColumns, Segment
+from analyzer.trace.arrow import Interner
 
 #: How an id is kept: an integer id (kind 0) is its value; any other (a string, a JSON
 #: value, a counter beyond int64) a code into `MessageTable` ids (kind 1); no id, kind 2.
@@ -136,7 +137,7 @@ class MessageTable:
         failed = np.array([s.failed for s in self.shapes], dtype=bool)[shape]
         command_of = answered(is_reply, id_kind, id_value)
 
-        names = _Names()
+        names = Interner()  # (command names, and guessed ones)
         shape_name = np.array([names.code(s.name) for s in self.shapes] or [-1], dtype=np.int64)
         guessed = np.array([names.code(guess_command(s.ret)) if not s.command and not s.failed else -1
                             for s in self.shapes] or [-1], dtype=np.int64)
@@ -170,7 +171,7 @@ class MessageTable:
             with_rows = set(line[rows_of > 0].tolist())
             state.rows.unfit_ts.extend((n, t) for n, t in self._unfit.items() if n in with_rows)
 
-        learning = np.flatnonzero(is_reply & ~failed & ~bad & np.isin(name, names.codes(LEARNING_REPLIES)))
+        learning = np.flatnonzero(is_reply & ~failed & ~bad & np.isin(name, [names.codes[n] for n in LEARNING_REPLIES if n in names.codes]))
         self._teach(state, announced, [(int(line[i]), names.names[name[i]], self.shapes[shape[i]].ret) for i in learning.tolist()])
         meanings.teach(state, meaning)
 
@@ -207,7 +208,7 @@ class MessageTable:
 
     def _segment(
         self, c: _Chunk, at: slice, rows_of: np.ndarray, first_row: np.ndarray, is_reply: np.ndarray,
-        name: np.ndarray, names: _Names, meaning: np.ndarray, meanings: _Meanings,
+        name: np.ndarray, names: Interner, meaning: np.ndarray, meanings: _Meanings,
         columns: dict[str, tuple[np.ndarray, pa.Array]], command_of: np.ndarray, keys: _Keys,
     ) -> Segment:
         counts = rows_of[at]
@@ -223,7 +224,7 @@ class MessageTable:
         cmd_ref = np.where(command >= 0, first_row[np.maximum(command, 0)], -1)
         return Segment(
             ts=c.ts[local], tid=None, line=c.line[local],
-            name=_coded(name[message], names.array()),
+            name=_coded(name[message], pa.array(names.names, pa.string())),
             payload=c.payloads.take(pa.array(c.payload_at[local])),
             kind=_coded(reply, _KINDS),
             messages=MessageColumns(values=values, cmd_ref=cmd_ref, keys=_RowKeys(keys, message, j)),
@@ -239,34 +240,11 @@ def _coded(codes: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArray:
     )
 
 
-class _Names:
-    """Command names (and guessed ones) as codes; None is -1."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self._codes: dict[str, int] = {}
-
-    def code(self, name: str | None) -> int:
-        if name is None:
-            return -1
-        found = self._codes.get(name)
-        if found is None:
-            found = self._codes[name] = len(self.names)
-            self.names.append(name)
-        return found
-
-    def codes(self, names: frozenset[str]) -> np.ndarray:
-        return np.array([self._codes[n] for n in names if n in self._codes], dtype=np.int64)
-
-    def array(self) -> pa.Array:
-        return pa.array(self.names, pa.string())
-
-
 class _Meanings:
     """What each (reply shape, command name) means (`reply_fields`), worked out once each:
     codes 0.. for meanings, -2 - k for the k-th reason a pair is a bad line."""
 
-    def __init__(self, shapes: list[Shape], names: _Names) -> None:
+    def __init__(self, shapes: list[Shape], names: Interner) -> None:
         self._shapes, self._names = shapes, names
         self._rows: list[tuple] = []
         self._learnt: list[list[tuple[str, str]]] = []
@@ -327,7 +305,7 @@ class _Keys:
     """The message keys of rows (see `rows`), made only when inputs merge."""
 
     def __init__(self, is_reply: np.ndarray, id_kind: np.ndarray, id_value: np.ndarray, id_objects: list[Any],
-                 names: _Names, name: np.ndarray, occ: np.ndarray) -> None:
+                 names: Interner, name: np.ndarray, occ: np.ndarray) -> None:
         self._is_reply, self._id_kind, self._id_value = is_reply, id_kind, id_value
         self._id_objects, self._names, self._name, self._occ = id_objects, names.names, name, occ
 
