@@ -114,7 +114,7 @@ def _milestone_frame(s: Steps, anchor: np.ndarray, ms: dict[str, np.ndarray], *,
                      has_id: np.ndarray, served_by: np.ndarray, has_served: np.ndarray,
                      detail: np.ndarray) -> pd.DataFrame:
     def strings(col: str) -> list[str | None]:
-        return [s.text(col, int(r)) if r >= 0 else None for r in detail]
+        return s.texts(col, detail)
 
     ints = _int_array
 

@@ -18,6 +18,7 @@ across a VM boundary. The primitives answer the only questions the rules ask:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -409,10 +410,18 @@ class Steps:
     def text(self, column: str, i: int) -> str | None:
         """Row `i`'s value of a string column, as text (None for null)."""
         code = int(getattr(self, column)[i])
-        if code < 0:
-            return None
+        return None if code < 0 else self._values(column)[code]
+
+    def texts(self, column: str, rows: np.ndarray) -> list[str | None]:
+        """`text` of every row of `rows` (-1: None), looked up as a column, not row by row."""
+        values = np.array([*self._values(column), None], dtype=object)
+        codes = np.where(rows >= 0, getattr(self, column)[np.maximum(rows, 0)], -1)
+        return values[np.where(codes >= 0, codes, len(values) - 1)].tolist()
+
+    def _values(self, column: str) -> Sequence[str]:
+        """The values a string column's codes stand for."""
         if column in VOCABULARIES:
-            return VOCABULARIES[column][code]
+            return VOCABULARIES[column]
         lists = {
             "vm": self.vm_names,
             "thread": self.thread_names,
@@ -420,7 +429,7 @@ class Steps:
             "name": self.names,
             "src_file": self.src_names,
         }
-        return lists[column][code]
+        return lists[column]
 
 
 def cumcount(mask: np.ndarray) -> np.ndarray:

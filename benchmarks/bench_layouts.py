@@ -166,8 +166,10 @@ else:
         for i in range(pf.metadata.num_row_groups):
             rows += pf.read_row_group(i, columns=have).num_rows
 elapsed = time.perf_counter() - t0
-rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-          resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+# This process's own peak (VmHWM: ru_maxrss would carry the bench parent's peak across the
+# spawn, e.g. DuckDB's sort writing the layouts), and that of any worker processes it ran.
+own = int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")))
+rss = max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 print(json.dumps({{"seconds": elapsed, "rows": rows, "findings": findings, "rss_mb": rss / 1024}}))
 """
 

@@ -45,6 +45,27 @@ def vm_keys(table: pa.Table, run: str | None) -> tuple[np.ndarray, list[str]]:
     return row_keys(table, run)
 
 
+def _kept_kinds(kind: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Per row, whether its kind (an index into the dictionary whose entries `kept` says) is
+    one the rules read. The dropped entries are the bulk kinds, one or two of them: comparing
+    with each costs a fraction of a table lookup per row (which numpy does in intp)."""
+    dropped = np.flatnonzero(~kept)
+    if len(dropped) > 4:
+        return np.take(kept, kind)
+    keep = np.ones(len(kind), dtype=bool)
+    for code in dropped.tolist():
+        keep &= kind != code
+    return keep
+
+
+def _keep_valid_of(keep: np.ndarray, col: pa.ChunkedArray, kind: np.ndarray, code: int) -> None:
+    """Keep too the rows of kind index `code` where `col` is not null (a failed I/O's errno):
+    such rows are rare, so they are found as indices, not as a mask over every row."""
+    rows = np.asarray(pc.indices_nonzero(pc.is_valid(col).combine_chunks()).to_numpy(), dtype=np.int64)
+    rows = rows[kind[rows] == code]
+    keep[rows] = True
+
+
 class UnitCodes:
     """The unit-level string codes, shared by every row group of a unit."""
 
@@ -154,8 +175,7 @@ class RowGroupDecoder:
                 self._check_vocabulary(rg, table.column(col), col)
         if "thread_kind" in table.column_names and table.column("thread_kind").null_count:
             self._string(rg, table, "thread_kind")  # raises, naming the first null row
-        keep_lut = np.append(_KEEP_KIND[np.maximum(out["kind_map"], 0)], False)
-        keep = keep_lut[out["kind"]]
+        keep = _kept_kinds(out["kind"], _KEEP_KIND[np.maximum(out["kind_map"], 0)])
         if "errno" in table.column_names and table.column("errno").null_count < n:
             errno = table.column("errno")
             low = pc.min_max(errno)["min"].as_py()  # one pass, no mask: errors are rare
@@ -163,15 +183,13 @@ class RowGroupDecoder:
                 row = int(pc.index(pc.fill_null(pc.less_equal(errno, 0), False), True).as_py())
                 self._fail(rg, "errno", f"errno must be positive, got {errno[row].as_py()}", row)
             ioc = np.flatnonzero(out["kind_map"] == K["io_complete"])
-            if len(ioc):
-                failed = np.asarray(pc.is_valid(errno).to_numpy(zero_copy_only=False), dtype=bool)
-                keep |= failed & (out["kind"] == ioc[0])
+            if len(ioc):  # failed I/O
+                _keep_valid_of(keep, errno, out["kind"], int(ioc[0]))
         # A trace_event tied to an error (the simulator's monitor_protocol_event_queue row: the
         # raise of a throttled BLOCK_IO_ERROR) is read by the rules (`analyzer.steps.raised`).
         tev = np.flatnonzero(out["kind_map"] == K["trace_event"])
         if len(tev) and "error_id" in table.column_names and table.column("error_id").null_count < n:
-            tied = np.asarray(pc.is_valid(table.column("error_id")).to_numpy(zero_copy_only=False), dtype=bool)
-            keep |= tied & (out["kind"] == tev[0])
+            _keep_valid_of(keep, table.column("error_id"), out["kind"], int(tev[0]))
         out["keep"] = keep
         return out
 

@@ -129,7 +129,7 @@ def _plain_dictionary_columns(schema: pa.Schema) -> list[str]:
     return out
 
 
-def _stat_key(path: str) -> tuple[int, int, int]:
+def stat_key(path: str) -> tuple[int, int, int]:
     """(inode, size, mtime): what tells a file changed on disk since its footer was parsed."""
     try:
         st = os.stat(_os_path(path))
@@ -174,7 +174,7 @@ _FOOTERS = _Footers()
 def shared_parquet(path: str) -> tuple[tuple[int, int, int], pq.ParquetFile]:
     """(stat key, a new `ParquetFile` of `path`) over the process's one parsed footer of it
     (parsed now when no current one is cached)."""
-    key = _stat_key(path)
+    key = stat_key(path)
     md = _FOOTERS.get(path, key)
     pf = open_parquet(path, md)
     if md is None:
@@ -196,7 +196,7 @@ class _OpenFiles(threading.local):
         self.files: OrderedDict[str, tuple[tuple[int, int, int], pq.ParquetFile]] = OrderedDict()
 
     def get(self, path: str) -> pq.ParquetFile:
-        key = _stat_key(path)
+        key = stat_key(path)
         hit = self.files.get(path)
         if hit is not None and hit[0] == key:
             self.files.move_to_end(path)
@@ -220,6 +220,7 @@ def release_footers() -> None:
     with _FOOTERS.lock:
         _FOOTERS.footers.clear()
     _OPEN.files.clear()
+    _SHARED.clear()
 
 
 def parquet_file(path: str) -> pq.ParquetFile:
@@ -477,6 +478,43 @@ def read_row_group(tf: TraceFile, index: int, columns: Sequence[str], count: int
             table = table.append_column(key, pa.DictionaryArray.from_arrays(
                 pa.array(np.zeros(n, dtype=np.int32)), pa.array([value])))
     return table
+
+
+class _SharedReads:
+    """The last row group read that other units share, kept for the next unit to read it.
+
+    Units of a file sorted by VM are cut inside row groups: the row group at a cut is read by
+    the unit ending there and again by the unit starting there, which the local engine runs
+    next. The second read takes the first one's table (once: it is then forgotten), so a cut
+    costs one read, not two. One entry, so memory holds at most one row group more; keyed by
+    the file's identity on disk as well, so a file changed in between is read again."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entry: tuple[tuple, pa.Table] | None = None
+
+    def read(self, tf: TraceFile, rg: RowGroup, columns: list[str]) -> pa.Table:
+        key = (tf.path, stat_key(tf.path), rg.index, rg.count, tuple(columns))
+        with self.lock:
+            if self.entry is not None and self.entry[0] == key:
+                table, self.entry = self.entry[1], None
+                return table
+        table = read_row_group(tf, rg.index, columns, rg.count)
+        with self.lock:
+            self.entry = (key, table)
+        return table
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entry = None
+
+
+_SHARED = _SharedReads()
+
+
+def read_shared_row_group(tf: TraceFile, rg: RowGroup, columns: list[str]) -> pa.Table:
+    """`read_row_group` of a row group that several units share (see `_SharedReads`)."""
+    return _SHARED.read(tf, rg, columns)
 
 
 def _one_chunk(table: pa.Table) -> pa.Table:

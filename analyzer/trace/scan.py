@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from analyzer.steps import VOCABULARIES, K, Steps
 from analyzer.trace.arrow import source_location
 from analyzer.trace.decode import RowGroupDecoder, UnitCodes, vm_keys
-from analyzer.trace.files import RowGroup, parquet_file, read_row_group
+from analyzer.trace.files import RowGroup, parquet_file, read_row_group, read_shared_row_group
 from analyzer.trace.integrity import (
     ClockBackwards,
     RepeatedSeq,
@@ -168,14 +168,18 @@ def read_own(trace: Trace, unit: Unit, rg: RowGroup, columns: Sequence[str]) -> 
     """Row group `rg` as `unit` sees it: all of it, or, when it also holds other units' VMs,
     only the rows of the unit's VMs (with `rg` saying so: its VMs and rows the kept ones, its
     `rows_of` where they lie in the row group, for naming a row in an error)."""
-    table = read_row_group(trace.files[rg.file], rg.index, _not_all_null(trace, rg, columns), rg.count)
+    wanted = _not_all_null(trace, rg, columns)
     if not unit.shared(rg):
-        return rg, table
+        return rg, read_row_group(trace.files[rg.file], rg.index, wanted, rg.count)
+    table = read_shared_row_group(trace.files[rg.file], rg, wanted)
     idx, keys = vm_keys(table, trace.files[rg.file].run)
     lut = np.array([k in unit.vm_set for k in keys] + [False], dtype=bool)
     rows = np.flatnonzero(lut[idx])
     mine = tuple(v for v in rg.vms if v in unit.vm_set)
-    return replace(rg, rows=len(rows), vms=mine, rows_of=rows), table.take(pa.array(rows))
+    rg = replace(rg, rows=len(rows), vms=mine, rows_of=rows)
+    if len(rows) and int(rows[-1]) - int(rows[0]) + 1 == len(rows):  # one stretch (a file sorted by VM)
+        return rg, table.slice(int(rows[0]), len(rows))
+    return rg, table.take(pa.array(rows))
 
 
 def _not_all_null(trace: Trace, rg: RowGroup, columns: Sequence[str]) -> list[str]:
@@ -400,9 +404,9 @@ class _Streaming:
 
     def keep_rows(self, rg: RowGroup, table: pa.Table, core: dict[str, np.ndarray], keep: np.ndarray) -> None:
         kinds = VOCABULARIES["kind"]
-        if any(k >= 0 and kinds[k] not in self.present for k in core["kind_map"]):  # else nothing new
-            used = np.bincount(core["kind"], minlength=len(core["kind_map"])) > 0
-            self.present.update(kinds[k] for k in core["kind_map"][used] if k >= 0)
+        for index, k in enumerate(core["kind_map"].tolist()):  # a kind new here, if any row has it
+            if k >= 0 and kinds[k] not in self.present and bool(np.any(core["kind"] == index)):
+                self.present.add(kinds[k])
         if not len(keep):
             return
         detail = self.reader.detail(rg, table, keep)

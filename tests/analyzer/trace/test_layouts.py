@@ -125,6 +125,25 @@ def test_a_vm_sorted_file_splits_at_its_row_groups(layouts, monkeypatch) -> None
     assert doc(check(trace, workers=2)) == doc(check([layouts["recorder"]]))
 
 
+def test_in_one_process_a_row_group_at_a_cut_is_decoded_once(layouts, monkeypatch) -> None:
+    monkeypatch.setattr(files, "COALESCE_ROWS", 1)
+    trace = load([layouts["sorted"]], unit_rows=40)
+    cuts = {(rg.file, rg.index) for u in trace.units for rg in u.row_groups if u.shared(rg)}
+    assert cuts
+    decoded: list[tuple[str, int]] = []
+    real = files.read_row_group
+
+    def counting(tf, index, columns, count=1):
+        decoded.append((tf.path, index))
+        return real(tf, index, columns, count)
+
+    monkeypatch.setattr(files, "read_row_group", counting)
+    monkeypatch.setattr("analyzer.trace.scan.read_row_group", counting)
+    assert doc(check(trace)) == doc(check([layouts["recorder"]]))
+    mine = [d for d in decoded if d[0] == str(layouts["sorted"])]
+    assert len(mine) == len(set(mine)) == len(trace.row_groups)
+
+
 def test_the_table_of_a_shared_layout_has_every_row_once(layouts, monkeypatch) -> None:
     monkeypatch.setattr(files, "COALESCE_ROWS", 1)
     trace = load([layouts["sorted"]], unit_rows=40)
