@@ -26,6 +26,7 @@ from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from analyzer.steps import VOCABULARIES, K, Steps
@@ -457,17 +458,15 @@ def _has_sources(table: pa.Table) -> bool:
 def _by_vm(vm: np.ndarray, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """The order of rows by (vm, seq) when each VM's rows come in increasing seq order (VMs
     interleaved in time), and `seq` and `vm` in that order; else None. A stable sort by vm
-    alone gives it then (a radix sort for small codes: linear); rows out of seq order or
-    repeated need the sort by every key. (The columns in order come along: gathering a row
-    group's column in another order is what this costs most.)"""
-    top = int(vm.max()) if len(vm) else 0
-    # (radix sorts: one pass over bytes for a host's few VMs, two for a fleet's thousands)
-    small = vm.astype(np.uint8) if top < 2**8 else vm.astype(np.int16) if top < 2**15 else vm
-    pos = np.argsort(small, kind="stable")
+    alone gives it then (Arrow's, a counting sort for a small range of codes: linear, and
+    3-4x faster than numpy's radix sort); rows out of seq order or repeated need the sort by
+    every key. (The columns in order come along: gathering a row group's column in another
+    order is what this costs most.)"""
+    pos = np.asarray(pc.array_sort_indices(pa.array(vm)).to_numpy(), dtype=np.int64)
     s = seq[pos]
-    v = small[pos]
+    v = vm[pos]
     if np.all((s[1:] > s[:-1]) | (v[1:] != v[:-1])):
-        return pos, s, v.astype(vm.dtype, copy=False)
+        return pos, s, v
     return None
 
 
