@@ -17,7 +17,10 @@ For each layout it prints the time of `analyzer.check` (all rules), of DuckDB ru
 rules as SQL over the same files (`RULES_SQL`: iostatus-before-event, event-before-stop,
 stop-follows-error, vm-stop-thread and query-matches-events, with error ids as the synthetic
 trace has them; on simulator recordings of every QEMU 7.2 defect variant it finds what
-`check` finds, rule by rule, and the last column shows whether it did here), and of a bare
+`check` finds, rule by rule, and the last column shows whether it did here), of DuckDB
+running those and the two integrity rules `check` runs over every row (`INTEGRITY_SQL`:
+seq-unique, ts-monotonic-per-thread; they find what `check` finds on a recording with clocks
+set back and a VM's steps repeated in a second file), and of a bare
 pyarrow read of the columns the check reads; ratios, steps/s and
 the peak RSS of the process that ran it (with ``--workers`` N > 1 that is the parent's only:
 the worker processes are the forkserver's children, not its own). Every figure runs in
@@ -26,6 +29,7 @@ load shows in wall time: quote figures with the size used.
 
     python benchmarks/bench_layouts.py                       # 50 M steps, 1,000 VMs
     python benchmarks/bench_layouts.py --steps 5e6 --vms 200 --repeat 1
+    python benchmarks/bench_layouts.py --no-integrity        # without DuckDB's 7-rule run
 
 DuckDB is a benchmark-only dependency: ``pip install 'blkreplay[bench]'``.
 """
@@ -119,12 +123,32 @@ UNION ALL SELECT * FROM r4 UNION ALL SELECT * FROM r5
 SQL_RULES = ("iostatus-before-event", "event-before-stop", "stop-follows-error", "vm-stop-thread",
              "query-matches-events")
 
+#: The two integrity rules `check` runs over every row, as SQL: what the five rules above leave
+#: out, and the costliest part of a check in any engine (every row's seq and ts_ns, not the 1-2%
+#: of rows the five filter down to). The fastest formulations found: a window per VM for
+#: seq-unique (3.4 s on 50 M rows, where GROUP BY vm, seq HAVING count(*) > 1 took 7.7 s and
+#: count(DISTINCT) 7.3 s), a window per (vm, thread) for ts-monotonic-per-thread; one query
+#: with both windows took longer (12.5 s) than the two apart. A repeated seq inside one file is
+#: a schema error to `check` (exit 2), so seq-unique names each VM once, as `check` does for
+#: the steps two files repeat.
+INTEGRITY_SQL = r"""
+SELECT DISTINCT 'seq-unique' AS rule, vm, NULL AS seq FROM (
+    SELECT vm, seq, lag(seq) OVER (PARTITION BY vm ORDER BY seq) AS prev FROM t) WHERE seq = prev
+UNION ALL
+SELECT 'ts-monotonic-per-thread' AS rule, vm, seq FROM (
+    SELECT vm, seq, ts_ns, lag(ts_ns) OVER (PARTITION BY vm, thread ORDER BY seq) AS prev FROM t)
+WHERE ts_ns < prev
+"""
+
+#: Every rule the benchmark has as SQL: the five, then the two integrity rules.
+ALL_SQL_RULES = (*SQL_RULES, "seq-unique", "ts-monotonic-per-thread")
+
 CHILD = r"""
 import json, resource, sys, time
 SQL_RULES = {rules!r}
 sys.path.insert(0, {repo!r})
 mode, paths, workers = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-if mode == "duckdb":
+if mode.startswith("duckdb"):
     import duckdb
     con = duckdb.connect()
     con.sql("SET threads = {threads}; SET enable_progress_bar = false")
@@ -136,10 +160,12 @@ else:
     from analyzer.rules import columns_for
     from analyzer.rules.catalogue import RULE_IDS
 t0 = time.perf_counter()
-if mode == "duckdb":
+if mode.startswith("duckdb"):
     globs = [p if p.endswith(".parquet") else p + "/**/*.parquet" for p in paths]
     con.sql(f"CREATE VIEW t AS SELECT * FROM read_parquet({{globs!r}}, hive_partitioning = true)")
     found = con.execute({sql!r}).fetchall()
+    if mode == "duckdb-all":
+        found += con.execute({integrity!r}).fetchall()
     rows = con.execute("SELECT count(*) FROM t").fetchall()[0][0]
     findings = {{}}
     for rule, _, _ in found:
@@ -247,7 +273,8 @@ def sim_trace(cache: Path, steps: int, vms: int) -> list[str]:
 
 
 def run(mode: str, paths: list[str], workers: int, threads: int) -> dict:
-    code = CHILD.format(repo=str(REPO), sql=RULES_SQL, threads=threads, rules=SQL_RULES)
+    code = CHILD.format(repo=str(REPO), sql=RULES_SQL, integrity=INTEGRITY_SQL, threads=threads,
+                        rules=ALL_SQL_RULES)
     out = subprocess.run([sys.executable, "-c", code, mode, json.dumps(paths), str(workers)],
                          capture_output=True, text=True)
     if out.returncode:
@@ -261,7 +288,7 @@ def _agreement(check: dict[str, int], duckdb: dict[str, int]) -> str:
     if check == duckdb:
         return f"same ({sum(check.values())})"
     return " ".join(f"{rule} {check.get(rule, 0)}/{duckdb.get(rule, 0)}"
-                    for rule in SQL_RULES if check.get(rule, 0) != duckdb.get(rule, 0))
+                    for rule in ALL_SQL_RULES if check.get(rule, 0) != duckdb.get(rule, 0))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layouts", default=",".join(LAYOUTS))
     ap.add_argument("--sim-steps", type=float, default=5e6)
     ap.add_argument("--sim-vms", type=int, default=500)
+    ap.add_argument("--no-integrity", dest="integrity", action="store_false",
+                    help="skip DuckDB with the integrity rules (duckdb7: ~10 s more a layout and run)")
     args = ap.parse_args(argv)
     if str(args.cache.resolve()).startswith(str(REPO)):
         ap.error("--cache must be outside the repository")
@@ -285,21 +314,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{int(args.steps):,} steps, {args.vms} VMs (sim: {int(args.sim_steps):,} steps, {args.sim_vms} VMs); "
           f"check workers {args.workers}, DuckDB threads "
           f"{args.threads}; best of {args.repeat} (seconds)")
-    head = (f"{'layout':<9} {'check':>7} {'duckdb':>7} {'read':>6} {'chk/ddb':>8} {'chk/read':>9} "
-            f"{'Msteps/s':>9} {'RSS MB':>7} {'ddb RSS':>8} findings of the SQL rules (check/DuckDB)")
+    print("duckdb5: the five rules of RULES_SQL; duckdb7: those and the integrity rules "
+          "(INTEGRITY_SQL); the findings compared are DuckDB7's")
+    head = (f"{'layout':<9} {'check':>7} {'duckdb5':>8} {'duckdb7':>8} {'read':>6} {'chk/ddb5':>9} "
+            f"{'chk/ddb7':>9} {'chk/read':>9} {'Msteps/s':>9} {'RSS MB':>7} {'ddb RSS':>8} "
+            "findings of the SQL rules (check/DuckDB)")
     print(head)
+    modes = ("check", "duckdb", "read", "duckdb-all") if args.integrity else ("check", "duckdb", "read")
     for name in chosen:
         best: dict[str, dict] = {}
         for _ in range(args.repeat):
-            for mode in ("check", "duckdb", "read"):
+            for mode in modes:
                 r = run(mode, paths[name], args.workers, args.threads)
                 if mode not in best or r["seconds"] < best[mode]["seconds"]:
                     best[mode] = {**r, "rss_mb": max(r["rss_mb"], best.get(mode, {}).get("rss_mb", 0))}
         c, d, b = best["check"], best["duckdb"], best["read"]
-        print(f"{name:<9} {c['seconds']:7.2f} {d['seconds']:7.2f} {b['seconds']:6.2f} "
-              f"{c['seconds'] / d['seconds']:8.2f} {c['seconds'] / b['seconds']:9.2f} "
+        d7 = best.get("duckdb-all")
+        found = {k: v for k, v in c["findings"].items() if k in SQL_RULES} if d7 is None else c["findings"]
+        print(f"{name:<9} {c['seconds']:7.2f} {d['seconds']:8.2f} "
+              f"{d7['seconds'] if d7 else float('nan'):8.2f} {b['seconds']:6.2f} "
+              f"{c['seconds'] / d['seconds']:9.2f} "
+              f"{c['seconds'] / d7['seconds'] if d7 else float('nan'):9.2f} {c['seconds'] / b['seconds']:9.2f} "
               f"{c['rows'] / c['seconds'] / 1e6:9.1f} {c['rss_mb']:7.0f} {d['rss_mb']:8.0f} "
-              f"{_agreement(c['findings'], d['findings'])}", flush=True)
+              f"{_agreement(found, (d7 or d)['findings'])}", flush=True)
     return 0
 
 
