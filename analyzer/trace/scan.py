@@ -464,7 +464,8 @@ def _by_vm(vm: np.ndarray, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     order is what this costs most.)"""
     pos = np.asarray(pc.array_sort_indices(pa.array(vm)).to_numpy(), dtype=np.int64)
     s = seq[pos]
-    v = vm[pos]
+    # each code as many times as it occurs, in order: `vm[pos]` without its random reads
+    v = np.repeat(np.arange(int(vm.max()) + 1 if len(vm) else 0, dtype=vm.dtype), np.bincount(vm))
     if np.all((s[1:] > s[:-1]) | (v[1:] != v[:-1])):
         return pos, s, v
     return None
