@@ -304,7 +304,8 @@ def pack_units(groups: list[RowGroup], unit_rows: int, parts: int = 1) -> list[U
     rows, VMs taken in order of their first row group, and a piece lists every row group
     holding one of its VMs: a row group shared by two pieces is read by both, each keeping
     only its own VMs' rows (`analyzer.trace.scan`). A file sorted by (vm, seq) with big row
-    groups thus splits at its row groups, re-reading only the groups at the cuts. Where that
+    groups thus splits at its row groups, re-reading only the groups at the cuts (and in one
+    process not even those: the next unit takes the table just read, `files._SharedReads`). Where that
     would re-read much (a file sorted by time, every VM in every row group), a component is
     split into `parts` pieces only, and only for `SPREAD_PARTS` workers or more (each piece
     reads the whole component, keeping its share; the memory of a piece is its kept rows). Small pieces are then packed,
