@@ -99,19 +99,23 @@ def scan_unit(
     groups = unit.row_groups
     reported = 0
 
-    def read(i: int) -> tuple[RowGroup, pa.Table]:
-        return read_own(trace, unit, groups[i], reader.columns)
+    def read(i: int) -> tuple[RowGroup, pa.Table, dict[str, np.ndarray]]:
+        rg, table = read_own(trace, unit, groups[i], reader.columns)
+        return rg, table, reader.core(rg, table)
 
-    # Read the next row group while this one is checked (Parquet decoding releases the GIL).
+    # Read the next row group and decode its core columns while this one is checked (Parquet
+    # decoding and most of `core` release the GIL; `core` runs in row-group order, in this one
+    # thread, so the codes it gives threads are the same as when the main thread ran it, and its
+    # errors come at the same row group).
     with ThreadPoolExecutor(max_workers=1) as pool:
         ahead = pool.submit(read, 0) if groups else None
         try:
             for i, rg in enumerate(groups):
                 assert ahead is not None
-                rg, table = ahead.result()
+                rg, table, core = ahead.result()
                 ahead = pool.submit(read, i + 1) if i + 1 < len(groups) else None
                 state.index = i
-                state.add(rg, table)
+                state.add(rg, table, core)
                 if observe is not None:
                     observe(rg, table)
                 del table
@@ -244,9 +248,9 @@ class _Streaming:
         self.last_group = np.full(n_vm, np.iinfo(np.int64).max, dtype=np.int64)
         self.index = 0
 
-    def add(self, rg: RowGroup, table: pa.Table) -> None:
-        """Check one row group's order and timestamps, keep the rows the rules read."""
-        core = self.reader.core(rg, table)
+    def add(self, rg: RowGroup, table: pa.Table, core: dict[str, np.ndarray]) -> None:
+        """Check one row group's order and timestamps, keep the rows the rules read. `core`:
+        its `RowGroupDecoder.core` (decoded by the read-ahead thread)."""
         n = table.num_rows
         self.rows += n
         if not n:
