@@ -115,8 +115,9 @@ class _MappedPolicy(LinePolicy):
         self.path = outer.path
         self._outer = outer
         self._origin = origin
-        # the original file's last line, if it ends mid-line (a cut record is "truncated")
-        self._last = outer._last
+
+    def last_if_cut(self) -> int:
+        return self._outer.last_if_cut()  # the original file's (a cut record is "truncated")
 
     def _original(self, number: int) -> int:
         return self._origin[number - 1] if 0 < number <= len(self._origin) else number

@@ -279,7 +279,7 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
     """A domain log (or plain command line) -> a ``domain-log`` part (device facts) and a
     ``qemu-log`` part (its trace lines), both of the VM its ``-name`` gives."""
     rows = Rows()
-    part = Part(source="domain-log", path=text.path, sha256=text.sha256, rows=rows)
+    part = Part(source="domain-log", path=text.path, rows=rows)
     boot = 0
     start_ts: int | None = None
     pending: list[tuple[int, str]] = []

@@ -72,7 +72,7 @@ class _Session:
         self.mon = mon
         self.generation = generation
         self.rows = Rows()
-        self.part = Part(source="libvirt-log", path=text.path, sha256=text.sha256, rows=self.rows)
+        self.part = Part(source="libvirt-log", path=text.path, rows=self.rows)
         self.qmp = QmpState(self.rows, self.part.hints, self.part.node_map)
         self.vm_ptr: str | None = None
         self.name: str | None = None

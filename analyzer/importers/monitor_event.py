@@ -75,7 +75,7 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
         entry = parts.get(domain)
         if entry is None:
             rows = Rows()
-            part = Part(source="qemu-monitor-event", path=text.path, sha256=text.sha256, rows=rows)
+            part = Part(source="qemu-monitor-event", path=text.path, rows=rows)
             part.vm = domain
             entry = parts[domain] = (part, QmpState(rows, part.hints, part.node_map))
         part, state = entry

@@ -166,12 +166,14 @@ def parse_input(
             fmt = detect_format(
                 text.iter_lines(DETECT_BYTES), text.source, skip_bad=skip_bad, whole=text.size <= DETECT_BYTES,
             )
-        text.scan()
+        text.start_scan()  # (beside the parsing: its sha256 and line count are for the end)
         policy = LinePolicy(
             text, fmt, skip_bad=skip_bad, progress=progress,
             progress_base=progress_base, progress_total=progress_total,
         )
         parsed = PARSERS[fmt](text, policy)
+        for part in parsed.parts:
+            part.sha256 = parsed.sha256
     finally:
         text.close()
     _check_ranges(parsed)

@@ -171,7 +171,7 @@ class _TraceLogParser:
         self.text = text
         self.policy = policy
         self.rows = Rows()
-        self.part = Part(source="qemu-log", path=text.path, sha256=text.sha256, rows=self.rows)
+        self.part = Part(source="qemu-log", path=text.path, rows=self.rows)
         self.hints = self.part.hints
         self.qmp = QmpState(self.rows, self.hints, self.part.node_map)
         self.numbers = EventNumbers()
@@ -240,7 +240,7 @@ class _TraceLogParser:
         if not is_utf8(block):  # read where its bad line is reported
             return prepared
         lines = prepared.lines = ByteLines(block)
-        plain = TraceBlock(lines, self.text.crlf)
+        plain = TraceBlock(lines, b"\r" in block)  # (CRs of this block's lines: `lines`)
         how = [self.dispatch.setdefault(name, self.classify(name)) for name in plain.names]
         code_is = {
             what: np.array([h == what for h in how] + [False], dtype=bool)[plain.codes]
@@ -270,19 +270,22 @@ class _TraceLogParser:
     def consume(self, prepared: _Prepared) -> None:
         """Read a prepared block: its other lines one by one, then its segment."""
         before, lines = prepared.before, prepared.lines
+        crlf = b"\r" in prepared.block
         if lines is None:
-            self.lines(enumerate(self.text.decode_block(prepared.block, before), before + 1))
+            self.lines(enumerate(self.text.decode_block(prepared.block, before), before + 1), crlf)
             return
         if prepared.requests is not None:
             self.requests.add(*prepared.requests)
-        self.lines((before + i + 1, lines.line(i)) for i in prepared.rest.tolist())
+        self.lines(((before + i + 1, lines.line(i)) for i in prepared.rest.tolist()), crlf)
         self.requests.apply_before(None, self.req_op)
         if prepared.segment is not None:
             self.rows.segments.append(prepared.segment)
         self.policy.progress(before + len(lines))
 
-    def lines(self, numbered: Iterable[tuple[int, str]]) -> None:
-        """Read these (number, line) one by one."""
+    def lines(self, numbered: Iterable[tuple[int, str]], crlf: bool | None = None) -> None:
+        """Read these (number, line) one by one; `crlf`: whether they may end in a CR (None:
+        whether the input has CRs). A block's own answer keeps `consume` from waiting for the
+        input's scan."""
         rows = self.rows
         kind_append, ts_append, tid_append = rows.kind.append, rows.ts.append, rows.tid.append
         name_append, payload_append, line_append = rows.name.append, rows.payload.append, rows.line.append
@@ -290,7 +293,8 @@ class _TraceLogParser:
         classify = self.classify
         policy = self.policy
         encode = encode_basestring
-        crlf = self.text.crlf
+        if crlf is None:
+            crlf = self.text.crlf
         tids = self.tids
         for number, line in numbered:
             if not number & _PROGRESS_MASK:

@@ -117,7 +117,7 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
 def _parse_lines(text: InputText, policy: LinePolicy) -> ParsedInput:
     """Parse a QMP raw stream or transcript into one Part, one line at a time."""
     rows = Rows()
-    part = Part(source="qmp", path=text.path, sha256=text.sha256, rows=rows)
+    part = Part(source="qmp", path=text.path, rows=rows)
     state = QmpState(rows, part.hints, part.node_map)
     transcript: bool | None = None
     cache = MessageCache()
@@ -281,7 +281,7 @@ class _Transcript:
     def __init__(self, text: InputText, policy: LinePolicy) -> None:
         self.text, self.policy = text, policy
         self.rows = Rows()
-        self.part = Part(source="qmp", path=text.path, sha256=text.sha256, rows=self.rows)
+        self.part = Part(source="qmp", path=text.path, rows=self.rows)
         self.state = QmpState(self.rows, self.part.hints, self.part.node_map)
         self.table = MessageTable()
         self.cache = MessageCache()

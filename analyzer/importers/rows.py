@@ -253,8 +253,10 @@ class Part:
 
     source: str
     path: str
-    sha256: str
     rows: Rows
+    #: The input's (`pipeline.parse_input` sets it once the input is read: a parser never
+    #: waits for the input's scan, `lines.InputText.start_scan`).
+    sha256: str = ""
     hints: ThreadHints = field(default_factory=ThreadHints)
     #: node-name / qom-path / qdev path -> device name, learnt from query-block replies.
     node_map: dict[str, str] = field(default_factory=dict)

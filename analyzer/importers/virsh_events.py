@@ -98,7 +98,7 @@ class _Event:
         """Append the event's row to the part of its domain."""
         part = parts.get(self.domain)
         if part is None:
-            part = parts[self.domain] = Part(source="virsh-events", path=text.path, sha256=text.sha256, rows=Rows())
+            part = parts[self.domain] = Part(source="virsh-events", path=text.path, rows=Rows())
             part.vm = self.domain
         data: dict[str, object] = {"text": self.rest}
         if self.disk is not None:
