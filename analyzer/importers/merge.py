@@ -206,7 +206,9 @@ def build_rows(
         valid = np.zeros(m, dtype=bool)
         out[at[kept]] = found[kept]
         valid[at[kept]] = True
-        return pa.array(out, mask=~valid).cast(type_)
+        validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+        column = pa.Array.from_buffers(pa.int64(), m, [validity, pa.py_buffer(out)], null_count=m - int(np.count_nonzero(kept)))
+        return column if type_ == pa.int64() else column.cast(type_)
 
     def scattered_dictionary(col: str) -> pa.DictionaryArray:
         """A sparse string column straight to its dictionary column: no column of `m` strings.
@@ -225,6 +227,8 @@ def build_rows(
             missing[at[kept]] = False
 
         values = sparse.get(col, {})
+        if not values and all(col not in columns.values for _, _, columns in messages):
+            return _no_words(m)
         if values:
             encoded = pa.array(list(values.values()), pa.string()).dictionary_encode()
             place(position[np.fromiter(values, np.int64, len(values))], encoded.indices, encoded.dictionary)
@@ -298,11 +302,18 @@ def first_appearance(column: pa.DictionaryArray) -> pa.DictionaryArray:
     ``dictionary_encode`` of the plain strings gives, whatever dictionary it came with."""
     indices = column.indices
     seen = pc.drop_null(pc.unique(indices)).to_numpy()
+    if len(seen) == len(column.dictionary) and bool(np.all(seen == np.arange(len(seen)))):
+        return column  # (already so: one input read in order, a column of one word)
     remap = np.zeros(max(len(column.dictionary), 1), dtype=np.int32)  # (all null: no dictionary)
     remap[seen] = np.arange(len(seen), dtype=np.int32)
     codes = remap[pc.fill_null(indices, 0).to_numpy()]
     mask = indices.is_null().to_numpy(zero_copy_only=False) if indices.null_count else None
     return pa.DictionaryArray.from_arrays(pa.array(codes, mask=mask), column.dictionary.take(pa.array(seen)))
+
+
+def _no_words(m: int) -> pa.DictionaryArray:
+    """A dictionary column of `m` nulls (what `first_appearance` makes of one)."""
+    return pa.DictionaryArray.from_arrays(pa.nulls(m, pa.int32()), pa.array([], pa.string()))
 
 
 def _output_order(alias: np.ndarray, ts: np.ndarray, line: np.ndarray, part_of: np.ndarray, listed: int | None) -> np.ndarray:
