@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyzer.cli import main
-from analyzer.importers import import_traces
+from analyzer.importers import import_traces, pipeline
 from analyzer.importers import lines as lines_mod
 from analyzer.importers.json_scan import parse_json, parse_json_exact
 from tracer.errors import ImportFormatError, InputError, JSONBoundError
@@ -165,6 +165,22 @@ def test_line_bound_is_exact_and_names_the_line(tmp_path, monkeypatch):
         with pytest.raises(InputError, match="line longer than") as exc:
             list(lines_mod.read_text(bad).lines)
         assert exc.value.line == line
+
+
+@pytest.mark.parametrize("name", ["trace.log", "libvirtd.log"])
+def test_a_bad_line_is_reported_before_a_too_long_line_after_it(tmp_path, monkeypatch, name):
+    """Blocks are read ahead of the parsing: the first bad line in order is still the one named."""
+    monkeypatch.setattr(lines_mod, "MAX_LINE_BYTES", 200)
+    monkeypatch.setattr(lines_mod, "CHUNK_BYTES", 64)
+    monkeypatch.setattr(pipeline, "DETECT_BYTES", 400)  # (the format is told from the good lines)
+    good = GOOD_TRACE if name == "trace.log" else "2026-01-02 03:04:05.000+0000: 1: info : f:1 : hostname: h\n"
+    path = tmp_path / name
+    first = good if name == "trace.log" else good.replace("hostname: h", f"QEMU_MONITOR_RECV_EVENT: mon=0x1 event={EVENT}")
+    bad = "1 not a line\n" if name == "trace.log" else GOOD_TRACE  # (a trace line in a libvirt log)
+    path.write_text(first + good * 4 + bad + good + "x" * 300 + "\n")
+    with pytest.raises(ImportFormatError) as exc:
+        import_traces([path], tmp_path / "out.parquet")
+    assert exc.value.line == 6
 
 
 @pytest.mark.parametrize(
