@@ -42,6 +42,7 @@ from analyzer.importers import ahead
 from analyzer.importers.byte_lines import ByteLines, is_digit, is_utf8
 from analyzer.importers.detect import TRACE_PREFIXED
 from analyzer.importers.json_scan import parse_json
+from analyzer.importers.libvirt_times import header_times
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
 from analyzer.importers.message_cache import MessageCache
 from analyzer.importers.qmp_semantics import QmpState
@@ -139,8 +140,9 @@ class _LibvirtParser:
             return any(b"QEMU_MONITOR_RECV_" in block for _, block in text.iter_byte_blocks())
         return any("QEMU_MONITOR_RECV_" in line for line in text.lines)
 
-    def lines(self) -> Iterator[tuple[int, str]]:
-        """(number, line) of the lines `run` must read, in order.
+    def lines(self) -> Iterator[tuple[int, str, int | None]]:
+        """(number, line, its header's time if read in bulk, else None) of the lines `run`
+        must read, in order.
 
         An old libvirt's ``QEMU_MONITOR_IO_PROCESS`` buffers continue over lines of any kind:
         every line then. Otherwise `run` does nothing with a line that has a header but none of
@@ -153,24 +155,27 @@ class _LibvirtParser:
             for number, line in enumerate(text.lines, 1):
                 if not number % PROGRESS_EVERY:
                     policy.progress(number)
-                yield number, line
+                yield number, line, None
             return
-        for before, block, lines, picked in ahead.ordered(text.iter_byte_blocks(), _picked, workers=_BULK_THREADS):
+        for before, block, lines, picked, times in ahead.ordered(text.iter_byte_blocks(), _picked, workers=_BULK_THREADS):
             if lines is None:  # not UTF-8: read where its bad line is reported
-                yield from enumerate(text.decode_block(block, before), before + 1)
+                for number, line in enumerate(text.decode_block(block, before), before + 1):
+                    yield number, line, None
                 continue
             k = 0
             while not self.seen_head and k < len(lines):
-                yield before + k + 1, lines.line(k)
+                yield before + k + 1, lines.line(k), None
                 k += 1
-            for i in picked[np.searchsorted(picked, k) :].tolist():
-                yield before + i + 1, lines.line(i)
+            first = int(np.searchsorted(picked, k))
+            ns, timed = times
+            for i, t, ok in zip(picked[first:].tolist(), ns[first:].tolist(), timed[first:].tolist(), strict=True):
+                yield before + i + 1, lines.line(i), t if ok else None
             policy.progress(before + len(lines))
 
     def run(self) -> ParsedInput:
         policy = self.policy
         head = _HEAD.match
-        for number, line in self.lines():
+        for number, line, ts in self.lines():
             m = head(line)
             if m is None:
                 if self.pending_io is not None:
@@ -186,11 +191,11 @@ class _LibvirtParser:
             if not sep:
                 message = text
             if message.startswith("QEMU_MONITOR_"):
-                self.monitor(number, line, m, message)
+                self.monitor(number, line, m, message, ts)
             elif message.startswith('Line [{"QMP"'):
                 self.greeting(message)
             elif message.startswith("Transitioned guest ") and "qemuProcessHandle" in text:
-                self.handled(number, line, m, text)
+                self.handled(number, line, m, text, ts)
             elif message.startswith("hostname: "):
                 self.host = self.host or message[len("hostname: ") :].strip() or None
             elif "vm" in message and ("name" in message or "mon" in message):
@@ -223,7 +228,7 @@ class _LibvirtParser:
             return
         self.newest.qmp.announce(greeting)
 
-    def handled(self, number: int, line: str, m: re.Match[str], text: str) -> None:
+    def handled(self, number: int, line: str, m: re.Match[str], text: str, ts: int | None) -> None:
         """``qemuProcessHandle{IOError,Stop,Resume}: Transitioned guest NAME ...``: the state
         libvirt put the domain in on a QEMU event -> a ``mgmt_event`` row (thread ``mgmt``)
         named after the handler, ``runstate`` ``io-error`` (``paused (I/O error)``), ``paused``
@@ -242,7 +247,7 @@ class _LibvirtParser:
         if session is None:
             return
         try:
-            ts = self.time_ns(m)
+            ts = self.time_ns(m) if ts is None else ts
         except ValueError as exc:
             self.policy.bad(number, line, str(exc))
             return
@@ -270,7 +275,8 @@ class _LibvirtParser:
         for m in _VM_NAME.finditer(message):
             self.vm_names[m.group(1)] = m.group(2)
 
-    def monitor(self, number: int, line: str, head: re.Match[str], message: str) -> None:
+    def monitor(self, number: int, line: str, head: re.Match[str], message: str, ts: int | None) -> None:
+        """A ``QEMU_MONITOR_*`` line (`ts`: its header's time if read in bulk)."""
         probe, _, rest = message.partition(": ")
         if not rest.startswith("mon="):
             return
@@ -286,7 +292,7 @@ class _LibvirtParser:
         if expected is None or (probe == "QEMU_MONITOR_IO_PROCESS" and not (self.use_io_process and field == "buf")):
             return  # a probe whose messages another one reports (or none)
         try:
-            ts = self.time_ns(head)
+            ts = self.time_ns(head) if ts is None else ts
         except ValueError as exc:
             self.policy.bad(number, line, str(exc))
             return
@@ -376,14 +382,17 @@ _DATE_SHAPE = b"????-??-?? ??:??:??."
 _BULK_THREADS = 2
 
 
-def _picked(item: tuple[int, bytes]) -> tuple[int, bytes, ByteLines | None, np.ndarray | None]:
-    """(lines before, block, its lines, the `_relevant` ones) of a block; no lines when the
-    block is not UTF-8. Pure: it runs ahead on threads (`ahead.ordered`)."""
+def _picked(item: tuple[int, bytes]) -> tuple[int, bytes, ByteLines | None, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """(lines before, block, its lines, the `_relevant` ones, their header times in bulk:
+    `header_times`) of a block; no lines when the block is not UTF-8. Pure: it runs ahead on
+    threads (`ahead.ordered`)."""
     before, block = item
+    none = np.zeros(0, dtype=np.int64)
     if not is_utf8(block):
-        return before, block, None, None
+        return before, block, None, none, (none, none.astype(bool))
     lines = ByteLines(block)
-    return before, block, lines, np.flatnonzero(_relevant(lines))
+    picked = np.flatnonzero(_relevant(lines))
+    return before, block, lines, picked, header_times(lines, picked)
 
 
 def _relevant(lines: ByteLines) -> np.ndarray:
