@@ -45,6 +45,16 @@ class ByteLines:
         """Line `i` as text (the block is known to be UTF-8: `is_utf8`)."""
         return self.block[self.starts[i] : self.ends[i]].decode("utf-8")
 
+    def texts(self, pick: np.ndarray) -> list[str]:
+        """Lines `pick` as text, like `line` for each (an ASCII block is decoded once and
+        sliced: no decoding, nor numpy scalar, per line)."""
+        starts, ends = self.starts[pick].tolist(), self.ends[pick].tolist()
+        if self.block.isascii():
+            whole = self.block.decode("ascii")
+            return [whole[a:b] for a, b in zip(starts, ends, strict=True)]
+        block = self.block
+        return [block[a:b].decode("utf-8") for a, b in zip(starts, ends, strict=True)]
+
     def first_bytes(self) -> np.ndarray:
         """Each line's first byte (0 for an empty line)."""
         out = np.zeros(len(self), dtype=np.uint8)

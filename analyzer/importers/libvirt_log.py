@@ -168,8 +168,9 @@ class _LibvirtParser:
                 k += 1
             first = int(np.searchsorted(picked, k))
             ns, timed = times
-            for i, t, ok in zip(picked[first:].tolist(), ns[first:].tolist(), timed[first:].tolist(), strict=True):
-                yield before + i + 1, lines.line(i), t if ok else None
+            rest = picked[first:]
+            for i, line, t, ok in zip(rest.tolist(), lines.texts(rest), ns[first:].tolist(), timed[first:].tolist(), strict=True):
+                yield before + i + 1, line, t if ok else None
             policy.progress(before + len(lines))
 
     def run(self) -> ParsedInput:

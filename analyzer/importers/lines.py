@@ -202,15 +202,14 @@ class InputText:
                 eof = True
                 break
             read += len(chunk)
-            data = carry + chunk if carry else chunk
-            cut = data.rfind(b"\n")
+            cut = chunk.rfind(b"\n")
             if cut < 0:
-                carry = data
+                carry += chunk
                 self._bound(len(carry), number + 1)
                 continue
-            block = data[:cut]
+            block = b"".join((carry, memoryview(chunk)[:cut]))  # (one copy of the chunk)
             count = newlines_in(block) + 1
-            carry = data[cut + 1 :]
+            carry = chunk[cut + 1 :]
             self._bound(len(carry), number + count + 1)
             if len(block) > MAX_LINE_BYTES:  # only then can a line inside it be too long
                 lengths = [len(line) for line in block.split(b"\n")]

@@ -18,7 +18,7 @@ strings and integers, between our own processes); the parent takes them in input
 the output, and which bad input is reported, are those of one process.
 
 Parsing is Python per line and builds millions of small objects, so it runs with the cyclic
-garbage collector paused (`_no_cycle_collection`).
+garbage collector paused and a shorter thread switch interval (`_parsing`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import gc
 import glob
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -124,18 +125,32 @@ class ImportSummary:
         return any(i.truncated for i in self.inputs)
 
 
+#: How long a thread may hold the GIL while another waits for it, while parsing (s).
+PARSING_SWITCH_INTERVAL = 0.001
+
+
 @contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building millions of small objects.
+def _parsing() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building millions of small objects, and let
+    the bulk readers' threads have the GIL back sooner.
 
     Parsing creates no reference cycles, but each row's dicts and tuples would trigger
     collections that scan every live object again and again (5x slower on 1M lines).
+
+    The threads reading ahead (`ahead.ordered`) run numpy and Arrow without the GIL, but need
+    it back between two calls, while the parser's Python loop holds it: at Python's default
+    switch interval (5 ms) each of their dozens of calls per block may wait that long, and
+    the parser then waits for their blocks (1.4 s of 11 s on a 10 M-line libvirt log). At
+    1 ms that log takes 5% less time. Both settings are restored afterwards.
     """
     was_enabled = gc.isenabled()
+    interval = sys.getswitchinterval()
     gc.disable()
+    sys.setswitchinterval(min(interval, PARSING_SWITCH_INTERVAL))
     try:
         yield
     finally:
+        sys.setswitchinterval(interval)
         if was_enabled:
             gc.enable()
 
@@ -203,7 +218,7 @@ def read_input(
 ) -> pa.Table:
     """One input as a schema-v1 table (every VM it holds, each with seq 0..)."""
     check_pattern(host)
-    with _no_cycle_collection():
+    with _parsing():
         parsed = parse_input(path, format, skip_bad=skip_bad, progress=progress, stdin_name=stdin_name)
         assign_hosts([parsed], host, [None if str(path) == "-" else str(path)])
         return one_table(list(vm_tables([parsed], vm=vm, host=None).values()))
@@ -253,7 +268,7 @@ def import_traces(
     plan = check_output(out, inputs=[p for p in inputs if str(p) != "-"], parents=parents, replace=replace)
     sizes = [_size(p) for p in inputs]
     total = sum(sizes)
-    with _no_cycle_collection():
+    with _parsing():
         parsed = _parse_all(
             inputs, sizes, format, skip_bad=skip_bad, progress=progress, stdin_name=stdin_name,
             workers=workers,
@@ -356,7 +371,7 @@ def _parse_in_workers(
 
 def _parse_in_worker(path: str, format: str, skip_bad: bool) -> ParsedInput:
     """`parse_input` in a worker process (no progress: the parent reports each input done)."""
-    with _no_cycle_collection():
+    with _parsing():
         return parse_input(path, format, skip_bad=skip_bad)
 
 

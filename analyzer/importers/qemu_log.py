@@ -276,7 +276,7 @@ class _TraceLogParser:
             return
         if prepared.requests is not None:
             self.requests.add(*prepared.requests)
-        self.lines(((before + i + 1, lines.line(i)) for i in prepared.rest.tolist()), crlf)
+        self.lines(zip((prepared.rest + (before + 1)).tolist(), lines.texts(prepared.rest), strict=True), crlf)
         self.requests.apply_before(None, self.req_op)
         if prepared.segment is not None:
             self.rows.segments.append(prepared.segment)

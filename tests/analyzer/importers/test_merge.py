@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from analyzer.importers import import_traces, read_input
 from analyzer.importers.merge import _coalesce, _Gather, _output_order, first_appearance
+from tracer.errors import ImportFormatError
 from tracer.schema import read_metadata, validate
 
 
@@ -221,3 +225,18 @@ def test_threads_from_presets_tids_and_a_default_come_out_as_encoding_the_string
     plain = pc.fill_null(pc.coalesce(pa.array(preset, pa.string()), pa.array(derived, pa.string())), "qemu")
     want = plain.dictionary_encode()
     assert got.dictionary.equals(want.dictionary) and got.indices.equals(want.indices)
+
+
+def test_an_import_leaves_the_interpreter_as_it_found_it(dataplane, tmp_path):
+    """A notebook's garbage collector and thread switch interval are its own again after an
+    import, also one that fails (the import pauses the one and shortens the other)."""
+    interval = sys.getswitchinterval()
+    seen = []
+    import_traces([dataplane / "trace.log"], tmp_path / "ok.parquet",
+                  progress=lambda *_: seen.append((sys.getswitchinterval(), gc.isenabled())))
+    bad = tmp_path / "bad.log"
+    bad.write_text("10@1.000001:runstate_set\n")
+    with pytest.raises(ImportFormatError):
+        import_traces([bad], tmp_path / "bad.parquet")
+    assert sys.getswitchinterval() == interval and gc.isenabled()
+    assert seen and all(s <= 0.001 and not enabled for s, enabled in seen[:-1])
