@@ -267,6 +267,11 @@ class _LibvirtParser:
         )
 
     def naming(self, message: str) -> None:
+        if "mon=0x" not in message and "mon:0x" not in message:  # (most: a job's vm=, name=)
+            if "name=" in message or "name:" in message:
+                for m in _VM_NAME.finditer(message):
+                    self.vm_names[m.group(1)] = m.group(2)
+            return
         for m in _MON_VM.finditer(message):
             s = self.session(m.group(1))
             s.vm_ptr = m.group(2)
