@@ -128,7 +128,7 @@ class _Queued:
 class _Prepared:
     """A block of lines as `_TraceLogParser.prepare` left it for `consume`."""
 
-    __slots__ = ("before", "block", "lines", "requests", "rest", "segment")
+    __slots__ = ("before", "block", "heads", "lines", "requests", "rest", "segment")
 
     def __init__(self, before: int, block: bytes) -> None:
         self.before, self.block = before, block
@@ -137,6 +137,8 @@ class _Prepared:
         self.rest = np.zeros(0, dtype=np.int64)
         self.requests: tuple | None = None
         self.segment: Segment | None = None
+        #: What `TraceBlock.heads` found of the `rest` lines (None: read them all one by one).
+        self.heads: tuple | None = None
 
 
 class _Requests:
@@ -259,6 +261,10 @@ class _TraceLogParser:
         rest = np.ones(len(lines), dtype=bool)
         rest[plain.plain[bulk]] = False
         prepared.rest = np.flatnonzero(rest)
+        if block.isascii():  # (its byte offsets are its text's: `heads` gives text offsets)
+            at = np.full(len(lines), -1, dtype=np.int64)
+            at[plain.plain] = np.arange(len(plain.plain))
+            prepared.heads = plain.heads(at[prepared.rest])
         if len(bulk):
             prepared.segment = Segment(
                 ts=plain.ts[bulk], tid=plain.tid[bulk], line=plain.line_numbers(bulk) + before,
@@ -276,7 +282,11 @@ class _TraceLogParser:
             return
         if prepared.requests is not None:
             self.requests.add(*prepared.requests)
-        self.lines(zip((prepared.rest + (before + 1)).tolist(), lines.texts(prepared.rest), strict=True), crlf)
+        numbers, texts = (prepared.rest + (before + 1)).tolist(), lines.texts(prepared.rest)
+        if prepared.heads is None:
+            self.lines(zip(numbers, texts, strict=True), crlf)
+        else:
+            self.headed_lines(numbers, texts, prepared.heads, crlf)
         self.requests.apply_before(None, self.req_op)
         if prepared.segment is not None:
             self.rows.segments.append(prepared.segment)
@@ -344,6 +354,19 @@ class _TraceLogParser:
                 self.other_line(number, line, tid, ts)
             else:
                 handler(number, line, tid, ts, name, args)  # type: ignore[operator]
+
+    def headed_lines(self, numbers: list[int], texts: list[str], heads: tuple, crlf: bool) -> None:
+        """Read these lines one by one, those whose TID, time and name `TraceBlock` already
+        read (`heads`) straight to their handler; any other through `lines`."""
+        dispatch = self.dispatch
+        for number, line, known, tid, ts, name, args_at in zip(numbers, texts, *heads, strict=True):
+            handler = dispatch.get(name) if known else None
+            if handler is None or handler is _BULK or handler is _NOT_AN_EVENT:
+                self.lines(((number, line),), crlf)
+                continue
+            if crlf and line[-1:] == "\r":
+                line = line[:-1]
+            handler(number, line, tid, ts, name, line[args_at:])  # type: ignore[operator]
 
     def classify(self, name: str) -> object:
         """How lines of event `name` are read (decided once per name)."""

@@ -115,6 +115,22 @@ class TraceBlock:
         names = [self.lines.block[start[i] : end[i]].decode("ascii") for i in first.tolist()]
         return codes.astype(np.int64), names, agree
 
+    def heads(self, pick: np.ndarray) -> tuple[list[bool], list[int], list[int], list[str], list[int]]:
+        """Per line of the block `pick` (-1: not a plain line) whether it is plain, and if so
+        its TID, time, name and where its arguments start in it: what the line-by-line reader
+        would find (for the plain lines it still reads one by one, `qemu_log` handlers)."""
+        known = pick >= 0
+        at = np.where(known, pick, 0)
+        if not len(self.plain):  # (no plain line: nothing is known)
+            zeros = np.zeros(len(pick), dtype=np.int64).tolist()
+            return known.tolist(), zeros, zeros, [""] * len(pick), zeros
+        names = self.names
+        return (
+            known.tolist(), self.tid[at].tolist(), self.ts[at].tolist(),
+            [names[c] for c in self.codes[at].tolist()],
+            (self._args[0][at] - self.lines.starts[self.plain[at]]).tolist(),
+        )
+
     def line_numbers(self, pick: np.ndarray) -> np.ndarray:
         """The numbers (1-based, in the block) of the plain lines `pick`."""
         return self.plain[pick] + 1
