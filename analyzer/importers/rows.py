@@ -213,26 +213,17 @@ class Rows:
         return len(self.kind) - 1
 
     def fill_missing_ts(self) -> None:
-        """Carry the last known timestamp forward (and the first one back); 0 if none at all.
+        """Give a row without a time that of the nearest line before (the first one back); 0
+        if no row has one.
 
         Sources without a time on every line (a raw QMP stream's replies, a trace log without
-        ``-msg timestamp=on``) leave None where the line itself has no time. The last known
-        time is that of the row before in reading order, or, with segments, of the row of the
-        nearest line before (segments hold rows of many lines, all timed).
+        ``-msg timestamp=on``) leave None where the line itself has no time. "Before" is in
+        line order, not in the order rows were added: a parser adds some rows only at the end
+        (a trace log's queued events and its unknown-lines marker), and segments hold rows of
+        many lines, all timed.
         """
-        ts = self.ts
-        if self.segments and any(t is None for t in ts):
-            self._fill_by_line()
+        if all(t is not None for t in self.ts):
             return
-        first = next((t for t in ts if t is not None), 0)
-        last = first
-        for i, t in enumerate(ts):
-            if t is None:
-                ts[i] = last
-            else:
-                last = t
-
-    def _fill_by_line(self) -> None:
         listed = len(self.ts)
         lines = np.concatenate([np.asarray(self.line, dtype=np.int64)] + [s.line for s in self.segments])
         known = np.concatenate([np.array([t is not None for t in self.ts], dtype=bool)] + [np.ones(len(s), bool) for s in self.segments])

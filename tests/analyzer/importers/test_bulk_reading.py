@@ -14,7 +14,7 @@ import json
 
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from analyzer.importers import libvirt_log, qemu_log, qmp
@@ -69,13 +69,17 @@ _MICROS = st.sampled_from(["538604"] * 4 + ["5386", "000001"])
 _NAMES = st.sampled_from([
     "blk_co_preadv", "virtio_blk_handle_write", "virtio_blk_handle_read", "virtio_blk_rw_complete",
     "qmp_enter_query_block", "qmp_exit_query_status", "monitor_suspend", "x", "a_very_long_event_name_of_forty_chars_x",
-    "runstate_set", "n\u00e9", "9bad",
+    "runstate_set", "n\u00e9", "9bad", "handle_qmp_command", "monitor_qmp_respond",
+    "monitor_protocol_event_queue", "monitor_protocol_event_emit",
 ])
 _ARGS = st.sampled_from([
     "", "blk 0x562f03047020 bs 0x562f03047370 offset 0 bytes 512 flags 0x0",
     "vdev 0x5 req 0x7fcc ret 0", "vdev 0x5 req 0x7fcc ret -5", "vdev 0x5 req 0x7fcd ret -0",
     "vdev 0x5 req 0x7fcc sector 8 nsectors 1", "req ", 'ret {"status": "running", "running": true}',
     "back\\slash", "tab\there", "caf\u00e9 \u202e bidi", "current_run_state 9 (running) new_state 4 (paused)",
+    'mon 0x1 req: {"execute": "query-status", "id": 3}', 'mon 0x1 resp: {"return": {"status": "running"}, "id": 3}',
+    'mon 0x1 resp: {"timestamp": {"seconds": 1795625377, "microseconds": 2}, "event": "STOP"}',
+    "event=4 data=0x5 rate=0", "event=4 data=0x5",
 ])
 
 
@@ -93,6 +97,9 @@ def _trace_line(draw) -> str:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(_trace_line(), min_size=1, max_size=60), st.booleans(), st.integers(16, 400))
+# A line without a time takes that of the nearest line before it in the log, whatever order
+# the parser added its row in (the unknown-lines marker is added last).
+@example(["monitor_protocol_event_queue", "9676@1795625377.538604:x ", "9676@1795625377.5386:x "], False, 16)
 def test_trace_log_bulk_reading_gives_the_rows_of_line_by_line(tmp_path, monkeypatch, lines, crlf, chunk):
     monkeypatch.setattr(lines_module, "CHUNK_BYTES", chunk)
     path = tmp_path / "trace.log"
