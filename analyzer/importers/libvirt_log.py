@@ -41,11 +41,13 @@ import numpy as np
 from analyzer.importers import ahead
 from analyzer.importers.byte_lines import ByteLines, is_digit, is_utf8
 from analyzer.importers.detect import TRACE_PREFIXED
+from analyzer.importers.event_rests import EventRests
 from analyzer.importers.json_scan import parse_json
 from analyzer.importers.libvirt_times import header_times
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
 from analyzer.importers.message_cache import MessageCache
 from analyzer.importers.qmp_semantics import QmpState
+from analyzer.importers.qmp_types import check_event_time
 from analyzer.importers.rows import ParsedInput, Part, Rows
 
 _HEAD = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d+)([+-])(\d\d)(\d\d): \d+: [A-Za-z]+ : ")
@@ -92,6 +94,8 @@ class _LibvirtParser:
         self.use_io_process = not self._has_recv_probes()
         self.seen_head = False
         self.cache = MessageCache()
+        #: Events parsed once per text after their timestamp.
+        self.rests = EventRests()
         self.pending_io: list[tuple[int, str]] | None = None
         self.pending_io_at: tuple[_Session, int] | None = None
         #: The monitor opened last (QEMU_MONITOR_NEW): the one a greeting line belongs to.
@@ -318,8 +322,15 @@ class _LibvirtParser:
                 return
         session = self.session(mon)
         try:
-            known = self.cache.lookup(text)
-            if known is not None:  # a poll (or its reply) seen before but for its id
+            event = self.rests.read(text)
+            known = self.cache.lookup(text) if event is None else None
+            if event is not None:  # an event whose text after its timestamp was seen before
+                meaning, seconds, micros = event
+                check_event_time(meaning.name or "", seconds, micros)
+                at_ns = seconds * 1_000_000_000 + micros * 1000
+                session.qmp.add_event(meaning, (seconds, micros), at_ns, text, ts, number)
+                kind = "event"
+            elif known is not None:  # a poll (or its reply) seen before but for its id
                 session.qmp.known(known[0], known[1], text, ts, number)
                 kind = "command" if known[0].command else "reply"
             else:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from sys import intern
 
@@ -52,6 +52,7 @@ import pyarrow as pa
 from analyzer.importers import ahead
 from analyzer.importers.byte_lines import ByteLines, is_utf8
 from analyzer.importers.detect import QEMU_MESSAGE
+from analyzer.importers.event_rests import EventRests
 from analyzer.importers.json_scan import parse_json
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
 from analyzer.importers.message_cache import MessageCache
@@ -59,7 +60,7 @@ from analyzer.importers.qapi_events import EventNumbers, unnamed
 from analyzer.importers.qmp_semantics import QmpState, event_time_ns
 from analyzer.importers.qmp_types import INT64_MAX as _INT64_MAX
 from analyzer.importers.qmp_types import INT64_MIN as _INT64_MIN
-from analyzer.importers.qmp_types import check_event
+from analyzer.importers.qmp_types import check_event, check_event_time
 from analyzer.importers.rows import ParsedInput, Part, Rows, Segment
 from analyzer.importers.trace_block import TraceBlock
 from tracer.schema import RUNSTATES
@@ -186,6 +187,8 @@ class _TraceLogParser:
         self.requests = _Requests()
         #: Commands and replies parsed once per shape (management polls repeat them).
         self.cache = MessageCache()
+        #: Events parsed once per text after their timestamp.
+        self.rests = EventRests()
         self.enter_rows: list[tuple[int, str]] = []
         self.saw_handle = False
         self.events_from_json = False
@@ -503,6 +506,20 @@ class _TraceLogParser:
     def respond(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
         _, sep, text = args.partition(" resp: ")
         text = text.strip()
+        event = self.rests.read(text) if sep else None
+        if event is not None:  # an event whose text after its timestamp was seen before
+            meaning, seconds, micros = event
+            try:
+                check_event_time(meaning.name or "", seconds, micros)
+            except ValueError as exc:
+                self.policy.bad(number, line, f"monitor_qmp_respond: {exc}")
+                return
+            at_ns = seconds * 1_000_000_000 + micros * 1000
+            self.sent_event(
+                number, tid, ts, name, args, meaning.name, f'{{"microseconds": {micros}, "seconds": {seconds}}}', at_ns,
+                lambda ts, tid: self.qmp.add_event(meaning, (seconds, micros), at_ns, text, ts, number, tid=tid, preset=False),
+            )
+            return
         known = self.cache.lookup(text) if sep else None
         if known is not None and not known[0].command:  # a poll's reply seen before
             try:
@@ -526,25 +543,34 @@ class _TraceLogParser:
             except ValueError as exc:
                 self.policy.bad(number, line, f"monitor_qmp_respond: {exc}")
                 return
-            stamp = msg.get("timestamp")
-            key = (msg.get("event"), json.dumps(stamp, sort_keys=True))
-            if key in self.seen_events:  # the same event sent to another monitor
-                self.keep(number, tid, ts, name, args)
-                return
-            self.seen_events.add(key)
-            self.events_from_json = True
-            queued = self.emitting.pop(tid, None)
-            if queued is not None and isinstance(msg["event"], str):
-                self.numbers.learn(queued.number, msg["event"])
-                tid, ts = queued.tid, queued.ts if queued.ts is not None else ts
-            if ts is None:
-                ts = event_time_ns(msg)
-            self.qmp.event(msg, text, ts, number, tid=tid, preset=False)
+            self.sent_event(
+                number, tid, ts, name, args, msg["event"], json.dumps(msg.get("timestamp"), sort_keys=True),
+                event_time_ns(msg), lambda ts, tid: self.qmp.event(msg, text, ts, number, tid=tid, preset=False),
+            )
             return
         try:
             self.qmp.message(msg, text, ts, number, tid=tid, preset_threads=False)
         except ValueError:
             self.keep(number, tid, ts, name, args)
+
+    def sent_event(
+        self, number: int, tid: int | None, ts: int | None, name: str, args: str,
+        event: str | None, stamp: str, event_ns: int | None, add: Callable[[int | None, int | None], object],
+    ) -> None:
+        """A QMP event a monitor sent (`add` makes its rows at a time and TID): kept as a
+        plain trace event if another monitor was sent the same (same name and `stamp`);
+        else at the time and TID of the queue line that raised it, if known."""
+        key = (event, stamp)
+        if key in self.seen_events:  # the same event sent to another monitor
+            self.keep(number, tid, ts, name, args)
+            return
+        self.seen_events.add(key)
+        self.events_from_json = True
+        queued = self.emitting.pop(tid, None)
+        if queued is not None and isinstance(event, str):
+            self.numbers.learn(queued.number, event)
+            tid, ts = queued.tid, queued.ts if queued.ts is not None else ts
+        add(event_ns if ts is None else ts, tid)
 
     def handle_command(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
         self.saw_handle = True
