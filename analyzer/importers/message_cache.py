@@ -167,7 +167,8 @@ def _id_key_at(text: str) -> tuple[int, int]:
     """Where the last ``"id"`` key of `text` starts (its comma) and where its value starts:
     ``, "id": `` as QEMU writes it, or ``,"id":`` as libvirt does (compact JSON), whichever
     comes last; (-1, -1) if neither is there."""
-    spaced, compact = text.rfind(', "id": '), text.rfind(',"id":')
+    spaced = text.rfind(', "id": ')
+    compact = text.rfind(',"id":', spaced + 1)  # (only one after the spaced key can come last)
     if spaced < 0 and compact < 0:
         return -1, -1
     return (spaced, spaced + 8) if spaced > compact else (compact, compact + 6)

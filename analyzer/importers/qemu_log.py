@@ -45,6 +45,7 @@ import re
 from collections.abc import Callable, Iterable
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from sys import intern
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -55,12 +56,20 @@ from analyzer.importers.detect import QEMU_MESSAGE
 from analyzer.importers.event_rests import EventRests
 from analyzer.importers.json_scan import parse_json
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
-from analyzer.importers.message_cache import MessageCache
+from analyzer.importers.message_cache import MessageCache, Shape
 from analyzer.importers.qapi_events import EventNumbers, unnamed
-from analyzer.importers.qmp_semantics import QmpState, event_time_ns
+from analyzer.importers.qmp_messages import MessageTable
+from analyzer.importers.qmp_semantics import (
+    QmpState,
+    event_time_ns,
+    id_key,
+    message_id_key,
+    message_type,
+    readable_whatever_answered,
+)
 from analyzer.importers.qmp_types import INT64_MAX as _INT64_MAX
 from analyzer.importers.qmp_types import INT64_MIN as _INT64_MIN
-from analyzer.importers.qmp_types import check_event, check_event_time
+from analyzer.importers.qmp_types import check_command, check_event, check_event_time
 from analyzer.importers.rows import ParsedInput, Part, Rows, Segment
 from analyzer.importers.trace_block import TraceBlock
 from tracer.schema import RUNSTATES
@@ -177,6 +186,12 @@ class _TraceLogParser:
         self.part = Part(source="qemu-log", path=text.path, rows=self.rows)
         self.hints = self.part.hints
         self.qmp = QmpState(self.rows, self.hints, self.part.node_map)
+        #: The commands and replies (events and greetings are `qmp`'s), paired at the end,
+        #: with the versions announced on the way (greetings, ``qmp_exit_query_version``).
+        self.table = MessageTable(preset_threads=False, tids=True)
+        self.announced: list[tuple[int, Any]] = []
+        #: id(shape) -> (shape, whether any copy of that reply shape can be a bad line).
+        self.unsure: dict[int, tuple[Shape, bool]] = {}
         self.numbers = EventNumbers()
         #: Per event number: the largest ``rate=`` its queue lines showed.
         self.rates: dict[int, int] = {}
@@ -224,6 +239,7 @@ class _TraceLogParser:
                 self.consume(prepared)
         else:  # a text that is only lines (a domain log's trace lines)
             self.lines(enumerate(text.lines, 1))
+        self.pair_messages()
         self.hints.first_tid = self.rows.first_tid()
         self.finish()
         policy = self.policy
@@ -293,6 +309,7 @@ class _TraceLogParser:
         self.requests.apply_before(None, self.req_op)
         if prepared.segment is not None:
             self.rows.segments.append(prepared.segment)
+        self.table.close_chunk()
         self.policy.progress(before + len(lines))
 
     def lines(self, numbered: Iterable[tuple[int, str]], crlf: bool | None = None) -> None:
@@ -522,10 +539,9 @@ class _TraceLogParser:
             return
         known = self.cache.lookup(text) if sep else None
         if known is not None and not known[0].command:  # a poll's reply seen before
-            try:
-                self.qmp.known(known[0], known[1], text, ts, number, tid=tid, preset=False)
-            except ValueError:
-                self.keep(number, tid, ts, name, args)
+            shape = known[0]
+            unsure = None if shape.failed or not self.may_be_bad(shape) else (tid, ts, name, args)
+            self.table.add(number, ts, shape, id_key(known[1]), text, unsure, tid)
             return
         try:
             if not sep:
@@ -549,8 +565,33 @@ class _TraceLogParser:
             )
             return
         try:
-            self.qmp.message(msg, text, ts, number, tid=tid, preset_threads=False)
+            kind = message_type(msg)
+            if kind == "greeting":
+                self.qmp.greeting(msg, text, ts, number, tid=tid, preset=False)
+                self.announced.append((number, msg))
+                return
+            if kind == "command":
+                check_command(msg)
+            unsure = None if kind == "command" or "error" in msg else (tid, ts, name, args)
+            self.table.add(number, ts, Shape(msg, command=kind == "command"), message_id_key(msg), text, unsure, tid)
         except ValueError:
+            self.keep(number, tid, ts, name, args)
+
+    def may_be_bad(self, shape: Shape) -> bool:
+        """Whether a copy of this (successful) reply shape can be a bad line: when one of the
+        commands it may answer makes it one (`readable_whatever_answered`); judged once a shape."""
+        found = self.unsure.get(id(shape))
+        if found is None or found[0] is not shape:
+            found = self.unsure[id(shape)] = (shape, not readable_whatever_answered(shape.ret))
+        return found[1]
+
+    def pair_messages(self) -> None:
+        """The rows of the commands and replies, paired; a reply that its command makes a bad
+        line is kept as the plain trace event it is (as a command that is none)."""
+        before = sum(len(seg) for seg in self.rows.segments)
+        segments, errors = self.table.segments(self.qmp, self.announced, rows_before=before)
+        self.rows.segments.extend(segments)
+        for number, (tid, ts, name, args), _ in errors:
             self.keep(number, tid, ts, name, args)
 
     def sent_event(
@@ -583,7 +624,8 @@ class _TraceLogParser:
             if sep:
                 known = self.cache.lookup(text)
                 if known is not None and known[0].command and known[0].name is not None:  # a poll
-                    self.qmp.known(known[0], known[1], text, ts, number, tid=tid, preset=False)
+                    check_command(known[0].msg)  # (a shape is cached before it is judged: judge each copy)
+                    self.table.add(number, ts, known[0], id_key(known[1]), text, None, tid)
                     return
                 msg = self.cache.parse(text)
             else:
@@ -591,7 +633,8 @@ class _TraceLogParser:
                 if m:
                     msg, text = {"execute": m.group(1)}, args_payload(args)
             if isinstance(msg, dict) and isinstance(msg.get("execute", msg.get("exec-oob")), str):
-                self.qmp.command(msg, text, ts, number, tid=tid, preset=False)
+                check_command(msg)
+                self.table.add(number, ts, Shape(msg, command=True), message_id_key(msg), text, None, tid)
                 return
         except ValueError:
             pass
@@ -610,6 +653,7 @@ class _TraceLogParser:
             self.hints.add_vcpus(ret)
         else:
             self.qmp.announce(ret)
+            self.announced.append((number, ret))
         self.keep(number, tid, ts, name, args)
 
     # -- after the last line ---------------------------------------------------------------

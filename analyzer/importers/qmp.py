@@ -45,11 +45,11 @@ from analyzer.importers.qmp_semantics import (
     QmpState,
     event_time_ns,
     id_key,
+    message_id_key,
     message_type,
-    reply_fields,
+    readable_whatever_answered,
 )
 from analyzer.importers.qmp_types import (
-    CHECKED_REPLIES,
     INT64_MAX,
     INT64_MIN,
     check_command,
@@ -423,9 +423,8 @@ class _Transcript:
                 shape = found[0]
                 if shape.command:
                     check_command(shape.msg)
-                elif not shape.failed:
-                    for name in (None, *CHECKED_REPLIES):
-                        reply_fields(name, shape.ret)
+                elif not shape.failed and not readable_whatever_answered(shape.ret):
+                    found = None
         except ValueError:
             found = None
         result = None if found is None else (self.table.shape_index(found[0]), found[1])
@@ -481,4 +480,4 @@ class _Transcript:
         else:
             if kind == "command":
                 check_command(msg)
-            self.table.add(number, ts, Shape(msg, command=kind == "command"), id_key(msg["id"]) if "id" in msg else None, text, line)
+            self.table.add(number, ts, Shape(msg, command=kind == "command"), message_id_key(msg), text, line)

@@ -20,6 +20,11 @@ stay with `QmpState`: they are few and need no pairing.
 
 Messages come in chunks (`add_chunk`, one per block of the input: the ones read in bulk as
 arrays, the others one by one with `add`), and each chunk becomes one segment.
+
+A trace log's ``handle_qmp_command`` and ``monitor_qmp_respond`` lines are commands and
+replies too, with what a transcript lacks: the TID of the thread that traced each (its thread
+is the TID's, not a preset one: ``preset_threads=False``), and lines without a time (a log
+without ``-msg timestamp=on``: `Segment.untimed`, filled from the line before).
 """
 
 from __future__ import annotations
@@ -57,26 +62,34 @@ class _Chunk:
 
     line: np.ndarray
     ts: np.ndarray
+    #: TIDs (None: the table has none), and which messages have no TID / no time.
+    tid: np.ndarray | None
+    no_tid: np.ndarray | None
+    untimed: np.ndarray | None
     shape: np.ndarray  # index into MessageTable.shapes
     id_kind: np.ndarray
     id_value: np.ndarray
     #: Per message, where its payload is in `payloads`.
     payload_at: np.ndarray
     payloads: pa.Array
-    #: The line text of each message read one by one (a reply of theirs may be a bad line).
-    texts: dict[int, str]
+    #: What the caller gave with each message read one by one that may be a bad line (a reply
+    #: whose meaning depends on its command): the errors name it.
+    texts: dict[int, Any]
 
 
 class MessageTable:
     """One transcript's commands and replies, as columns (see the module doc)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, preset_threads: bool = True, tids: bool = False) -> None:
+        #: Commands' rows thread "mgmt", replies' "main" (a QMP capture); else none (a trace
+        #: log's rows take their TID's thread). `tids`: the messages carry TIDs.
+        self.preset_threads, self.tids = preset_threads, tids
         self.shapes: list[Shape] = []
         self._shape_index: dict[int, int] = {}
         #: Ids other than integers (`_OTHER`) -> their codes, in the order first seen.
         self._ids: dict[Any, int] = {}
         self._chunks: list[_Chunk] = []
-        self._pending: list[tuple[int, int, int, int, int, str, str]] = []
+        self._pending: list[tuple[int, int, int, int, int, str, Any, int | None, bool]] = []
         #: line -> time of the messages whose time int64 ns cannot hold (0 in the columns).
         self._unfit: dict[int, int] = {}
 
@@ -88,8 +101,12 @@ class MessageTable:
             self.shapes.append(shape)
         return found
 
-    def add(self, line: int, ts: int, shape: Shape, idk: Any, payload: str, text: str) -> None:
-        """A message read one by one: `idk` is its `qmp_semantics.id_key`, `text` its line."""
+    def add(self, line: int, ts: int | None, shape: Shape, idk: Any, payload: str, text: Any, tid: int | None = None) -> None:
+        """A message read one by one: `idk` is its `qmp_semantics.id_key`; `text` what an
+        error about it names (None: it cannot be one), `ts` None: no time."""
+        untimed = ts is None
+        if untimed:
+            ts = 0
         if idk is None:
             kind, value = _NONE, 0
         elif type(idk) is tuple and idk[0] == "int" and INT64_MIN <= idk[1] <= INT64_MAX:
@@ -98,36 +115,62 @@ class MessageTable:
             kind, value = _OTHER, self._ids.setdefault(idk, len(self._ids))
         if not INT64_MIN <= ts <= INT64_MAX:
             self._unfit[line], ts = ts, 0
-        self._pending.append((line, ts, self.shape_index(shape), kind, value, payload, text))
+        self._pending.append((line, ts, self.shape_index(shape), kind, value, payload, text, tid, untimed))
 
-    def add_chunk(self, line: np.ndarray, ts: np.ndarray, shape: np.ndarray, id_value: np.ndarray, payloads: pa.Array) -> None:
-        """Close a chunk: the messages read in bulk (integer ids) of a block, with those read one
-        by one since the last chunk; in line order."""
+    def add_chunk(
+        self, line: np.ndarray, ts: np.ndarray, shape: np.ndarray, id_value: np.ndarray, payloads: pa.Array,
+        tid: np.ndarray | None = None,
+    ) -> None:
+        """Close a chunk: the messages read in bulk (integer ids, times; `tid` if the table has
+        TIDs) of a block, with those read one by one since the last chunk; in line order."""
         pending, self._pending = self._pending, []
         n = len(line)
         if not n and not pending:
             return
-        lines = np.concatenate((line, np.array([p[0] for p in pending], dtype=np.int64)))
+        # (one column of the pending messages each: line, ts, shape, id kind, id value, payload,
+        # text, tid, untimed)
+        p_line, p_ts, p_shape, p_kind, p_value, p_payload, p_text, p_tid, p_untimed = (
+            zip(*pending, strict=True) if pending else ((),) * 9
+        )
+
+        def joined(bulk: np.ndarray, listed: Any, dtype: Any = np.int64) -> np.ndarray:
+            return np.concatenate((bulk, np.array(listed, dtype=dtype)))[order]
+
+        lines = np.concatenate((line, np.array(p_line, dtype=np.int64)))
         order = np.argsort(lines, kind="stable")
+        untimed = joined(np.zeros(n, dtype=bool), p_untimed, bool)
+        tids = no_tid = None
+        if self.tids:
+            tids = joined(tid if tid is not None else np.zeros(n, np.int64), [t or 0 for t in p_tid])
+            no_tid = joined(np.zeros(n, dtype=bool), [t is None for t in p_tid], bool)
         self._chunks.append(_Chunk(
             line=lines[order],
-            ts=np.concatenate((ts, np.array([p[1] for p in pending], dtype=np.int64)))[order],
-            shape=np.concatenate((shape, np.array([p[2] for p in pending], dtype=np.int64)))[order],
-            id_kind=np.concatenate((np.full(n, _INT, np.int64), np.array([p[3] for p in pending], dtype=np.int64)))[order],
-            id_value=np.concatenate((id_value, np.array([p[4] for p in pending], dtype=np.int64)))[order],
+            ts=joined(ts, p_ts),
+            tid=tids, no_tid=no_tid if no_tid is not None and no_tid.any() else None,
+            untimed=untimed if untimed.any() else None,
+            shape=joined(shape, p_shape),
+            id_kind=joined(np.full(n, _INT, np.int64), p_kind),
+            id_value=joined(id_value, p_value),
             payload_at=order,
-            payloads=pa.concat_arrays([payloads.cast(pa.string()), pa.array([p[5] for p in pending], pa.string())])
+            payloads=pa.concat_arrays([payloads.cast(pa.string()), pa.array(p_payload, pa.string())])
             if pending else payloads.cast(pa.string()),
-            texts={p[0]: p[6] for p in pending},
+            texts={number: text for number, text in zip(p_line, p_text, strict=True) if text is not None},
         ))
 
-    def segments(self, state: QmpState, announced: list[tuple[int, Any]]) -> tuple[list[Segment], list[tuple[int, str, str]]]:
+    def close_chunk(self) -> None:
+        """Close a chunk of messages all read one by one (if any)."""
+        if self._pending:
+            self.add_chunk(*(np.zeros(0, np.int64) for _ in range(4)), pa.array([], pa.string()))
+
+    def segments(
+        self, state: QmpState, announced: list[tuple[int, Any]], *, rows_before: int = 0,
+    ) -> tuple[list[Segment], list[tuple[int, Any, str]]]:
         """The rows of every message, one segment per chunk, and the bad lines (line, text,
         reason) among them. Teaches `state` what the replies teach, in reading order with the
         greetings' `announced` (line, greeting) versions; adds to `state.rows.unfit_ts` the
-        rows whose time int64 ns cannot hold."""
-        if self._pending:
-            self.add_chunk(*(np.zeros(0, np.int64) for _ in range(4)), pa.array([], pa.string()))
+        rows whose time int64 ns cannot hold. `rows_before`: the part's segment rows that come
+        before these segments' (command links are indices among them all)."""
+        self.close_chunk()
         chunks, self._chunks = self._chunks, []
         if not chunks:
             return [], []
@@ -175,7 +218,7 @@ class MessageTable:
         self._teach(state, announced, [(int(line[i]), names.names[name[i]], self.shapes[shape[i]].ret) for i in learning.tolist()])
         meanings.teach(state, meaning)
 
-        first_row = np.cumsum(rows_of) - rows_of  # each message's first row among the segments'
+        first_row = np.cumsum(rows_of) - rows_of + rows_before  # each message's first row among the segments'
         columns = meanings.columns()
         keys = _Keys(is_reply, id_kind, id_value, list(self._ids), names, name, occ)
         out, at = [], 0
@@ -189,8 +232,8 @@ class MessageTable:
         return out, errors
 
     @staticmethod
-    def _text(chunks: list[_Chunk], line: int) -> str:
-        return next(c.texts[line] for c in chunks if line in c.texts)
+    def _text(chunks: list[_Chunk], line: int) -> Any:
+        return next((c.texts[line] for c in chunks if line in c.texts), None)
 
     @staticmethod
     def _teach(state: QmpState, announced: list[tuple[int, Any]], learnt: list[tuple[int, str, Any]]) -> None:
@@ -216,14 +259,19 @@ class MessageTable:
         local = message - at.start
         j = np.arange(len(message)) - np.repeat(first_row[at] - first_row[at.start], counts)
         reply = is_reply[message].astype(np.int32)
-        values: dict[str, pa.Array] = {"thread": _coded(reply, _THREADS), "thread_kind": _coded(reply, _THREADS)}
+        values: dict[str, pa.Array] = (
+            {"thread": _coded(reply, _THREADS), "thread_kind": _coded(reply, _THREADS)} if self.preset_threads else {}
+        )
         row = np.where(meaning[message] >= 0, meanings.first_row[np.maximum(meaning[message], 0)] + j, -1)
         for col, table in columns.items():
             values[col] = _coded(np.where(row >= 0, table[0][np.maximum(row, 0)], -1), table[1])
         command = command_of[message]
         cmd_ref = np.where(command >= 0, first_row[np.maximum(command, 0)], -1)
+        tid = None
+        if c.tid is not None:
+            tid = c.tid[local] if c.no_tid is None else pa.array(c.tid[local], mask=c.no_tid[local])
         return Segment(
-            ts=c.ts[local], tid=None, line=c.line[local],
+            ts=c.ts[local], tid=tid, line=c.line[local], untimed=None if c.untimed is None else c.untimed[local],
             name=_coded(name[message], pa.array(names.names, pa.string())),
             payload=c.payloads.take(pa.array(c.payload_at[local])),
             kind=_coded(reply, _KINDS),

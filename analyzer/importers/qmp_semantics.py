@@ -34,7 +34,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from analyzer.importers.message_cache import Shape
-from analyzer.importers.qmp_types import check_command, check_event, check_greeting, check_reply
+from analyzer.importers.qmp_types import (
+    CHECKED_REPLIES,
+    check_command,
+    check_event,
+    check_greeting,
+    check_reply,
+)
 from analyzer.importers.rows import Rows
 from analyzer.importers.thread_hints import ThreadHints
 from tracer.qemu import EIO, ENOSPC, QemuVersion, version_from_qmp
@@ -147,7 +153,7 @@ def id_key(value: Any) -> Any:
     return ("json", json.dumps(value, sort_keys=True))
 
 
-def _message_id_key(msg: dict) -> Any:
+def message_id_key(msg: dict) -> Any:
     """`id_key` of a message's id (None: no id)."""
     return id_key(msg["id"]) if "id" in msg else None
 
@@ -180,6 +186,17 @@ def reply_fields(name: str | None, ret: Any) -> ReplyFields:
         if status in _RUNSTATES:
             return [(("runstate", status),)], []
     return ONE_ROW
+
+
+def readable_whatever_answered(ret: Any) -> bool:
+    """Whether a successful reply returning `ret` means its rows whatever command it answers:
+    no command name can make it a bad line (`reply_fields` refuses it for none)."""
+    try:
+        for name in (None, *CHECKED_REPLIES):
+            reply_fields(name, ret)
+    except ValueError:
+        return False
+    return True
 
 
 def _block_info(info: Any, learnt: list[tuple[str, str]]) -> tuple[str | None, str | None]:
@@ -280,10 +297,10 @@ class QmpState:
     def command(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> int:
         check_command(msg)
         name = msg.get("execute", msg.get("exec-oob"))
-        return self._command(name if isinstance(name, str) else None, _message_id_key(msg), text, ts, line, tid, preset)
+        return self._command(name if isinstance(name, str) else None, message_id_key(msg), text, ts, line, tid, preset)
 
     def reply(self, msg: dict, text: str, ts: int | None, line: int, *, tid: int | None = None, preset: bool = True) -> None:
-        self._reply(_message_id_key(msg), "error" in msg, msg.get("return"), None, text, ts, line, tid, preset)
+        self._reply(message_id_key(msg), "error" in msg, msg.get("return"), None, text, ts, line, tid, preset)
 
     def known(
         self, shape: Shape, msg_id: Any, text: str, ts: int | None, line: int,

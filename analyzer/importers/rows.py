@@ -80,7 +80,7 @@ class Segment:
     """Rows read in bulk: one value per row in each column."""
 
     ts: np.ndarray  # int64
-    tid: np.ndarray | None  # int64; None: no row has one
+    tid: np.ndarray | pa.Array | None  # int64 (an Arrow array where some rows have none); None: no row has one
     line: np.ndarray  # int64
     name: pa.Array  # string, or dictionary of strings (a block's few names, coded)
     payload: pa.Array  # string
@@ -89,6 +89,8 @@ class Segment:
     #: None: every row is a ``trace_event``.
     kind: pa.Array | None = None
     messages: MessageColumns | None = None
+    #: Rows whose line has no time (0 in `ts` until `Rows.fill_missing_ts`), if any.
+    untimed: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -134,8 +136,12 @@ class Rows:
         if listed is not None:
             best = listed
         for seg in self.segments:
-            if seg.tid is not None and len(seg) and (best is None or int(seg.line[0]) < best[0]):
-                best = (int(seg.line[0]), int(seg.tid[0]))
+            if seg.tid is None or not len(seg):
+                continue
+            tids = pa.array(seg.tid, pa.int64())
+            first = pc.index(tids.is_valid(), True).as_py()
+            if first >= 0 and (best is None or int(seg.line[first]) < best[0]):
+                best = (int(seg.line[first]), tids[first].as_py())
         return None if best is None else best[1]
 
     def materialize(self) -> None:
@@ -154,11 +160,11 @@ class Rows:
                 kept.append(seg)
             at += len(seg)
         for seg in moved:
-            assert seg.messages is not None and seg.kind is not None and seg.tid is None
+            assert seg.messages is not None and seg.kind is not None and seg.untimed is None
             base, n = len(self.kind), len(seg)
             self.kind.extend(seg.kind.to_pylist())
             self.ts.extend(seg.ts.tolist())
-            self.tid.extend([None] * n)
+            self.tid.extend([None] * n if seg.tid is None else pa.array(seg.tid, pa.int64()).to_pylist())
             self.name.extend(seg.name.to_pylist())
             self.payload.extend(seg.payload.to_pylist())
             self.line.extend(seg.line.tolist())
@@ -222,11 +228,12 @@ class Rows:
         (a trace log's queued events and its unknown-lines marker), and segments hold rows of
         many lines, all timed.
         """
-        if all(t is not None for t in self.ts):
+        if all(t is not None for t in self.ts) and all(s.untimed is None for s in self.segments):
             return
         listed = len(self.ts)
         lines = np.concatenate([np.asarray(self.line, dtype=np.int64)] + [s.line for s in self.segments])
-        known = np.concatenate([np.array([t is not None for t in self.ts], dtype=bool)] + [np.ones(len(s), bool) for s in self.segments])
+        known = np.concatenate([np.array([t is not None for t in self.ts], dtype=bool)]
+                               + [np.ones(len(s), bool) if s.untimed is None else ~s.untimed for s in self.segments])
         values = np.concatenate([np.array([t or 0 for t in self.ts], dtype=np.int64)] + [s.ts for s in self.segments])
         order = np.lexsort((np.arange(len(lines)), lines))
         at = np.where(known[order], np.arange(len(order)), -1)
@@ -236,6 +243,12 @@ class Rows:
         out = np.empty(len(lines), dtype=np.int64)
         out[order] = filled
         self.ts = out[:listed].tolist()
+        at = listed
+        for seg in self.segments:
+            if seg.untimed is not None:
+                seg.ts = out[at : at + len(seg)]
+                seg.untimed = None
+            at += len(seg)
 
 
 @dataclass

@@ -56,6 +56,8 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
     parsed = carried.parse(text, policy, qemu_log.parse, "qemu-log", "qemu-stap")
     for part in parsed.parts:  # the pid is no thread id (see above)
         part.rows.tid = [None] * len(part.rows.tid)
+        for seg in part.rows.segments:
+            seg.tid = None
         part.hints.main_tid = part.hints.first_tid = None
         part.hints.monitor_tids.clear()
     return parsed

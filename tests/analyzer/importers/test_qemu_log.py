@@ -187,3 +187,28 @@ def test_commands_from_qmp_enter_when_handle_qmp_command_is_not_traced(write):
         ("qmp_command", "cont"), ("qmp_command", "query-block"), ("qmp_command", "qmp_capabilities"),
     ]
     assert [r["ts_ns"] for r in got] == [1_000_000_000, 1_100_000_000, 1_200_000_000]
+
+
+def test_a_reply_its_command_makes_unreadable_is_kept_as_the_trace_event_it_is(write):
+    """A query-block reply whose device is no string is a bad reply only because of the
+    command it answers: the same reply to query-status is a reply; either way the commands
+    stay commands, each reply answers its own, and no line is refused."""
+    bad = '{"return": [{"device": 5, "qdev": "disk0", "io-status": "ok"}], "id": @}'
+    log = write("trace.log", "".join([
+        '9679@1795625377.000001:handle_qmp_command mon 0x1 req: {"execute": "query-block", "id": 1}\n',
+        "9676@1795625377.000002:monitor_qmp_respond mon 0x1 resp: " + bad.replace("@", "1") + "\n",
+        '9679@1795625377.000003:handle_qmp_command mon 0x1 req: {"execute": "query-status", "id": 2}\n',
+        "9676@1795625377.000004:monitor_qmp_respond mon 0x1 resp: " + bad.replace("@", "2") + "\n",
+        '9679@1795625377.000005:handle_qmp_command mon 0x1 req: {"execute": "query-block", "id": 3}\n',
+        "9676@1795625377.000006:monitor_qmp_respond mon 0x1 resp: " + bad.replace("@", "3") + "\n",
+    ]))
+    got = rows(read_input(log))
+    assert [(r["kind"], r["name"], r["cmd_seq"], r["tid"]) for r in got] == [
+        ("qmp_command", "query-block", None, 9679),
+        ("trace_event", "monitor_qmp_respond", None, 9676),
+        ("qmp_command", "query-status", None, 9679),
+        ("qmp_reply", "query-status", 2, 9676),
+        ("qmp_command", "query-block", None, 9679),
+        ("trace_event", "monitor_qmp_respond", None, 9676),
+    ]
+    assert json.loads(got[1]["payload"]) == {"args": "mon 0x1 resp: " + bad.replace("@", "1")}
