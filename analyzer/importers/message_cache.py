@@ -129,6 +129,10 @@ class MessageCache:
                 self._escaped.clear()
             self._escaped[record[start:cut]] = (shape, head)
 
+    def shape_of_head(self, head: str) -> Shape | None:
+        """The shape of the messages whose text before ``, "id": `` is `head`, if seen."""
+        return self._cache.get(head)
+
     def known_head(self, escaped: str) -> tuple[Shape, str] | None:
         """(shape, head as QMP sent it) of a head as a transcript record escapes it, if
         `remember_record` remembered it."""

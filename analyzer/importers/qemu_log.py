@@ -43,6 +43,7 @@ import bisect
 import json
 import re
 from collections.abc import Callable, Iterable
+from itertools import compress
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from sys import intern
 from typing import Any
@@ -71,7 +72,7 @@ from analyzer.importers.qmp_types import INT64_MAX as _INT64_MAX
 from analyzer.importers.qmp_types import INT64_MIN as _INT64_MIN
 from analyzer.importers.qmp_types import check_command, check_event, check_event_time
 from analyzer.importers.rows import ParsedInput, Part, Rows, Segment
-from analyzer.importers.trace_block import TraceBlock
+from analyzer.importers.trace_block import PollMessages, TraceBlock
 from tracer.schema import RUNSTATES
 
 # Numbers are at most 20 digits (int64 and beyond, never the 4,300 digits int() refuses).
@@ -138,7 +139,7 @@ class _Queued:
 class _Prepared:
     """A block of lines as `_TraceLogParser.prepare` left it for `consume`."""
 
-    __slots__ = ("before", "block", "heads", "lines", "requests", "rest", "segment")
+    __slots__ = ("before", "block", "heads", "lines", "polls", "requests", "rest", "segment")
 
     def __init__(self, before: int, block: bytes) -> None:
         self.before, self.block = before, block
@@ -149,6 +150,9 @@ class _Prepared:
         self.segment: Segment | None = None
         #: What `TraceBlock.heads` found of the `rest` lines (None: read them all one by one).
         self.heads: tuple | None = None
+        #: The plain ``handle_qmp_command`` and ``monitor_qmp_respond`` lines in a poll's shape:
+        #: (whether commands, their lines in the block, TIDs, times, `PollMessages`).
+        self.polls: list[tuple[bool, np.ndarray, np.ndarray, np.ndarray, PollMessages]] = []
 
 
 class _Requests:
@@ -265,8 +269,14 @@ class _TraceLogParser:
         how = [self.dispatch.setdefault(name, self.classify(name)) for name in plain.names]
         code_is = {
             what: np.array([h == what for h in how] + [False], dtype=bool)[plain.codes]
-            for what in (_BULK, self.handle_rw, self.rw_complete, self.qmp_enter)
+            for what in (_BULK, self.handle_rw, self.rw_complete, self.qmp_enter, self.handle_command, self.respond)
         }
+        for handler, marker in ((self.handle_command, " req: "), (self.respond, " resp: ")):
+            pick = np.flatnonzero(code_is[handler])
+            if len(pick):
+                found = plain.messages(pick, marker, MessageCache.MAX_TEXT)
+                at = pick[found.taken]
+                prepared.polls.append((handler == self.handle_command, plain.plain[at], plain.tid[at], plain.ts[at], found))
         bulk = code_is[_BULK] | code_is[self.handle_rw] | code_is[self.qmp_enter]
         completes = np.flatnonzero(code_is[self.rw_complete])
         if len(completes):  # a failed one (" ret -N") is an io_complete row, read one by one
@@ -301,16 +311,65 @@ class _TraceLogParser:
             return
         if prepared.requests is not None:
             self.requests.add(*prepared.requests)
-        numbers, texts = (prepared.rest + (before + 1)).tolist(), lines.texts(prepared.rest)
-        if prepared.heads is None:
+        polls = self.polls_in_bulk(prepared.polls)
+        rest, heads = prepared.rest, prepared.heads
+        if len(polls[0]):
+            keep = ~np.isin(rest, polls[0])
+            rest = rest[keep]
+            if heads is not None:
+                kept = keep.tolist()
+                heads = tuple(list(compress(h, kept)) for h in heads)
+        numbers, texts = (rest + (before + 1)).tolist(), lines.texts(rest)
+        if heads is None:
             self.lines(zip(numbers, texts, strict=True), crlf)
         else:
-            self.headed_lines(numbers, texts, prepared.heads, crlf)
+            self.headed_lines(numbers, texts, heads, crlf)
         self.requests.apply_before(None, self.req_op)
         if prepared.segment is not None:
             self.rows.segments.append(prepared.segment)
-        self.table.close_chunk()
+        at, ts, shape, ids, texts_, tids = polls
+        self.table.add_chunk(at + (before + 1), ts, shape, ids, texts_, tids)  # (with those read one by one)
         self.policy.progress(before + len(lines))
+
+    def polls_in_bulk(self, polls: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, pa.Array, np.ndarray]:
+        """Of a block's poll lines (`_Prepared.polls`), those of a shape seen before that is read
+        the same way whatever its id (`poll_shape`): their lines in the block, times, shapes
+        (indices in `table`), ids, texts and TIDs. Any other is read one by one."""
+        parts = []
+        for command, at, tid, ts, found in polls:
+            shape_of = np.array([self.poll_shape(head, command) for head in found.heads] + [-1], dtype=np.int64)
+            index = shape_of[found.head] if len(found.head) else np.zeros(0, np.int64)
+            ok = index >= 0
+            if not ok.any():
+                continue
+            if command:
+                self.saw_handle = True
+                self.hints.monitor_tids.update(np.unique(tid[ok]).tolist())
+            parts.append((at[ok], ts[ok], index[ok], found.id[ok], found.texts.filter(pa.array(ok)), tid[ok]))
+        if not parts:
+            empty = np.zeros(0, np.int64)
+            return empty, empty, empty, empty, pa.array([], pa.string()), empty
+        return (*(np.concatenate([p[k] for p in parts]) for k in range(4)),
+                pa.concat_arrays([p[4] for p in parts]), np.concatenate([p[5] for p in parts]))
+
+    def poll_shape(self, head: str, command: bool) -> int:
+        """The `table` index of the shape of the commands (or replies) with this head, if every
+        one of them is read as that shape's (what `handle_command` and `respond` do with a
+        shape they know): a command with a name that `check_command` accepts, a reply that
+        no command makes a bad line. Else -1."""
+        shape = self.cache.shape_of_head(head)
+        if shape is None or shape.command != command:
+            return -1
+        if command:
+            try:
+                check_command(shape.msg)
+            except ValueError:
+                return -1
+            if shape.name is None:
+                return -1
+        elif not shape.failed and self.may_be_bad(shape):
+            return -1
+        return self.table.shape_index(shape)
 
     def lines(self, numbered: Iterable[tuple[int, str]], crlf: bool | None = None) -> None:
         """Read these (number, line) one by one; `crlf`: whether they may end in a CR (None:

@@ -24,6 +24,8 @@ ever a faster way to the same rows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,6 +37,23 @@ from analyzer.importers.byte_words import PAD, U64, ByteWords, low_mask
 _SHAPE = r"^\d{1,8}@\d{10}\.\d{6}:[A-Za-z_][A-Za-z0-9_]*(?: |\r?\n?$)"
 #: Seconds beyond which seconds * 10^9 + micros * 1000 leaves int64.
 _MAX_SECONDS = ((1 << 63) - 1) // 1_000_000_000 - 1
+#: A poll's id key as QEMU writes it, and the most digits of an id read in bulk (int64-safe).
+_POLL_ID = b', "id": '
+_MAX_ID = 16
+
+
+@dataclass
+class PollMessages:
+    """The poll messages `TraceBlock.messages` found: per message its index among the lines
+    asked about, head (the text before its id key: an index into `heads`), id and text."""
+
+    taken: np.ndarray
+    head: np.ndarray
+    heads: list[str]
+    id: np.ndarray
+    texts: pa.Array
+
+
 class TraceBlock:
     """The plain lines of one block (`plain`) with their TID, time, name and payload pieces."""
 
@@ -155,6 +174,39 @@ class TraceBlock:
         stop = np.minimum(next_space, end)
         return self._words.strings(start, np.maximum(stop, start)).to_pylist(), has
 
+    def messages(self, pick: np.ndarray, marker: str, most: int) -> PollMessages:
+        """The QMP messages of the plain lines `pick` (``handle_qmp_command``'s after ``req: ``,
+        ``monitor_qmp_respond``'s after ``resp: ``, `marker` with its spaces) in the shape of
+        a management poll: everything after the line's first marker, `most` bytes at most,
+        from ``{`` to a last ``}`` right after ``, "id": N`` (N 1-16 digits, no leading
+        zero). Lines in any other shape are for the line-by-line reader."""
+        at = self.plain[pick]
+        words = self._words
+        found = pc.find_substring(self.lines.array().take(pa.array(at)), marker).to_numpy().astype(np.int64)
+        body = self.lines.starts[at] + found + len(marker)
+        end = self._args[1][pick]
+        ok = (found >= 0) & (end - body >= len(_POLL_ID) + 3) & (end - body <= most)
+
+        def where(offsets: np.ndarray) -> np.ndarray:  # (offsets of the lines still in the running)
+            return np.where(ok, offsets, 0)
+
+        ok &= words.equal(where(body), b"{") & words.equal(where(end - 1), b"}")
+        id_end = end - 1
+        tail = np.maximum(id_end - len(_POLL_ID) - _MAX_ID, body)
+        in_tail = pc.find_substring(words.strings(where(tail), where(id_end)), _POLL_ID.decode()).to_numpy().astype(np.int64)
+        head_end = tail + in_tail
+        id_at = head_end + len(_POLL_ID)
+        id_len = np.where(ok & (in_tail >= 0), id_end - id_at, 0)
+        ok &= (in_tail >= 0) & (id_len >= 1) & (id_len <= _MAX_ID)
+        id_len = np.where(ok, id_len, 0)
+        ok &= words.digits(where(id_end), id_len) & ((id_len == 1) | ~words.equal(where(id_at), b"0"))
+        taken = np.flatnonzero(ok)
+        heads = words.views(body[taken], head_end[taken]).dictionary_encode()  # (heads not copied)
+        return PollMessages(
+            taken=taken, head=heads.indices.to_numpy().astype(np.int64), heads=heads.dictionary.to_pylist(),
+            id=words.long_number(id_end[taken], id_len[taken]), texts=words.strings(body[taken], end[taken]),
+        )
+
     def payloads(self, pick: np.ndarray) -> pa.Array:
         """``{"args": "<arguments>"}`` of the plain lines `pick`, as `json.encoder`'s
         ``encode_basestring`` writes it: their arguments hold no control character, so JSON
@@ -167,4 +219,4 @@ class TraceBlock:
         return pc.binary_join_element_wise('{"args": "', args, '"}', "")
 
 
-__all__ = ["TraceBlock"]
+__all__ = ["PollMessages", "TraceBlock"]

@@ -80,6 +80,9 @@ _ARGS = st.sampled_from([
     'mon 0x1 req: {"execute": "query-status", "id": 3}', 'mon 0x1 resp: {"return": {"status": "running"}, "id": 3}',
     'mon 0x1 resp: {"timestamp": {"seconds": 1795625377, "microseconds": 2}, "event": "STOP"}',
     "event=4 data=0x5 rate=0", "event=4 data=0x5",
+    'mon 0x1 req: {"execute": "query-block", "id": 12}', 'mon 0x1 resp: {"error": {"class": "GenericError", "desc": "x"}, "id": 12}',
+    'mon 0x1 resp: {"return": [{"device": 5, "qdev": "d", "io-status": "ok"}], "id": 012}',
+    'mon 0x1 resp: {"return": [{"device": 5, "qdev": "d", "io-status": "ok"}], "id": 12}',
 ])
 
 
