@@ -148,7 +148,7 @@ def build_rows(
     for part in parts:
         part.rows.sparse["key"] = {}
 
-    order = _output_order(alias, ts_arr, line_arr, part_of, k if len(parts) == 1 else None)
+    order = _output_order(alias, ts_arr, line_arr, part_of, len(parts) == 1)
     m = len(order)
     position = np.full(n, -1, dtype=np.int64)
     position[order] = np.arange(m)
@@ -316,43 +316,20 @@ def _no_words(m: int) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.nulls(m, pa.int32()), pa.array([], pa.string()))
 
 
-def _output_order(alias: np.ndarray, ts: np.ndarray, line: np.ndarray, part_of: np.ndarray, listed: int | None) -> np.ndarray:
+def _output_order(alias: np.ndarray, ts: np.ndarray, line: np.ndarray, part_of: np.ndarray, one_input: bool) -> np.ndarray:
     """The rows no other row was merged into, in output order: by time, then source order,
     line and reading order (see the module docstring).
 
-    One input (`listed`: how many of its rows are the lists', which come first, then the
-    segments') is put in line order first -- the lists' rows merged into the segments' when
-    each run is in line order, in linear time -- and then sorted by time alone, stably: a log
-    is in time order but for the few lines threads wrote out of turn, which a stable sort
-    (timsort) puts right in close to linear time. Only otherwise are all four keys sorted."""
-    if listed is not None:
-        by_line = _merged_by_line(line, listed)
-        if by_line is not None:
-            return by_line[np.argsort(ts[by_line], kind="stable")]
+    One input (no row merged away, one source) is put in line order and then in time order,
+    each by a stable sort: its rows come as a few runs in line order (the lists' rows, the
+    bulk segments, the QMP messages' segments) and a log is in time order but for the few
+    lines threads wrote out of turn, which a stable sort (timsort) puts right in close to
+    linear time. Otherwise all four keys are sorted."""
+    if one_input:
+        by_line = np.argsort(line, kind="stable")
+        return by_line[np.argsort(ts[by_line], kind="stable")]
     idx = np.flatnonzero(alias == np.arange(len(alias)))
     return idx[np.lexsort((idx, line[idx], part_of[idx], ts[idx]))]
-
-
-def _ascending(values: np.ndarray) -> bool:
-    return bool((values[1:] >= values[:-1]).all())
-
-
-def _merged_by_line(line: np.ndarray, split: int) -> np.ndarray | None:
-    """The rows in (line, row) order when rows ..`split` and rows `split`.. are each in line
-    order (a merge: a row of the first run goes before rows of the second on the same line),
-    else None."""
-    first, second = line[:split], line[split:]
-    if not (_ascending(first) and _ascending(second)):
-        return None
-    if not split or not len(second) or first[-1] <= second[0]:
-        return np.arange(len(line))
-    at = np.arange(split) + np.searchsorted(second, first, side="left")
-    order = np.empty(len(line), dtype=np.int64)
-    taken = np.zeros(len(line), dtype=bool)
-    taken[at] = True
-    order[at] = np.arange(split)
-    order[~taken] = np.arange(split, len(line))
-    return order
 
 
 class _Gather:

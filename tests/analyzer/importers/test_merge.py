@@ -159,9 +159,9 @@ def test_a_vm_of_one_nameless_reply_imports(tmp_path):
 @given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), max_size=40), st.integers(0, 40),
        st.booleans(), st.booleans())
 def test_one_input_comes_out_in_the_order_of_sorting_every_key(rows, split, lines_in_runs, ts_in_order):
-    """The output order of one input (its lists' rows, then its segments'), put in line order
-    and then stably by time, is exactly the order of sorting by time, line and reading order
-    -- whether or not each run is in line order, and the time in order."""
+    """The output order of one input (its lists' rows, then its segments'), put stably in line
+    order and then in time order, is exactly the order of sorting by time, line and reading
+    order -- whether or not each run is in line order, and the time in order."""
     split = min(split, len(rows))
     ts = np.array([t for t, _ in rows], dtype=np.int64)
     line = np.array([n for _, n in rows], dtype=np.int64)
@@ -172,7 +172,7 @@ def test_one_input_comes_out_in_the_order_of_sorting_every_key(rows, split, line
         ts[by_line] = np.sort(ts)
     idx = np.arange(len(rows))
     want = np.lexsort((idx, line, np.zeros(len(rows), np.int64), ts))
-    got = _output_order(idx.copy(), ts, line, np.zeros(len(rows), np.int64), split)
+    got = _output_order(idx.copy(), ts, line, np.zeros(len(rows), np.int64), True)
     assert got.tolist() == want.tolist()
 
 
