@@ -13,12 +13,13 @@ with its arguments in ``payload`` (``{"args": "..."}``):
 - ``vm_stop_flush_all`` -> ``vm_stop`` on the thread that traced it;
 - ``virtio_blk_rw_complete ... ret -N`` -> a failed ``io_complete`` (errno N, req_id = the
   request pointer, op from the ``virtio_blk_handle_read/write`` of that request);
-- ``monitor_qmp_respond`` -> the QMP event / reply it sends (`qmp_semantics.QmpState`); an
-  event takes the TID and time of the ``monitor_protocol_event_queue`` that queued it (linked
+- ``monitor_qmp_respond`` -> the QMP event (`qmp_semantics.QmpState`) or reply
+  (`qmp_messages.MessageTable`, paired with its command once every line is read; a poll seen
+  in an earlier block found in bulk, `TraceBlock.messages`) it sends; an event takes the TID and time of the ``monitor_protocol_event_queue`` that queued it (linked
   through the data pointer of ``monitor_protocol_event_emit``), so a ``BLOCK_IO_ERROR`` raised
   on an IOThread is attributed to it even when the main loop sends it later (throttled events);
-- ``handle_qmp_command`` -> ``qmp_command`` (or, when the log never traces it,
-  ``qmp_enter_<cmd>``);
+- ``handle_qmp_command`` -> ``qmp_command`` (the same table; or, when the log never traces
+  it, ``qmp_enter_<cmd>``);
 - ``monitor_protocol_event_queue`` lines whose event was never sent as JSON (the respond
   event not enabled): ``qmp_event`` rows named with `qapi_events.EventNumbers`; without a
   table for the version (unknown, or older than the tables) numbers that cannot be named are
