@@ -78,7 +78,7 @@ class _Chunk:
 
 
 class MessageTable:
-    """One transcript's commands and replies, as columns (see the module doc)."""
+    """One input's commands and replies (a transcript's, a trace log's), as columns (see the module doc)."""
 
     def __init__(self, *, preset_threads: bool = True, tids: bool = False) -> None:
         #: Commands' rows thread "mgmt", replies' "main" (a QMP capture); else none (a trace
