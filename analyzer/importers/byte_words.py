@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 PAD = 16
+#: The most digits of an id read in bulk (`ByteWords.trailing_id`): every such id fits int64.
+MAX_ID = 16
 _ZEROS = np.uint64(0x3030303030303030)
 _HIGH = np.uint64(0xF0F0F0F0F0F0F0F0)
 _SIXES = np.uint64(0x0606060606060606)
@@ -74,6 +77,23 @@ class ByteWords:
         # a byte is a digit when its high nibble is 3 both as it is and 6 higher (0x30..0x39)
         return ((w & _HIGH) == _ZEROS) & (((w + _SIXES) & _HIGH) == _ZEROS)
 
+    def trailing_id(self, body: np.ndarray, id_end: np.ndarray, key: bytes, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where each message body..id_end (`ok`: the rows still in the running) ends in
+        `key` then a decimal id -- 1 to `MAX_ID` digits, no leading zero, the last bytes before
+        `id_end`, after a head of at least a byte: (ok, where the head ends, the id's digits).
+        The id is ``long_number(id_end, digits)``; only the last bytes are searched."""
+        def where(offsets: np.ndarray) -> np.ndarray:
+            return np.where(ok, offsets, 0)
+
+        tail = np.maximum(id_end - len(key) - MAX_ID, body)
+        found = pc.find_substring(self.strings(where(tail), where(id_end)), key.decode()).to_numpy().astype(np.int64)
+        head_end = tail + found
+        id_at = head_end + len(key)
+        ok = ok & (found >= 0) & (head_end > body) & (id_end - id_at >= 1) & (id_end - id_at <= MAX_ID)
+        id_len = np.where(ok, id_end - id_at, 0)
+        ok &= self.digits(where(id_end), id_len) & ((id_len == 1) | ~self.equal(where(id_at), b"0"))
+        return ok, head_end, id_len
+
     def digit_run(self, start: np.ndarray, most: int) -> np.ndarray:
         """How many ASCII digits (up to `most`, at most 8) follow each offset `start`."""
         words = self.words[np.minimum(start + PAD, len(self.words) - 1)]
@@ -118,4 +138,4 @@ class ByteWords:
         return pa.Array.from_buffers(pa.string_view(), len(start), [None, pa.py_buffer(views), data])
 
 
-__all__ = ["PAD", "U64", "ByteWords", "digits8", "low_mask"]
+__all__ = ["MAX_ID", "PAD", "U64", "ByteWords", "digits8", "low_mask"]

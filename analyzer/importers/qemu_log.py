@@ -195,8 +195,8 @@ class _TraceLogParser:
         #: with the versions announced on the way (greetings, ``qmp_exit_query_version``).
         self.table = MessageTable(preset_threads=False, tids=True)
         self.announced: list[tuple[int, Any]] = []
-        #: id(shape) -> (shape, whether any copy of that reply shape can be a bad line).
-        self.unsure: dict[int, tuple[Shape, bool]] = {}
+        #: Per reply shape (its index in `table`): whether a copy of it can be a bad line.
+        self.unsure: dict[int, bool] = {}
         self.numbers = EventNumbers()
         #: Per event number: the largest ``rate=`` its queue lines showed.
         self.rates: dict[int, int] = {}
@@ -640,10 +640,11 @@ class _TraceLogParser:
     def may_be_bad(self, shape: Shape) -> bool:
         """Whether a copy of this (successful) reply shape can be a bad line: when one of the
         commands it may answer makes it one (`readable_whatever_answered`); judged once a shape."""
-        found = self.unsure.get(id(shape))
-        if found is None or found[0] is not shape:
-            found = self.unsure[id(shape)] = (shape, not readable_whatever_answered(shape.ret))
-        return found[1]
+        index = self.table.shape_index(shape)
+        found = self.unsure.get(index)
+        if found is None:
+            found = self.unsure[index] = not readable_whatever_answered(shape.ret)
+        return found
 
     def pair_messages(self) -> None:
         """The rows of the commands and replies, paired; a reply that its command makes a bad

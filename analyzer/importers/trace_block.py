@@ -37,9 +37,8 @@ from analyzer.importers.byte_words import PAD, U64, ByteWords, low_mask
 _SHAPE = r"^\d{1,8}@\d{10}\.\d{6}:[A-Za-z_][A-Za-z0-9_]*(?: |\r?\n?$)"
 #: Seconds beyond which seconds * 10^9 + micros * 1000 leaves int64.
 _MAX_SECONDS = ((1 << 63) - 1) // 1_000_000_000 - 1
-#: A poll's id key as QEMU writes it, and the most digits of an id read in bulk (int64-safe).
+#: A poll's id key as QEMU writes it.
 _POLL_ID = b', "id": '
-_MAX_ID = 16
 
 
 @dataclass
@@ -192,14 +191,7 @@ class TraceBlock:
 
         ok &= words.equal(where(body), b"{") & words.equal(where(end - 1), b"}")
         id_end = end - 1
-        tail = np.maximum(id_end - len(_POLL_ID) - _MAX_ID, body)
-        in_tail = pc.find_substring(words.strings(where(tail), where(id_end)), _POLL_ID.decode()).to_numpy().astype(np.int64)
-        head_end = tail + in_tail
-        id_at = head_end + len(_POLL_ID)
-        id_len = np.where(ok & (in_tail >= 0), id_end - id_at, 0)
-        ok &= (in_tail >= 0) & (id_len >= 1) & (id_len <= _MAX_ID)
-        id_len = np.where(ok, id_len, 0)
-        ok &= words.digits(where(id_end), id_len) & ((id_len == 1) | ~words.equal(where(id_at), b"0"))
+        ok, head_end, id_len = words.trailing_id(body, id_end, _POLL_ID, ok)
         taken = np.flatnonzero(ok)
         heads = words.views(body[taken], head_end[taken]).dictionary_encode()  # (heads not copied)
         return PollMessages(

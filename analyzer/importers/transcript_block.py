@@ -38,7 +38,6 @@ _STAMP_END = b"}, "
 #: Seconds beyond which seconds * 10^9 + fraction leaves int64.
 _MAX_SECONDS = ((1 << 63) - 1) // 1_000_000_000 - 1
 _MAX_TIME = 20  # "SSSSSSSSSS.FFFFFFFFF"
-_MAX_ID = 16
 _POWERS = np.array([10 ** (9 - k) for k in range(10)], dtype=np.int64)
 
 
@@ -80,15 +79,8 @@ class TranscriptBlock:
         # the id: 1-16 digits (no leading zero) between ', \"id\": ' and the end, found in
         # the record's last bytes
         id_end = ends - len(_END)
-        tail = np.maximum(id_end - len(_ID) - _MAX_ID, body)
-        found = pc.find_substring(words.strings(at(tail), at(id_end)), _ID.decode()).to_numpy().astype(np.int64)
-        head_end = tail + found
+        ok, head_end, id_len = words.trailing_id(body, id_end, _ID, ok)
         id_at = head_end + len(_ID)
-        id_len = id_end - id_at
-        ok &= (found >= 0) & (head_end > body) & (id_len >= 1) & (id_len <= _MAX_ID)
-        id_len = np.where(ok, id_len, 0)
-        ok &= words.digits(at(id_end), id_len)
-        ok &= (id_len == 1) | ~words.equal(at(id_at), b"0")
 
         taken = np.flatnonzero(ok)
         #: Indices (in the block) of the records taken, and per record its values.
