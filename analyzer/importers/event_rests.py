@@ -56,7 +56,7 @@ class EventRests:
         rest = text[close + 3 :]
         meaning = self._meanings.get(rest, _MISSING)
         if meaning is _MISSING:
-            meaning = _meaning(text, int(seconds), int(micros))
+            meaning = _meaning(text, rest, int(seconds), int(micros))
             if len(self._meanings) >= self.LIMIT:
                 self._meanings.clear()
             self._meanings[rest] = meaning
@@ -65,10 +65,13 @@ class EventRests:
         return meaning, int(seconds), int(micros)  # type: ignore[return-value]
 
 
-def _meaning(text: str, seconds: int, micros: int) -> EventMeaning | None:
+def _meaning(text: str, rest: str, seconds: int, micros: int) -> EventMeaning | None:
     """What the event `text` means, if it is a valid event whose whole timestamp is this one
-    (so that any other timestamp before the same rest means the same)."""
+    and whose `rest` names no timestamp of its own (a duplicate key, which would win over any
+    other timestamp before the same rest), so that any other timestamp means the same."""
     try:
+        if "timestamp" in parse_json("{" + rest):
+            return None
         msg: Any = parse_json(text)
         if message_type(msg) != "event" or not isinstance(msg.get("event"), str):
             return None

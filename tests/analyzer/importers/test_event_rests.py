@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from analyzer.importers import event_rests, import_traces
@@ -40,7 +40,11 @@ def _full(text: str) -> tuple[EventMeaning, int, int] | str:
     return EventMeaning.of(msg), stamp["seconds"], stamp["microseconds"]
 
 
+_OWN_STAMP = '"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 2}}'
+
+
 @settings(max_examples=200, deadline=None)
+@example([("1", "2", _OWN_STAMP, ""), ("1795625377", "558656", _OWN_STAMP, "")])  # (its own timestamp wins)
 @given(st.lists(st.tuples(_SECONDS, _MICROS, _RESTS, st.sampled_from(["", ', "x": 1'])), min_size=1, max_size=12))
 def test_an_event_read_from_its_rest_means_what_its_full_parse_means(events):
     rests = EventRests()
