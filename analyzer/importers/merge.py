@@ -27,7 +27,7 @@ command.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ from analyzer.importers import disagree
 from analyzer.importers.qmp_semantics import qdev_name
 from analyzer.importers.rows import MessageColumns, Part
 from analyzer.importers.thread_hints import ThreadHints, attribute
-from tracer.schema import COLUMNS, schema_with_metadata
+from tracer.schema import schema_with_metadata
 
 #: Output rows turned from Python objects into Arrow at a time (see `build_rows`).
 CHUNK_ROWS = 65_536
@@ -48,6 +48,11 @@ SOURCE_ORDER = {"qemu-log": 0, "qmp": 1, "libvirt-log": 2, "domain-log": 3, "vir
 #: Fields a merged row takes from its partner when it has none itself.
 _DATA_FIELDS = ("device", "op", "errno", "action", "iostatus", "runstate", "cmd_ref", "node", "qom",
                 "event_ts")
+
+
+#: The sparse columns of integers and of words, each a value for few rows (`_Writes`).
+_NUMBERS = ("req_id", "errno", "event_ts")
+_WORDS = ("device", "op", "policy", "action", "iostatus", "runstate", "prev_runstate")
 
 
 def part_sort_key(part: Part) -> tuple:
@@ -62,12 +67,14 @@ def build_rows(
     source: str,
     metadata: Mapping[str, Any] | None = None,
     chunk_rows: int | None = None,
+    check: Callable[[pa.Table], None] | None = None,
 ) -> VmRows:
-    """The schema-v1 rows of one VM from its parts (any order: they are sorted here).
+    """The schema-v1 rows of one VM from its parts (any order: they are sorted here), to be
+    written a row group at a time (`VmRows`), each checked by `check` when it is made.
 
-    The parts are consumed: their row lists are emptied as the rows move into the table, in
+    The parts are consumed: their row lists are emptied as the rows move into Arrow, in
     chunks of `chunk_rows` output rows (default `CHUNK_ROWS`), so that a VM's rows are never
-    held twice (as Python objects and in Arrow) but for one chunk. The table is the same
+    held twice (as Python objects and in Arrow) but for one chunk. The rows are the same
     whatever the chunk size."""
     parts = sorted(parts, key=lambda p: (p.order, *part_sort_key(p)))
     if len(parts) > 1:  # inputs are merged row by row: every message a list row with its key
@@ -154,147 +161,81 @@ def build_rows(
     position[order] = np.arange(m)
 
     # The dense columns go to Arrow in `place` order -- the lists' rows a chunk at a time (a
-    # chunk's Python objects are freed once it is in Arrow), then the segments' -- and into
-    # output order as slices of those pieces (`_Gather`).
+    # chunk's Python objects are freed once it is in Arrow), then the segments' -- and are
+    # taken into output order a row group at a time as it is written (`_Gather`).
     bulk = _SegmentColumns(segments)
     gather = _Gather(
         np.concatenate((np.arange(0, k, chunk), k + np.cumsum([0] + [len(s) for s in segments])[:-1])),
         place[order],
     )
+    del place
 
     def list_chunks(values: np.ndarray, type_: pa.DataType) -> Iterator[pa.Array]:
         for start in range(0, k, chunk):
             yield pa.array(values[start : start + chunk], type_)
             values[start : start + chunk] = None
 
-    def to_output_codes(values: np.ndarray, col: str) -> pa.DictionaryArray:
-        """A column of few distinct strings (kind, name) in output order, as dictionary codes
-        all along: what is put in order is 4 bytes a row, not the strings."""
+    def codes(values: np.ndarray, col: str) -> _Taken:
+        """A column of few distinct strings (kind, name) as dictionary codes all along: what
+        is put in order is 4 bytes a row, not the strings."""
         chunks = [c.dictionary_encode() for c in list_chunks(values, pa.string())] + bulk.codes(col)
         type_ = pa.dictionary(pa.int32(), pa.string())
         unified = pa.chunked_array(chunks, type_).unify_dictionaries().chunks
         del chunks
-        return first_appearance(gather.take(unified, type_))
+        return gather.taken(unified, type_)
 
-    tids = [*list_chunks(tid, pa.int64()), *bulk.column("tid", pa.int64())]
-    dense_columns = {"tid": gather.take(tids, pa.int64()),
-                     "kind": to_output_codes(kind, "kind"), "name": to_output_codes(name, "name")}
+    dense = {"tid": gather.taken([*list_chunks(tid, pa.int64()), *bulk.column("tid", pa.int64())], pa.int64()),
+             "kind": codes(kind, "kind"), "name": codes(name, "name")}
     del kind, tid, name
     # (64-bit offsets: a VM's payloads may pass 2 GiB; each row group's fit in 32. The
     # payloads stay in pieces: slices of what the parsers made, never copied into one array.)
-    payload_column = gather.slices([*list_chunks(payload, pa.large_string()), *bulk.column("payload", pa.large_string())],
-                                   pa.large_string())
+    dense["payload"] = gather.slices(
+        [*list_chunks(payload, pa.large_string()), *bulk.column("payload", pa.large_string())], pa.large_string(),
+    )
     del payload
-
-    def dense(col: str) -> pa.Array:
-        return dense_columns.pop(col)
 
     hints = ThreadHints()
     for part in parts:
         hints.update(part.hints)
 
-    def scattered(col: str, type_: pa.DataType) -> pa.Array:
-        """A sparse integer column in output order, placed with numpy (no Python loop over its
-        values, no Python object per row)."""
+    def numbers(col: str) -> _Writes | None:
         values = sparse.get(col, {})
         if not values:
-            return pa.nulls(m, type_)
-        at = position[np.fromiter(values, np.int64, len(values))]
-        found = np.fromiter(values.values(), np.int64, len(values))
-        kept = at >= 0
-        out = np.zeros(m, dtype=np.int64)
-        valid = np.zeros(m, dtype=bool)
-        out[at[kept]] = found[kept]
-        valid[at[kept]] = True
-        validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
-        column = pa.Array.from_buffers(pa.int64(), m, [validity, pa.py_buffer(out)], null_count=m - int(np.count_nonzero(kept)))
-        return column if type_ == pa.int64() else column.cast(type_)
+            return None
+        return _Writes([position[np.fromiter(values, np.int64, len(values))]],
+                       [np.fromiter(values.values(), np.int64, len(values))])
 
-    def scattered_dictionary(col: str) -> pa.DictionaryArray:
-        """A sparse string column straight to its dictionary column: no column of `m` strings.
-
-        The dictionary is in order of first appearance in output order, as encoding the
-        whole column would make it."""
-        indices = np.zeros(m, dtype=np.int32)
-        missing = np.ones(m, dtype=bool)
-        words: dict[str, int] = {}
-
-        def place(at: np.ndarray, codes: pa.Array, dictionary: pa.Array) -> None:
-            """Rows `at` (output positions, -1: merged away) take `codes` into `dictionary`."""
-            remap = np.array([words.setdefault(w, len(words)) for w in dictionary.to_pylist()] or [0], dtype=np.int32)
-            kept = (at >= 0) & codes.is_valid().to_numpy(zero_copy_only=False)
-            indices[at[kept]] = remap[pc.fill_null(codes, 0).to_numpy()[kept]]
-            missing[at[kept]] = False
-
+    def words(col: str) -> _Words | None:
+        """A sparse string column as codes into its words, never a column of `m` strings."""
         values = sparse.get(col, {})
         if not values and all(col not in columns.values for _, _, columns in messages):
-            return _no_words(m)
+            return None
+        out = _Words()
         if values:
             encoded = pa.array(list(values.values()), pa.string()).dictionary_encode()
-            place(position[np.fromiter(values, np.int64, len(values))], encoded.indices, encoded.dictionary)
+            out.add(position[np.fromiter(values, np.int64, len(values))], encoded.indices, encoded.dictionary)
         for start, _, columns in messages:  # (rows of messages read in bulk: a code per row)
             column = columns.values.get(col)
             if column is not None:
-                place(position[start : start + len(column)], column.indices, column.dictionary)
-        return first_appearance(pa.DictionaryArray.from_arrays(pa.array(indices, mask=missing), pa.array(list(words), pa.string())))
+                out.add(position[start : start + len(column)], column.indices, column.dictionary)
+        return out.done()
 
-    cmd_seq = np.zeros(m, dtype=np.int64)
-    has_cmd = np.zeros(m, dtype=bool)
     refs = sparse.get("cmd_ref", {})
     linked = [(np.fromiter(refs, np.int64, len(refs)), np.fromiter(refs.values(), np.int64, len(refs)))]
     for start, first, columns in messages:
         answering = np.flatnonzero(columns.cmd_ref >= 0)
         linked.append((start + answering, first + columns.cmd_ref[answering]))
-    for rows_at, commands in linked:
-        at = position[rows_at]
-        cmd_at = position[alias[commands]]
-        kept = at >= 0
-        cmd_seq[at[kept]] = cmd_at[kept]
-        has_cmd[at[kept]] = True
-
-    tid_arr = dense("tid")
-    thread_names, thread_kinds = attribute(tid_arr, hints)
-    thread = _coalesce(scattered_dictionary("thread"), thread_names, "qemu")
-    thread_kind = _coalesce(scattered_dictionary("thread_kind"), thread_kinds, "unknown")
+    cmd_seq = _Writes([position[rows_at] for rows_at, _ in linked], [position[alias[commands]] for _, commands in linked])
 
     unique_paths = sorted({p.path for p in parts}, key=[p.path for p in parts].index)
     path_index = np.array([unique_paths.index(p.path) for p in parts], dtype=np.int32)
-    paths = pa.array(unique_paths, pa.string())
-    columns: dict[str, pa.Array] = {
-        "seq": pa.array(np.arange(m, dtype=np.int64)),
-        "ts_ns": pa.array(ts_arr[order]),
-        "vm": pa.DictionaryArray.from_arrays(pa.array(np.zeros(m, dtype=np.int32)), pa.array([vm])),
-        "host": pa.nulls(m, pa.string()) if host is None else pa.array([host] * m, pa.string()),
-        "thread": thread,
-        "thread_kind": thread_kind,
-        "kind": dense("kind"),
-        "device": scattered_dictionary("device"),
-        "req_id": scattered("req_id", pa.int64()),
-        "op": scattered_dictionary("op"),
-        "errno": scattered("errno", pa.int32()),
-        "policy": scattered_dictionary("policy"),
-        "action": scattered_dictionary("action"),
-        "iostatus": scattered_dictionary("iostatus"),
-        "runstate": scattered_dictionary("runstate"),
-        "prev_runstate": scattered_dictionary("prev_runstate"),
-        "name": dense("name"),
-        "error_id": pa.nulls(m, pa.int64()),
-        "payload": pa.nulls(m, pa.string()),  # placeholder: `VmRows.batches` fills it
-        "tid": tid_arr,
-        "cmd_seq": pa.array(cmd_seq, pa.int64(), mask=~has_cmd),
-        "src_file": pa.DictionaryArray.from_arrays(pa.array(path_index[part_of[order]]), paths),
-        "src_line": pa.array(line_arr[order]),
-        "event_ts_ns": scattered("event_ts", pa.int64()),
-    }
-    arrays = []
-    for col in COLUMNS:
-        arr = columns[col.name]
-        if pa.types.is_dictionary(col.type) and not pa.types.is_dictionary(arr.type):
-            arr = arr.dictionary_encode()
-        arr = arr.cast(col.type)
-        arrays.append(arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr)
-    table = pa.Table.from_arrays(arrays, schema=schema_with_metadata(source, metadata))
-    return VmRows(table, payload_column)
+    return VmRows(_OutputRows(
+        schema=schema_with_metadata(source, metadata), vm=vm, host=host, hints=hints, order=order,
+        ts=ts_arr, line=line_arr, src_file=path_index[part_of], paths=pa.array(unique_paths, pa.string()),
+        dense=dense, cmd_seq=cmd_seq,
+        numbers={col: numbers(col) for col in _NUMBERS},
+        words={col: words(col) for col in (*_WORDS, "thread", "thread_kind")},
+    ), check=check)
 
 
 def first_appearance(column: pa.DictionaryArray) -> pa.DictionaryArray:
@@ -339,9 +280,10 @@ class _Gather:
     `place` order. Output order mostly runs through them in long stretches -- one input read in
     time order: a stretch per piece; a trace log's few rows read one by one between its bulk
     rows: a stretch between two of them -- so the column in output order is slices of its
-    pieces, not a copy. When the stretches are short (inputs merged row by row, a transcript's
-    events between its polls), a narrow column is one take (`take`) and the payloads are taken
-    a row group at a time as they are written (`slices`, `_Taken`).
+    pieces, not a copy (`slices`, for the payloads). A narrow column (tid, kind and name codes),
+    and the payloads when the stretches are short (inputs merged row by row, a transcript's
+    events between its polls), are taken a row group at a time as they are written (`taken`,
+    `_Taken`).
     """
 
     #: Fewer rows than this per stretch, on average: a take instead of slices.
@@ -351,7 +293,6 @@ class _Gather:
         """`piece_starts`: where each piece starts in `place` order; `output_place`: the `place`
         of each output row."""
         self._piece_starts, self._output_place = piece_starts, output_place
-        self._indices = pa.array(output_place)
         m = len(output_place)
         is_start = np.zeros(int(output_place.max(initial=0)) + 2, dtype=bool)
         is_start[piece_starts[piece_starts < len(is_start)]] = True
@@ -364,13 +305,10 @@ class _Gather:
             lengths = np.diff(np.append(starts, m))
             self._stretches = list(zip(piece.tolist(), (first - piece_starts[piece]).tolist(), lengths.tolist(), strict=True))
 
-    def take(self, pieces: list[pa.Array], type_: pa.DataType) -> pa.Array:
-        """The column in output order as one array (the pieces put together, then one take:
-        for narrow columns, cheaper than many slices). Empties `pieces`: they are let go of
-        before the take, so that no more than two copies of the column are ever held."""
-        whole = pa.concat_arrays(pieces) if pieces else pa.array([], type_)
-        pieces.clear()
-        return whole.take(self._indices)
+    def taken(self, pieces: list[pa.Array], type_: pa.DataType) -> _Taken:
+        """The column in output order, taken from its pieces a row group at a time (for
+        narrow columns, cheaper than many slices)."""
+        return _Taken(pieces, self._piece_starts, self._output_place, type_)
 
     def slices(self, pieces: list[pa.Array], type_: pa.DataType) -> pa.ChunkedArray | _Taken:
         """The column in output order as slices of its pieces; when the stretches are short,
@@ -454,41 +392,177 @@ class _SegmentColumns:
         return out
 
 
+class _Writes:
+    """A sparse column in output order: the output rows that have a value (sorted) and their
+    values. Made from writes (output rows, values) in the order they were made: a row written
+    twice keeps its last value; rows at -1 (merged away) are dropped."""
+
+    def __init__(self, rows: Sequence[np.ndarray], values: Sequence[np.ndarray]) -> None:
+        at = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        found = np.concatenate(values) if values else np.zeros(0, np.int64)
+        kept = at >= 0
+        at, found = at[kept], found[kept]
+        by = np.argsort(at, kind="stable")
+        at, found = at[by], found[by]
+        last = np.append(at[1:] != at[:-1], True) if len(at) else np.zeros(0, bool)
+        self.rows, self.values = at[last], found[last]
+
+    def window(self, start: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows relative to `start`, values) of output rows start .. start + rows."""
+        lo, hi = np.searchsorted(self.rows, (start, start + rows))
+        return self.rows[lo:hi] - start, self.values[lo:hi]
+
+    def numbers(self, start: int, rows: int, type_: pa.DataType) -> pa.Array:
+        """Output rows start .. start + rows as an integer column (null where no value),
+        placed with numpy: no Python object per row."""
+        at, found = self.window(start, rows)
+        out = np.zeros(rows, dtype=np.int64)
+        valid = np.zeros(rows, dtype=bool)
+        out[at] = found
+        valid[at] = True
+        validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+        column = pa.Array.from_buffers(pa.int64(), rows, [validity, pa.py_buffer(out)], null_count=rows - len(at))
+        return column if type_ == pa.int64() else column.cast(type_)
+
+
+class _Words:
+    """A sparse string column as codes into its words (`_Writes` of codes), built from the
+    codes of dictionary columns, whatever their dictionaries."""
+
+    def __init__(self) -> None:
+        self._words: dict[str, int] = {}
+        self._rows: list[np.ndarray] = []
+        self._codes: list[np.ndarray] = []
+
+    def add(self, at: np.ndarray, codes: pa.Array, dictionary: pa.Array) -> None:
+        """Rows `at` (output rows, -1: merged away) take `codes` into `dictionary` (nulls:
+        no value)."""
+        remap = np.array([self._words.setdefault(w, len(self._words)) for w in dictionary.to_pylist()] or [0],
+                         dtype=np.int32)
+        valid = codes.is_valid().to_numpy(zero_copy_only=False)
+        self._rows.append(at[valid])
+        self._codes.append(remap[pc.fill_null(codes, 0).to_numpy()[valid]])
+
+    def done(self) -> _Words:
+        self.writes = _Writes(self._rows, self._codes)
+        self.dictionary = pa.array(list(self._words), pa.string())
+        del self._rows, self._codes, self._words
+        return self
+
+    def column(self, start: int, rows: int) -> pa.DictionaryArray:
+        """Output rows start .. start + rows, dictionary in order of first appearance (as
+        encoding the strings would make it)."""
+        at, found = self.writes.window(start, rows)
+        indices = np.zeros(rows, dtype=np.int32)
+        missing = np.ones(rows, dtype=bool)
+        indices[at] = found
+        missing[at] = False
+        return first_appearance(pa.DictionaryArray.from_arrays(pa.array(indices, mask=missing), self.dictionary))
+
+
+class _OutputRows:
+    """What one VM's columns are made of, put together in output order a row group at a time
+    (`batch`): nothing of the size of the VM is built but the output order itself."""
+
+    def __init__(
+        self,
+        *,
+        schema: pa.Schema,
+        vm: str,
+        host: str | None,
+        hints: ThreadHints,
+        order: np.ndarray,
+        ts: np.ndarray,
+        line: np.ndarray,
+        src_file: np.ndarray,
+        paths: pa.Array,
+        dense: dict[str, Any],
+        cmd_seq: _Writes,
+        numbers: dict[str, _Writes | None],
+        words: dict[str, _Words | None],
+    ) -> None:
+        self.schema, self.vm, self.host, self.hints = schema, vm, host, hints
+        #: Per row in reading order (`build_rows`): time, line, index into `paths`.
+        self.order, self.ts, self.line, self.src_file, self.paths = order, ts, line, src_file, paths
+        self.dense, self.cmd_seq, self.numbers, self.words = dense, cmd_seq, numbers, words
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def batch(self, start: int, rows: int) -> pa.Table:
+        """Output rows start .. start + rows as a schema-v1 table (each column one array)."""
+        rows = max(0, min(rows, len(self) - start))
+        at = self.order[start : start + rows]
+
+        def numbers(col: str, type_: pa.DataType) -> pa.Array:
+            writes = self.numbers[col]
+            return pa.nulls(rows, type_) if writes is None else writes.numbers(start, rows, type_)
+
+        def words(col: str) -> pa.DictionaryArray:
+            column = self.words[col]
+            return _no_words(rows) if column is None else column.column(start, rows)
+
+        def dense(col: str) -> pa.Array:
+            column = self.dense[col].slice(start, rows)
+            return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+        tid = dense("tid")
+        thread_names, thread_kinds = attribute(tid, self.hints)
+        columns: dict[str, pa.Array] = {
+            "seq": pa.array(np.arange(start, start + rows, dtype=np.int64)),
+            "ts_ns": pa.array(self.ts[at]),
+            "vm": pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, dtype=np.int32)), pa.array([self.vm])),
+            "host": pa.nulls(rows, pa.string()) if self.host is None else pa.array([self.host] * rows, pa.string()),
+            "thread": _coalesce(words("thread"), thread_names, "qemu"),
+            "thread_kind": _coalesce(words("thread_kind"), thread_kinds, "unknown"),
+            "kind": first_appearance(dense("kind")),
+            "req_id": numbers("req_id", pa.int64()),
+            "errno": numbers("errno", pa.int32()),
+            "name": first_appearance(dense("name")),
+            "error_id": pa.nulls(rows, pa.int64()),
+            "payload": dense("payload"),
+            "tid": tid,
+            "cmd_seq": self.cmd_seq.numbers(start, rows, pa.int64()),
+            "src_file": pa.DictionaryArray.from_arrays(pa.array(self.src_file[at]), self.paths),
+            "src_line": pa.array(self.line[at]),
+            "event_ts_ns": numbers("event_ts", pa.int64()),
+            **{col: words(col) for col in _WORDS},
+        }
+        arrays = []
+        for field in self.schema:
+            arr = columns[field.name]
+            if pa.types.is_dictionary(field.type) and not pa.types.is_dictionary(arr.type):
+                arr = arr.dictionary_encode()
+            arrays.append(arr.cast(field.type))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+
 class VmRows:
-    """One VM's rows in output order, ready to write: the table but its payloads, and them.
+    """One VM's rows in output order, ready to write a row group at a time (`batches`): its
+    columns are put together only as each row group is written, so that a VM's output table
+    is never in memory whole, and each row group is checked (`check`) as it is made."""
 
-    Payloads (most of a VM's bytes) are one Arrow column beside `table` (in pieces: slices of
-    what the parsers made, `_Gather`), which holds a placeholder: `batches` gives the rows one
-    row group at a time with their payloads, each row group's in one array.
-    `validate` can check `table` (payload is a free string column).
-    """
-
-    def __init__(self, table: pa.Table, payload: pa.Array | pa.ChunkedArray | _Taken) -> None:
-        self.table = table
-        self._payload: pa.Array | pa.ChunkedArray | _Taken | None = payload
-        self._column = table.schema.get_field_index("payload")
-
-    @property
-    def num_rows(self) -> int:
-        return self.table.num_rows
+    def __init__(self, rows: _OutputRows, *, check: Callable[[pa.Table], None] | None = None) -> None:
+        self._rows: _OutputRows | None = rows
+        self._check = check
+        self.num_rows = len(rows)
+        self.schema = rows.schema
 
     def batches(self, rows: int) -> Iterator[pa.Table]:
-        """The whole table, `rows` rows at a time (each column one array); single use."""
-        payload, self._payload = self._payload, None
-        if payload is None:
+        """The whole table, `rows` rows at a time; single use (what the rows were made of is
+        let go of once the last is given)."""
+        source, self._rows = self._rows, None
+        if source is None:
             raise RuntimeError("the rows of this VM were already taken")
-        field = self.table.schema.field(self._column)
         for start in range(0, max(self.num_rows, 1), rows):
-            part = self.table.slice(start, rows)
-            payloads = payload.slice(start, rows)
-            if isinstance(payloads, pa.ChunkedArray):  # (one array, as the writer had it before)
-                payloads = payloads.combine_chunks()
-            yield part.set_column(self._column, field, payloads.cast(field.type))
+            part = source.batch(start, rows)
+            if self._check is not None:
+                self._check(part)
+            yield part
 
     def to_table(self) -> pa.Table:
         """The whole table in one piece (for `read_input`, and several VMs in one file)."""
-        parts = list(self.batches(max(self.num_rows, 1)))
-        return parts[0]
+        return next(self.batches(max(self.num_rows, 1)))
 
 
 def _coalesce(preset: pa.DictionaryArray, derived: pa.DictionaryArray, default: str) -> pa.DictionaryArray:

@@ -163,7 +163,7 @@ def _write_parquet(table: pa.Table | VmRows, sink: BinaryIO | outputs.OutputFile
         return
     adapter = _Sink(sink)
     try:
-        with pq.ParquetWriter(pa.PythonFile(adapter, mode="w"), table.table.schema, **PARQUET_OPTIONS) as writer:
+        with pq.ParquetWriter(pa.PythonFile(adapter, mode="w"), table.schema, **PARQUET_OPTIONS) as writer:
             for group in table.batches(ROW_GROUP_ROWS):
                 writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
         adapter.drain()

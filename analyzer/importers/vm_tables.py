@@ -30,8 +30,8 @@ def vm_tables(parsed: Sequence[ParsedInput], *, vm: str | None, host: str | None
 
 
 def vm_rows(parsed: Sequence[ParsedInput], *, vm: str | None, host: str | None) -> dict[str, VmRows]:
-    """Group the parts by VM and build the rows of each VM (sorted by VM name), checked as
-    `check` would; the parts are consumed (`merge.build_rows`).
+    """Group the parts by VM and build the rows of each VM (sorted by VM name), each row group
+    checked as `check` would as it is made; the parts are consumed (`merge.build_rows`).
 
     `vm` names the VM of QMP / trace-log inputs and selects one VM of a libvirt log; `host`
     fills the host column (else the host a libvirt log names).
@@ -64,15 +64,15 @@ def vm_rows(parsed: Sequence[ParsedInput], *, vm: str | None, host: str | None) 
         vm_meta = dict(metadata)
         if versions[name] is not None:
             vm_meta["qemu_version"] = versions[name]
-        tables[name] = build_rows(parts, name, host=vm_host, source=source, metadata=vm_meta)
-        _ensure_checkable(tables[name].table)  # every column but payload, which has no rule
+        tables[name] = build_rows(parts, name, host=vm_host, source=source, metadata=vm_meta,
+                                  check=_ensure_checkable)
     return tables
 
 
 def _ensure_checkable(table: pa.Table) -> None:
-    """Refuse to write a table that `check` would refuse (the one schema validation both
-    use), naming the input line of the first offending row: an import writes what check
-    accepts, or nothing."""
+    """Refuse to write a table (a row group of one VM) that `check` would refuse (the one
+    schema validation both use), naming the input line of the first offending row: an import
+    writes what check accepts, or nothing (the output is discarded: `analyzer.outputs`)."""
     problems = validate(table)
     if not problems:
         return
