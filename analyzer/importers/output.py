@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from analyzer import outputs
 from analyzer.importers.merge import VmRows
 from tracer.errors import OutputError
-from tracer.tracedir import PARQUET_OPTIONS, parquet_bytes
+from tracer.tracedir import PARQUET_OPTIONS
 
 _QEMU_VERSION = b"blkreplay.qemu_version"
 _QEMU_VERSIONS = b"blkreplay.qemu_versions"
@@ -39,19 +39,23 @@ _UNKNOWN = b"blkreplay.unknown_lines"
 
 
 def one_table(tables: Sequence[pa.Table]) -> pa.Table:
-    """The tables of several VMs (at least one) as one table.
-
-    Per-VM metadata (``qemu_version``) stays only where every VM agrees; ``qemu_versions``
-    has each VM's.
-    """
+    """The tables of several VMs (at least one) as one table (`one_schema`)."""
     if len(tables) == 1:
         return tables[0]
     out = pa.concat_tables(tables).unify_dictionaries().combine_chunks()
-    meta = dict(tables[0].schema.metadata or {})
-    if len({(t.schema.metadata or {}).get(_QEMU_VERSION) for t in tables}) > 1:
+    return out.replace_schema_metadata(one_schema([t.schema for t in tables]).metadata)
+
+
+def one_schema(schemas: Sequence[pa.Schema]) -> pa.Schema:
+    """The schema of one file of several VMs' tables (at least one): per-VM metadata
+    (``qemu_version``) stays only where every VM agrees; ``qemu_versions`` has each VM's."""
+    if len(schemas) == 1:
+        return schemas[0]
+    meta = dict(schemas[0].metadata or {})
+    if len({(t.metadata or {}).get(_QEMU_VERSION) for t in schemas}) > 1:
         meta.pop(_QEMU_VERSION, None)
-    meta.update(_fleet_inputs([t.schema.metadata or {} for t in tables]))
-    return out.replace_schema_metadata(meta)
+    meta.update(_fleet_inputs([t.metadata or {} for t in schemas]))
+    return schemas[0].with_metadata(meta)
 
 
 def _fleet_inputs(metas: Sequence[Mapping[bytes, bytes]]) -> dict[bytes, bytes]:
@@ -127,20 +131,19 @@ def part_path(key: str | tuple[str | None, str]) -> Path:
 
 
 def write_tables(
-    tables: Mapping[str, pa.Table | VmRows] | Mapping[tuple[str | None, str], pa.Table | VmRows],
+    tables: Mapping[str, VmRows] | Mapping[tuple[str | None, str], VmRows],
     plan: OutputPlan,
 ) -> list[str]:
-    """Write the tables of each VM (by name, or by (host, name)) where `plan` says; returns
-    the files written.
+    """Write the rows of each VM (by name, or by (host, name)) where `plan` says; returns the
+    files written.
 
-    A `VmRows` is streamed to the file one row group at a time (the same bytes as writing
-    its whole table); several VMs in one file are put together whole first (`one_table`)."""
+    Each VM's rows are streamed to its file one row group at a time (the same bytes as
+    writing its whole table); several VMs in one file are streamed one after another, in
+    row groups of `ROW_GROUP_ROWS` rows whatever VM they hold (the rows of one row group, not
+    the tables of all the VMs, are in memory at once)."""
     if not plan.directory:
         with outputs.open_output(plan.path, inputs=plan.inputs, kind="parquet", parents=plan.parents) as f:
-            if len(tables) == 1:
-                _write_parquet(next(iter(tables.values())), f)
-            else:
-                _write_parquet(one_table([_whole(t) for t in tables.values()]), f)
+            _write_parquet(list(tables.values()), f)
         return [str(plan.path)]
     files = []
     with outputs.output_dir(plan.path, inputs=plan.inputs, parents=plan.parents,
@@ -152,19 +155,36 @@ def write_tables(
     return files
 
 
-def _whole(table: pa.Table | VmRows) -> pa.Table:
-    return table.to_table() if isinstance(table, VmRows) else table
-
-
-def _write_parquet(table: pa.Table | VmRows, sink: BinaryIO | outputs.OutputFile) -> None:
-    """`table` as one Parquet file into `sink`, as `tracer.tracedir.parquet_bytes` makes it."""
-    if not isinstance(table, VmRows):
-        sink.write(memoryview(parquet_bytes(table)))
+def _row_groups(vms: Sequence[VmRows], schema: pa.Schema) -> Iterator[pa.Table]:
+    """The rows of `vms`, one after another, in tables of `ROW_GROUP_ROWS` rows (the last
+    fewer): one VM's row groups as it makes them; several VMs' put together (as
+    `one_table` would make the whole, sliced)."""
+    if len(vms) == 1:
+        yield from vms[0].batches(ROW_GROUP_ROWS)
         return
+    pending: list[pa.Table] = []
+    held = 0
+    for vm in vms:
+        for batch in vm.batches(ROW_GROUP_ROWS):
+            pending.append(batch.replace_schema_metadata(schema.metadata))
+            held += batch.num_rows
+            while held >= ROW_GROUP_ROWS:
+                whole = pa.concat_tables(pending).unify_dictionaries().combine_chunks()
+                yield whole.slice(0, ROW_GROUP_ROWS)
+                pending, held = [whole.slice(ROW_GROUP_ROWS)], whole.num_rows - ROW_GROUP_ROWS
+    if held or not any(vm.num_rows for vm in vms):
+        yield pa.concat_tables(pending).unify_dictionaries().combine_chunks()
+
+
+def _write_parquet(vms: VmRows | Sequence[VmRows], sink: BinaryIO | outputs.OutputFile) -> None:
+    """The rows of `vms` as one Parquet file into `sink`, as `tracer.tracedir.parquet_bytes`
+    makes it of their whole table."""
+    vms = [vms] if isinstance(vms, VmRows) else list(vms)
+    schema = one_schema([vm.schema for vm in vms])
     adapter = _Sink(sink)
     try:
-        with pq.ParquetWriter(pa.PythonFile(adapter, mode="w"), table.schema, **PARQUET_OPTIONS) as writer:
-            for group in table.batches(ROW_GROUP_ROWS):
+        with pq.ParquetWriter(pa.PythonFile(adapter, mode="w"), schema, **PARQUET_OPTIONS) as writer:
+            for group in _row_groups(vms, schema):
                 writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
         adapter.drain()
     except Exception:
@@ -213,7 +233,7 @@ class _Sink:
         pass
 
 
-def _write_part(table: pa.Table | VmRows, work: Path, part: Path, final: Path) -> None:
+def _write_part(table: VmRows, work: Path, part: Path, final: Path) -> None:
     """One VM's file inside the directory being built; a failure names the final output."""
     try:
         (work / part).parent.mkdir(parents=True)  # host=H/ shared by its VMs; vm=V/ always new

@@ -138,3 +138,28 @@ def test_a_directory_output_streams_each_vm_the_same(samples_dir, tmp_path, monk
     assert a.relative_to(whole) == b.relative_to(small)
     assert _rows(b).equals(_rows(a))
     assert pq.ParquetFile(b).metadata.num_row_groups > 1
+
+
+def _fleet(samples_dir: Path, work: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The libvirt 9.0 and 11.3 samples' VMs on two hosts each, imported into one file (from
+    relative paths, cwd = `work`)."""
+    inputs = []
+    for host in ("h1", "h2"):
+        for v in ("9.0", "11.3"):
+            (work / host / v).mkdir(parents=True)
+            shutil.copyfile(samples_dir / f"libvirt-{v}" / "a-stop-eio" / "libvirtd.log", work / host / v / "libvirtd.log")
+            inputs.append(f"{host}/{v}/libvirtd.log")
+    monkeypatch.chdir(work)
+    return work / import_traces(inputs, "out.parquet", host="{dir2}-{dir1}").files[0]
+
+
+def test_several_vms_in_one_file_are_streamed_in_row_groups_that_cross_vms(samples_dir, tmp_path, monkeypatch):
+    whole = _fleet(samples_dir, tmp_path / "whole", monkeypatch)
+    monkeypatch.setattr(output, "ROW_GROUP_ROWS", 13)
+    small = _fleet(samples_dir, tmp_path / "small", monkeypatch)
+    rows = _rows(whole)
+    assert len(set(zip(rows["host"].to_pylist(), rows["vm"].to_pylist(), strict=True))) >= 4
+    groups = pq.ParquetFile(small).metadata
+    assert groups.num_row_groups == -(-groups.num_rows // 13) > 4
+    assert _rows(small).equals(rows)
+    assert pq.read_schema(small).metadata == pq.read_schema(whole).metadata
