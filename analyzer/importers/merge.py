@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analyzer.importers import disagree
+from analyzer.importers import ahead, disagree
 from analyzer.importers.qmp_semantics import qdev_name
 from analyzer.importers.rows import MessageColumns, Part
 from analyzer.importers.thread_hints import ThreadHints, attribute
@@ -550,15 +550,20 @@ class VmRows:
 
     def batches(self, rows: int) -> Iterator[pa.Table]:
         """The whole table, `rows` rows at a time; single use (what the rows were made of is
-        let go of once the last is given)."""
+        let go of once the last is given). The next row group is made (and checked) on a
+        thread while the caller writes this one: numpy and Arrow, mostly without the GIL."""
         source, self._rows = self._rows, None
         if source is None:
             raise RuntimeError("the rows of this VM were already taken")
-        for start in range(0, max(self.num_rows, 1), rows):
+
+        def make(start: int) -> pa.Table:
             part = source.batch(start, rows)
             if self._check is not None:
                 self._check(part)
-            yield part
+            return part
+
+        starts = range(0, max(self.num_rows, 1), rows)
+        yield from ahead.ordered(starts, make, workers=1, depth=1) if len(starts) > 1 else map(make, starts)
 
     def to_table(self) -> pa.Table:
         """The whole table in one piece (for `read_input`, and several VMs in one file)."""
