@@ -4,9 +4,9 @@ BLOCK_IO_ERROR flood under `report` policies, and the same fleet healthy."""
 
 from __future__ import annotations
 
+import tempfile
 from functools import cache
 from pathlib import Path
-from tempfile import mkdtemp
 
 import pyarrow.parquet as pq
 
@@ -15,6 +15,8 @@ from analyzer.result import CheckResult
 from tracer.sim import load_scenario, record
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "traces" / "scenarios"
+#: Where the recordings go: removed when the test session's interpreter exits.
+_RECORDINGS = tempfile.TemporaryDirectory(prefix="blkreplay-scenarios-")
 #: epoch_s of the scenarios: the virtual clock's 0, in ns.
 EPOCH_NS = 1_780_000_000 * 10**9
 
@@ -25,7 +27,7 @@ def trace(name: str, **overrides: object) -> Path:
     config = load_scenario(SCENARIOS / f"{name}.toml").replace(**overrides)
     if "faults" in overrides:  # replace() ignores None only; () clears the faults
         config = config.replace(faults=overrides["faults"])
-    out = Path(mkdtemp(prefix=f"blkreplay-{name}-")) / "trace"
+    out = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_RECORDINGS.name)) / "trace"
     record(config, out)
     return out
 

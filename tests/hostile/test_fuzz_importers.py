@@ -230,6 +230,10 @@ def test_fuzz_merged_trace_log_and_transcript(trace: bytes, transcript: bytes, s
 # -- what production hosts keep (renderings derived from the samples: hostlog_inputs) ---------
 
 
+#: Where the renderings go: removed when the test session's interpreter exits.
+_RENDERINGS = tempfile.TemporaryDirectory(prefix="blkreplay-fuzz-hostlogs-")
+
+
 @cache
 def derived_path(name: str) -> Path:
     """A host-side rendering of the samples (`tests.analyzer.importers.hostlog_inputs`): the
@@ -240,7 +244,7 @@ def derived_path(name: str) -> Path:
     qemu72 = SAMPLES / "qemu-7.2" / "a-stop-eio-dataplane"
     if not (LIBVIRT / "libvirtd.log").exists() or not qemu72.exists():
         pytest.skip("samples not available")
-    tmp = Path(tempfile.mkdtemp(prefix="blkreplay-fuzz-hostlogs-"))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_RENDERINGS.name))
     libvirtd = tmp / "libvirtd.log"
     libvirtd.write_bytes(b"\n".join(sample_lines(LIBVIRT / "libvirtd.log")) + b"\n")
     render = {
