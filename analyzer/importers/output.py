@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analyzer import outputs
+from analyzer.importers import freed_memory
 from analyzer.importers.merge import VmRows
 from tracer.errors import OutputError
 from tracer.tracedir import PARQUET_OPTIONS
@@ -186,6 +187,8 @@ def _write_parquet(vms: VmRows | Sequence[VmRows], sink: BinaryIO | outputs.Outp
         with pq.ParquetWriter(pa.PythonFile(adapter, mode="w"), schema, **PARQUET_OPTIONS) as writer:
             for group in _row_groups(vms, schema):
                 writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
+                del group
+                freed_memory.release()  # (each row group's buffers, before the next is made)
         adapter.drain()
     except Exception:
         if adapter.error is not None:  # the output's own error (disk full), not pyarrow's wrapping

@@ -12,6 +12,9 @@ Each step is its own module; this one runs them in order and keeps the bookkeepi
    VM) (`vm_tables`, `vm_groups`, `merge`), refusing one that `check` would refuse;
 4. write them (`output`), only once every input has parsed: a bad input writes nothing.
 
+Between the steps, the memory the allocators hold free goes back to the system
+(`freed_memory`), so that a step's peak does not come on top of the garbage of the one before.
+
 Several inputs may be parsed at once in worker processes (`workers`, `_parse_all`): each
 worker parses whole files and hands back its `ParsedInput` (our own dataclasses of parsed
 strings and integers, between our own processes); the parent takes them in input order, so
@@ -39,6 +42,7 @@ import pyarrow as pa
 
 from analyzer.importers import (
     domain_log,
+    freed_memory,
     journald,
     kubevirt,
     libvirt_log,
@@ -273,9 +277,11 @@ def import_traces(
             inputs, sizes, format, skip_bad=skip_bad, progress=progress, stdin_name=stdin_name,
             workers=workers,
         )
+        freed_memory.release()  # (what parsing dropped, before the build's peak comes on top)
         counts = [p.rows for p in parsed]  # before the tables consume the rows
         hosts = assign_hosts(parsed, host, [None if str(p) == "-" else str(p) for p in inputs])
         tables = fleet_rows(parsed, hosts, vm=vm)  # (names each part's VM)
+        freed_memory.release()
     summaries = tuple(_summary(p, rows, h) for p, rows, h in zip(parsed, counts, hosts, strict=True))
     del parsed  # the rows now live in `tables`, written one row group at a time
     if is_pattern(host) or len({h for h, _ in tables}) > 1:  # a fleet: host=H/vm=V/
