@@ -163,3 +163,26 @@ def test_several_vms_in_one_file_are_streamed_in_row_groups_that_cross_vms(sampl
     assert groups.num_row_groups == -(-groups.num_rows // 13) > 4
     assert _rows(small).equals(rows)
     assert pq.read_schema(small).metadata == pq.read_schema(whole).metadata
+
+
+def test_a_row_group_the_schema_refuses_late_in_the_file_leaves_no_output(samples_dir, tmp_path, monkeypatch):
+    """Each row group is checked as it is made: one refused after others were written names
+    the input line of its first bad row, and the output is not left half written."""
+    from analyzer.importers import vm_tables
+    from tracer.errors import ImportFormatError
+    from tracer.schema import Problem, validate
+
+    def refuse_line_70(table: pa.Table) -> list[Problem]:
+        lines = table["src_line"].to_pylist()
+        if 70 in lines:  # (a row of the third row group of 30 rows, or so)
+            return [Problem("action", "unknown value 'explode'", lines.index(70))]
+        return validate(table)
+
+    monkeypatch.setattr(vm_tables, "validate", refuse_line_70)
+    monkeypatch.setattr(output, "ROW_GROUP_ROWS", 30)
+    for out in ("out.parquet", "out"):
+        with pytest.raises(ImportFormatError) as exc:
+            _import(samples_dir, "7.2-dataplane-transcript", tmp_path / out, out=out)
+        assert exc.value.line == 70 and "explode" in str(exc.value) and "qmp-transcript.jsonl" in str(exc.value)
+        assert not (tmp_path / out / out).exists()
+        assert sorted(p.name for p in (tmp_path / out).iterdir()) == ["in"]
