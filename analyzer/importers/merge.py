@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 from analyzer.importers import ahead, disagree
 from analyzer.importers.qmp_semantics import qdev_name
 from analyzer.importers.rows import MessageColumns, Part
+from analyzer.importers.spill import Spilled, is_spilled, loaded
 from analyzer.importers.thread_hints import ThreadHints, attribute
 from tracer.schema import schema_with_metadata
 
@@ -310,10 +311,10 @@ class _Gather:
         narrow columns, cheaper than many slices)."""
         return _Taken(pieces, self._piece_starts, self._output_place, type_)
 
-    def slices(self, pieces: list[pa.Array], type_: pa.DataType) -> pa.ChunkedArray | _Taken:
+    def slices(self, pieces: list[pa.Array | Spilled], type_: pa.DataType) -> pa.ChunkedArray | _Taken:
         """The column in output order as slices of its pieces; when the stretches are short,
-        taken a row group at a time when written (`_Taken`)."""
-        if self._stretches is None:
+        or pieces wait on disk (`spill`), taken a row group at a time when written (`_Taken`)."""
+        if self._stretches is None or any(is_spilled(p) for p in pieces):
             return _Taken(pieces, self._piece_starts, self._output_place, type_)
         return pa.chunked_array([pieces[p].slice(o, n) for p, o, n in self._stretches], type_)
 
@@ -323,8 +324,10 @@ class _Taken:
     a row group's rows from the pieces they lie in, so that the whole column is never copied
     at once (`_Gather.slices`, for inputs merged row by row)."""
 
-    def __init__(self, pieces: list[pa.Array], piece_starts: np.ndarray, output_place: np.ndarray, type_: pa.DataType) -> None:
-        self._pieces = [p.cast(type_) for p in pieces] or [pa.array([], type_)]
+    def __init__(self, pieces: list[pa.Array | Spilled], piece_starts: np.ndarray, output_place: np.ndarray,
+                 type_: pa.DataType) -> None:
+        self._type = type_
+        self._pieces = [p if is_spilled(p) else p.cast(type_) for p in pieces] or [pa.array([], type_)]
         self._starts = np.append(piece_starts, piece_starts[-1] + len(pieces[-1])) if pieces else np.zeros(2, np.int64)
         self._place = output_place
 
@@ -338,7 +341,9 @@ class _Taken:
         base = np.zeros(len(self._pieces), dtype=np.int64)
         base[touched] = np.cumsum(lengths) - lengths
         local = base[piece] + place - self._starts[piece]
-        whole = pa.concat_arrays([self._pieces[p] for p in touched.tolist()]) if len(touched) else self._pieces[0][:0]
+        if not len(touched):
+            return pa.array([], self._type)
+        whole = pa.concat_arrays([loaded(self._pieces[p]).cast(self._type) for p in touched.tolist()])
         return whole.take(pa.array(local))
 
 
@@ -387,7 +392,8 @@ class _SegmentColumns:
             return [pa.nulls(len(s), type_) if s.tid is None else pa.array(s.tid, type_) for s in self._segments]
         out = []
         for s in self._segments:  # each column is taken once: the segments let go of theirs
-            out.append(getattr(s, col).cast(type_))
+            column = getattr(s, col)
+            out.append(column if is_spilled(column) else column.cast(type_))
             setattr(s, col, None)
         return out
 

@@ -13,7 +13,9 @@ Each step is its own module; this one runs them in order and keeps the bookkeepi
 4. write them (`output`), only once every input has parsed: a bad input writes nothing.
 
 Between the steps, the memory the allocators hold free goes back to the system
-(`freed_memory`), so that a step's peak does not come on top of the garbage of the one before.
+(`freed_memory`), so that a step's peak does not come on top of the garbage of the one before;
+from the end of each input's parse until its rows are written, the payloads of the rows it
+read in bulk wait on disk (`spill`).
 
 Several inputs may be parsed at once in worker processes (`workers`, `_parse_all`): each
 worker parses whole files and hands back its `ParsedInput` (our own dataclasses of parsed
@@ -49,6 +51,7 @@ from analyzer.importers import (
     monitor_event,
     qemu_log,
     qmp,
+    spill,
     stap,
     virsh_events,
 )
@@ -168,11 +171,14 @@ def parse_input(
     progress_base: int = 0,
     progress_total: int | None = None,
     stdin_name: str | None = None,
+    spill_to: Path | None = None,
 ) -> ParsedInput:
     """Read and parse one input into its parts (one per VM), without merging or writing.
 
     `path` may be compressed (`compressed`: named by its logical name) or ``-``, standard
-    input, named `stdin_name` (default `lines.STDIN_NAME`)."""
+    input, named `stdin_name` (default `lines.STDIN_NAME`). With `spill_to` (a directory
+    of `spill.spill_directory`), the payloads of the rows read in bulk wait there until they
+    are written (`spill`)."""
     if format != "auto" and format not in FORMATS:
         raise InputError(f"unknown format {format!r}; expected auto or one of: {', '.join(FORMATS)}")
     text = read_text(path, scan=False, stdin_name=stdin_name, skip_bad=skip_bad)
@@ -196,6 +202,8 @@ def parse_input(
     finally:
         text.close()
     _check_ranges(parsed)
+    if spill_to is not None:
+        spill.spill_payloads(parsed, spill_to)
     return parsed
 
 
@@ -272,22 +280,23 @@ def import_traces(
     plan = check_output(out, inputs=[p for p in inputs if str(p) != "-"], parents=parents, replace=replace)
     sizes = [_size(p) for p in inputs]
     total = sum(sizes)
-    with _parsing():
-        parsed = _parse_all(
-            inputs, sizes, format, skip_bad=skip_bad, progress=progress, stdin_name=stdin_name,
-            workers=workers,
-        )
-        freed_memory.release()  # (what parsing dropped, before the build's peak comes on top)
-        counts = [p.rows for p in parsed]  # before the tables consume the rows
-        hosts = assign_hosts(parsed, host, [None if str(p) == "-" else str(p) for p in inputs])
-        tables = fleet_rows(parsed, hosts, vm=vm)  # (names each part's VM)
-        freed_memory.release()
-    summaries = tuple(_summary(p, rows, h) for p, rows, h in zip(parsed, counts, hosts, strict=True))
-    del parsed  # the rows now live in `tables`, written one row group at a time
-    if is_pattern(host) or len({h for h, _ in tables}) > 1:  # a fleet: host=H/vm=V/
-        files = write_tables(tables, plan)
-    else:  # one host's (or none): vm=V/ as ever
-        files = write_tables({name: t for (_, name), t in tables.items()}, plan)
+    with spill.spill_directory() as spill_to:
+        with _parsing():
+            parsed = _parse_all(
+                inputs, sizes, format, skip_bad=skip_bad, progress=progress, stdin_name=stdin_name,
+                workers=workers, spill_to=spill_to,
+            )
+            freed_memory.release()  # (what parsing dropped, before the build's peak comes on top)
+            counts = [p.rows for p in parsed]  # before the tables consume the rows
+            hosts = assign_hosts(parsed, host, [None if str(p) == "-" else str(p) for p in inputs])
+            tables = fleet_rows(parsed, hosts, vm=vm)  # (names each part's VM)
+            freed_memory.release()
+        summaries = tuple(_summary(p, rows, h) for p, rows, h in zip(parsed, counts, hosts, strict=True))
+        del parsed  # the rows now live in `tables`, written one row group at a time
+        if is_pattern(host) or len({h for h, _ in tables}) > 1:  # a fleet: host=H/vm=V/
+            files = write_tables(tables, plan)
+        else:  # one host's (or none): vm=V/ as ever
+            files = write_tables({name: t for (_, name), t in tables.items()}, plan)
     if progress is not None:
         progress(total, total)
     by_name: dict[str, int] = {}
@@ -308,6 +317,7 @@ def _parse_all(
     progress: ProgressCallback | None,
     stdin_name: str | None,
     workers: int,
+    spill_to: Path | None,
 ) -> list[ParsedInput]:
     """Every input parsed, in input order: here one after the other, or with `workers` > 1
     the files in worker processes (standard input always here) and taken back in order, so
@@ -316,7 +326,7 @@ def _parse_all(
     if workers > 1 and len(files) > 1:
         try:
             return _parse_in_workers(inputs, sizes, format, skip_bad=skip_bad, progress=progress,
-                                     stdin_name=stdin_name, workers=workers)
+                                     stdin_name=stdin_name, workers=workers, spill_to=spill_to)
         except BrokenProcessPool:  # the workers died (a __main__ they cannot import): here
             if any(str(p) == "-" for p in inputs):  # read once already, perhaps
                 raise InputError("the worker processes stopped; import with --workers 1") from None
@@ -327,7 +337,7 @@ def _parse_all(
         parsed.append(
             parse_input(
                 p, format, skip_bad=skip_bad, progress=progress,
-                progress_base=base, progress_total=total, stdin_name=stdin_name,
+                progress_base=base, progress_total=total, stdin_name=stdin_name, spill_to=spill_to,
             )
         )
         base += size
@@ -343,6 +353,7 @@ def _parse_in_workers(
     progress: ProgressCallback | None,
     stdin_name: str | None,
     workers: int,
+    spill_to: Path | None,
 ) -> list[ParsedInput]:
     """`_parse_all` with the files parsed in up to `workers` processes."""
     total = sum(sizes)
@@ -352,7 +363,7 @@ def _parse_in_workers(
     pool = ProcessPoolExecutor(max_workers=min(workers, len(files)), mp_context=context)
     try:
         futures: list[Future[ParsedInput] | None] = [
-            None if str(p) == "-" else pool.submit(_parse_in_worker, str(p), format, skip_bad)
+            None if str(p) == "-" else pool.submit(_parse_in_worker, str(p), format, skip_bad, spill_to)
             for p in inputs
         ]
         parsed = []
@@ -362,7 +373,7 @@ def _parse_in_workers(
                 parsed.append(
                     parse_input(
                         p, format, skip_bad=skip_bad, progress=progress,
-                        progress_base=base, progress_total=total, stdin_name=stdin_name,
+                        progress_base=base, progress_total=total, stdin_name=stdin_name, spill_to=spill_to,
                     )
                 )
             else:
@@ -375,10 +386,11 @@ def _parse_in_workers(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _parse_in_worker(path: str, format: str, skip_bad: bool) -> ParsedInput:
-    """`parse_input` in a worker process (no progress: the parent reports each input done)."""
+def _parse_in_worker(path: str, format: str, skip_bad: bool, spill_to: Path | None) -> ParsedInput:
+    """`parse_input` in a worker process (no progress: the parent reports each input done);
+    its spill files stay in the parent's directory, for the parent to read."""
     with _parsing():
-        return parse_input(path, format, skip_bad=skip_bad)
+        return parse_input(path, format, skip_bad=skip_bad, spill_to=spill_to)
 
 
 def fleet_rows(

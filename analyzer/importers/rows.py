@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analyzer.importers.spill import loaded
 from analyzer.importers.thread_hints import ThreadHints
 
 #: Sparse columns: schema columns that few rows fill, plus the internal fields above.
@@ -83,7 +84,7 @@ class Segment:
     tid: np.ndarray | pa.Array | None  # int64 (an Arrow array where some rows have none); None: no row has one
     line: np.ndarray  # int64
     name: pa.Array  # string, or dictionary of strings (a block's few names, coded)
-    payload: pa.Array  # string
+    payload: pa.Array  # string (`spill.Spilled` once its input is parsed, in an import)
     #: Rows that are QMP command entries (``qmp_enter_*``), if any.
     commands: np.ndarray | None = None
     #: None: every row is a ``trace_event``.
@@ -166,7 +167,7 @@ class Rows:
             self.ts.extend(seg.ts.tolist())
             self.tid.extend([None] * n if seg.tid is None else pa.array(seg.tid, pa.int64()).to_pylist())
             self.name.extend(seg.name.to_pylist())
-            self.payload.extend(seg.payload.to_pylist())
+            self.payload.extend(loaded(seg.payload).to_pylist())
             self.line.extend(seg.line.tolist())
             for col, column in seg.messages.values.items():
                 target = self.sparse[col]
