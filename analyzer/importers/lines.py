@@ -49,6 +49,7 @@ from analyzer.importers.compressed import (
     logical_name,
 )
 from analyzer.importers.detect import classify_line
+from analyzer.importers.spill import SpillFile
 from analyzer.progress import ProgressCallback
 from tracer.errors import ImportFormatError, InputError
 
@@ -463,6 +464,8 @@ class LinePolicy:
         self.path = text.source
         self.fmt = fmt
         self.skip_bad = skip_bad
+        #: Where the parser may keep its bulk rows' payloads until they are written (`spill`).
+        self.spill: SpillFile | None = None
         self.skipped = 0
         self.truncated = False
         self._text = text

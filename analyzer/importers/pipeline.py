@@ -28,6 +28,7 @@ garbage collector paused and a shorter thread switch interval (`_parsing`).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import glob
 import multiprocessing
@@ -63,7 +64,7 @@ from analyzer.importers.output import check_output, one_table, write_tables
 from analyzer.importers.rows import ParsedInput, first_out_of_range
 from analyzer.importers.vm_tables import vm_rows, vm_tables
 from analyzer.progress import ProgressCallback
-from tracer.errors import ImportFormatError, InputError
+from tracer.errors import ImportFormatError, InputError, OutputError
 
 #: The parser of each format (`detect.FORMATS`).
 PARSERS: dict[str, Callable[[InputText, LinePolicy], ParsedInput]] = {
@@ -182,6 +183,7 @@ def parse_input(
     if format != "auto" and format not in FORMATS:
         raise InputError(f"unknown format {format!r}; expected auto or one of: {', '.join(FORMATS)}")
     text = read_text(path, scan=False, stdin_name=stdin_name, skip_bad=skip_bad)
+    policy: LinePolicy | None = None
     try:
         if format != "auto":
             fmt = format
@@ -196,14 +198,20 @@ def parse_input(
             text, fmt, skip_bad=skip_bad, progress=progress,
             progress_base=progress_base, progress_total=progress_total,
         )
+        if spill_to is not None:
+            policy.spill = spill.SpillFile(spill_to)
         parsed = PARSERS[fmt](text, policy)
         for part in parsed.parts:
             part.sha256 = parsed.sha256
+        _check_ranges(parsed)
+        if policy.spill is not None:
+            spill.spill_payloads((seg for part in parsed.parts for seg in part.rows.segments), policy.spill)
+            policy.spill.close()
     finally:
         text.close()
-    _check_ranges(parsed)
-    if spill_to is not None:
-        spill.spill_payloads(parsed, spill_to)
+        if policy is not None and policy.spill is not None:  # (refused: its spill is not read)
+            with contextlib.suppress(OutputError):
+                policy.spill.close()
     return parsed
 
 

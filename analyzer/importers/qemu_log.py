@@ -193,7 +193,7 @@ class _TraceLogParser:
         self.qmp = QmpState(self.rows, self.hints, self.part.node_map)
         #: The commands and replies (events and greetings are `qmp`'s), paired at the end,
         #: with the versions announced on the way (greetings, ``qmp_exit_query_version``).
-        self.table = MessageTable(preset_threads=False, tids=True)
+        self.table = MessageTable(preset_threads=False, tids=True, spill=policy.spill)
         self.announced: list[tuple[int, Any]] = []
         #: Per reply shape (its index in `table`): whether a copy of it can be a bad line.
         self.unsure: dict[int, bool] = {}

@@ -283,7 +283,7 @@ class _Transcript:
         self.rows = Rows()
         self.part = Part(source="qmp", path=text.path, rows=self.rows)
         self.state = QmpState(self.rows, self.part.hints, self.part.node_map)
-        self.table = MessageTable()
+        self.table = MessageTable(spill=policy.spill)
         self.cache = MessageCache()
         #: Escaped head -> (shape index in `table`, head as QMP sent it), or None: not read
         #: in bulk.

@@ -46,6 +46,7 @@ from analyzer.importers.qmp_semantics import (
 )
 from analyzer.importers.qmp_types import INT64_MAX, INT64_MIN
 from analyzer.importers.rows import MessageColumns, Segment
+from analyzer.importers.spill import Spilled, SpillFile, loaded
 from analyzer.trace.arrow import Interner
 
 #: How an id is kept: an integer id (kind 0) is its value; any other (a string, a JSON
@@ -71,7 +72,7 @@ class _Chunk:
     id_value: np.ndarray
     #: Per message, where its payload is in `payloads`.
     payload_at: np.ndarray
-    payloads: pa.Array
+    payloads: pa.Array | Spilled  # (`spill`: waiting on disk)
     #: What the caller gave with each message read one by one that may be a bad line (a reply
     #: whose meaning depends on its command): the errors name it.
     texts: dict[int, Any]
@@ -80,10 +81,11 @@ class _Chunk:
 class MessageTable:
     """One input's commands and replies (a transcript's, a trace log's), as columns (see the module doc)."""
 
-    def __init__(self, *, preset_threads: bool = True, tids: bool = False) -> None:
+    def __init__(self, *, preset_threads: bool = True, tids: bool = False, spill: SpillFile | None = None) -> None:
         #: Commands' rows thread "mgmt", replies' "main" (a QMP capture); else none (a trace
-        #: log's rows take their TID's thread). `tids`: the messages carry TIDs.
-        self.preset_threads, self.tids = preset_threads, tids
+        #: log's rows take their TID's thread). `tids`: the messages carry TIDs. `spill`:
+        #: where each chunk's payloads wait until paired, and each segment's until written.
+        self.preset_threads, self.tids, self.spill = preset_threads, tids, spill
         self.shapes: list[Shape] = []
         self._shape_index: dict[int, int] = {}
         #: Ids other than integers (`_OTHER`) -> their codes, in the order first seen.
@@ -152,10 +154,13 @@ class MessageTable:
             id_kind=joined(np.full(n, _INT, np.int64), p_kind),
             id_value=joined(id_value, p_value),
             payload_at=order,
-            payloads=pa.concat_arrays([payloads.cast(pa.string()), pa.array(p_payload, pa.string())])
-            if pending else payloads.cast(pa.string()),
+            payloads=self._kept(pa.concat_arrays([payloads.cast(pa.string()), pa.array(p_payload, pa.string())])
+                                if pending else payloads.cast(pa.string())),
             texts={number: text for number, text in zip(p_line, p_text, strict=True) if text is not None},
         ))
+
+    def _kept(self, payloads: pa.Array) -> pa.Array | Spilled:
+        return payloads if self.spill is None else self.spill.keep(payloads)
 
     def close_chunk(self) -> None:
         """Close a chunk of messages all read one by one (if any)."""
@@ -273,7 +278,7 @@ class MessageTable:
         return Segment(
             ts=c.ts[local], tid=tid, line=c.line[local], untimed=None if c.untimed is None else c.untimed[local],
             name=_coded(name[message], pa.array(names.names, pa.string())),
-            payload=c.payloads.take(pa.array(c.payload_at[local])),
+            payload=self._kept(loaded(c.payloads).take(pa.array(c.payload_at[local]))),
             kind=_coded(reply, _KINDS),
             messages=MessageColumns(values=values, cmd_ref=cmd_ref, keys=_RowKeys(keys, message, j)),
         )

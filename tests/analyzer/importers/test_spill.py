@@ -10,7 +10,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 from analyzer.importers import import_traces, spill
@@ -25,10 +24,10 @@ def counted(monkeypatch, tmp_path):
     seen: list[tuple[Path, int]] = []
     real = spill.spill_payloads
 
-    def spill_payloads(parsed, directory):
-        real(parsed, directory)
-        spilled = sum(spill.is_spilled(s.payload) for p in parsed.parts for s in p.rows.segments)
-        seen.append((directory, spilled))
+    def spill_payloads(segments, file):
+        segments = list(segments)
+        real(segments, file)
+        seen.append((file.directory, sum(spill.is_spilled(s.payload) for s in segments)))
 
     monkeypatch.setattr(spill, "MIN_ROWS", 1)
     monkeypatch.setattr(spill, "spill_payloads", spill_payloads)
@@ -101,10 +100,10 @@ def test_a_bad_input_after_a_spilled_one_leaves_no_spill(samples_dir, tmp_path, 
 def test_a_spill_that_cannot_be_written_is_one_error_naming_it(samples_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(spill, "MIN_ROWS", 1)
 
-    def full(*args, **kwargs):
+    def full(self):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pa, "OSFile", full)
+    monkeypatch.setattr(spill.SpillFile, "_create", full)
     with pytest.raises(OutputError) as exc:
         _import(samples_dir, "7.2-dataplane-trace", tmp_path / "work")
     assert "No space left on device" in str(exc.value) and "blkreplay-spill-" in str(exc.value)
