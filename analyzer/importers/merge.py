@@ -204,7 +204,7 @@ def build_rows(
         if not values:
             return None
         return _Writes([position[np.fromiter(values, np.int64, len(values))]],
-                       [np.fromiter(values.values(), np.int64, len(values))])
+                       [np.fromiter(values.values(), np.int64, len(values))], m, np.int64)
 
     def words(col: str) -> _Words | None:
         """A sparse string column as codes into its words, never a column of `m` strings."""
@@ -219,14 +219,15 @@ def build_rows(
             column = columns.values.get(col)
             if column is not None:
                 out.add(position[start : start + len(column)], column.indices, column.dictionary)
-        return out.done()
+        return out.done(m)
 
     refs = sparse.get("cmd_ref", {})
     linked = [(np.fromiter(refs, np.int64, len(refs)), np.fromiter(refs.values(), np.int64, len(refs)))]
     for start, first, columns in messages:
         answering = np.flatnonzero(columns.cmd_ref >= 0)
         linked.append((start + answering, first + columns.cmd_ref[answering]))
-    cmd_seq = _Writes([position[rows_at] for rows_at, _ in linked], [position[alias[commands]] for _, commands in linked])
+    cmd_seq = _Writes([position[rows_at] for rows_at, _ in linked], [position[alias[commands]] for _, commands in linked],
+                      m, np.int64)
 
     unique_paths = sorted({p.path for p in parts}, key=[p.path for p in parts].index)
     path_index = np.array([unique_paths.index(p.path) for p in parts], dtype=np.int32)
@@ -399,35 +400,54 @@ class _SegmentColumns:
 
 
 class _Writes:
-    """A sparse column in output order: the output rows that have a value (sorted) and their
-    values. Made from writes (output rows, values) in the order they were made: a row written
-    twice keeps its last value; rows at -1 (merged away) are dropped."""
+    """A sparse column in output order, made from writes (output rows, values) in the order
+    they were made: a row written twice keeps its last value; rows at -1 (merged away) are
+    dropped. Kept as the rows that have a value (sorted) and their values, or, when more than
+    one row in `DENSE` has one (a transcript's threads), as a value and a flag per row."""
 
-    def __init__(self, rows: Sequence[np.ndarray], values: Sequence[np.ndarray]) -> None:
+    DENSE = 8
+
+    def __init__(self, rows: Sequence[np.ndarray], values: Sequence[np.ndarray], m: int, dtype: Any) -> None:
+        self._m = m
+        self._dense: tuple[np.ndarray, np.ndarray] | None = None
+        if sum(len(r) for r in rows) * self.DENSE > m:
+            found, valid = np.zeros(m, dtype=dtype), np.zeros(m, dtype=bool)
+            for at, v in zip(rows, values, strict=True):  # (in order: the last write wins)
+                kept = at >= 0
+                found[at[kept]] = v[kept]
+                valid[at[kept]] = True
+            self._dense = found, valid
+            return
         at = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        found = np.concatenate(values) if values else np.zeros(0, np.int64)
+        found = np.concatenate(values).astype(dtype, copy=False) if values else np.zeros(0, dtype)
         kept = at >= 0
         at, found = at[kept], found[kept]
         by = np.argsort(at, kind="stable")
         at, found = at[by], found[by]
         last = np.append(at[1:] != at[:-1], True) if len(at) else np.zeros(0, bool)
-        self.rows, self.values = at[last], found[last]
+        self._rows, self._values = at[last], found[last]
 
     def window(self, start: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """(rows relative to `start`, values) of output rows start .. start + rows."""
-        lo, hi = np.searchsorted(self.rows, (start, start + rows))
-        return self.rows[lo:hi] - start, self.values[lo:hi]
+        """(value, whether there is one) of each output row start .. start + rows."""
+        rows = max(0, min(rows, self._m - start))
+        if self._dense is not None:
+            found, valid = self._dense
+            return found[start : start + rows], valid[start : start + rows]
+        lo, hi = np.searchsorted(self._rows, (start, start + rows))
+        found, valid = np.zeros(rows, dtype=self._values.dtype), np.zeros(rows, dtype=bool)
+        found[self._rows[lo:hi] - start] = self._values[lo:hi]
+        valid[self._rows[lo:hi] - start] = True
+        return found, valid
 
     def numbers(self, start: int, rows: int, type_: pa.DataType) -> pa.Array:
         """Output rows start .. start + rows as an integer column (null where no value),
         placed with numpy: no Python object per row."""
-        at, found = self.window(start, rows)
-        out = np.zeros(rows, dtype=np.int64)
-        valid = np.zeros(rows, dtype=bool)
-        out[at] = found
-        valid[at] = True
+        found, valid = self.window(start, rows)
+        rows = len(found)
         validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
-        column = pa.Array.from_buffers(pa.int64(), rows, [validity, pa.py_buffer(out)], null_count=rows - len(at))
+        n_valid = int(np.count_nonzero(valid))
+        column = pa.Array.from_buffers(pa.int64(), rows, [validity, pa.py_buffer(np.ascontiguousarray(found))],
+                                       null_count=rows - n_valid)
         return column if type_ == pa.int64() else column.cast(type_)
 
 
@@ -449,8 +469,8 @@ class _Words:
         self._rows.append(at[valid])
         self._codes.append(remap[pc.fill_null(codes, 0).to_numpy()[valid]])
 
-    def done(self) -> _Words:
-        self.writes = _Writes(self._rows, self._codes)
+    def done(self, m: int) -> _Words:
+        self.writes = _Writes(self._rows, self._codes, m, np.int32)
         self.dictionary = pa.array(list(self._words), pa.string())
         del self._rows, self._codes, self._words
         return self
@@ -458,12 +478,8 @@ class _Words:
     def column(self, start: int, rows: int) -> pa.DictionaryArray:
         """Output rows start .. start + rows, dictionary in order of first appearance (as
         encoding the strings would make it)."""
-        at, found = self.writes.window(start, rows)
-        indices = np.zeros(rows, dtype=np.int32)
-        missing = np.ones(rows, dtype=bool)
-        indices[at] = found
-        missing[at] = False
-        return first_appearance(pa.DictionaryArray.from_arrays(pa.array(indices, mask=missing), self.dictionary))
+        indices, valid = self.writes.window(start, rows)
+        return first_appearance(pa.DictionaryArray.from_arrays(pa.array(indices, mask=~valid), self.dictionary))
 
 
 class _OutputRows:

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from analyzer.importers import import_traces, read_input
-from analyzer.importers.merge import _coalesce, _Gather, _output_order, first_appearance
+from analyzer.importers.merge import _coalesce, _Gather, _output_order, _Writes, first_appearance
 from tracer.errors import ImportFormatError
 from tracer.schema import read_metadata, validate
 
@@ -241,3 +241,28 @@ def test_an_import_leaves_the_interpreter_as_it_found_it(dataplane, tmp_path):
         import_traces([bad], tmp_path / "bad.parquet")
     assert sys.getswitchinterval() == interval and gc.isenabled()
     assert seen and all(s <= 0.001 and not enabled for s, enabled in seen[:-1])
+
+
+@given(st.integers(1, 40), st.lists(st.lists(st.tuples(st.integers(-1, 39), st.integers(0, 5)), max_size=30), max_size=4),
+       st.integers(1, 50), st.booleans())
+def test_a_sparse_column_made_of_writes_keeps_the_last_value_of_each_row_kept_dense_or_not(m, writes, group, dense):
+    """`_Writes` of (row, value) writes, rows -1 dropped, in row groups of `group` rows: what
+    writing them into a dict in order gives, whether kept as sorted rows or one value a row."""
+    writes = [[(r, v) for r, v in batch if r < m] for batch in writes]
+    want: dict[int, int] = {}
+    for batch in writes:
+        want.update((r, v) for r, v in batch if r >= 0)
+    rows = [np.array([r for r, _ in b], dtype=np.int64) for b in writes]
+    values = [np.array([v for _, v in b], dtype=np.int64) for b in writes]
+    _Writes.DENSE = 10**9 if dense else 0  # (every column dense, or none)
+    try:
+        column = _Writes(rows, values, m, np.int64)
+    finally:
+        _Writes.DENSE = 8
+    got = []
+    for start in range(0, m, group):
+        found, valid = column.window(start, group)
+        assert len(found) == len(valid) == min(group, m - start)
+        got += [int(f) if ok else None for f, ok in zip(found, valid, strict=True)]
+    assert got == [want.get(r) for r in range(m)]
+    assert column.numbers(0, m, pa.int32()).to_pylist() == got
