@@ -70,7 +70,11 @@ def loaded(column: pa.Array | Spilled) -> pa.Array:
 @contextlib.contextmanager
 def spill_directory() -> Iterator[Path]:
     """A private temporary directory for one import's spill files, removed at its end."""
-    with tempfile.TemporaryDirectory(prefix="blkreplay-spill-") as tmp:
+    try:
+        holder = tempfile.TemporaryDirectory(prefix="blkreplay-spill-")
+    except OSError as exc:
+        raise _unwritable(exc, Path(tempfile.gettempdir())) from None
+    with holder as tmp:
         yield Path(tmp)
 
 
@@ -98,7 +102,7 @@ class SpillFile:
             while view:  # (an unbuffered write may take part of it)
                 view = view[self._file.write(view):]
         except OSError as exc:
-            raise OutputError(f"cannot keep the parsed rows on disk ({exc.strerror or exc})", path=self.directory) from None
+            raise _unwritable(exc, self.directory) from None
         return Spilled(self._path, offset, data.size, len(array))
 
     def _create(self) -> Any:
@@ -112,7 +116,11 @@ class SpillFile:
             try:
                 file.close()
             except OSError as exc:
-                raise OutputError(f"cannot keep the parsed rows on disk ({exc.strerror or exc})", path=self.directory) from None
+                raise _unwritable(exc, self.directory) from None
+
+
+def _unwritable(exc: OSError, where: Path) -> OutputError:
+    return OutputError(f"cannot keep the parsed rows on disk ({exc.strerror or exc}); set TMPDIR elsewhere", path=where)
 
 
 class _WithPayload(Protocol):

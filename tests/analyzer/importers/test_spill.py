@@ -108,3 +108,19 @@ def test_a_spill_that_cannot_be_written_is_one_error_naming_it(samples_dir, tmp_
         _import(samples_dir, "7.2-dataplane-trace", tmp_path / "work")
     assert "No space left on device" in str(exc.value) and "blkreplay-spill-" in str(exc.value)
     assert not (tmp_path / "work" / "out.parquet").exists()
+
+
+def test_no_room_for_the_spill_is_one_line_and_exit_2_on_the_command_line(samples_dir, tmp_path, monkeypatch, capsys):
+    from analyzer.cli import main
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", full)
+    trace = samples_dir / "qemu-7.2/a-stop-eio-dataplane/trace.log"
+    with pytest.raises(SystemExit) as exit_:
+        main(["import", str(trace), "-o", str(tmp_path / "out.parquet"), "-q"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert exit_.value.code == 2
+    assert len(err) == 1 and "No space left on device" in err[0] and "TMPDIR" in err[0], err
+    assert not (tmp_path / "out.parquet").exists()
