@@ -327,6 +327,8 @@ class _TraceLogParser:
             self.headed_lines(numbers, texts, heads, crlf)
         self.requests.apply_before(None, self.req_op)
         if prepared.segment is not None:
+            if self.policy.spill is not None:  # (its payloads wait on disk until written: `spill`)
+                prepared.segment.payload = self.policy.spill.keep(prepared.segment.payload)
             self.rows.segments.append(prepared.segment)
         at, ts, shape, ids, texts_, tids = polls
         self.table.add_chunk(at + (before + 1), ts, shape, ids, texts_, tids)  # (with those read one by one)

@@ -5,8 +5,9 @@ and a payload -- the text of a trace line's arguments, a transcript's message --
 parsed row's bytes: 0.8 GB of a 1.2 GB trace log's 10 M rows, 1.7 GB of a 2.6 GB transcript's.
 Held in memory, the payloads of every input of a fleet would be too, and each VM's build and
 write would come on top of them. So the payloads of the rows read in bulk (`rows.Segment`) go
-to a temporary file as they are made -- a transcript's commands and replies as each block's
-are read (`qmp_messages`), the rest once the input is parsed (`spill_payloads`) -- and a
+to a temporary file as they are made -- a trace log's bulk rows and every input's commands
+and replies as each block's are read (`qemu_log`, `qmp_messages`), the rest once the input is
+parsed (`spill_payloads`) -- and a
 `Spilled` reference takes their place; a row group reads back only the arrays it takes rows
 from (`merge._Taken`), and lets go of them once written. The rows are the same, byte for
 byte; only where they wait changes.
