@@ -344,8 +344,10 @@ class _Taken:
         local = base[piece] + place - self._starts[piece]
         if not len(touched):
             return pa.array([], self._type)
-        whole = pa.concat_arrays([loaded(self._pieces[p]).cast(self._type) for p in touched.tolist()])
-        return whole.take(pa.array(local))
+        # (one take over the touched pieces as chunks: no copy of them put together first)
+        taken = pa.chunked_array([loaded(self._pieces[p]).cast(self._type) for p in touched.tolist()], self._type)
+        taken = taken.take(pa.array(local))
+        return taken.chunk(0) if taken.num_chunks == 1 else taken.combine_chunks()
 
 
 class _ByRow:
