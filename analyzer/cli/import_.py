@@ -124,11 +124,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Import what a real QEMU and its management wrote, as a trace `check` can audit."""
         check_format(format, CHOICES)
-        with console.progress_bar("importing", quiet=quiet, unit="bytes") as progress:
+        with console.progress_phases(("importing", "bytes"), ("writing", "rows"), quiet=quiet) as (progress, writing):
             summary = import_traces(
                 expand_inputs(inputs), out, format=format, vm=vm, host=host,
                 skip_bad=skip_bad, progress=progress, parents=parents, replace=force,
-                stdin_name=stdin_name, workers=workers,
+                stdin_name=stdin_name, workers=workers, write_progress=writing,
             )
         if not quiet:
             for line in _describe(summary):

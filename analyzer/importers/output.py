@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from analyzer import outputs
 from analyzer.importers import freed_memory
 from analyzer.importers.merge import VmRows
+from analyzer.progress import ProgressCallback
 from tracer.errors import OutputError
 from tracer.tracedir import PARQUET_OPTIONS
 
@@ -134,6 +135,7 @@ def part_path(key: str | tuple[str | None, str]) -> Path:
 def write_tables(
     tables: Mapping[str, VmRows] | Mapping[tuple[str | None, str], VmRows],
     plan: OutputPlan,
+    progress: ProgressCallback | None = None,
 ) -> list[str]:
     """Write the rows of each VM (by name, or by (host, name)) where `plan` says; returns the
     files written.
@@ -141,19 +143,34 @@ def write_tables(
     Each VM's rows are streamed to its file one row group at a time (the same bytes as
     writing its whole table); several VMs in one file are streamed one after another, in
     row groups of `ROW_GROUP_ROWS` rows whatever VM they hold (the rows of one row group, not
-    the tables of all the VMs, are in memory at once)."""
+    the tables of all the VMs, are in memory at once). `progress` is told the rows written."""
+    written = _Written(sum(t.num_rows for t in tables.values()), progress)
     if not plan.directory:
         with outputs.open_output(plan.path, inputs=plan.inputs, kind="parquet", parents=plan.parents) as f:
-            _write_parquet(list(tables.values()), f)
+            _write_parquet(list(tables.values()), f, written)
         return [str(plan.path)]
     files = []
     with outputs.output_dir(plan.path, inputs=plan.inputs, parents=plan.parents,
                             replace=plan.replace) as work:
         for key, table in tables.items():
             part = part_path(key)
-            _write_part(table, work, part, plan.path)
+            _write_part(table, work, part, plan.path, written)
             files.append(str(plan.path / part))
     return files
+
+
+class _Written:
+    """The rows written so far, told to a progress callback (rows of every VM, in total)."""
+
+    def __init__(self, total: int, progress: ProgressCallback | None) -> None:
+        self.done, self.total, self._progress = 0, total, progress
+        if progress is not None:
+            progress(0, total)
+
+    def add(self, rows: int) -> None:
+        self.done += rows
+        if self._progress is not None:
+            self._progress(self.done, self.total)
 
 
 def _row_groups(vms: Sequence[VmRows], schema: pa.Schema) -> Iterator[pa.Table]:
@@ -177,7 +194,7 @@ def _row_groups(vms: Sequence[VmRows], schema: pa.Schema) -> Iterator[pa.Table]:
         yield pa.concat_tables(pending).unify_dictionaries().combine_chunks()
 
 
-def _write_parquet(vms: VmRows | Sequence[VmRows], sink: BinaryIO | outputs.OutputFile) -> None:
+def _write_parquet(vms: VmRows | Sequence[VmRows], sink: BinaryIO | outputs.OutputFile, written: _Written) -> None:
     """The rows of `vms` as one Parquet file into `sink`, as `tracer.tracedir.parquet_bytes`
     makes it of their whole table."""
     vms = [vms] if isinstance(vms, VmRows) else list(vms)
@@ -187,6 +204,7 @@ def _write_parquet(vms: VmRows | Sequence[VmRows], sink: BinaryIO | outputs.Outp
         with pq.ParquetWriter(pa.PythonFile(adapter, mode="w"), schema, **PARQUET_OPTIONS) as writer:
             for group in _row_groups(vms, schema):
                 writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
+                written.add(group.num_rows)
                 del group
                 freed_memory.release()  # (each row group's buffers, before the next is made)
         adapter.drain()
@@ -236,12 +254,12 @@ class _Sink:
         pass
 
 
-def _write_part(table: VmRows, work: Path, part: Path, final: Path) -> None:
+def _write_part(table: VmRows, work: Path, part: Path, final: Path, written: _Written) -> None:
     """One VM's file inside the directory being built; a failure names the final output."""
     try:
         (work / part).parent.mkdir(parents=True)  # host=H/ shared by its VMs; vm=V/ always new
         with open(work / part, "wb") as f:  # a fresh directory: the rename of the whole is atomic
-            _write_parquet(table, f)
+            _write_parquet(table, f, written)
             f.flush()
             os.fsync(f.fileno())
     except OSError as exc:

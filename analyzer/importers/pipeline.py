@@ -257,6 +257,7 @@ def import_traces(
     replace: bool = False,
     stdin_name: str | None = None,
     workers: int = 1,
+    write_progress: ProgressCallback | None = None,
 ) -> ImportSummary:
     """Import `inputs` (of one VM, a libvirt log of several, or the files of many hosts) and
     write schema v1 to `out`.
@@ -277,6 +278,9 @@ def import_traces(
 
     `workers` > 1 parses up to that many inputs at once, each in its own process; the output
     is the same whatever `workers`.
+
+    `progress` is told the input bytes parsed; `write_progress`, then, the rows written (the
+    rows of every VM are put together and written a row group at a time: `merge.VmRows`).
     """
     if workers < 1:
         raise InputError(f"workers must be at least 1, not {workers}")
@@ -294,6 +298,8 @@ def import_traces(
                 inputs, sizes, format, skip_bad=skip_bad, progress=progress, stdin_name=stdin_name,
                 workers=workers, spill_to=spill_to,
             )
+            if progress is not None:
+                progress(total, total)
             freed_memory.release()  # (what parsing dropped, before the build's peak comes on top)
             counts = [p.rows for p in parsed]  # before the tables consume the rows
             hosts = assign_hosts(parsed, host, [None if str(p) == "-" else str(p) for p in inputs])
@@ -302,11 +308,9 @@ def import_traces(
         summaries = tuple(_summary(p, rows, h) for p, rows, h in zip(parsed, counts, hosts, strict=True))
         del parsed  # the rows now live in `tables`, written one row group at a time
         if is_pattern(host) or len({h for h, _ in tables}) > 1:  # a fleet: host=H/vm=V/
-            files = write_tables(tables, plan)
+            files = write_tables(tables, plan, write_progress)
         else:  # one host's (or none): vm=V/ as ever
-            files = write_tables({name: t for (_, name), t in tables.items()}, plan)
-    if progress is not None:
-        progress(total, total)
+            files = write_tables({name: t for (_, name), t in tables.items()}, plan, write_progress)
     by_name: dict[str, int] = {}
     for (_, name), t in tables.items():
         by_name[name] = by_name.get(name, 0) + t.num_rows

@@ -120,6 +120,20 @@ def test_progress_reports_bytes_up_to_the_total(dataplane, tmp_path):
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
 
+def test_write_progress_reports_the_rows_written_row_group_by_row_group(dataplane, tmp_path, monkeypatch):
+    from analyzer.importers import output
+
+    monkeypatch.setattr(output, "ROW_GROUP_ROWS", 500)
+    calls = []
+    summary = import_traces(
+        [dataplane / "trace.log", dataplane / "qmp-transcript.jsonl"], tmp_path / "w.parquet",
+        write_progress=lambda done, total: calls.append((done, total)),
+    )
+    rows = summary.rows
+    assert rows > 1000 and calls[0] == (0, rows) and calls[-1] == (rows, rows)
+    assert [d for d, _ in calls] == [min(500 * k, rows) for k in range(len(calls))]
+
+
 def test_every_sample_imports_to_a_valid_table(samples_dir):
     for path in [
         *sorted((samples_dir / "qemu-7.2").glob("*/qmp-transcript.jsonl")),
