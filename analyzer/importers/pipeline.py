@@ -14,8 +14,8 @@ Each step is its own module; this one runs them in order and keeps the bookkeepi
 
 Between the steps, the memory the allocators hold free goes back to the system
 (`freed_memory`), so that a step's peak does not come on top of the garbage of the one before;
-from the end of each input's parse until its rows are written, the payloads of the rows it
-read in bulk wait on disk (`spill`).
+from the block that read them until they are written, the payloads of the rows read in bulk
+wait on disk (`spill`).
 
 Several inputs may be parsed at once in worker processes (`workers`, `_parse_all`): each
 worker parses whole files and hands back its `ParsedInput` (our own dataclasses of parsed
