@@ -163,13 +163,14 @@ def build_rows(
 
     # The dense columns go to Arrow in `place` order -- the lists' rows a chunk at a time (a
     # chunk's Python objects are freed once it is in Arrow), then the segments' -- and are
-    # taken into output order a row group at a time as it is written (`_Gather`).
+    # taken into output order a row group at a time as it is written (`_Taken`).
     bulk = _SegmentColumns(segments)
-    gather = _Gather(
-        np.concatenate((np.arange(0, k, chunk), k + np.cumsum([0] + [len(s) for s in segments])[:-1])),
-        place[order],
-    )
+    piece_starts = np.concatenate((np.arange(0, k, chunk), k + np.cumsum([0] + [len(s) for s in segments])[:-1]))
+    output_place = place[order]
     del place
+
+    def taken(pieces: list[pa.Array | Spilled], type_: pa.DataType) -> _Taken:
+        return _Taken(pieces, piece_starts, output_place, type_)
 
     def list_chunks(values: np.ndarray, type_: pa.DataType) -> Iterator[pa.Array]:
         for start in range(0, k, chunk):
@@ -183,14 +184,14 @@ def build_rows(
         type_ = pa.dictionary(pa.int32(), pa.string())
         unified = pa.chunked_array(chunks, type_).unify_dictionaries().chunks
         del chunks
-        return gather.taken(unified, type_)
+        return taken(unified, type_)
 
-    dense = {"tid": gather.taken([*list_chunks(tid, pa.int64()), *bulk.column("tid", pa.int64())], pa.int64()),
+    dense = {"tid": taken([*list_chunks(tid, pa.int64()), *bulk.column("tid", pa.int64())], pa.int64()),
              "kind": codes(kind, "kind"), "name": codes(name, "name")}
     del kind, tid, name
     # (64-bit offsets: a VM's payloads may pass 2 GiB; each row group's fit in 32. The
-    # payloads stay in pieces: slices of what the parsers made, never copied into one array.)
-    dense["payload"] = gather.slices(
+    # payloads stay in pieces, what the parsers made, never copied into one array.)
+    dense["payload"] = taken(
         [*list_chunks(payload, pa.large_string()), *bulk.column("payload", pa.large_string())], pa.large_string(),
     )
     del payload
@@ -275,55 +276,14 @@ def _output_order(alias: np.ndarray, ts: np.ndarray, line: np.ndarray, part_of: 
     return idx[np.lexsort((idx, line[idx], part_of[idx], ts[idx]))]
 
 
-class _Gather:
-    """A column in output order as slices of the pieces it is put together from.
-
-    A dense column comes in pieces (a chunk of the lists' rows, one segment) laid end to end in
-    `place` order. Output order mostly runs through them in long stretches -- one input read in
-    time order: a stretch per piece; a trace log's few rows read one by one between its bulk
-    rows: a stretch between two of them -- so the column in output order is slices of its
-    pieces, not a copy (`slices`, for the payloads). A narrow column (tid, kind and name codes),
-    and the payloads when the stretches are short (inputs merged row by row, a transcript's
-    events between its polls), are taken a row group at a time as they are written (`taken`,
-    `_Taken`).
-    """
-
-    #: Fewer rows than this per stretch, on average: a take instead of slices.
-    MIN_STRETCH = 16
-
-    def __init__(self, piece_starts: np.ndarray, output_place: np.ndarray) -> None:
-        """`piece_starts`: where each piece starts in `place` order; `output_place`: the `place`
-        of each output row."""
-        self._piece_starts, self._output_place = piece_starts, output_place
-        m = len(output_place)
-        is_start = np.zeros(int(output_place.max(initial=0)) + 2, dtype=bool)
-        is_start[piece_starts[piece_starts < len(is_start)]] = True
-        breaks = (np.diff(output_place) != 1) | is_start[output_place[1:]]
-        starts = np.concatenate(([0], np.flatnonzero(breaks) + 1)) if m else np.zeros(0, np.int64)
-        self._stretches: list[tuple[int, int, int]] | None = None
-        if len(starts) * self.MIN_STRETCH <= m:
-            first = output_place[starts]
-            piece = np.searchsorted(piece_starts, first, side="right") - 1
-            lengths = np.diff(np.append(starts, m))
-            self._stretches = list(zip(piece.tolist(), (first - piece_starts[piece]).tolist(), lengths.tolist(), strict=True))
-
-    def taken(self, pieces: list[pa.Array], type_: pa.DataType) -> _Taken:
-        """The column in output order, taken from its pieces a row group at a time (for
-        narrow columns, cheaper than many slices)."""
-        return _Taken(pieces, self._piece_starts, self._output_place, type_)
-
-    def slices(self, pieces: list[pa.Array | Spilled], type_: pa.DataType) -> pa.ChunkedArray | _Taken:
-        """The column in output order as slices of its pieces; when the stretches are short,
-        or pieces wait on disk (`spill`), taken a row group at a time when written (`_Taken`)."""
-        if self._stretches is None or any(is_spilled(p) for p in pieces):
-            return _Taken(pieces, self._piece_starts, self._output_place, type_)
-        return pa.chunked_array([pieces[p].slice(o, n) for p, o, n in self._stretches], type_)
-
-
 class _Taken:
     """A column in output order that is taken from its pieces only as its rows are asked for:
-    a row group's rows from the pieces they lie in, so that the whole column is never copied
-    at once (`_Gather.slices`, for inputs merged row by row)."""
+    a row group's rows from the pieces they lie in (one chunked take), so that the whole
+    column is never copied at once.
+
+    A dense column comes in pieces (a chunk of the lists' rows, one segment; a segment's
+    payloads may wait on disk: `spill`) laid end to end in `place` order; `piece_starts` is
+    where each starts, `output_place` the `place` of each output row."""
 
     def __init__(self, pieces: list[pa.Array | Spilled], piece_starts: np.ndarray, output_place: np.ndarray,
                  type_: pa.DataType) -> None:
@@ -500,7 +460,7 @@ class _OutputRows:
         line: np.ndarray,
         src_file: np.ndarray,
         paths: pa.Array,
-        dense: dict[str, Any],
+        dense: dict[str, _Taken],
         cmd_seq: _Writes,
         numbers: dict[str, _Writes | None],
         words: dict[str, _Words | None],
@@ -527,8 +487,7 @@ class _OutputRows:
             return _no_words(rows) if column is None else column.column(start, rows)
 
         def dense(col: str) -> pa.Array:
-            column = self.dense[col].slice(start, rows)
-            return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+            return self.dense[col].slice(start, rows)
 
         tid = dense("tid")
         thread_names, thread_kinds = attribute(tid, self.hints)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analyzer.importers import import_traces, read_input
-from analyzer.importers.merge import _coalesce, _Gather, _output_order, _Writes, first_appearance
+from analyzer.importers import import_traces, read_input, spill
+from analyzer.importers.merge import _coalesce, _output_order, _Taken, _Writes, first_appearance
 from tracer.errors import ImportFormatError
 from tracer.schema import read_metadata, validate
 
@@ -192,9 +193,10 @@ def test_one_input_comes_out_in_the_order_of_sorting_every_key(rows, split, line
 
 @given(st.lists(st.integers(0, 9), min_size=1, max_size=8), st.randoms(use_true_random=False), st.booleans(),
        st.integers(1, 12))
-def test_a_column_in_output_order_is_the_same_as_slices_or_as_takes_per_row_group(lengths, rnd, stretches, group):
-    """Slices of the pieces (long stretches), or a take per row group of `group` rows (rows
-    shuffled, or any narrow column) give what taking every row from the pieces put together
+def test_a_column_in_output_order_is_taken_a_row_group_at_a_time_as_from_its_pieces_put_together(
+        lengths, rnd, stretches, group):
+    """A take per row group of `group` rows (long stretches moved around, or rows shuffled;
+    some pieces waiting on disk) gives what taking every row from the pieces put together
     gives."""
     pieces = []
     for n in lengths:
@@ -209,14 +211,17 @@ def test_a_column_in_output_order_is_the_same_as_slices_or_as_takes_per_row_grou
         places = [p for run in runs for p in run if rnd.random() > 0.05]
     else:
         rnd.shuffle(places)
-    gather = _Gather(starts.astype(np.int64), np.array(places, dtype=np.int64))
     want = pa.concat_arrays(pieces).take(pa.array(places, pa.int64())).to_pylist()
-    column = gather.slices(list(pieces), pa.large_string())
-    if isinstance(column, pa.ChunkedArray):
-        assert column.to_pylist() == want
-    for taken in (column, gather.taken(list(pieces), pa.large_string())):
-        if not isinstance(taken, pa.ChunkedArray):  # (taken a row group at a time)
-            assert [v for at in range(0, len(places), group) for v in taken.slice(at, group).to_pylist()] == want
+    with tempfile.TemporaryDirectory() as tmp:
+        file = spill.SpillFile(Path(tmp))
+        saved, spill.MIN_ROWS = spill.MIN_ROWS, 0
+        try:
+            kept = [file.keep(p) if rnd.random() < 0.5 else p for p in pieces]
+        finally:
+            spill.MIN_ROWS = saved
+        file.close()
+        column = _Taken(kept, starts.astype(np.int64), np.array(places, dtype=np.int64), pa.large_string())
+        assert [v for at in range(0, len(places), group) for v in column.slice(at, group).to_pylist()] == want
 
 
 _WORDS = st.sampled_from(["main", "mgmt", "iothread0", "qemu", "vcpu0"])
