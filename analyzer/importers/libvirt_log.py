@@ -46,7 +46,7 @@ from analyzer.importers.json_scan import parse_json
 from analyzer.importers.libvirt_times import header_times
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
 from analyzer.importers.message_cache import MessageCache
-from analyzer.importers.qmp_semantics import QmpState
+from analyzer.importers.qmp_semantics import QmpState, message_type
 from analyzer.importers.qmp_types import check_event_time
 from analyzer.importers.rows import ParsedInput, Part, Rows
 
@@ -331,10 +331,14 @@ class _LibvirtParser:
                 session.qmp.add_event(meaning, (seconds, micros), at_ns, text, ts, number)
                 kind = "event"
             elif known is not None:  # a poll (or its reply) seen before but for its id
-                session.qmp.known(known[0], known[1], text, ts, number)
                 kind = "command" if known[0].command else "reply"
+                if expected != "msg" or kind == "command":
+                    session.qmp.known(known[0], known[1], text, ts, number)
             else:
-                kind = session.qmp.message(self.cache.parse(text), text, ts, number)
+                msg = self.cache.parse(text)
+                kind = message_type(msg)
+                if expected != "msg" or kind == "command":  # (a bad line sent keeps no rows)
+                    session.qmp.message(msg, text, ts, number)
         except ValueError as exc:
             reason = f"bad JSON ({exc.msg} at column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else str(exc)
             self.policy.bad(number, line, f"{probe}: {reason}")

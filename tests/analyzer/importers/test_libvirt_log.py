@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
+import pytest
 
 from analyzer.importers import import_traces, read_input
+from tracer.errors import ImportFormatError
 
 
 def rows(table):
@@ -96,4 +98,35 @@ def test_old_io_process_buffers(write):
     assert [(r["vm"], r["name"], r["src_line"], r["device"], r["action"]) for r in got] == [
         ("legacy", "BLOCK_IO_ERROR", 1, "drive-virtio-disk0", "stop"),
         ("legacy", "STOP", 3, None, None),
+    ]
+
+
+def _bad_reply_log() -> str:
+    """A query-status whose reply is bad (its status a number) only for the command it answers,
+    then a line that is bad as it stands."""
+    return "\n".join([
+        _line("05.000", 1, "qemuMonitorOpenInternal:1", "QEMU_MONITOR_NEW: mon=0xa fd=3"),
+        _line("05.001", 1, "qemuMonitorSend:3", 'QEMU_MONITOR_SEND_MSG: mon=0xa msg={"execute":"query-status","id":"libvirt-1"}\r'),
+        _line("05.002", 2, "qemuMonitorJSONIOProcessLine:4", 'QEMU_MONITOR_RECV_REPLY: mon=0xa reply={"return": {"status": 5, "running": true}, "id": "libvirt-1"}'),
+        _line("05.003", 1, "qemuMonitorSend:3", 'QEMU_MONITOR_SEND_MSG: mon=0xa msg={"return": {}, "id": "libvirt-2"}\r'),
+        _line("05.004", 2, "qemuMonitorJSONIOProcessLine:4", 'QEMU_MONITOR_RECV_EVENT: mon=0xa event={"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP"}'),
+    ]) + "\n"
+
+
+def test_a_bad_reply_is_named_before_a_later_bad_line(write):
+    # a reply is bad only for the command it answers: the error names it, the first bad line
+    with pytest.raises(ImportFormatError) as exc:
+        read_input(write("libvirtd.log", _bad_reply_log()))
+    assert exc.value.line == 3
+    assert "QEMU_MONITOR_RECV_REPLY: query-status reply: status is a number" in str(exc.value)
+
+
+def test_skipped_bad_lines_keep_no_rows(write):
+    # the bad reply and a sent message that is no command are skipped, nothing of them kept
+    path = write("libvirtd.log", _bad_reply_log())
+    summary = import_traces([path], path.with_suffix(".parquet"), skip_bad=True)
+    assert summary.inputs[0].skipped == 2
+    got = rows(pq.read_table(path.with_suffix(".parquet")))
+    assert [(r["kind"], r["name"], r["src_line"]) for r in got] == [
+        ("qmp_command", "query-status", 2), ("qmp_event", "STOP", 5),
     ]
