@@ -76,6 +76,16 @@ class MessageColumns:
     keys: Callable[[], list[tuple]]
 
 
+def _values(column: pa.Array) -> list[Any]:
+    """`column.to_pylist()`, a dictionary column decoded through its few values (Arrow's
+    conversion of a dictionary array makes each row's value anew)."""
+    if not pa.types.is_dictionary(column.type):
+        return column.to_pylist()
+    words = [*column.dictionary.to_pylist(), None]
+    codes = pc.fill_null(column.indices, len(column.dictionary)).to_numpy(zero_copy_only=False)
+    return list(map(words.__getitem__, codes.tolist()))
+
+
 @dataclass
 class Segment:
     """Rows read in bulk: one value per row in each column."""
@@ -163,23 +173,18 @@ class Rows:
         for seg in moved:
             assert seg.messages is not None and seg.kind is not None and seg.untimed is None
             base, n = len(self.kind), len(seg)
-            self.kind.extend(seg.kind.to_pylist())
+            self.kind.extend(_values(seg.kind))
             self.ts.extend(seg.ts.tolist())
             self.tid.extend([None] * n if seg.tid is None else pa.array(seg.tid, pa.int64()).to_pylist())
-            self.name.extend(seg.name.to_pylist())
+            self.name.extend(_values(seg.name))
             self.payload.extend(loaded(seg.payload).to_pylist())
             self.line.extend(seg.line.tolist())
             for col, column in seg.messages.values.items():
-                target = self.sparse[col]
-                for i, value in enumerate(column.to_pylist()):
-                    if value is not None:
-                        target[base + i] = value
-            refs = self.sparse["cmd_ref"]
-            for i in np.flatnonzero(seg.messages.cmd_ref >= 0).tolist():
-                refs[base + i] = int(moved_to[seg.messages.cmd_ref[i]])
-            keys = self.sparse["key"]
-            for i, key in enumerate(seg.messages.keys()):
-                keys[base + i] = key
+                valid = np.flatnonzero(column.is_valid().to_numpy(zero_copy_only=False))
+                self.sparse[col].update(zip((valid + base).tolist(), _values(column.take(pa.array(valid))), strict=True))
+            answers = np.flatnonzero(seg.messages.cmd_ref >= 0)
+            self.sparse["cmd_ref"].update(zip((answers + base).tolist(), moved_to[seg.messages.cmd_ref[answers]].tolist(), strict=True))
+            self.sparse["key"].update(zip(range(base, base + n), seg.messages.keys(), strict=True))
         self.segments = kept
 
     def map_lines(self, origin: np.ndarray) -> None:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from analyzer.importers import import_traces, read_input, spill
 from analyzer.importers.merge import _coalesce, _output_order, _Taken, _Writes, first_appearance
+from analyzer.importers.rows import _values
 from tracer.errors import ImportFormatError
 from tracer.schema import read_metadata, validate
 
@@ -285,3 +286,11 @@ def test_a_sparse_column_made_of_writes_keeps_the_last_value_of_each_row_kept_de
         got += [int(f) if ok else None for f, ok in zip(found, valid, strict=True)]
     assert got == [want.get(r) for r in range(m)]
     assert column.numbers(0, m, pa.int32()).to_pylist() == got
+
+
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["main", "mgmt", "", "a\\u202eb"])), max_size=40))
+def test_materialized_values_are_the_columns_values(values):
+    # a message segment's dictionary columns become list rows through their few words
+    column = pa.array(values, pa.string())
+    assert _values(column.dictionary_encode()) == values
+    assert _values(column) == values
