@@ -12,7 +12,10 @@ header dates a day later) so that its events are new events:
   tracing on a busy host is made of);
 - ``QMP transcript``: that capture's qmp-transcript.jsonl;
 - ``libvirt log``: shared/samples/libvirt-9.0/a-stop-eio/libvirtd.log (one in ten lines
-  about the monitor).
+  about the monitor);
+- ``trace log + transcript``: a trace log and a transcript of a tenth of N lines each, imported
+  together: one VM seen by two sources, whose rows are merged (matched and deduplicated) row by
+  row.
 
 Then times, on each file, ``wc -l`` and ``grep -c`` of a literal the importer looks for (the
 floor: reading the bytes once), and `import_traces` of it alone (one process, from the text to
@@ -113,15 +116,18 @@ def floor(args: list[str]) -> float:
     return min(times)
 
 
-def timed(label: str, path: Path, literal: str, out: Path, lines: int) -> None:
-    """Import wall and CPU time (CPU: what a busy machine does not inflate), beside the floors."""
-    wc = floor(["wc", "-l", str(path)])
-    grep = floor(["grep", "-c", "-F", literal, str(path)])
+def timed(label: str, path: Path | list[Path], literal: str, out: Path, lines: int) -> None:
+    """Import wall and CPU time (CPU: what a busy machine does not inflate), beside the floors
+    (`path`: one input, or several imported together)."""
+    paths = path if isinstance(path, list) else [path]
+    wc = floor(["wc", "-l", *map(str, paths)])
+    grep = floor(["grep", "-c", "-F", literal, *map(str, paths)])
     start, cpu = time.perf_counter(), time.process_time()
-    summary = import_traces([path], out, replace=True)
+    summary = import_traces(paths, out, replace=True)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    size = sum(p.stat().st_size for p in paths)
     print(
-        f"{label:22s} {lines:>11,} lines {path.stat().st_size / 1e6:7,.0f} MB {summary.rows:>11,} rows | "
+        f"{label:22s} {lines:>11,} lines {size / 1e6:7,.0f} MB {summary.rows:>11,} rows | "
         f"wc -l {wc:5.2f} s  grep -c {grep:5.2f} s | import {seconds:6.2f} s {lines / seconds / 1e6:5.2f} M lines/s "
         f"(cpu {cpu:6.2f} s) = {seconds / wc:5.0f}x wc -l"
     )
@@ -167,11 +173,15 @@ def main() -> None:
             peak_rss("libvirt log", libvirt, Path(tmp) / "out.parquet", made[libvirt])
             return
         made[io] = make_trace_log(args.samples, io, args.lines, only=r":(blk_|virtio_blk_)")
+        both = [work / "both-trace.log", work / "both-qmp-transcript.jsonl"]
+        both_lines = (make_trace_log(args.samples, both[0], args.lines // 10)
+                      + make_transcript(args.samples, both[1], args.lines // 10))
         out = Path(tmp) / "out.parquet"
         timed("trace log", trace, "BLOCK_IO_ERROR", out, made[trace])
         timed("trace log, block I/O", io, "virtio_blk_rw_complete", out, made[io])
         timed("QMP transcript", transcript, "BLOCK_IO_ERROR", out, made[transcript])
         timed("libvirt log", libvirt, "QEMU_MONITOR_", out, made[libvirt])
+        timed("trace log + transcript", both, "BLOCK_IO_ERROR", out, both_lines)
 
 
 if __name__ == "__main__":
