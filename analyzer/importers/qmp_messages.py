@@ -362,20 +362,17 @@ class _Keys:
         self._is_reply, self._id_kind, self._id_value = is_reply, id_kind, id_value
         self._id_objects, self._names, self._name, self._occ = id_objects, names.names, name, occ
 
-    def _id(self, message: int) -> Any:
-        kind, value = int(self._id_kind[message]), int(self._id_value[message])
-        return ("int", value) if kind == _INT else self._id_objects[value] if kind == _OTHER else None
-
     def of(self, message: np.ndarray, j: np.ndarray) -> list[tuple]:
-        out = []
-        for m, k in zip(message.tolist(), j.tolist(), strict=True):
-            code = int(self._name[m])
-            name = self._names[code] if code >= 0 else None
-            if self._is_reply[m]:
-                out.append(("reply", self._id(m), name, int(self._occ[m]), k))
-            else:
-                out.append(("cmd", self._id(m), name, int(self._occ[m])))
-        return out
+        """The key of each row: of its `message`, and `j`, its row among the message's."""
+        objects = self._id_objects
+        ids = [("int", value) if kind == _INT else objects[value] if kind == _OTHER else None
+               for kind, value in zip(self._id_kind[message].tolist(), self._id_value[message].tolist(), strict=True)]
+        names = [*self._names, None]  # (code -1: no name)
+        return [
+            ("reply", idk, names[c], occ, k) if reply else ("cmd", idk, names[c], occ)
+            for reply, idk, c, occ, k in zip(self._is_reply[message].tolist(), ids, self._name[message].tolist(),
+                                             self._occ[message].tolist(), j.tolist(), strict=True)
+        ]
 
 
 class _RowKeys:
