@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 
 from analyzer.importers.spill import loaded
 from analyzer.importers.thread_hints import ThreadHints
+from analyzer.trace.arrow import Interner, codes
 
 #: Sparse columns: schema columns that few rows fill, plus the internal fields above.
 SPARSE = (
@@ -81,9 +82,9 @@ def _values(column: pa.Array) -> list[Any]:
     conversion of a dictionary array makes each row's value anew)."""
     if not pa.types.is_dictionary(column.type):
         return column.to_pylist()
-    words = [*column.dictionary.to_pylist(), None]
-    codes = pc.fill_null(column.indices, len(column.dictionary)).to_numpy(zero_copy_only=False)
-    return list(map(words.__getitem__, codes.tolist()))
+    words = Interner()
+    coded = codes(column, words.code).tolist()
+    return list(map([*words.names, None].__getitem__, coded))  # (code -1: null)
 
 
 @dataclass
