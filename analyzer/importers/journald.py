@@ -46,6 +46,7 @@ from collections.abc import Iterator
 from analyzer.importers import libvirt_log
 from analyzer.importers.carried import LEVELS, CarriedText, libvirt_head
 from analyzer.importers.detect import LIBVIRT_HEAD
+from analyzer.importers.json_scan import json_error
 from analyzer.importers.json_scan import parse_json as _loads
 from analyzer.importers.lines import MAX_LINE_BYTES, PROGRESS_EVERY, InputText, LinePolicy
 from analyzer.importers.rows import ParsedInput
@@ -171,7 +172,7 @@ def parse_json(text: InputText, policy: LinePolicy) -> ParsedInput:
         try:
             obj = loads(s)
         except ValueError as exc:
-            reason = f"not JSON ({exc.msg} at column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            reason = f"not JSON ({json_error(exc)})" if isinstance(exc, json.JSONDecodeError) else str(exc)
             policy.bad(number, line, f"not a journal JSON record: {reason}")
             continue
         if not isinstance(obj, dict) or "__REALTIME_TIMESTAMP" not in obj:

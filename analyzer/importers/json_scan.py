@@ -76,6 +76,13 @@ def _document_parser(decoder: json.JSONDecoder) -> Callable[[str], Any]:
 _DECODER = json.JSONDecoder(parse_float=finite_float, parse_constant=reject_constant)
 _EXACT = json.JSONDecoder(parse_float=_finite_text, parse_constant=reject_constant)
 
+def json_error(exc: json.JSONDecodeError) -> str:
+    """What the decoder said of a document it refused, for a bad line's message: its message
+    and column (``Invalid control character at column 20``: Python's message for that one
+    already ends in "at")."""
+    return f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
+
+
 #: Parse one JSON document (no surrounding whitespace).
 parse_json = _document_parser(_DECODER)
 #: The same, keeping numbers with a fraction as their text (exact transcript times).

@@ -32,7 +32,7 @@ import re
 
 from analyzer.importers import libvirt_log
 from analyzer.importers.carried import CarriedText
-from analyzer.importers.json_scan import parse_json
+from analyzer.importers.json_scan import json_error, parse_json
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
 from analyzer.importers.rows import ParsedInput
 
@@ -60,7 +60,7 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
         try:
             obj = parse_json(s)
         except ValueError as exc:
-            reason = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            reason = json_error(exc) if isinstance(exc, json.JSONDecodeError) else str(exc)
             policy.bad(number, line, f"not a KubeVirt pod log record: not JSON ({reason})")
             continue
         if not isinstance(obj, dict):

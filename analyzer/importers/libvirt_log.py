@@ -42,7 +42,7 @@ from analyzer.importers import ahead
 from analyzer.importers.byte_lines import ByteLines, is_digit, is_utf8
 from analyzer.importers.detect import TRACE_PREFIXED
 from analyzer.importers.event_rests import EventRests
-from analyzer.importers.json_scan import parse_json
+from analyzer.importers.json_scan import json_error, parse_json
 from analyzer.importers.libvirt_times import header_times
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
 from analyzer.importers.message_cache import MessageCache
@@ -340,7 +340,7 @@ class _LibvirtParser:
                 if expected != "msg" or kind == "command":  # (a bad line sent keeps no rows)
                     session.qmp.message(msg, text, ts, number)
         except ValueError as exc:
-            reason = f"bad JSON ({exc.msg} at column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            reason = f"bad JSON ({json_error(exc)})" if isinstance(exc, json.JSONDecodeError) else str(exc)
             self.policy.bad(number, line, f"{probe}: {reason}")
             return
         if expected == "msg" and kind != "command":

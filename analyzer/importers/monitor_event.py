@@ -28,7 +28,7 @@ import json
 import re
 
 from analyzer.importers.domain_log import header_ns
-from analyzer.importers.json_scan import parse_json
+from analyzer.importers.json_scan import json_error, parse_json
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
 from analyzer.importers.qmp_semantics import QmpState
 from analyzer.importers.rows import ParsedInput, Part, Rows
@@ -67,7 +67,7 @@ def parse(text: InputText, policy: LinePolicy) -> ParsedInput:
             if details.strip() != "<null>":
                 msg["data"] = parse_json(details.strip())
         except json.JSONDecodeError as exc:
-            policy.bad(number, line, f"bad JSON in the event data ({exc.msg} at column {exc.colno})")
+            policy.bad(number, line, f"bad JSON in the event data ({json_error(exc)})")
             continue
         except ValueError as exc:  # a date that does not exist, JSON beyond bounds
             policy.bad(number, line, str(exc) if m.group(1) is None else f"not a valid time or event data ({exc})")

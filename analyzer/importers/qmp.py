@@ -36,7 +36,7 @@ import pyarrow as pa
 
 from analyzer.importers import ahead
 from analyzer.importers.byte_lines import ByteLines, is_utf8
-from analyzer.importers.json_scan import parse_json, parse_json_exact, scan_string
+from analyzer.importers.json_scan import json_error, parse_json, parse_json_exact, scan_string
 from analyzer.importers.lines import PROGRESS_EVERY, InputText, LinePolicy
 from analyzer.importers.message_cache import MessageCache, Shape
 from analyzer.importers.qmp_messages import MessageTable
@@ -103,7 +103,7 @@ _RECORD = re.compile(r'\{"t": (\d{1,10})(?:\.(\d{1,9}))?, "dir": "(?:send|recv)"
 
 def _reason(exc: ValueError) -> str:
     if isinstance(exc, json.JSONDecodeError):
-        return f"bad JSON in the QMP message ({exc.msg} at column {exc.colno})"
+        return f"bad JSON in the QMP message ({json_error(exc)})"
     return str(exc)
 
 
@@ -206,7 +206,7 @@ def _is_record(obj: dict) -> bool:
 
 
 def _not_json(exc: ValueError) -> str:
-    return f"not JSON ({exc.msg} at column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else str(exc)
+    return f"not JSON ({json_error(exc)})" if isinstance(exc, json.JSONDecodeError) else str(exc)
 
 
 def _decides(line: str) -> bool | None:

@@ -38,6 +38,10 @@ def transcript(*messages, t0=1.0):
         ("t.jsonl", transcript(EVENT) + json.dumps({"t": 3, "dir": "recv", "line": '{"hello": 1}'}) + "\n", 2, "not a QMP message"),
         ("t.jsonl", transcript(EVENT) + EVENT + "\n", 2, "a raw QMP message in a transcript"),
         ("l.log", "2026-01-02 03:04:05.000+0000: 1: info : f:1 : QEMU_MONITOR_RECV_EVENT: mon=0x1 event={bad\n", 1, "QEMU_MONITOR_RECV_EVENT: bad JSON"),
+        # a raw control character in a string: the decoder's own "... at" said once
+        ("l.log", '2026-01-02 03:04:05.000+0000: 1: info : f:1 : QEMU_MONITOR_SEND_MSG: mon=0x1 msg={"execute":"x\x1b"}\n', 1,
+         "QEMU_MONITOR_SEND_MSG: bad JSON (Invalid control character at column 14)"),
+        ("t.jsonl", transcript(EVENT) + '{"t": 3, "dir": "recv", "line": "\x01"}\n', 2, "bad JSON in the QMP message (Invalid control character at column 34)"),
     ],
 )
 def test_malformed_line_names_file_and_line(write, tmp_path, name, text, line, reason):
