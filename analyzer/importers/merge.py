@@ -166,11 +166,11 @@ def build_rows(
     # taken into output order a row group at a time as it is written (`_Taken`).
     bulk = _SegmentColumns(segments)
     piece_starts = np.concatenate((np.arange(0, k, chunk), k + np.cumsum([0] + [len(s) for s in segments])[:-1]))
-    output_place = place[order]
+    placement = _Placement(piece_starts, [*[min(chunk, k - s) for s in range(0, k, chunk)], *map(len, segments)], place[order])
     del place
 
     def taken(pieces: list[pa.Array | Spilled], type_: pa.DataType) -> _Taken:
-        return _Taken(pieces, piece_starts, output_place, type_)
+        return _Taken(pieces, placement, type_)
 
     def list_chunks(values: np.ndarray, type_: pa.DataType) -> Iterator[pa.Array]:
         for start in range(0, k, chunk):
@@ -276,36 +276,55 @@ def _output_order(alias: np.ndarray, ts: np.ndarray, line: np.ndarray, part_of: 
     return idx[np.lexsort((idx, line[idx], part_of[idx], ts[idx]))]
 
 
+class _Placement:
+    """Where a VM's output rows lie in the pieces its dense columns come in: every dense column
+    comes in the same pieces (a chunk of the lists' rows, one segment), laid end to end in
+    `place` order; `piece_starts` is where each starts, `output_place` the `place` of each
+    output row. A row group's rows are found in them once (`locate`) for all its columns."""
+
+    def __init__(self, piece_starts: np.ndarray, piece_rows: Sequence[int], output_place: np.ndarray) -> None:
+        self.starts = np.append(piece_starts, piece_starts[-1] + piece_rows[-1]) if len(piece_rows) else np.zeros(2, np.int64)
+        self.pieces = len(piece_rows)
+        self._place = output_place
+        self._last: tuple[tuple[int, int], tuple[list[int], np.ndarray]] | None = None
+
+    def locate(self, start: int, rows: int) -> tuple[list[int], np.ndarray]:
+        """(the pieces output rows start .. start + rows lie in, in order; each row's index
+        among those pieces put end to end)."""
+        if self._last is not None and self._last[0] == (start, rows):
+            return self._last[1]
+        place = self._place[start : start + rows]
+        piece = np.searchsorted(self.starts, place, side="right") - 1
+        touched = np.flatnonzero(np.bincount(piece, minlength=self.pieces))
+        lengths = np.diff(self.starts)[touched]
+        base = np.zeros(max(self.pieces, 1), dtype=np.int64)
+        base[touched] = np.cumsum(lengths) - lengths
+        found = (touched.tolist(), base[piece] + place - self.starts[piece])
+        self._last = ((start, rows), found)
+        return found
+
+
 class _Taken:
     """A column in output order that is taken from its pieces only as its rows are asked for:
     a row group's rows from the pieces they lie in (one chunked take), so that the whole
-    column is never copied at once.
+    column is never copied at once. Its pieces (a segment's payloads may wait on disk:
+    `spill`) are laid out as `placement` says."""
 
-    A dense column comes in pieces (a chunk of the lists' rows, one segment; a segment's
-    payloads may wait on disk: `spill`) laid end to end in `place` order; `piece_starts` is
-    where each starts, `output_place` the `place` of each output row."""
-
-    def __init__(self, pieces: list[pa.Array | Spilled], piece_starts: np.ndarray, output_place: np.ndarray,
-                 type_: pa.DataType) -> None:
+    def __init__(self, pieces: list[pa.Array | Spilled], placement: _Placement, type_: pa.DataType) -> None:
+        if len(pieces) != placement.pieces:
+            raise AssertionError("a dense column's pieces are not those of its VM's rows")
         self._type = type_
-        self._pieces = [p if is_spilled(p) else p.cast(type_) for p in pieces] or [pa.array([], type_)]
-        self._starts = np.append(piece_starts, piece_starts[-1] + len(pieces[-1])) if pieces else np.zeros(2, np.int64)
-        self._place = output_place
+        self._pieces = [p if is_spilled(p) else p.cast(type_) for p in pieces]
+        self._placement = placement
 
     def slice(self, start: int, rows: int) -> pa.Array:
         """Output rows start .. start + rows, as one array (what taking from all the pieces put
         together gives)."""
-        place = self._place[start : start + rows]
-        piece = np.searchsorted(self._starts, place, side="right") - 1
-        touched = np.unique(piece)
-        lengths = np.diff(self._starts)[touched]
-        base = np.zeros(len(self._pieces), dtype=np.int64)
-        base[touched] = np.cumsum(lengths) - lengths
-        local = base[piece] + place - self._starts[piece]
-        if not len(touched):
+        touched, local = self._placement.locate(start, rows)
+        if not touched:
             return pa.array([], self._type)
         # (one take over the touched pieces as chunks: no copy of them put together first)
-        taken = pa.chunked_array([loaded(self._pieces[p]).cast(self._type) for p in touched.tolist()], self._type)
+        taken = pa.chunked_array([loaded(self._pieces[p]).cast(self._type) for p in touched], self._type)
         taken = taken.take(pa.array(local))
         return taken.chunk(0) if taken.num_chunks == 1 else taken.combine_chunks()
 

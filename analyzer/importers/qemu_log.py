@@ -157,30 +157,78 @@ class _Prepared:
 
 
 class _Requests:
-    """Request -> op pairs read in bulk (`virtio_blk_handle_read/write` lines of a block), to
-    apply to the parser's map in line order: before a line read one by one that uses or sets
-    the map, every pair of an earlier line."""
+    """The op (read or write) of each request pointer the ``virtio_blk_handle_read/write`` lines
+    name, as of any line: what a failed completion's row says (`rw_complete`), the last
+    request line before it with its pointer deciding.
+
+    A block's requests read in bulk stay columns (their pointers one Arrow array): most are
+    never asked about, as most completions succeed. A failed completion of the block finds the
+    last one before its line among them (an index of the block's pointers, made at the first
+    question), or among the block's requests read one by one (`set`); at the block's end the
+    last op of each pointer the block named goes to a dict (`fold`): a Python step per
+    distinct pointer, not per request."""
 
     def __init__(self) -> None:
-        self._lines: list[int] = []
-        self._pairs: list[tuple[str, str]] = []
-        self._done = 0
+        self._ops: dict[str, str] = {}
+        #: The block's bulk requests: line numbers (ascending), pointers, whether writes.
+        self._block: tuple[np.ndarray, pa.Array, np.ndarray] | None = None
+        #: Per pointer of `_block`, its rows there (ascending), made when first asked.
+        self._rows: dict[str, np.ndarray] | None = None
+        #: The block's requests read one by one: pointer -> (line, op) of its last.
+        self._set: dict[str, tuple[int, str]] = {}
 
-    def add(self, lines: np.ndarray, reqs: list[str], found: np.ndarray, writes: np.ndarray) -> None:
-        keep = np.flatnonzero(found).tolist()
-        self._lines.extend(lines[keep].tolist())
-        self._pairs.extend((reqs[k], "write" if writes[k] else "read") for k in keep)
+    def add(self, lines: np.ndarray, reqs: pa.Array, found: np.ndarray, writes: np.ndarray) -> None:
+        """A block's requests read in bulk (`found`: those that name a pointer)."""
+        keep = np.flatnonzero(found)
+        self._block = (lines[keep], reqs.filter(pa.array(found)), writes[keep])
+        self._rows = None
 
-    def apply_before(self, line: int | None, req_op: dict[str, str]) -> None:
-        """Apply the pairs of lines before `line` (None: all of them)."""
-        end = len(self._lines) if line is None else bisect.bisect_left(self._lines, line, self._done)
-        if end > self._done:
-            req_op.update(self._pairs[self._done : end])
-            self._done = end
-        if self._done == len(self._lines):
-            self._lines.clear()
-            self._pairs.clear()
-            self._done = 0
+    def set(self, line: int, req: str, op: str) -> None:
+        """A request read one by one, at `line` (after every line asked about before)."""
+        self._set[req] = (line, op)
+
+    def op(self, req: str, line: int) -> str | None:
+        """The op of the last request of pointer `req` before `line`."""
+        latest = self._set.get(req)
+        if self._block is not None:
+            lines, _, writes = self._block
+            rows = self._pointer_rows().get(req)
+            if rows is not None:
+                k = int(np.searchsorted(lines[rows], line)) - 1
+                if k >= 0 and (latest is None or lines[rows[k]] > latest[0]):
+                    return "write" if writes[rows[k]] else "read"
+        if latest is not None:
+            return latest[1]
+        return self._ops.get(req)
+
+    def _pointer_rows(self) -> dict[str, np.ndarray]:
+        if self._rows is None:
+            assert self._block is not None
+            keys, order, bounds = _groups(self._block[1])
+            self._rows = {key: order[bounds[i] : bounds[i + 1]] for i, key in enumerate(keys)}
+        return self._rows
+
+    def fold(self) -> None:
+        """The block is read: keep the last op of each pointer it named."""
+        last: list[tuple[int, str, str]] = [(line, req, op) for req, (line, op) in self._set.items()]
+        if self._block is not None:
+            lines, reqs, writes = self._block
+            keys, order, bounds = _groups(reqs)
+            final = order[bounds[1:] - 1]  # (each pointer's last row: rows of a pointer ascend)
+            last += zip(lines[final].tolist(), keys, np.where(writes[final], "write", "read").tolist(), strict=True)
+        for _, req, op in sorted(last):
+            self._ops[req] = op
+        self._block, self._rows, self._set = None, None, {}
+
+
+def _groups(values: pa.Array) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(the distinct values, the rows in order of value then row, where each value's rows
+    start in that order and, last, the end)."""
+    encoded = values.dictionary_encode()
+    codes = encoded.indices.to_numpy()
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(encoded.dictionary) + 1))
+    return encoded.dictionary.to_pylist(), order, bounds
 
 
 class _TraceLogParser:
@@ -203,7 +251,6 @@ class _TraceLogParser:
         self.queued: dict[str, _Queued] = {}
         self.emitting: dict[int | None, _Queued] = {}
         self.orphans: list[_Queued] = []
-        self.req_op: dict[str, str] = {}
         self.requests = _Requests()
         #: Commands and replies parsed once per shape (management polls repeat them).
         self.cache = MessageCache()
@@ -309,6 +356,7 @@ class _TraceLogParser:
         crlf = b"\r" in prepared.block
         if lines is None:
             self.lines(enumerate(self.text.decode_block(prepared.block, before), before + 1), crlf)
+            self.requests.fold()
             return
         if prepared.requests is not None:
             self.requests.add(*prepared.requests)
@@ -325,7 +373,7 @@ class _TraceLogParser:
             self.lines(zip(numbers, texts, strict=True), crlf)
         else:
             self.headed_lines(numbers, texts, heads, crlf)
-        self.requests.apply_before(None, self.req_op)
+        self.requests.fold()
         if prepared.segment is not None:
             if self.policy.spill is not None:  # (its payloads wait on disk until written: `spill`)
                 prepared.segment.payload = self.policy.spill.keep(prepared.segment.payload)
@@ -516,14 +564,12 @@ class _TraceLogParser:
         self.rows.add("vm_stop", ts, number, tid=tid, name=name, payload=args_payload(args))
 
     def handle_rw(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
-        self.requests.apply_before(number, self.req_op)
         _, sep, rest = args.partition("req ")
         if sep:
-            self.req_op[rest.partition(" ")[0]] = "write" if name[-1] == "e" else "read"
+            self.requests.set(number, rest.partition(" ")[0], "write" if name[-1] == "e" else "read")
         self.keep(number, tid, ts, name, args)
 
     def rw_complete(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:
-        self.requests.apply_before(number, self.req_op)
         _, sep, ret_text = args.rpartition(" ret ")
         if not sep or ret_text[:1] != "-":  # success (or a form we do not know): kept as is
             self.keep(number, tid, ts, name, args)
@@ -546,7 +592,7 @@ class _TraceLogParser:
         self.rows.add(
             "io_complete", ts, number, tid=tid, name=name, payload=args_payload(args),
             errno=-ret, req_id=req_id,
-            op=self.req_op.get(req) if req else None,
+            op=self.requests.op(req, number) if req else None,
         )
 
     def event_queue(self, number: int, line: str, tid: int | None, ts: int | None, name: str, args: str) -> None:

@@ -158,7 +158,7 @@ class TraceBlock:
         picked = self.lines.array().take(pa.array(self.plain[pick]))
         return pc.match_substring(picked, literal).to_numpy(zero_copy_only=False)
 
-    def requests(self, pick: np.ndarray) -> tuple[list[str], np.ndarray]:
+    def requests(self, pick: np.ndarray) -> tuple[pa.Array, np.ndarray]:
         """The request pointer of each plain ``virtio_blk_handle_*`` line `pick` (the word after
         its first ``req ``), and whether it has one."""
         at = self.plain[pick]
@@ -171,7 +171,7 @@ class TraceBlock:
         after = np.searchsorted(spaces, start)
         next_space = np.where(after < len(spaces), spaces[np.minimum(after, max(len(spaces) - 1, 0))] if len(spaces) else end, end)
         stop = np.minimum(next_space, end)
-        return self._words.strings(start, np.maximum(stop, start)).to_pylist(), has
+        return self._words.strings(start, np.maximum(stop, start)), has
 
     def messages(self, pick: np.ndarray, marker: str, most: int) -> PollMessages:
         """The QMP messages of the plain lines `pick` (``handle_qmp_command``'s after ``req: ``,

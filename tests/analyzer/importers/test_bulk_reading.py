@@ -75,7 +75,10 @@ _NAMES = st.sampled_from([
 _ARGS = st.sampled_from([
     "", "blk 0x562f03047020 bs 0x562f03047370 offset 0 bytes 512 flags 0x0",
     "vdev 0x5 req 0x7fcc ret 0", "vdev 0x5 req 0x7fcc ret -5", "vdev 0x5 req 0x7fcd ret -0",
-    "vdev 0x5 req 0x7fcc sector 8 nsectors 1", "req ", 'ret {"status": "running", "running": true}',
+    "vdev 0x5 req 0x7fcc sector 8 nsectors 1", "req ",
+    # (a second request, read one by one where a tab is in its line: ops of both kinds of
+    # reading, in and across blocks, decide a failed completion's)
+    "vdev 0x5 req 0x7fcd sector 8\tnsectors 1", "vdev 0x5 req 0x7fcd sector 16 nsectors 1", "vdev 0x5 req 0x7fcd ret -5", 'ret {"status": "running", "running": true}',
     "back\\slash", "tab\there", "caf\u00e9 \u202e bidi", "current_run_state 9 (running) new_state 4 (paused)",
     'mon 0x1 req: {"execute": "query-status", "id": 3}', 'mon 0x1 resp: {"return": {"status": "running"}, "id": 3}',
     'mon 0x1 resp: {"timestamp": {"seconds": 1795625377, "microseconds": 2}, "event": "STOP"}',
@@ -131,6 +134,31 @@ def test_trace_log_bulk_rows_are_the_plain_events(tmp_path, monkeypatch):
         ("trace_event", "blk_co_preadv", None, '{"args": "blk\\t0x1"}'),
         ("io_complete", "virtio_blk_rw_complete", "write", '{"args": "vdev 0x5 req 0x7fcc ret -5"}'),
     ]
+
+
+@pytest.mark.parametrize("chunk", [16, 200, 1 << 20])
+def test_a_failed_completion_takes_the_op_of_the_last_request_before_it(tmp_path, monkeypatch, chunk):
+    """Requests of one pointer read in bulk and one by one (a tab in the line), in one block
+    or many: the last one before a failure, in line order, gives its op; a pointer never
+    requested gives none."""
+    monkeypatch.setattr(lines_module, "CHUNK_BYTES", chunk)
+    path = tmp_path / "trace.log"
+    path.write_text(
+        "9676@1795625377.000001:virtio_blk_handle_read vdev 0x5 req 0xa sector 8 nsectors 1\n"
+        "9676@1795625377.000002:virtio_blk_handle_write vdev 0x5 req 0xa sector 8\tnsectors 1\n"
+        "9676@1795625377.000003:virtio_blk_rw_complete vdev 0x5 req 0xa ret -5\n"
+        "9676@1795625377.000004:virtio_blk_handle_read vdev 0x5 req 0xa sector 16 nsectors 1\n"
+        "9676@1795625377.000005:virtio_blk_handle_write vdev 0x5 req 0xb sector 24 nsectors 1\n"
+        "9676@1795625377.000006:virtio_blk_rw_complete vdev 0x5 req 0xa ret -5\n"
+        + "".join(f"9676@1795625377.{7 + i:06d}:blk_co_preadv blk 0x1 offset {i}\n" for i in range(20))
+        + "9676@1795625377.000030:virtio_blk_handle_read vdev 0x5 req 0xb sector 8\tnsectors 1\n"
+        "9676@1795625377.000031:virtio_blk_handle_write vdev 0x5 req 0xb sector 32 nsectors 1\n"
+        "9676@1795625377.000032:virtio_blk_rw_complete vdev 0x5 req 0xb ret -5\n"
+        "9676@1795625377.000033:virtio_blk_rw_complete vdev 0x5 req 0xc ret -5\n"
+    )
+    (table,) = _same_both_ways(qemu_log.parse, path, "qemu-log")
+    failed = [(r["src_line"], r["op"]) for r in table.to_pylist() if r["kind"] == "io_complete"]
+    assert failed == [(3, "write"), (6, "read"), (29, "write"), (30, None)]
 
 
 _HEAD = "2026-11-25 10:00:0@S.123+0000: 4242: debug : "

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from analyzer.importers import import_traces, read_input, spill
-from analyzer.importers.merge import _coalesce, _output_order, _Taken, _Writes, first_appearance
+from analyzer.importers.merge import _coalesce, _output_order, _Placement, _Taken, _Writes, first_appearance
 from analyzer.importers.rows import _values
 from tracer.errors import ImportFormatError
 from tracer.schema import read_metadata, validate
@@ -198,7 +198,7 @@ def test_a_column_in_output_order_is_taken_a_row_group_at_a_time_as_from_its_pie
         lengths, rnd, stretches, group):
     """A take per row group of `group` rows (long stretches moved around, or rows shuffled;
     some pieces waiting on disk) gives what taking every row from the pieces put together
-    gives."""
+    gives, for each column laid out in those pieces."""
     pieces = []
     for n in lengths:
         pieces.append(pa.array([f"r{len(pieces)}.{i}" for i in range(n)], pa.large_string()))
@@ -221,8 +221,17 @@ def test_a_column_in_output_order_is_taken_a_row_group_at_a_time_as_from_its_pie
         finally:
             spill.MIN_ROWS = saved
         file.close()
-        column = _Taken(kept, starts.astype(np.int64), np.array(places, dtype=np.int64), pa.large_string())
-        assert [v for at in range(0, len(places), group) for v in column.slice(at, group).to_pylist()] == want
+        placement = _Placement(starts.astype(np.int64), lengths, np.array(places, dtype=np.int64))
+        column = _Taken(kept, placement, pa.large_string())
+        # (a second column of the same pieces, asked for the same rows in turn: one placement)
+        numbers = _Taken([pa.array(range(s, s + n), pa.int64()) for s, n in zip(starts.tolist(), lengths, strict=True)],
+                         placement, pa.int64())
+        got, got_numbers = [], []
+        for at in range(0, len(places), group):
+            got += column.slice(at, group).to_pylist()
+            got_numbers += numbers.slice(at, group).to_pylist()
+        assert got == want
+        assert got_numbers == places
 
 
 _WORDS = st.sampled_from(["main", "mgmt", "iothread0", "qemu", "vcpu0"])
