@@ -36,6 +36,12 @@ def digits8(words: np.ndarray) -> np.ndarray:
     return v.astype(np.int64)
 
 
+def _all_digits(words: np.ndarray) -> np.ndarray:
+    """Whether each word's eight bytes are ASCII digits: a byte is one when its high nibble is
+    3 both as it is and 6 higher (0x30..0x39)."""
+    return ((words & _HIGH) == _ZEROS) & (((words + _SIXES) & _HIGH) == _ZEROS)
+
+
 def low_mask(nbytes: np.ndarray) -> np.ndarray:
     """Words with the low `nbytes` bytes set (0..8)."""
     n = np.asarray(nbytes, dtype=np.uint64) * U64(8)
@@ -56,9 +62,19 @@ class ByteWords:
 
     def number(self, end: np.ndarray, ndigits: np.ndarray | int) -> np.ndarray:
         """The numbers of the `ndigits` (0..8) ASCII digits before each offset `end`."""
+        return digits8(self._zero_padded(end, ndigits))
+
+    def checked_number(self, end: np.ndarray, ndigits: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
+        """(`number`, whether those bytes are all ASCII digits), from one read of the words."""
+        w = self._zero_padded(end, ndigits)
+        return digits8(w), _all_digits(w)
+
+    def _zero_padded(self, end: np.ndarray, ndigits: np.ndarray | int) -> np.ndarray:
+        """The word of the `ndigits` (0..8) bytes before each offset `end`, ``0`` digits
+        before them."""
         words = self.words[end - 8 + PAD]
         pad = low_mask(8 - np.asarray(ndigits))
-        return digits8((words & ~pad) | (_ZEROS & pad))
+        return (words & ~pad) | (_ZEROS & pad)
 
     def long_number(self, end: np.ndarray, ndigits: np.ndarray) -> np.ndarray:
         """The numbers of the `ndigits` (0..16) ASCII digits before each offset `end`."""
@@ -71,11 +87,7 @@ class ByteWords:
         return self._all_digits8(end, low) & self._all_digits8(end - low, ndigits - low)
 
     def _all_digits8(self, end: np.ndarray, ndigits: np.ndarray) -> np.ndarray:
-        words = self.words[end - 8 + PAD]
-        pad = low_mask(8 - np.asarray(ndigits))
-        w = (words & ~pad) | (_ZEROS & pad)
-        # a byte is a digit when its high nibble is 3 both as it is and 6 higher (0x30..0x39)
-        return ((w & _HIGH) == _ZEROS) & (((w + _SIXES) & _HIGH) == _ZEROS)
+        return _all_digits(self._zero_padded(end, ndigits))
 
     def trailing_id(self, body: np.ndarray, id_end: np.ndarray, key: bytes, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Where each message body..id_end (`ok`: the rows still in the running) ends in

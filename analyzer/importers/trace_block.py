@@ -9,7 +9,8 @@ QEMU prints with ``-msg timestamp=on`` (``qemu_log("%d@%zu.%06zu:", tid, sec, us
 TID of at most 8 digits, 10 digits of seconds, 6 of microseconds, an ASCII identifier, then
 a space and the arguments) all at once:
 
-- the shape is one anchored RE2 match per line (`byte_lines.ByteLines.contains`);
+- the shape is checked at fixed offsets from each line's first ``@`` (digits eight at a
+  time, two punctuation bytes), and the name once per distinct name;
 - numbers are read eight digits at a time from 64-bit words at any byte offset (a strided
   view of the block; "SWAR" digit parsing), never through Python ints;
 - event names are fingerprinted by the 64-bit words they span; each distinct name is decoded
@@ -24,6 +25,7 @@ ever a faster way to the same rows.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,8 +35,11 @@ import pyarrow.compute as pc
 from analyzer.importers.byte_lines import ByteLines
 from analyzer.importers.byte_words import PAD, U64, ByteWords, low_mask
 
-#: ``TID@SECONDS.MICROS:name`` then a space or the end of the line (its ``\\r`` in a CRLF file).
-_SHAPE = r"^\d{1,8}@\d{10}\.\d{6}:[A-Za-z_][A-Za-z0-9_]*(?: |\r?\n?$)"
+#: An event name: what follows ``TID@SECONDS.MICROS:`` up to a space or the end of the line
+#: (its ``\\r`` in a CRLF file) in the shape read in bulk.
+_NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
+#: Longer names (none of QEMU's trace events) are left to the line-by-line reader.
+_MAX_NAME = 128
 #: Seconds beyond which seconds * 10^9 + micros * 1000 leaves int64.
 _MAX_SECONDS = ((1 << 63) - 1) // 1_000_000_000 - 1
 #: A poll's id key as QEMU writes it.
@@ -60,7 +65,8 @@ class TraceBlock:
         self.lines = lines
         block = lines.block
         self._words = ByteWords(block)
-        shaped = np.flatnonzero(lines.contains(_SHAPE))
+        line_array = lines.array()
+        shaped, at, tid, seconds, micros = self._stamped(pc.find_substring(line_array, "@").to_numpy().astype(np.int64))
         starts, ends = lines.starts[shaped], lines.ends[shaped]
         if crlf:
             data = np.frombuffer(block, dtype=np.uint8)
@@ -68,17 +74,12 @@ class TraceBlock:
             cr = np.zeros(len(ends), dtype=bool)
             cr[filled] = data[ends[filled] - 1] == 13
             ends = ends - cr
-        line_array = lines.array()
-        at = pc.find_substring(line_array, "@").to_numpy()[shaped].astype(np.int64)
-        number = self._words.number
-        tid = number(starts + at, at)
-        seconds = number(starts + at + 11, 8) + number(starts + at + 3, 2) * 100_000_000
-        micros = number(starts + at + 18, 6)
         name_start = starts + at + 19
         space = pc.find_substring(line_array, " ").to_numpy()[shaped].astype(np.int64)
         name_end = np.where(space >= 0, starts + space, ends)
         args_start = np.where(space >= 0, starts + space + 1, ends)
-        keep = (seconds <= _MAX_SECONDS) & ~self._control(crlf)[shaped]
+        keep = (seconds <= _MAX_SECONDS) & ~self._control(crlf)[shaped] & (name_end - name_start <= _MAX_NAME)
+        name_end = np.where(keep, name_end, name_start)  # (a name too long is not fingerprinted)
         codes, names, agree = self._names(name_start, name_end)
         keep &= agree
         k = np.flatnonzero(keep)
@@ -90,6 +91,22 @@ class TraceBlock:
         #: The distinct event names (`codes` index them).
         self.names = names
         self._args = (args_start[k], ends[k])
+
+    def _stamped(self, at: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The lines that start ``TID@SECONDS.MICROS:`` and then at least a byte (a TID of 1-8
+        digits, 10 of seconds, 6 of microseconds), with where their ``@`` is and their TID,
+        seconds and microseconds; from where each line's first ``@`` is (-1: none)."""
+        lines, number = self.lines, self._words.checked_number
+        candidate = np.flatnonzero((at >= 1) & (at <= 8) & (lines.ends - lines.starts >= at + 20))
+        start, at = lines.starts[candidate], at[candidate]
+        data = np.frombuffer(lines.block, dtype=np.uint8)
+        ok = (data[start + at + 11] == ord(".")) & (data[start + at + 18] == ord(":"))
+        tid, tid_ok = number(start + at, at)
+        low, low_ok = number(start + at + 11, 8)
+        high, high_ok = number(start + at + 3, 2)
+        micros, micros_ok = number(start + at + 18, 6)
+        k = np.flatnonzero(ok & tid_ok & low_ok & high_ok & micros_ok)
+        return candidate[k], at[k], tid[k], low[k] + high[k] * 100_000_000, micros[k]
 
     def _control(self, crlf: bool) -> np.ndarray:
         """Whether each line of the block holds a control character (but its newline and, in a
@@ -112,7 +129,8 @@ class TraceBlock:
         return out & (lines.ends > lines.starts)
 
     def _names(self, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
-        """(code per line, distinct names, whether each line's name equals its code's name)."""
+        """(code per line, distinct names, whether each line's name is one -- an identifier,
+        ``""`` in `names` when not -- and equals its code's name)."""
         length = end - start
         if not len(start):
             return np.zeros(0, np.int64), [], np.zeros(0, bool)
@@ -130,8 +148,10 @@ class TraceBlock:
         agree = length == length[first][codes]
         for w in words:
             agree &= w == w[first][codes]
-        names = [self.lines.block[start[i] : end[i]].decode("ascii") for i in first.tolist()]
-        return codes.astype(np.int64), names, agree
+        raw = [self.lines.block[start[i] : end[i]] for i in first.tolist()]
+        named = np.array([_NAME.fullmatch(r) is not None for r in raw], dtype=bool)
+        names = [r.decode("ascii") if ok else "" for r, ok in zip(raw, named.tolist(), strict=True)]
+        return codes.astype(np.int64), names, agree & named[codes]
 
     def heads(self, pick: np.ndarray) -> tuple[list[bool], list[int], list[int], list[str], list[int]]:
         """Per line of the block `pick` (-1: not a plain line) whether it is plain, and if so
