@@ -4,8 +4,9 @@ An importer reads its input as blocks (`lines.InputText.iter_byte_blocks`); the 
 block (`trace_block`: numpy and Arrow, which release the GIL) does not depend on the blocks
 before it, only the Python that follows does. `ordered` runs the bulk work of the next blocks
 on a few threads while the caller reads the results one by one in input order: at most
-`depth` blocks are in flight, so memory follows a few blocks, and the results are the same
-as without threads (the function is pure).
+`depth` items are in flight besides the one the caller holds, so memory follows a few
+blocks (or, for a writer, one row group being made while one is written), and the results
+are the same as without threads (the function is pure).
 
 The items themselves are drawn on a thread of their own too: reading a block (the read, its
 newlines counted by numpy) mostly waits without the GIL, which the caller's Python then
@@ -34,42 +35,38 @@ def ordered(items: Iterable[T], prepare: Callable[[T], R], *, workers: int = 2, 
         yield from map(prepare, items)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blkreplay-import") as pool:
-        pending: queue.Queue[Future[R] | BaseException | object] = queue.Queue(maxsize=depth)
+        pending: queue.Queue[Future[R] | BaseException | object] = queue.Queue()
         stop = threading.Event()
+        # (a slot per item submitted and not yet taken by the caller: never more than `depth`
+        # results made ahead of the one the caller holds, e.g. one row group being written)
+        slots = threading.Semaphore(depth)
 
         def draw() -> None:
             try:
                 for item in items:
+                    while not slots.acquire(timeout=0.05):
+                        if stop.is_set():
+                            return
                     if stop.is_set():
                         return
-                    _put(pending, pool.submit(prepare, item), stop)
+                    pending.put(pool.submit(prepare, item))
             except BaseException as exc:  # (handed to the caller, in its place)
-                _put(pending, exc, stop)
+                pending.put(exc)
                 return
-            _put(pending, _END, stop)
+            pending.put(_END)
 
         drawer = threading.Thread(target=draw, name="blkreplay-import-read", daemon=True)
         drawer.start()
         try:
             while (got := pending.get()) is not _END:
+                slots.release()
                 if isinstance(got, BaseException):
                     raise got
                 yield got.result()  # type: ignore[union-attr]
         finally:
             stop.set()
-            while drawer.is_alive():  # (let a blocked put through, then drop what it put)
-                _drop(pending)
-                drawer.join(0.01)
+            drawer.join()  # (it sees `stop` within 0.05 s, or ends with its item)
             _drop(pending)
-
-
-def _put(pending: queue.Queue, value: object, stop: threading.Event) -> None:
-    while not stop.is_set():
-        try:
-            pending.put(value, timeout=0.05)
-            return
-        except queue.Full:
-            continue
 
 
 def _drop(pending: queue.Queue) -> None:

@@ -60,3 +60,25 @@ def test_a_consumer_that_stops_early_stops_the_drawing():
     results.close()
     assert len(drawn) < 10  # (a few ahead: depth and the one in hand)
     assert not {t.name for t in threading.enumerate()} - before
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_no_more_than_depth_results_are_made_ahead_of_the_one_in_hand(depth):
+    """A writer's next row group is made while it writes this one, never two more: each
+    result is memory (a row group is a hundred megabytes)."""
+    lock = threading.Lock()
+    made = 0
+    most = 0
+
+    def prepare(x: int) -> int:
+        nonlocal made, most
+        with lock:
+            made += 1
+            most = max(most, made)
+        return x
+
+    for _ in ordered(range(30), prepare, workers=2, depth=depth):
+        time.sleep(0.005)  # (the caller is slow: the drawing runs as far ahead as it may)
+        with lock:
+            made -= 1
+    assert most == depth + 1
