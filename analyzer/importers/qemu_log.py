@@ -172,8 +172,9 @@ class _Requests:
         self._ops: dict[str, str] = {}
         #: The block's bulk requests: line numbers (ascending), pointers, whether writes.
         self._block: tuple[np.ndarray, pa.Array, np.ndarray] | None = None
-        #: Per pointer of `_block`, its rows there (ascending), made when first asked.
-        self._rows: dict[str, np.ndarray] | None = None
+        #: Per pointer of `_block`, the lines of its requests there (ascending) and whether
+        #: each is a write, made when first asked.
+        self._rows: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
         #: The block's requests read one by one: pointer -> (line, op) of its last.
         self._set: dict[str, tuple[int, str]] = {}
 
@@ -191,21 +192,23 @@ class _Requests:
         """The op of the last request of pointer `req` before `line`."""
         latest = self._set.get(req)
         if self._block is not None:
-            lines, _, writes = self._block
-            rows = self._pointer_rows().get(req)
-            if rows is not None:
-                k = int(np.searchsorted(lines[rows], line)) - 1
-                if k >= 0 and (latest is None or lines[rows[k]] > latest[0]):
-                    return "write" if writes[rows[k]] else "read"
+            found = self._pointer_rows().get(req)
+            if found is not None:
+                lines, writes = found
+                k = int(np.searchsorted(lines, line)) - 1
+                if k >= 0 and (latest is None or lines[k] > latest[0]):
+                    return "write" if writes[k] else "read"
         if latest is not None:
             return latest[1]
         return self._ops.get(req)
 
-    def _pointer_rows(self) -> dict[str, np.ndarray]:
+    def _pointer_rows(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if self._rows is None:
             assert self._block is not None
-            keys, order, bounds = _groups(self._block[1])
-            self._rows = {key: order[bounds[i] : bounds[i + 1]] for i, key in enumerate(keys)}
+            lines, reqs, writes = self._block
+            keys, order, bounds = _groups(reqs)
+            lines, writes = lines[order], writes[order]
+            self._rows = {key: (lines[a:b], writes[a:b]) for key, a, b in zip(keys, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)}
         return self._rows
 
     def fold(self) -> None:
