@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -348,11 +349,15 @@ class _Transcript:
         at = np.concatenate((np.flatnonzero(rest), bulk.event_taken[events]))
         which = np.concatenate((np.full(int(rest.sum()), -1), np.flatnonzero(events)))
         order = np.argsort(at, kind="stable")
+        # (each event's values as Python ints once per block, not a numpy scalar per event)
+        values = zip(bulk.event_rest.tolist(), bulk.event_seconds.tolist(), bulk.event_micros.tolist(),
+                     bulk.event_ts.tolist(), strict=True)
+        known = [v if k else None for v, k in zip(values, events.tolist(), strict=True)]
         for i, e in zip(at[order].tolist(), which[order].tolist(), strict=True):
             if e < 0:
                 self.line(before + i + 1, lines.line(i))
             else:
-                self.event(before + i + 1, bulk, e, lines)
+                self.event(before + i + 1, known[e], lambda e=e: lines.line(int(bulk.event_taken[e])))
         payloads = bulk.payloads if taken.all() else bulk.payloads.filter(pa.array(taken))
         self.table.add_chunk(before + bulk.taken[taken] + 1, bulk.ts[taken], shape_of[bulk.head[taken]], bulk.id[taken], payloads)
 
@@ -390,17 +395,18 @@ class _Transcript:
         _remember(self.rests, escaped, result)
         return result
 
-    def event(self, number: int, bulk: TranscriptBlock, e: int, lines: ByteLines) -> None:
-        """Event record `e` of the block, from its rest's meaning (`rest`): as `QmpState.event`
-        would read it, its timestamp judged."""
-        meaning, rest = self._rests[bulk.event_rest[e]]
-        seconds, micros = int(bulk.event_seconds[e]), int(bulk.event_micros[e])
+    def event(self, number: int, values: tuple[int, int, int, int], line: Callable[[], str]) -> None:
+        """An event record of the block read from its rest's meaning (`rest`), its values
+        (rest, seconds, microseconds, record time): as `QmpState.event` would read it, its
+        timestamp judged (`line`: its text, for a bad line)."""
+        rest_index, seconds, micros, ts = values
+        meaning, rest = self._rests[rest_index]  # type: ignore[misc]
         try:
             check_event_time(meaning.name or "", seconds, micros)
             self.state.add_event(meaning, (seconds, micros), seconds * 1_000_000_000 + micros * 1000,
-                                 _stamp(seconds, micros) + rest, int(bulk.event_ts[e]), number)
+                                 f'{{"timestamp": {{"seconds": {seconds}, "microseconds": {micros}}}, {rest}', ts, number)
         except ValueError as exc:
-            self.bad(number, lines.line(int(bulk.event_taken[e])), _reason(exc))
+            self.bad(number, line(), _reason(exc))
 
     def head(self, escaped: str, line: str) -> tuple[int, str] | None:
         """(shape index, head as sent) of the records with this escaped head, if they can be

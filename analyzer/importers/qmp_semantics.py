@@ -409,10 +409,18 @@ class QmpState:
         name, fields = meaning.name, meaning.fields
         key = None if stamp is None else ("event", name, *stamp)
         thread = ("qemu", "unknown") if preset else (None, None)
-        i = self.rows.add(
-            "qmp_event", ts, line, tid=tid, name=name, payload=text,
-            thread=thread[0], thread_kind=thread[1], key=key, event_ts=event_ts, **fields,
-        )
+        # (`Rows.add` inlined: an event is a row of the hot path of a transcript)
+        i = self.rows.append("qmp_event", ts, line, tid, name, text)
+        sparse = self._sparse
+        if preset:
+            self._threads[i], self._thread_kinds[i] = thread
+        if key is not None:
+            self._keys[i] = key
+        if event_ts is not None:
+            sparse["event_ts"][i] = event_ts
+        for col, value in fields.items():
+            if value is not None:
+                sparse[col][i] = value
         if meaning.swapped:
             marker_key = None if key is None else ("event", SWAPPED_MARKER, *key[2:])
             self.rows.add(
