@@ -307,7 +307,7 @@ class _TraceLogParser:
     def prepare(self, numbered_block: tuple[int, bytes]) -> _Prepared:
         """What the block of lines before+1.. holds, read in bulk (`trace_block`): which plain
         lines become ``trace_event`` rows as they are -- events no handler reads, requests
-        (whose request -> op pairs are applied in line order, `_Requests`), successful
+        (whose ops a failed completion of a later line asks for, `_Requests`), successful
         completions, QMP command entries -- as a `Segment`, and which lines are left to be read
         one by one. It changes no parser state but the per-name `dispatch` table (the same
         entry whoever fills it), so it runs on threads ahead of `consume` (`ahead.ordered`)."""
