@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 
 from tracer import safejson
 from tracer.errors import TraceFormatError
+from tracer.schema import COLUMNS
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA = "blkreplay.manifest/1"
@@ -50,11 +51,17 @@ TMP_SUFFIX = ".tmp"
 #: The largest manifest read (a million segments take about 150 MB; far beyond any recording).
 MANIFEST_MAX_BYTES = 256 << 20
 
-#: Parquet writer settings shared by every producer (zstd, dictionary encoding).
-#: Statistics only where readers prune with them (row ranges by seq, time, vm).
+#: Columns of about one value a row (order keys, times, lines, payloads), written plain: a
+#: dictionary of them only costs a hash a row before the writer gives it up for plain
+#: encoding (measured on an import's row groups: 7% of the writing, 14-17% of the file).
+PLAIN_COLUMNS = frozenset({"seq", "ts_ns", "src_line", "event_ts_ns", "payload"})
+
+#: Parquet writer settings shared by every producer (zstd; dictionary encoding but for
+#: `PLAIN_COLUMNS`). Statistics only where readers prune with them (row ranges by seq, time,
+#: vm).
 PARQUET_OPTIONS: dict[str, object] = {
     "compression": "zstd",
-    "use_dictionary": True,
+    "use_dictionary": [c.name for c in COLUMNS if c.name not in PLAIN_COLUMNS],
     "write_statistics": ["seq", "ts_ns", "vm"],
 }
 

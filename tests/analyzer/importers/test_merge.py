@@ -17,7 +17,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from analyzer.importers import import_traces, read_input, spill
-from analyzer.importers.merge import _coalesce, _output_order, _Placement, _Taken, _Writes, first_appearance
+from analyzer.importers.merge import (
+    _coalesce,
+    _output_order,
+    _Placement,
+    _Taken,
+    _Writes,
+    first_appearance,
+)
 from analyzer.importers.rows import _values
 from tracer.errors import ImportFormatError
 from tracer.schema import read_metadata, validate

@@ -1,8 +1,8 @@
 """Streaming the table build (issue #12): a VM's rows leave Python a chunk at a time and its
 payloads reach the Parquet file one row group at a time, and none of that shows in the output.
 
-- the files are byte for byte those `main` wrote before streaming (11a2ade), for every real
-  sample and merged inputs (`BEFORE_STREAMING`: sha256 of the Parquet file, imported from
+- the files hold byte for byte the rows `main` wrote before streaming (11a2ade), for every
+  real sample and merged inputs (`BEFORE_STREAMING`: sha256 of the Parquet file, imported from
   relative paths in a fresh directory so that the bytes do not depend on where it ran);
 - a chunk of a few rows gives the same file as one chunk, and row groups of a few rows the
   same rows and the same `check` result as one group (each row group's columns are put
@@ -40,31 +40,33 @@ CASES = {
     "libvirt-11.3": ("libvirt-11.3/a-stop-eio", ["libvirtd.log"]),
 }
 
-#: sha256 of the Parquet file `main` wrote before streaming (commit 11a2ade), per case; the
-#: libvirt cases since libvirt's qemuProcessHandle* lines became mgmt_event rows (13 more rows).
+#: sha256 of the Parquet file, per case: the rows `main` wrote before streaming (commit 11a2ade;
+#: the libvirt cases since libvirt's qemuProcessHandle* lines became mgmt_event rows, 13 more
+#: rows), encoded since stop 32 with `tracer.tracedir.PLAIN_COLUMNS` plain (re-pinned once each
+#: file's rows and metadata were checked equal to the file of the code before).
 BEFORE_STREAMING = {
-    "10.0-dataplane-all3": "0222a6f0195685253c5233a6704aad0d4cf273a8ef0d43e59f36694e76dd3db3",
-    "10.0-dataplane-events": "93583958e815ce64221a0156a875af0b4332f0153c14cfc0f1c4b2ee422af3ef",
-    "10.0-dataplane-merged": "778f2751876637f7a16eeba7f0cc6d66253180fecc50ebe973c549219453f603",
-    "10.0-dataplane-trace": "08aea33b3d5e83fd1095c7d0a330c95d6eb6a3c78087abe63238ca2b34389041",
-    "10.0-dataplane-transcript": "f226607710de4c81c335245274b5ab18996f5bc0515b12a51eac84d8d53bd6bb",
-    "10.0-report-all3": "c368f0477dd7bd1de572a8f9df04d744cf2438a49e79ce0d4db9bed423dbac78",
-    "10.0-report-events": "90802d82cb2d555eaecc5a37726107250db34c71fb6a52309feadb7744eef83c",
-    "10.0-report-merged": "4ff6b8f93e54ff567a4a0e5ac2ec670290e6a196acf4b03f19bd1af9235132c2",
-    "10.0-report-trace": "98e27ea17dbbfa3f13e71fbe6016e2e45c433fc6aa630f5e021411c172801a76",
-    "10.0-report-transcript": "eea1be4371b971b45cd38e680584a53cc3f4fef573e93641356bd85be489ed02",
-    "7.2-dataplane-all3": "a42b82d6bc8bde4af780354b50ffcd9d7b0f9b8a0ca9d0a07b0e1c968f1c3073",
-    "7.2-dataplane-events": "b8fbaaceb42e1a9bccb529105c83326dec0278db66926982a0b918e2afc661ab",
-    "7.2-dataplane-merged": "465af72bf815c402fa531b57d541ab77804abd588b26fc669e59aa6f1e242921",
-    "7.2-dataplane-trace": "0d93e79d18b92b1eff193ddc29dbdc4a50e45ca62020782a76fd49bc474e97ad",
-    "7.2-dataplane-transcript": "4b3e0adb2257c6de3dd441ea174b9de1d62f3189d8e97f702e1ec6301ea1d32e",
-    "7.2-report-all3": "a9df48e5fe3ee30ec824d83d2b018c39f8d4d248791c499b6bf0e6567a137da0",
-    "7.2-report-events": "9565a5998fbec8093e53e6741beedf6d9c53775d06139311c27cdf814cba7148",
-    "7.2-report-merged": "4473fd571e9b8f09bc8c78c09f2016fdb5c2a6540af7170d9a593983487b69ec",
-    "7.2-report-trace": "21f823e39e3cf5b05a225e2194d3aa2adf326774a959691f9dd5941c6bc6b93a",
-    "7.2-report-transcript": "41fc15f70d347df5007b3bf58226c36c60ed1c528fda54d4031fec82748f2e8c",
-    "libvirt-11.3": "910d2f292272da1aef7890f739ed6931e6f1fa0931c2b40f9704b5389823ab48",
-    "libvirt-9.0": "9e2174d8b6cef9553a302ff2493b3cc4bb52ce95b1ea7f7ba48c0f8efe08fad5",
+    "10.0-dataplane-all3": "8d289a4b27110eb99a35c52c3b34b15870c31f17b50f0cafa3d3c83b8cf60231",
+    "10.0-dataplane-events": "cdc3f19aa02d7ddcb9958fe3a75672491d792d16996d07ef8f47a681cdb77994",
+    "10.0-dataplane-merged": "74288ad33440309faf1260b5a715d56b3b2b28de828334ee4880bdac576df4da",
+    "10.0-dataplane-trace": "6586fe054f297b3cb0851e508aa13e115a76423764479e6affce2346128b5960",
+    "10.0-dataplane-transcript": "908a1d37b46e22dbd16222e36f798fb8d0d3bd84839a12bc38d79a77c85af800",
+    "10.0-report-all3": "945ef65c48c5a7d774e8c6e892130032a7d2d5eee0e8be066214fd55633a54c4",
+    "10.0-report-events": "4b05982b64573e51aee14ac75dd38921b1fb363bd3d78b35fa708a4266bec0ae",
+    "10.0-report-merged": "4c7049eca76aa5ea3675827b51c79a1f9f875b752ebe4ca3b492453709dbee17",
+    "10.0-report-trace": "939afcb3d6dff8aa35988e94e8ae8a6b54161143b38ba08ea811e49657161514",
+    "10.0-report-transcript": "90815328b00a40dd070109b078bab03298fb92bc250058ccb9655f457051e44c",
+    "7.2-dataplane-all3": "be4d4dd74e14cf57bbf792924761ae71c6fd97c9c05afbbc6d935d092bedb753",
+    "7.2-dataplane-events": "60e982008b783ffc7d8f456171c18147883d08c47aafb1c0266677ee7989b1fd",
+    "7.2-dataplane-merged": "88673012f17f752c54c7c716ab63d46e534dd1cd2a66201d3345e82ddaabb79c",
+    "7.2-dataplane-trace": "1b74cc5c1988c1cfeece2144b41d367a486c554bd150d2baa591d38d54d6bd13",
+    "7.2-dataplane-transcript": "4b03ff58f3be2acab15e7b9e621ba688d717d7c48b34f49d3ecd3c6d4d191226",
+    "7.2-report-all3": "49af504b76591942d222d7445cb81f6276071e15d942ee844d63b1415acc541a",
+    "7.2-report-events": "08464c71048ec87e5bd66c8b1f424a74137bb3295ec335b003b49af3ceccec45",
+    "7.2-report-merged": "4ff149266654caf1c73ed0f395f34ed4e408ab3a5a2ba13d52c0a542acf45d80",
+    "7.2-report-trace": "2a31cfa34451e33fd9cb81bb29d170e0e1b658e62a8647c6492e506300e41bcd",
+    "7.2-report-transcript": "4f6542226d8fc61e7cc6758e5917efa7cd40d89a12579c02eaf9c312e48a3c92",
+    "libvirt-11.3": "fe3e4b9810442e92fd259a7851f87f5b6b0e4940d142d81dfdda18f7475c134b",
+    "libvirt-9.0": "82f76fa5c660ea76aaf32c53156c02352f077fc0df2dd3262a753cb50cf4acca",
 }
 
 
