@@ -166,7 +166,7 @@ def build_rows(
     # taken into output order a row group at a time as it is written (`_Taken`).
     bulk = _SegmentColumns(segments)
     piece_starts = np.concatenate((np.arange(0, k, chunk), k + np.cumsum([0] + [len(s) for s in segments])[:-1]))
-    placement = _Placement(piece_starts, [*[min(chunk, k - s) for s in range(0, k, chunk)], *map(len, segments)], place[order])
+    placement = _Placement(piece_starts, n, place[order])
     del place
 
     def taken(pieces: list[pa.Array | Spilled], type_: pa.DataType) -> _Taken:
@@ -279,12 +279,13 @@ def _output_order(alias: np.ndarray, ts: np.ndarray, line: np.ndarray, part_of: 
 class _Placement:
     """Where a VM's output rows lie in the pieces its dense columns come in: every dense column
     comes in the same pieces (a chunk of the lists' rows, one segment), laid end to end in
-    `place` order; `piece_starts` is where each starts, `output_place` the `place` of each
-    output row. A row group's rows are found in them once (`locate`) for all its columns."""
+    `place` order over its `rows` rows; `piece_starts` is where each starts, `output_place`
+    the `place` of each output row. A row group's rows are found in them once (`locate`) for
+    all its columns."""
 
-    def __init__(self, piece_starts: np.ndarray, piece_rows: Sequence[int], output_place: np.ndarray) -> None:
-        self.starts = np.append(piece_starts, piece_starts[-1] + piece_rows[-1]) if len(piece_rows) else np.zeros(2, np.int64)
-        self.pieces = len(piece_rows)
+    def __init__(self, piece_starts: np.ndarray, rows: int, output_place: np.ndarray) -> None:
+        self.starts = np.append(piece_starts, rows).astype(np.int64)
+        self.pieces = len(piece_starts)
         self._place = output_place
         self._last: tuple[tuple[int, int], tuple[list[int], np.ndarray]] | None = None
 

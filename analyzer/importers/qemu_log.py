@@ -165,8 +165,8 @@ class _Requests:
     never asked about, as most completions succeed. A failed completion of the block finds the
     last one before its line among them (an index of the block's pointers, made at the first
     question), or among the block's requests read one by one (`set`); at the block's end the
-    last op of each pointer the block named goes to a dict (`fold`): a Python step per
-    distinct pointer, not per request."""
+    last op of each pointer the block named goes to a dict (`fold`, from the same index): a
+    Python step per distinct pointer, not per request."""
 
     def __init__(self) -> None:
         self._ops: dict[str, str] = {}
@@ -206,32 +206,24 @@ class _Requests:
         if self._rows is None:
             assert self._block is not None
             lines, reqs, writes = self._block
-            keys, order, bounds = _groups(reqs)
+            encoded = reqs.dictionary_encode()
+            codes = encoded.indices.to_numpy()
+            order = np.argsort(codes, kind="stable")  # (by pointer, each pointer's rows ascending)
+            bounds = np.searchsorted(codes[order], np.arange(len(encoded.dictionary) + 1)).tolist()
             lines, writes = lines[order], writes[order]
-            self._rows = {key: (lines[a:b], writes[a:b]) for key, a, b in zip(keys, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)}
+            self._rows = {key: (lines[a:b], writes[a:b])
+                          for key, a, b in zip(encoded.dictionary.to_pylist(), bounds[:-1], bounds[1:], strict=True)}
         return self._rows
 
     def fold(self) -> None:
         """The block is read: keep the last op of each pointer it named."""
         last: list[tuple[int, str, str]] = [(line, req, op) for req, (line, op) in self._set.items()]
         if self._block is not None:
-            lines, reqs, writes = self._block
-            keys, order, bounds = _groups(reqs)
-            final = order[bounds[1:] - 1]  # (each pointer's last row: rows of a pointer ascend)
-            last += zip(lines[final].tolist(), keys, np.where(writes[final], "write", "read").tolist(), strict=True)
+            last += [(int(lines[-1]), req, "write" if writes[-1] else "read")
+                     for req, (lines, writes) in self._pointer_rows().items()]
         for _, req, op in sorted(last):
             self._ops[req] = op
         self._block, self._rows, self._set = None, None, {}
-
-
-def _groups(values: pa.Array) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(the distinct values, the rows in order of value then row, where each value's rows
-    start in that order and, last, the end)."""
-    encoded = values.dictionary_encode()
-    codes = encoded.indices.to_numpy()
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(encoded.dictionary) + 1))
-    return encoded.dictionary.to_pylist(), order, bounds
 
 
 class _TraceLogParser:

@@ -136,11 +136,11 @@ def test_trace_log_bulk_rows_are_the_plain_events(tmp_path, monkeypatch):
     ]
 
 
-@pytest.mark.parametrize("chunk", [16, 200, 1 << 20])
+@pytest.mark.parametrize("chunk", [16, 200, 1024, 1 << 20])  # (1024: lines 1-7 in the first block)
 def test_a_failed_completion_takes_the_op_of_the_last_request_before_it(tmp_path, monkeypatch, chunk):
     """Requests of one pointer read in bulk and one by one (a tab in the line), in one block
-    or many: the last one before a failure, in line order, gives its op; a pointer never
-    requested gives none."""
+    or many: the last one before a failure, in line order, gives its op (of several in an
+    earlier block, that block's last); a pointer never requested gives none."""
     monkeypatch.setattr(lines_module, "CHUNK_BYTES", chunk)
     path = tmp_path / "trace.log"
     path.write_text(
@@ -150,15 +150,17 @@ def test_a_failed_completion_takes_the_op_of_the_last_request_before_it(tmp_path
         "9676@1795625377.000004:virtio_blk_handle_read vdev 0x5 req 0xa sector 16 nsectors 1\n"
         "9676@1795625377.000005:virtio_blk_handle_write vdev 0x5 req 0xb sector 24 nsectors 1\n"
         "9676@1795625377.000006:virtio_blk_rw_complete vdev 0x5 req 0xa ret -5\n"
-        + "".join(f"9676@1795625377.{7 + i:06d}:blk_co_preadv blk 0x1 offset {i}\n" for i in range(20))
+        "9676@1795625377.000007:virtio_blk_handle_read vdev 0x5 req 0xa sector 40 nsectors 1\n"
+        + "".join(f"9676@1795625377.{8 + i:06d}:blk_co_preadv blk 0x1 offset {i}\n" for i in range(20))
         + "9676@1795625377.000030:virtio_blk_handle_read vdev 0x5 req 0xb sector 8\tnsectors 1\n"
         "9676@1795625377.000031:virtio_blk_handle_write vdev 0x5 req 0xb sector 32 nsectors 1\n"
         "9676@1795625377.000032:virtio_blk_rw_complete vdev 0x5 req 0xb ret -5\n"
         "9676@1795625377.000033:virtio_blk_rw_complete vdev 0x5 req 0xc ret -5\n"
+        "9676@1795625377.000034:virtio_blk_rw_complete vdev 0x5 req 0xa ret -5\n"
     )
     (table,) = _same_both_ways(qemu_log.parse, path, "qemu-log")
     failed = [(r["src_line"], r["op"]) for r in table.to_pylist() if r["kind"] == "io_complete"]
-    assert failed == [(3, "write"), (6, "read"), (29, "write"), (30, None)]
+    assert failed == [(3, "write"), (6, "read"), (30, "write"), (31, None), (32, "read")]
 
 
 _HEAD = "2026-11-25 10:00:0@S.123+0000: 4242: debug : "

@@ -228,7 +228,7 @@ def test_a_column_in_output_order_is_taken_a_row_group_at_a_time_as_from_its_pie
         finally:
             spill.MIN_ROWS = saved
         file.close()
-        placement = _Placement(starts.astype(np.int64), lengths, np.array(places, dtype=np.int64))
+        placement = _Placement(starts.astype(np.int64), total, np.array(places, dtype=np.int64))
         column = _Taken(kept, placement, pa.large_string())
         # (a second column of the same pieces, asked for the same rows in turn: one placement)
         numbers = _Taken([pa.array(range(s, s + n), pa.int64()) for s, n in zip(starts.tolist(), lengths, strict=True)],
